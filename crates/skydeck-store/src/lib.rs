@@ -1,0 +1,83 @@
+//! Skydeck's durable state.
+//!
+//! [`Store`] is the one interface the server uses. [`SqlStore`] implements it
+//! for SQLite (the embedded default) and PostgreSQL (for teams and replicas)
+//! with the same portable SQL; the few dialect differences live in
+//! [`sql::Dialect`]. The conformance suite in `tests/` runs every method
+//! against both.
+
+mod error;
+mod migrate;
+mod model;
+mod sql;
+
+pub use error::StoreError;
+pub use model::{NewRequest, Outcome, RequestFilter, RequestRecord, ServerInfo, User};
+pub use sql::{Dialect, SqlStore};
+
+use async_trait::async_trait;
+use skydeck_types::{RequestStatus, ScheduleType};
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Everything Skydeck persists. Every write is a single statement, so a crash
+/// between two calls never leaves a half-written row.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which database this is, for logs and `api info`.
+    fn dialect(&self) -> Dialect;
+
+    // ---- users
+    /// Creates the user or renames it; `created_at` of an existing user stays.
+    async fn upsert_user(&self, user: &User) -> Result<()>;
+    async fn get_user(&self, id: &str) -> Result<Option<User>>;
+    async fn list_users(&self) -> Result<Vec<User>>;
+
+    // ---- requests
+    async fn insert_request(&self, request: &NewRequest) -> Result<()>;
+    async fn get_request(&self, id: &str) -> Result<Option<RequestRecord>>;
+    /// Ids that start with `prefix`, newest first, at most `limit`, limited to
+    /// one user's requests when `user_id` is given.
+    async fn request_ids_with_prefix(
+        &self,
+        prefix: &str,
+        user_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>>;
+    /// Matching requests, newest first.
+    async fn list_requests(&self, filter: &RequestFilter) -> Result<Vec<RequestRecord>>;
+    /// Atomically moves the oldest PENDING request of `schedule` to RUNNING,
+    /// owned by `server_id`. Several servers may call this concurrently; each
+    /// request is handed to exactly one.
+    async fn claim_next(
+        &self,
+        schedule: ScheduleType,
+        server_id: &str,
+        now: f64,
+    ) -> Result<Option<RequestRecord>>;
+    /// Records the outcome of a RUNNING request owned by `server_id`. Returns
+    /// false (and changes nothing) if the request is no longer RUNNING there,
+    /// e.g. because it was cancelled meanwhile.
+    async fn finish_request(
+        &self,
+        id: &str,
+        server_id: &str,
+        outcome: &Outcome,
+        now: f64,
+    ) -> Result<bool>;
+    /// Puts a RUNNING request owned by `server_id` back to PENDING so that a
+    /// server runs it again; `note` is shown as its status message.
+    async fn requeue_request(&self, id: &str, server_id: &str, note: &str) -> Result<bool>;
+    /// Cancels a PENDING or RUNNING request and returns the status it had;
+    /// `None` if it does not exist or had already finished.
+    async fn cancel_request(&self, id: &str, now: f64) -> Result<Option<RequestStatus>>;
+    /// Statuses of the given requests, for executors watching for
+    /// cancellations made through another replica.
+    async fn request_statuses(&self, ids: &[String]) -> Result<Vec<(String, RequestStatus)>>;
+
+    // ---- API server processes
+    async fn register_server(&self, server: &ServerInfo) -> Result<()>;
+    async fn heartbeat_server(&self, id: &str, now: f64) -> Result<()>;
+    async fn remove_server(&self, id: &str) -> Result<()>;
+    async fn list_servers(&self) -> Result<Vec<ServerInfo>>;
+}

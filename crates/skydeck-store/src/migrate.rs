@@ -1,0 +1,45 @@
+//! Schema migrations, embedded in the binary and applied at start.
+
+use crate::{Result, StoreError};
+use sqlx::AnyPool;
+use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
+use std::borrow::Cow;
+
+/// Every migration this binary knows, oldest first. Append only.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "requests",
+    include_str!("../migrations/0001_requests.sql"),
+)];
+
+/// The newest schema version this binary knows.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |(version, _, _)| *version)
+}
+
+pub async fn run(pool: &AnyPool, location: &str) -> Result<()> {
+    let migrations: Vec<Migration> = MIGRATIONS
+        .iter()
+        .map(|(version, description, sql)| {
+            Migration::new(
+                *version,
+                Cow::Borrowed(*description),
+                MigrationType::Simple,
+                Cow::Borrowed(*sql),
+                false,
+            )
+        })
+        .collect();
+    let migrator = Migrator {
+        migrations: Cow::Owned(migrations),
+        ..Migrator::DEFAULT
+    };
+    migrator.run(pool).await.map_err(|err| match err {
+        MigrateError::VersionMissing(found) => StoreError::SchemaTooNew {
+            location: location.to_owned(),
+            found,
+            known: latest_version(),
+        },
+        other => StoreError::Migration(other),
+    })
+}

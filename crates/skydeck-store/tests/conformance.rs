@@ -1,0 +1,665 @@
+//! One conformance suite for every [`Store`] backend.
+//!
+//! Each test runs the same assertions against SQLite and PostgreSQL. The
+//! PostgreSQL run needs `SKYDECK_TEST_POSTGRES_URL` (an admin URL such as
+//! `postgresql://postgres@127.0.0.1:5433/postgres`); `scripts/test.sh`
+//! starts a real server and sets it. Each test gets a database of its own.
+
+use skydeck_store::{NewRequest, Outcome, RequestFilter, ServerInfo, SqlStore, Store, User};
+use skydeck_types::{RequestError, RequestStatus, ScheduleType};
+use sqlx::Connection;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// A store on a throw-away database, dropped with it.
+struct TestDb {
+    store: Arc<SqlStore>,
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+    cleanup: Option<(String, String)>,
+}
+
+impl TestDb {
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/state.db", dir.path().display());
+        let store = SqlStore::open(&url).await.unwrap();
+        Self {
+            store: Arc::new(store),
+            url,
+            _dir: Some(dir),
+            cleanup: None,
+        }
+    }
+
+    /// `None` when no PostgreSQL server was given; CI always gives one.
+    async fn postgres() -> Option<Self> {
+        let Ok(admin_url) = std::env::var("SKYDECK_TEST_POSTGRES_URL") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run the PostgreSQL conformance suite: set SKYDECK_TEST_POSTGRES_URL"
+            );
+            eprintln!("SKYDECK_TEST_POSTGRES_URL unset: skipping the PostgreSQL run");
+            return None;
+        };
+        let name = format!("skydeck_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let base = admin_url.rsplit_once('/').unwrap().0;
+        let url = format!("{base}/{name}");
+        let store = SqlStore::open(&url).await.unwrap();
+        Some(Self {
+            store: Arc::new(store),
+            url,
+            _dir: None,
+            cleanup: Some((admin_url, name)),
+        })
+    }
+
+    async fn drop_database(self) {
+        self.store.close().await;
+        if let Some((admin_url, name)) = self.cleanup {
+            let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// Runs `suite` on SQLite, then on PostgreSQL when one is available.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let db = super::TestDb::sqlite().await;
+                    super::$name(db.store.clone()).await;
+                    db.drop_database().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(db) = super::TestDb::postgres().await {
+                        super::$name(db.store.clone()).await;
+                        db.drop_database().await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    users_are_created_renamed_and_listed,
+    requests_round_trip_every_field,
+    prefixes_resolve_within_a_users_requests,
+    listing_filters_and_orders_newest_first,
+    claims_take_the_oldest_pending_request_of_a_pool,
+    concurrent_claims_hand_each_request_to_one_server,
+    finishing_records_the_outcome_only_while_running,
+    requeued_requests_are_claimed_again,
+    cancel_stops_pending_and_running_but_not_finished_requests,
+    statuses_are_reported_for_many_ids,
+    servers_register_heartbeat_and_leave,
+);
+
+fn new_request(id: &str, name: &str, schedule: ScheduleType, created_at: f64) -> NewRequest {
+    NewRequest {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        entrypoint: "sky status".to_owned(),
+        body: serde_json::json!({"cluster_names": ["c1"], "nested": {"k": [1, 2.5, null]}}),
+        schedule_type: schedule,
+        user_id: "u1".to_owned(),
+        cluster_name: None,
+        created_at,
+    }
+}
+
+async fn users_are_created_renamed_and_listed(store: Arc<SqlStore>) {
+    assert_eq!(store.get_user("u1").await.unwrap(), None);
+    let alice = User {
+        id: "u1".into(),
+        name: "alice".into(),
+        created_at: 10.0,
+    };
+    store.upsert_user(&alice).await.unwrap();
+    store
+        .upsert_user(&User {
+            id: "u1".into(),
+            name: "alice2".into(),
+            created_at: 99.0,
+        })
+        .await
+        .unwrap();
+    store
+        .upsert_user(&User {
+            id: "u0".into(),
+            name: "bob".into(),
+            created_at: 11.0,
+        })
+        .await
+        .unwrap();
+    let user = store.get_user("u1").await.unwrap().unwrap();
+    assert_eq!(user.name, "alice2");
+    assert_eq!(
+        user.created_at, 10.0,
+        "renaming must keep the creation time"
+    );
+    let names: Vec<_> = store
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.name)
+        .collect();
+    assert_eq!(names, ["alice2", "bob"]);
+}
+
+async fn requests_round_trip_every_field(store: Arc<SqlStore>) {
+    let mut request = new_request("r-1", "sky.launch", ScheduleType::Long, 1_700_000_000.25);
+    request.cluster_name = Some("c1".into());
+    store.insert_request(&request).await.unwrap();
+    let stored = store.get_request("r-1").await.unwrap().unwrap();
+    assert_eq!(stored.id, "r-1");
+    assert_eq!(stored.name, "sky.launch");
+    assert_eq!(stored.entrypoint, "sky status");
+    assert_eq!(stored.body, request.body);
+    assert_eq!(stored.status, RequestStatus::Pending);
+    assert_eq!(stored.schedule_type, ScheduleType::Long);
+    assert_eq!(stored.user_id, "u1");
+    assert_eq!(stored.cluster_name.as_deref(), Some("c1"));
+    assert_eq!(stored.created_at, 1_700_000_000.25);
+    assert_eq!(stored.started_at, None);
+    assert_eq!(stored.return_value, None);
+    assert_eq!(stored.error, None);
+    assert_eq!(stored.attempts, 0);
+    assert!(store.get_request("r-2").await.unwrap().is_none());
+    assert!(
+        store.insert_request(&request).await.is_err(),
+        "a duplicate id must be refused, not overwrite the first request"
+    );
+}
+
+async fn prefixes_resolve_within_a_users_requests(store: Arc<SqlStore>) {
+    for (i, (id, user)) in [
+        ("abc1", "u1"),
+        ("abc2", "u2"),
+        ("abd3", "u1"),
+        ("a_c4", "u1"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut request = new_request(id, "sky.status", ScheduleType::Short, i as f64);
+        request.user_id = (*user).into();
+        store.insert_request(&request).await.unwrap();
+    }
+    let ids = |prefix: &'static str, user: Option<&'static str>| {
+        let store = store.clone();
+        async move {
+            store
+                .request_ids_with_prefix(prefix, user, 10)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(ids("abc", None).await, ["abc2", "abc1"]);
+    assert_eq!(ids("abc", Some("u1")).await, ["abc1"]);
+    assert_eq!(ids("ab", Some("u2")).await, ["abc2"]);
+    assert!(ids("zz", None).await.is_empty());
+    assert_eq!(
+        ids("a_", None).await,
+        ["a_c4"],
+        "'_' must match itself, not any character"
+    );
+    assert_eq!(ids("a%", None).await, Vec::<String>::new());
+    assert_eq!(
+        store
+            .request_ids_with_prefix("a", None, 2)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+async fn listing_filters_and_orders_newest_first(store: Arc<SqlStore>) {
+    for (id, schedule, created, user, cluster) in [
+        ("r1", ScheduleType::Short, 1.0, "u1", None),
+        ("r2", ScheduleType::Long, 2.0, "u2", Some("c1")),
+        ("r3", ScheduleType::Short, 3.0, "u1", Some("c1")),
+    ] {
+        let mut request = new_request(id, "sky.status", schedule, created);
+        request.user_id = user.into();
+        request.cluster_name = cluster.map(Into::into);
+        store.insert_request(&request).await.unwrap();
+    }
+    store
+        .claim_next(ScheduleType::Long, "s1", 5.0)
+        .await
+        .unwrap()
+        .unwrap();
+    let ids = |filter: RequestFilter| {
+        let store = store.clone();
+        async move {
+            store
+                .list_requests(&filter)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(ids(RequestFilter::default()).await, ["r3", "r2", "r1"]);
+    assert_eq!(
+        ids(RequestFilter {
+            limit: Some(2),
+            ..Default::default()
+        })
+        .await,
+        ["r3", "r2"]
+    );
+    assert_eq!(
+        ids(RequestFilter {
+            user_id: Some("u1".into()),
+            ..Default::default()
+        })
+        .await,
+        ["r3", "r1"]
+    );
+    assert_eq!(
+        ids(RequestFilter {
+            cluster_name: Some("c1".into()),
+            ..Default::default()
+        })
+        .await,
+        ["r3", "r2"]
+    );
+    assert_eq!(
+        ids(RequestFilter {
+            statuses: Some(vec![RequestStatus::Running]),
+            ..Default::default()
+        })
+        .await,
+        ["r2"]
+    );
+    assert_eq!(
+        ids(RequestFilter {
+            statuses: Some(vec![RequestStatus::Pending, RequestStatus::Succeeded]),
+            schedule_type: Some(ScheduleType::Short),
+            ..Default::default()
+        })
+        .await,
+        ["r3", "r1"]
+    );
+    assert!(
+        ids(RequestFilter {
+            statuses: Some(vec![]),
+            ..Default::default()
+        })
+        .await
+        .is_empty()
+    );
+}
+
+async fn claims_take_the_oldest_pending_request_of_a_pool(store: Arc<SqlStore>) {
+    store
+        .insert_request(&new_request("late", "sky.status", ScheduleType::Short, 2.0))
+        .await
+        .unwrap();
+    store
+        .insert_request(&new_request(
+            "early",
+            "sky.status",
+            ScheduleType::Short,
+            1.0,
+        ))
+        .await
+        .unwrap();
+    store
+        .insert_request(&new_request("long", "sky.launch", ScheduleType::Long, 0.5))
+        .await
+        .unwrap();
+    let first = store
+        .claim_next(ScheduleType::Short, "s1", 7.0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.id, "early");
+    assert_eq!(first.status, RequestStatus::Running);
+    assert_eq!(first.server_id.as_deref(), Some("s1"));
+    assert_eq!(first.started_at, Some(7.0));
+    assert_eq!(first.attempts, 1);
+    let second = store
+        .claim_next(ScheduleType::Short, "s1", 7.0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.id, "late");
+    assert!(
+        store
+            .claim_next(ScheduleType::Short, "s1", 7.0)
+            .await
+            .unwrap()
+            .is_none(),
+        "the long request must not be handed to the short pool"
+    );
+}
+
+async fn concurrent_claims_hand_each_request_to_one_server(store: Arc<SqlStore>) {
+    const N: usize = 40;
+    for i in 0..N {
+        store
+            .insert_request(&new_request(
+                &format!("r{i:03}"),
+                "sky.status",
+                ScheduleType::Short,
+                i as f64,
+            ))
+            .await
+            .unwrap();
+    }
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let store = store.clone();
+        workers.push(tokio::spawn(async move {
+            let mut claimed = Vec::new();
+            while let Some(request) = store
+                .claim_next(ScheduleType::Short, &format!("s{w}"), 1.0)
+                .await
+                .unwrap()
+            {
+                claimed.push(request.id);
+            }
+            claimed
+        }));
+    }
+    let mut all = Vec::new();
+    for worker in workers {
+        all.extend(worker.await.unwrap());
+    }
+    let unique: HashSet<_> = all.iter().collect();
+    assert_eq!(all.len(), N, "every request is claimed exactly once");
+    assert_eq!(unique.len(), N);
+}
+
+async fn finishing_records_the_outcome_only_while_running(store: Arc<SqlStore>) {
+    for id in ["ok", "bad"] {
+        store
+            .insert_request(&new_request(id, "sky.status", ScheduleType::Short, 1.0))
+            .await
+            .unwrap();
+    }
+    let outcome = Outcome::Succeeded(serde_json::json!([{"name": "c1"}]));
+    assert!(
+        !store
+            .finish_request("ok", "s1", &outcome, 2.0)
+            .await
+            .unwrap(),
+        "a PENDING request cannot finish"
+    );
+    store
+        .claim_next(ScheduleType::Short, "s1", 1.5)
+        .await
+        .unwrap();
+    store
+        .claim_next(ScheduleType::Short, "s1", 1.5)
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .finish_request("ok", "s2", &outcome, 2.0)
+            .await
+            .unwrap(),
+        "only the owning server may finish a request"
+    );
+    assert!(
+        store
+            .finish_request("ok", "s1", &outcome, 2.0)
+            .await
+            .unwrap()
+    );
+    let done = store.get_request("ok").await.unwrap().unwrap();
+    assert_eq!(done.status, RequestStatus::Succeeded);
+    assert_eq!(done.return_value, Some(serde_json::json!([{"name": "c1"}])));
+    assert_eq!(done.finished_at, Some(2.0));
+    assert_eq!(done.server_id, None);
+    assert!(
+        !store
+            .finish_request("ok", "s1", &outcome, 3.0)
+            .await
+            .unwrap(),
+        "a finished request stays finished"
+    );
+
+    let error = RequestError::new("ClusterDoesNotExist", "Cluster 'c9' does not exist.");
+    assert!(
+        store
+            .finish_request("bad", "s1", &Outcome::Failed(error.clone()), 2.0)
+            .await
+            .unwrap()
+    );
+    let failed = store.get_request("bad").await.unwrap().unwrap();
+    assert_eq!(failed.status, RequestStatus::Failed);
+    assert_eq!(failed.error, Some(error));
+    assert_eq!(failed.return_value, None);
+}
+
+async fn requeued_requests_are_claimed_again(store: Arc<SqlStore>) {
+    store
+        .insert_request(&new_request("r", "sky.launch", ScheduleType::Long, 1.0))
+        .await
+        .unwrap();
+    store
+        .claim_next(ScheduleType::Long, "old", 2.0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !store.requeue_request("r", "other", "x").await.unwrap(),
+        "only the owner's requests are requeued"
+    );
+    assert!(
+        store
+            .requeue_request("r", "old", "server restarted")
+            .await
+            .unwrap()
+    );
+    let pending = store.get_request("r").await.unwrap().unwrap();
+    assert_eq!(pending.status, RequestStatus::Pending);
+    assert_eq!(pending.status_msg.as_deref(), Some("server restarted"));
+    let again = store
+        .claim_next(ScheduleType::Long, "new", 3.0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.attempts, 2);
+    assert_eq!(again.server_id.as_deref(), Some("new"));
+}
+
+async fn cancel_stops_pending_and_running_but_not_finished_requests(store: Arc<SqlStore>) {
+    for (id, created) in [("running", 1.0), ("pending", 2.0), ("done", 0.5)] {
+        store
+            .insert_request(&new_request(id, "sky.status", ScheduleType::Short, created))
+            .await
+            .unwrap();
+    }
+    let done = store
+        .claim_next(ScheduleType::Short, "s", 1.0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.id, "done");
+    store
+        .finish_request(
+            "done",
+            "s",
+            &Outcome::Succeeded(serde_json::Value::Null),
+            1.0,
+        )
+        .await
+        .unwrap();
+    store
+        .claim_next(ScheduleType::Short, "s", 1.0)
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(
+        store.cancel_request("running", 5.0).await.unwrap(),
+        Some(RequestStatus::Running)
+    );
+    assert_eq!(
+        store.cancel_request("pending", 5.0).await.unwrap(),
+        Some(RequestStatus::Pending)
+    );
+    assert_eq!(store.cancel_request("done", 5.0).await.unwrap(), None);
+    assert_eq!(store.cancel_request("missing", 5.0).await.unwrap(), None);
+    assert_eq!(
+        store.cancel_request("pending", 6.0).await.unwrap(),
+        None,
+        "cancelling twice is a no-op"
+    );
+    let cancelled = store.get_request("running").await.unwrap().unwrap();
+    assert_eq!(cancelled.status, RequestStatus::Cancelled);
+    assert_eq!(cancelled.finished_at, Some(5.0));
+    assert!(
+        !store
+            .finish_request(
+                "running",
+                "s",
+                &Outcome::Succeeded(serde_json::json!(1)),
+                7.0
+            )
+            .await
+            .unwrap(),
+        "a late result must not overwrite the cancellation"
+    );
+    assert_eq!(
+        store.get_request("done").await.unwrap().unwrap().status,
+        RequestStatus::Succeeded
+    );
+}
+
+async fn statuses_are_reported_for_many_ids(store: Arc<SqlStore>) {
+    let mut ids = Vec::new();
+    for i in 0..250 {
+        let id = format!("r{i:03}");
+        store
+            .insert_request(&new_request(
+                &id,
+                "sky.status",
+                ScheduleType::Short,
+                i as f64,
+            ))
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    store.cancel_request("r007", 1.0).await.unwrap();
+    ids.push("missing".into());
+    let statuses = store.request_statuses(&ids).await.unwrap();
+    assert_eq!(statuses.len(), 250);
+    let cancelled: Vec<_> = statuses
+        .iter()
+        .filter(|(_, s)| *s == RequestStatus::Cancelled)
+        .map(|(id, _)| id.as_str())
+        .collect();
+    assert_eq!(cancelled, ["r007"]);
+}
+
+async fn servers_register_heartbeat_and_leave(store: Arc<SqlStore>) {
+    let server = ServerInfo {
+        id: "s1".into(),
+        hostname: "host-a".into(),
+        pid: 4242,
+        started_at: 1.0,
+        heartbeat_at: 1.0,
+    };
+    store.register_server(&server).await.unwrap();
+    store
+        .register_server(&ServerInfo {
+            id: "s2".into(),
+            started_at: 2.0,
+            heartbeat_at: 2.0,
+            ..server.clone()
+        })
+        .await
+        .unwrap();
+    store.heartbeat_server("s1", 9.5).await.unwrap();
+    let servers = store.list_servers().await.unwrap();
+    assert_eq!(servers.len(), 2);
+    assert_eq!(servers[0].id, "s1");
+    assert_eq!(servers[0].heartbeat_at, 9.5);
+    assert_eq!(servers[0].pid, 4242);
+    store.remove_server("s1").await.unwrap();
+    let ids: Vec<_> = store
+        .list_servers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(ids, ["s2"]);
+}
+
+/// Reopening a database (what a restarted or second server does) finds the
+/// data, and a database migrated by a newer Skydeck is refused.
+async fn reopen_keeps_data_and_refuses_newer_schemas(db: TestDb) {
+    db.store
+        .insert_request(&new_request("kept", "sky.status", ScheduleType::Short, 1.0))
+        .await
+        .unwrap();
+    let reopened = SqlStore::open(&db.url).await.unwrap();
+    assert_eq!(
+        reopened.get_request("kept").await.unwrap().unwrap().name,
+        "sky.status"
+    );
+    reopened.close().await;
+
+    let newer = SqlStore::schema_version() + 1;
+    let checksum = match db.store.dialect() {
+        skydeck_store::Dialect::Sqlite => "X'00'",
+        skydeck_store::Dialect::Postgres => "'\\x00'::bytea",
+    };
+    let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+    sqlx::query(&format!(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES ({newer}, 'from the future', TRUE, {checksum}, 0)"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    match SqlStore::open(&db.url).await {
+        Err(skydeck_store::StoreError::SchemaTooNew { found, known, .. }) => {
+            assert_eq!((found, known), (newer, newer - 1));
+        }
+        Err(other) => panic!("expected SchemaTooNew, got {other}"),
+        Ok(_) => panic!("a newer schema must be refused"),
+    }
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn sqlite_reopen_keeps_data_and_refuses_newer_schemas() {
+    reopen_keeps_data_and_refuses_newer_schemas(TestDb::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn postgres_reopen_keeps_data_and_refuses_newer_schemas() {
+    if let Some(db) = TestDb::postgres().await {
+        reopen_keeps_data_and_refuses_newer_schemas(db).await;
+    }
+}

@@ -1,0 +1,181 @@
+//! Request bodies of the operations, as the official client sends them.
+//!
+//! Every body carries SkyPilot's base fields (`env_vars`, `entrypoint`, …).
+//! Unknown fields are ignored, as pydantic does on the Python server, so a
+//! newer client's extra fields never break an older server.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Fields every SkyPilot request body carries.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BaseBody {
+    pub env_vars: BTreeMap<String, String>,
+    pub entrypoint: String,
+    pub entrypoint_command: String,
+    pub using_remote_api_server: bool,
+    pub override_skypilot_config: Option<serde_json::Value>,
+}
+
+impl BaseBody {
+    /// The caller's user hash, as the client reports it when auth is off.
+    pub fn user_id(&self) -> Option<&str> {
+        self.env_vars
+            .get("SKYPILOT_USER_ID")
+            .map(String::as_str)
+            .filter(|id| !id.is_empty())
+    }
+
+    /// The caller's local user name, as the client reports it.
+    pub fn user_name(&self) -> Option<&str> {
+        self.env_vars
+            .get("SKYPILOT_USER")
+            .map(String::as_str)
+            .filter(|name| !name.is_empty())
+    }
+}
+
+/// How hard `status` should look at the real infrastructure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RefreshMode {
+    #[default]
+    None,
+    Auto,
+    Force,
+}
+
+/// `refresh` was a boolean before SkyPilot 0.10; accept both spellings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RefreshArg {
+    Mode(RefreshMode),
+    Flag(bool),
+}
+
+impl Default for RefreshArg {
+    fn default() -> Self {
+        Self::Mode(RefreshMode::None)
+    }
+}
+
+impl RefreshArg {
+    pub fn mode(self) -> RefreshMode {
+        match self {
+            Self::Mode(mode) => mode,
+            Self::Flag(true) => RefreshMode::Force,
+            Self::Flag(false) => RefreshMode::None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StatusBody {
+    #[serde(flatten)]
+    pub base: BaseBody,
+    pub cluster_names: Option<Vec<String>>,
+    pub refresh: RefreshArg,
+    pub all_users: bool,
+    pub include_credentials: bool,
+    pub summary_response: bool,
+    pub include_handle: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CheckBody {
+    #[serde(flatten)]
+    pub base: BaseBody,
+    pub clouds: Option<Vec<String>>,
+    pub verbose: bool,
+    pub workspace: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JobsQueueBody {
+    #[serde(flatten)]
+    pub base: BaseBody,
+    pub refresh: bool,
+    pub skip_finished: bool,
+    pub all_users: bool,
+    pub limit: Option<u64>,
+    pub fields: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServeStatusBody {
+    #[serde(flatten)]
+    pub base: BaseBody,
+    pub service_names: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PoolStatusBody {
+    #[serde(flatten)]
+    pub base: BaseBody,
+    pub pool_names: Option<Vec<String>>,
+}
+
+/// `POST /api/cancel`. `request_ids: None` means every request of the user
+/// (or of everyone when `user_id` is also `None`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ApiCancelBody {
+    #[serde(flatten)]
+    pub base: BaseBody,
+    pub request_ids: Option<Vec<String>>,
+    pub user_id: Option<String>,
+}
+
+/// Query of the GET scheduling endpoints (`/enabled_clouds`, `/workspaces`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EnabledCloudsQuery {
+    pub workspace: Option<String>,
+    pub expand: Option<String>,
+}
+
+/// `GET /users/me/workspace`, answered directly (not a request).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserWorkspace {
+    pub workspace: String,
+    pub source: Option<String>,
+    pub note: Option<String>,
+    pub preferred: Option<String>,
+    pub accessible: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_body_accepts_the_official_clients_body_and_ignores_extras() {
+        let body: StatusBody = serde_json::from_value(serde_json::json!({
+            "env_vars": {"SKYPILOT_USER_ID": "abcd1234", "SKYPILOT_USER": "alice"},
+            "entrypoint": "sky.client.cli.command.status",
+            "cluster_names": null, "refresh": "AUTO", "all_users": true,
+            "a_field_from_the_future": 1
+        }))
+        .unwrap();
+        assert_eq!(body.base.user_id(), Some("abcd1234"));
+        assert_eq!(body.refresh.mode(), RefreshMode::Auto);
+        assert!(body.all_users);
+    }
+
+    #[test]
+    fn legacy_boolean_refresh_means_force() {
+        let body: StatusBody = serde_json::from_str(r#"{"refresh": true}"#).unwrap();
+        assert_eq!(body.refresh.mode(), RefreshMode::Force);
+    }
+
+    #[test]
+    fn a_wrong_type_is_rejected() {
+        assert!(serde_json::from_str::<StatusBody>(r#"{"all_users": "yes"}"#).is_err());
+    }
+}

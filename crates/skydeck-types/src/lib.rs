@@ -1,0 +1,15 @@
+//! Wire types shared by the Skydeck server and its clients.
+//!
+//! Everything here is plain data with serde derives: no async runtime, no
+//! database and no HTTP client, so the CLI and tests can depend on it cheaply.
+//! The shapes follow what the official SkyPilot 0.14.1 client sends and
+//! accepts; the server's `skypilot` adapter owns the few places where the wire
+//! needs more than serde (pickled error envelopes, double-encoded values).
+
+pub mod bodies;
+pub mod health;
+pub mod request;
+pub mod version;
+
+pub use health::{HealthResponse, HealthStatus, HealthUser};
+pub use request::{RequestError, RequestPayload, RequestStatus, ScheduleType};
