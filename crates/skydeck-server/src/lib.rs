@@ -1,1 +1,192 @@
+//! The Skydeck API server.
+//!
+//! [`Server::open`] prepares everything (state directory lock, database,
+//! recovery of what a previous server left) and [`Server::serve`] answers on
+//! a listener until told to stop, then drains. The binary and the tests use
+//! the same two calls.
 
+pub mod config;
+pub mod error;
+pub mod executor;
+pub mod extract;
+pub mod infra;
+pub mod ops;
+pub mod request_log;
+pub mod routes;
+pub mod signals;
+pub mod skypilot;
+pub mod state;
+
+use anyhow::Context;
+use config::ServerConfig;
+use executor::{Executor, now};
+use signals::Signals;
+use skydeck_store::{Dialect, ServerInfo, SqlStore, Store, User};
+use state::AppState;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// A prepared server: state opened, previous runs settled, pools running.
+pub struct Server {
+    state: Arc<AppState>,
+    me: ServerInfo,
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl Server {
+    pub async fn open(config: ServerConfig) -> anyhow::Result<Self> {
+        let home = &config.paths.home;
+        std::fs::create_dir_all(home)
+            .with_context(|| format!("cannot create the state directory {}", home.display()))?;
+        let lock = lock_state_dir(&config)?;
+        let store = SqlStore::open(&config.database_url).await?;
+        let exclusive = store.dialect() == Dialect::Sqlite;
+        let store: Arc<dyn Store> = Arc::new(store);
+
+        let me = ServerInfo {
+            id: uuid::Uuid::new_v4().to_string(),
+            hostname: nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "unknown".to_owned()),
+            pid: i64::from(std::process::id()),
+            started_at: now(),
+            heartbeat_at: now(),
+        };
+        store.register_server(&me).await?;
+        let signals = Arc::new(Signals::default());
+        let executor = Executor::new(store.clone(), me.id.clone(), &config, signals, exclusive)
+            .context("cannot create the request log directory")?;
+        let settled = executor.settle_orphans(&me).await?;
+        if settled > 0 {
+            tracing::info!(settled, "settled requests left running by a previous server");
+        }
+        let local_user = local_user(&config)?;
+        store.upsert_user(&local_user).await?;
+        executor.start();
+        let state = Arc::new(AppState::new(config, store, executor, local_user));
+        Ok(Self {
+            state,
+            me,
+            _lock: lock,
+        })
+    }
+
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    pub fn router(&self) -> axum::Router {
+        routes::router(self.state.clone())
+    }
+
+    /// Serves on `listener` until `stop` completes, then drains: new
+    /// requests get 503, short requests finish within the grace period, long
+    /// ones are put back to PENDING for the next server to resume.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let maintenance = tokio::spawn(maintain(state.clone(), self.me.clone()));
+        let drained = tokio_util::sync::CancellationToken::new();
+        let drain_state = state.clone();
+        let drain_done = drained.clone();
+        tokio::spawn(async move {
+            stop.await;
+            tracing::info!("stopping: draining requests");
+            drain_state.start_draining();
+            drain_state
+                .executor
+                .shutdown(drain_state.config.shutdown_grace)
+                .await;
+            drain_state.shutdown.cancel();
+            drain_done.cancel();
+        });
+        let app = routes::router(state.clone());
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { drained.cancelled().await })
+            .await
+            .context("the HTTP server failed")?;
+        maintenance.abort();
+        state.store.remove_server(&self.me.id).await?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Background upkeep: heartbeats, settling requests of dead peers, and
+/// cancellations made through other replicas.
+async fn maintain(state: Arc<AppState>, me: ServerInfo) {
+    let mut ticker = tokio::time::interval(state.config.heartbeat_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut cancel_check = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                if let Err(err) = state.store.heartbeat_server(&me.id, now()).await {
+                    tracing::warn!(error = %err, "heartbeat failed");
+                }
+                if let Err(err) = state.executor.settle_orphans(&me).await {
+                    tracing::warn!(error = %err, "cannot settle orphaned requests");
+                }
+            }
+            _ = cancel_check.tick() => {
+                if let Err(err) = state.executor.apply_remote_cancellations().await {
+                    tracing::warn!(error = %err, "cannot check for cancellations");
+                }
+            }
+        }
+    }
+}
+
+/// One server per state directory: a second one would share the request
+/// logs and, on SQLite, the database.
+fn lock_state_dir(config: &ServerConfig) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    let path = config.paths.server_lock();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
+        anyhow::anyhow!(
+            "another Skydeck API server already uses {}; stop it with `skydeck api stop` \
+             or give this one its own SKYDECK_HOME",
+            config.paths.home.display()
+        )
+    })
+}
+
+/// The user requests are attributed to when a caller names none: this
+/// machine's user, with a random id kept in the state directory.
+fn local_user(config: &ServerConfig) -> anyhow::Result<User> {
+    let path = config.paths.user_hash();
+    let id = match std::fs::read_to_string(&path) {
+        Ok(id) if is_user_hash(id.trim()) => id.trim().to_owned(),
+        _ => {
+            let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+            std::fs::write(&path, &id).with_context(|| format!("cannot write {}", path.display()))?;
+            id
+        }
+    };
+    let name = std::env::var("USER")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "skydeck".to_owned());
+    Ok(User {
+        id,
+        name,
+        created_at: now(),
+    })
+}
+
+/// SkyPilot's user hash format: `^[a-zA-Z0-9][a-zA-Z0-9-]*$`.
+pub fn is_user_hash(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-')
+}

@@ -31,3 +31,14 @@ pub enum StoreError {
     #[error("corrupt row in {table}: {detail}")]
     Corrupt { table: &'static str, detail: String },
 }
+
+impl StoreError {
+    /// True when the database is temporarily out of reach (pool exhausted or
+    /// closed): the caller should retry later rather than give up.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::Database(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_))
+        )
+    }
+}

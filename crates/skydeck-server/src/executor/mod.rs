@@ -1,0 +1,364 @@
+//! The request executor: runs accepted requests on two bounded pools.
+//!
+//! The database is the queue. Handlers insert a PENDING row and wake a pool;
+//! each pool claims the oldest PENDING row of its kind (atomically, so
+//! replicas sharing PostgreSQL never run one request twice), runs it, and
+//! records the outcome. Waking is only a shortcut: pools also poll, so
+//! requests accepted by another replica or before a restart still run.
+
+mod recovery;
+
+use crate::config::ServerConfig;
+use crate::ops::{self, Op, RequestContext};
+use crate::request_log::{LogDir, RequestLog};
+use crate::signals::Signals;
+use crate::skypilot::exception;
+use skydeck_store::{NewRequest, Outcome, RequestRecord, Store, StoreError};
+use skydeck_types::{RequestError, RequestStatus, ScheduleType};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+/// How often an idle pool looks for requests it was not woken for.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Seconds since the Unix epoch, as SkyPilot stores times.
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+struct Running {
+    cancel: CancellationToken,
+}
+
+struct Pool {
+    workers: usize,
+    wake: Notify,
+    /// Stops this pool's running requests (they go back to PENDING).
+    interrupt: CancellationToken,
+}
+
+pub struct Executor {
+    store: Arc<dyn Store>,
+    server_id: String,
+    logs: LogDir,
+    signals: Arc<Signals>,
+    running: Mutex<HashMap<String, Running>>,
+    long: Pool,
+    short: Pool,
+    stop_claiming: CancellationToken,
+    tasks: TaskTracker,
+    hold: HashSet<String>,
+    /// Only one server may use the database (SQLite): every other server
+    /// row is a dead predecessor.
+    exclusive: bool,
+    peer_timeout: Duration,
+}
+
+impl Executor {
+    pub fn new(
+        store: Arc<dyn Store>,
+        server_id: String,
+        config: &ServerConfig,
+        signals: Arc<Signals>,
+        exclusive: bool,
+    ) -> std::io::Result<Arc<Self>> {
+        let pool = |workers| Pool {
+            workers,
+            wake: Notify::new(),
+            interrupt: CancellationToken::new(),
+        };
+        Ok(Arc::new(Self {
+            store,
+            server_id,
+            logs: LogDir::new(config.paths.request_logs())?,
+            signals,
+            running: Mutex::new(HashMap::new()),
+            long: pool(config.long_workers),
+            short: pool(config.short_workers),
+            stop_claiming: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            hold: config.hold_requests.clone(),
+            exclusive,
+            peer_timeout: config.peer_timeout,
+        }))
+    }
+
+    pub fn server_id(&self) -> &str {
+        &self.server_id
+    }
+
+    pub fn logs(&self) -> &LogDir {
+        &self.logs
+    }
+
+    pub fn signals(&self) -> &Arc<Signals> {
+        &self.signals
+    }
+
+    fn pool(&self, schedule: ScheduleType) -> &Pool {
+        match schedule {
+            ScheduleType::Long => &self.long,
+            ScheduleType::Short => &self.short,
+        }
+    }
+
+    /// Starts both pools.
+    pub fn start(self: &Arc<Self>) {
+        for schedule in [ScheduleType::Long, ScheduleType::Short] {
+            let executor = self.clone();
+            tokio::spawn(async move { executor.pool_loop(schedule).await });
+        }
+    }
+
+    /// Accepts a request: once this returns, the request is durable.
+    pub async fn submit(&self, request: NewRequest) -> Result<(), StoreError> {
+        let schedule = request.schedule_type;
+        self.store.insert_request(&request).await?;
+        self.pool(schedule).wake.notify_one();
+        Ok(())
+    }
+
+    /// True while this process runs the request.
+    pub fn is_running_here(&self, id: &str) -> bool {
+        self.running.lock().expect("running lock").contains_key(id)
+    }
+
+    /// Cancels a PENDING or RUNNING request; returns the status it had.
+    pub async fn cancel(&self, id: &str) -> Result<Option<RequestStatus>, StoreError> {
+        let previous = self.store.cancel_request(id, now()).await?;
+        if previous.is_some() {
+            self.interrupt_local(id);
+            self.signals.notify(id);
+        }
+        Ok(previous)
+    }
+
+    fn interrupt_local(&self, id: &str) {
+        if let Some(running) = self.running.lock().expect("running lock").get(id) {
+            running.cancel.cancel();
+        }
+    }
+
+    /// Waits until the request has finished and returns it. `None` if it
+    /// does not exist. Gives up with `Ok(None)`-like `Err` only on shutdown.
+    pub async fn wait_finished(
+        &self,
+        id: &str,
+        shutdown: &CancellationToken,
+    ) -> Result<WaitResult, StoreError> {
+        loop {
+            let subscription = self.signals.subscribe(id);
+            let notified = subscription.notified();
+            let Some(record) = self.store.get_request(id).await? else {
+                return Ok(WaitResult::Missing);
+            };
+            if record.status.is_finished() {
+                return Ok(WaitResult::Finished(Box::new(record)));
+            }
+            // The poll covers requests run by another replica, whose
+            // completion this process is not told about.
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                _ = shutdown.cancelled() => return Ok(WaitResult::ShuttingDown),
+            }
+        }
+    }
+
+    async fn pool_loop(self: Arc<Self>, schedule: ScheduleType) {
+        let pool = self.pool(schedule);
+        let permits = Arc::new(Semaphore::new(pool.workers));
+        loop {
+            let permit = tokio::select! {
+                permit = permits.clone().acquire_owned() => permit.expect("never closed"),
+                _ = self.stop_claiming.cancelled() => return,
+            };
+            let Some(request) = self.next_request(schedule).await else {
+                return;
+            };
+            let span = tracing::info_span!("request", request.id = %request.id, request.name = %request.name);
+            let executor = self.clone();
+            self.tasks
+                .spawn(async move { executor.run(request, permit).await }.instrument(span));
+        }
+    }
+
+    /// Claims the next request of the pool, waiting for one; `None` once the
+    /// server stops.
+    async fn next_request(&self, schedule: ScheduleType) -> Option<RequestRecord> {
+        let pool = self.pool(schedule);
+        loop {
+            if self.stop_claiming.is_cancelled() {
+                return None;
+            }
+            match self.store.claim_next(schedule, &self.server_id, now()).await {
+                Ok(Some(request)) => {
+                    // Register before anyone can look, so a cancel that
+                    // arrives now finds the request here.
+                    self.running.lock().expect("running lock").insert(
+                        request.id.clone(),
+                        Running {
+                            cancel: CancellationToken::new(),
+                        },
+                    );
+                    return Some(request);
+                }
+                Ok(None) => {}
+                Err(err) => tracing::warn!(pool = %schedule, error = %err, "cannot claim requests"),
+            }
+            tokio::select! {
+                _ = pool.wake.notified() => {}
+                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                _ = self.stop_claiming.cancelled() => return None,
+            }
+        }
+    }
+
+    async fn run(self: Arc<Self>, request: RequestRecord, _permit: OwnedSemaphorePermit) {
+        let id = request.id.clone();
+        let cancel = self
+            .running
+            .lock()
+            .expect("running lock")
+            .get(&id)
+            .map(|r| r.cancel.clone())
+            .unwrap_or_default();
+        let log = Arc::new(RequestLog::new(&self.logs, &id, self.signals.clone()));
+        let outcome = match Op::from_name(&request.name) {
+            None => Some(Outcome::Failed(RequestError::new(
+                exception::NOT_SUPPORTED,
+                format!(
+                    "This API server does not know the request {:?}; it may have been \
+                     submitted to a newer Skydeck.",
+                    request.name
+                ),
+            ))),
+            Some(op) => {
+                let ctx = RequestContext {
+                    id: id.clone(),
+                    user_id: request.user_id.clone(),
+                    log: log.clone(),
+                    store: self.store.clone(),
+                    executor: Arc::downgrade(&self),
+                };
+                let hold = self.hold.contains(&request.name);
+                let work = tokio::spawn(async move {
+                    if hold {
+                        ctx.log.line("Held by SKYDECK_TEST_HOLD_REQUESTS.");
+                        std::future::pending::<()>().await;
+                    }
+                    ops::execute(op, &ctx, request.body).await
+                });
+                let abort = work.abort_handle();
+                let interrupt = &self.pool(request.schedule_type).interrupt;
+                tokio::select! {
+                    joined = work => Some(match joined {
+                        Ok(Ok(value)) => Outcome::Succeeded(value),
+                        Ok(Err(error)) => Outcome::Failed(error),
+                        Err(join) => {
+                            tracing::error!(request.id = %id, error = %join, "request panicked");
+                            Outcome::Failed(RequestError::new(
+                                exception::RUNTIME_ERROR,
+                                "The request failed with an internal error; the API server log has the details.",
+                            ))
+                        }
+                    }),
+                    _ = cancel.cancelled() => {
+                        abort.abort();
+                        None
+                    }
+                    _ = interrupt.cancelled() => {
+                        abort.abort();
+                        self.requeue(&id, &log, "The API server stopped while this request ran; it resumes when a server starts.").await;
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(outcome) = outcome {
+            self.record_outcome(&id, &outcome).await;
+        }
+        self.running.lock().expect("running lock").remove(&id);
+        self.signals.notify(&id);
+    }
+
+    async fn record_outcome(&self, id: &str, outcome: &Outcome) {
+        // Retried because losing an outcome would leave the request RUNNING
+        // until the next restart settles it.
+        for attempt in 1..=5u32 {
+            match self
+                .store
+                .finish_request(id, &self.server_id, outcome, now())
+                .await
+            {
+                Ok(_) => return,
+                Err(err) => {
+                    tracing::warn!(request.id = %id, attempt, error = %err, "cannot record outcome");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+            }
+        }
+        tracing::error!(request.id = %id, "giving up recording the outcome; the next start settles it");
+    }
+
+    async fn requeue(&self, id: &str, log: &RequestLog, note: &str) {
+        match self.store.requeue_request(id, &self.server_id, note).await {
+            Ok(true) => log.line(note),
+            Ok(false) => {}
+            Err(err) => tracing::warn!(request.id = %id, error = %err, "cannot requeue request"),
+        }
+    }
+
+    /// Stops intake and drains: short requests get `grace` to finish, long
+    /// ones go back to PENDING at once (their handlers resume). Whatever is
+    /// still running after `grace` is requeued too.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.stop_claiming.cancel();
+        self.long.interrupt.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
+            tracing::warn!("short requests still running after the grace period; requeueing them");
+            self.short.interrupt.cancel();
+            self.tasks.wait().await;
+        }
+    }
+
+    /// Ids of requests this process runs now.
+    pub fn running_ids(&self) -> Vec<String> {
+        self.running
+            .lock()
+            .expect("running lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Stops local work on requests another replica cancelled.
+    pub async fn apply_remote_cancellations(&self) -> Result<(), StoreError> {
+        let ids = self.running_ids();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        for (id, status) in self.store.request_statuses(&ids).await? {
+            if status == RequestStatus::Cancelled {
+                self.interrupt_local(&id);
+                self.signals.notify(&id);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What waiting for a request ended with.
+pub enum WaitResult {
+    Finished(Box<RequestRecord>),
+    Missing,
+    ShuttingDown,
+}

@@ -1,0 +1,153 @@
+//! Operations: what each kind of request does once the executor runs it.
+//!
+//! Handlers validate a body and store it; the operation here re-reads it from
+//! the stored JSON, does the work, writes progress to the request log and
+//! returns a JSON value that the wire adapter hands to the client.
+
+mod api_cancel;
+mod check;
+mod listings;
+
+use crate::executor::Executor;
+use crate::request_log::RequestLog;
+use crate::skypilot::exception;
+use serde::de::DeserializeOwned;
+use skydeck_store::Store;
+use skydeck_types::{RequestError, ScheduleType};
+use std::sync::{Arc, Weak};
+
+/// Every operation the server runs as a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    Status,
+    Check,
+    EnabledClouds,
+    WorkspacesGet,
+    JobsQueue,
+    ServeStatus,
+    PoolStatus,
+    ApiCancel,
+}
+
+/// What a server does with a request that was RUNNING when its server died.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRestart {
+    /// Run it again: the operation is idempotent.
+    Resume,
+    /// Fail it with a reason: running it twice could do harm.
+    Fail,
+}
+
+impl Op {
+    pub const ALL: [Op; 8] = [
+        Op::Status,
+        Op::Check,
+        Op::EnabledClouds,
+        Op::WorkspacesGet,
+        Op::JobsQueue,
+        Op::ServeStatus,
+        Op::PoolStatus,
+        Op::ApiCancel,
+    ];
+
+    /// SkyPilot's request name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Status => "sky.status",
+            Op::Check => "sky.check",
+            Op::EnabledClouds => "sky.enabled_clouds",
+            Op::WorkspacesGet => "sky.workspaces.get",
+            Op::JobsQueue => "sky.jobs.queue_v2",
+            Op::ServeStatus => "sky.serve.status",
+            Op::PoolStatus => "sky.jobs.pool_status",
+            Op::ApiCancel => "sky.api_cancel",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Op> {
+        Op::ALL.into_iter().find(|op| op.name() == name)
+    }
+
+    pub fn schedule(self) -> ScheduleType {
+        match self {
+            // Probing infrastructure can take seconds per backend.
+            Op::Check => ScheduleType::Long,
+            _ => ScheduleType::Short,
+        }
+    }
+
+    pub fn on_restart(self) -> OnRestart {
+        match self {
+            // Re-running `api cancel --all` after a restart would also
+            // cancel requests the user submitted since.
+            Op::ApiCancel => OnRestart::Fail,
+            _ => OnRestart::Resume,
+        }
+    }
+}
+
+/// What an operation gets to work with.
+pub struct RequestContext {
+    pub id: String,
+    pub user_id: String,
+    pub log: Arc<RequestLog>,
+    pub store: Arc<dyn Store>,
+    pub executor: Weak<Executor>,
+}
+
+impl RequestContext {
+    fn executor(&self) -> Result<Arc<Executor>, RequestError> {
+        self.executor.upgrade().ok_or_else(|| {
+            RequestError::new(exception::RUNTIME_ERROR, "The API server is shutting down.")
+        })
+    }
+}
+
+pub type OpResult = Result<serde_json::Value, RequestError>;
+
+/// Decodes the stored body. It was validated when accepted, so a failure
+/// means the row was changed underneath us.
+fn body<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, RequestError> {
+    serde_json::from_value(value).map_err(|err| {
+        RequestError::new(
+            exception::VALUE_ERROR,
+            format!("The stored request body is invalid: {err}"),
+        )
+    })
+}
+
+pub fn internal(err: impl std::fmt::Display) -> RequestError {
+    tracing::error!(error = %err, "operation failed");
+    RequestError::new(
+        exception::RUNTIME_ERROR,
+        format!("Internal error in the API server: {err}"),
+    )
+}
+
+pub async fn execute(op: Op, ctx: &RequestContext, value: serde_json::Value) -> OpResult {
+    match op {
+        Op::Status => listings::status(ctx, body(value)?).await,
+        Op::Check => check::check(ctx, body(value)?).await,
+        Op::EnabledClouds => listings::enabled_clouds(ctx).await,
+        Op::WorkspacesGet => listings::workspaces(ctx).await,
+        Op::JobsQueue => listings::jobs_queue(ctx, body(value)?).await,
+        Op::ServeStatus => listings::serve_status(ctx, body(value)?).await,
+        Op::PoolStatus => listings::pool_status(ctx, body(value)?).await,
+        Op::ApiCancel => api_cancel::cancel(ctx, body(value)?).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_are_unique() {
+        let mut names = std::collections::HashSet::new();
+        for op in Op::ALL {
+            assert_eq!(Op::from_name(op.name()), Some(op));
+            assert!(names.insert(op.name()));
+        }
+        assert_eq!(Op::from_name("sky.nope"), None);
+    }
+}

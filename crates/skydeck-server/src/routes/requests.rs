@@ -1,0 +1,195 @@
+//! Reading requests: `/api/get` (wait for the result) and `/api/status`.
+
+use super::SharedState;
+use crate::error::ApiError;
+use crate::executor::WaitResult;
+use crate::extract::ApiQuery;
+use crate::skypilot;
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use skydeck_store::RequestFilter;
+use skydeck_types::RequestStatus;
+
+/// Expands a request id prefix among the requests `scope` may see (all when
+/// `None`): 404 for none, 400 when it is ambiguous.
+pub async fn resolve_id(
+    state: &SharedState,
+    prefix: &str,
+    scope: Option<&str>,
+) -> Result<String, ApiError> {
+    let valid = !prefix.is_empty()
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid {
+        return Err(ApiError::not_found(format!("Request {prefix:?} not found")));
+    }
+    let ids = state.store.request_ids_with_prefix(prefix, scope, 2).await?;
+    match ids.as_slice() {
+        [] => Err(ApiError::not_found(format!("Request {prefix:?} not found"))),
+        [only] => Ok(only.clone()),
+        _ if ids.iter().any(|id| id == prefix) => Ok(prefix.to_owned()),
+        _ => Err(ApiError::bad_request(format!(
+            "Multiple requests found for request ID prefix: {prefix}"
+        ))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GetQuery {
+    request_id: String,
+}
+
+/// Blocks until the request has finished, then returns it: 200, or 500 with
+/// the payload as `detail` when it failed (the client raises its error).
+pub async fn api_get(
+    State(state): State<SharedState>,
+    ApiQuery(query): ApiQuery<GetQuery>,
+) -> Result<Response, ApiError> {
+    let id = resolve_id(&state, &query.request_id, None).await?;
+    let record = match state.executor.wait_finished(&id, &state.shutdown).await? {
+        WaitResult::Finished(record) => record,
+        WaitResult::Missing => {
+            return Err(ApiError::not_found(format!(
+                "Request {:?} not found",
+                query.request_id
+            )));
+        }
+        WaitResult::ShuttingDown => {
+            return Err(ApiError::unavailable(
+                "The API server is restarting; retry shortly.",
+            ));
+        }
+    };
+    let user_name = state.user_name(&record.user_id).await;
+    let payload = skypilot::request_payload(&record, user_name);
+    if record.error.is_some() {
+        let detail = serde_json::to_value(&payload).map_err(ApiError::internal)?;
+        return Ok((StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({"detail": detail})))
+            .into_response());
+    }
+    Ok(Json(payload).into_response())
+}
+
+/// `/api/status`: list parameters repeat (`fields=a&fields=b`), which is why
+/// the query is parsed by hand.
+#[derive(Debug, Default)]
+struct StatusQuery {
+    request_ids: Vec<String>,
+    all_status: bool,
+    limit: Option<u32>,
+    cluster_name: Option<String>,
+}
+
+fn parse_status_query(raw: &str) -> Result<StatusQuery, ApiError> {
+    let mut query = StatusQuery::default();
+    let invalid = |name: &str, value: &str, expected: &str| {
+        ApiError::validation(
+            vec!["query".into(), name.into()],
+            format!("Invalid query parameter `{name}`: expected {expected}, got {value:?}"),
+            "value_error",
+        )
+    };
+    for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
+        match key.as_ref() {
+            "request_ids" => query.request_ids.push(value.into_owned()),
+            "all_status" => {
+                query.all_status = match value.to_ascii_lowercase().as_str() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(invalid("all_status", &value, "a boolean")),
+                }
+            }
+            "limit" => {
+                query.limit = Some(
+                    value
+                        .parse()
+                        .map_err(|_| invalid("limit", &value, "a whole number"))?,
+                )
+            }
+            "fields" => {
+                if !skypilot::REQUEST_FIELDS.contains(&value.as_ref()) {
+                    return Err(ApiError::bad_request(format!(
+                        "Unknown field {value:?}; valid fields: {}",
+                        skypilot::REQUEST_FIELDS.join(", ")
+                    )));
+                }
+            }
+            "cluster_name" => query.cluster_name = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    Ok(query)
+}
+
+pub async fn api_status(
+    State(state): State<SharedState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let query = parse_status_query(raw.as_deref().unwrap_or_default())?;
+    let records = if query.request_ids.is_empty() {
+        let statuses = (!query.all_status).then(|| {
+            vec![
+                RequestStatus::Pending,
+                RequestStatus::Waiting,
+                RequestStatus::Running,
+            ]
+        });
+        state
+            .store
+            .list_requests(&RequestFilter {
+                statuses,
+                cluster_name: query.cluster_name.clone(),
+                limit: query.limit,
+                ..Default::default()
+            })
+            .await?
+    } else {
+        let mut records = Vec::new();
+        for prefix in &query.request_ids {
+            for id in state.store.request_ids_with_prefix(prefix, None, 100).await? {
+                if let Some(record) = state.store.get_request(&id).await? {
+                    records.push(record);
+                }
+            }
+        }
+        records
+    };
+    let mut payloads = Vec::with_capacity(records.len());
+    for record in &records {
+        let user_name = state.user_name(&record.user_id).await;
+        payloads.push(skypilot::readable_payload(record, user_name, true));
+    }
+    Ok(Json(payloads).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_query_accepts_repeated_lists_and_python_booleans() {
+        let q = parse_status_query(
+            "all_status=True&limit=50&fields=request_id&fields=name&request_ids=ab&request_ids=cd",
+        )
+        .unwrap();
+        assert!(q.all_status);
+        assert_eq!(q.limit, Some(50));
+        assert_eq!(q.request_ids, ["ab", "cd"]);
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_numbers_are_refused() {
+        assert_eq!(
+            parse_status_query("fields=password").unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            parse_status_query("limit=lots").unwrap_err().status,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+    }
+}

@@ -1,0 +1,87 @@
+//! What every handler shares.
+
+use crate::config::ServerConfig;
+use crate::executor::Executor;
+use skydeck_store::{Store, User};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio_util::sync::CancellationToken;
+
+pub struct AppState {
+    pub config: ServerConfig,
+    pub store: Arc<dyn Store>,
+    pub executor: Arc<Executor>,
+    /// The user requests are attributed to when the client names none.
+    pub local_user: User,
+    /// Cancelled when the server stops: long polls and streams end.
+    pub shutdown: CancellationToken,
+    draining: AtomicBool,
+    /// Users already written to the database, so a request costs no extra
+    /// write for a caller we have seen.
+    known_users: Mutex<HashMap<String, String>>,
+}
+
+impl AppState {
+    pub fn new(
+        config: ServerConfig,
+        store: Arc<dyn Store>,
+        executor: Arc<Executor>,
+        local_user: User,
+    ) -> Self {
+        Self {
+            config,
+            store,
+            executor,
+            local_user,
+            shutdown: CancellationToken::new(),
+            draining: AtomicBool::new(false),
+            known_users: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Records the caller so listings can show its name.
+    pub async fn remember_user(&self, id: &str, name: &str) -> Result<(), skydeck_store::StoreError> {
+        let known = self
+            .known_users
+            .lock()
+            .expect("users lock")
+            .get(id)
+            .is_some_and(|known| known == name);
+        if !known {
+            self.store
+                .upsert_user(&User {
+                    id: id.to_owned(),
+                    name: name.to_owned(),
+                    created_at: crate::executor::now(),
+                })
+                .await?;
+            self.known_users
+                .lock()
+                .expect("users lock")
+                .insert(id.to_owned(), name.to_owned());
+        }
+        Ok(())
+    }
+
+    /// The name of user `id`, if known.
+    pub async fn user_name(&self, id: &str) -> Option<String> {
+        if let Some(name) = self.known_users.lock().expect("users lock").get(id) {
+            return Some(name.clone());
+        }
+        let user = self.store.get_user(id).await.ok().flatten()?;
+        self.known_users
+            .lock()
+            .expect("users lock")
+            .insert(user.id, user.name.clone());
+        Some(user.name)
+    }
+}
