@@ -179,7 +179,8 @@ mod tests {
 
     #[test]
     fn config_reads_the_database_url() {
-        let config = FileConfig::parse("db: postgresql://sky@db/sky\nallowed_clouds: [aws]\n").unwrap();
+        let config =
+            FileConfig::parse("db: postgresql://sky@db/sky\nallowed_clouds: [aws]\n").unwrap();
         assert_eq!(config.db.as_deref(), Some("postgresql://sky@db/sky"));
         assert_eq!(FileConfig::parse("").unwrap(), FileConfig::default());
     }

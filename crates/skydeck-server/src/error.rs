@@ -53,7 +53,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(serde_json::json!({"detail": self.detail}))).into_response()
+        (
+            self.status,
+            Json(serde_json::json!({"detail": self.detail})),
+        )
+            .into_response()
     }
 }
 

@@ -51,7 +51,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                     .map(|p| serde_json::Value::from(p.to_owned())),
             );
             let field = if path == "." { "body".to_owned() } else { path };
-            ApiError::validation(loc, format!("Invalid value for `{field}`: {inner}"), "value_error")
+            ApiError::validation(
+                loc,
+                format!("Invalid value for `{field}`: {inner}"),
+                "value_error",
+            )
         }
     })
 }
@@ -68,8 +72,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
-        let deserializer =
-            serde_urlencoded_deserializer(query);
+        let deserializer = serde_urlencoded_deserializer(query);
         serde_path_to_error::deserialize(deserializer)
             .map(ApiQuery)
             .map_err(|err| {
@@ -99,11 +102,17 @@ struct QueryDeserializer(serde_json::Map<String, serde_json::Value>);
 impl<'de> serde::Deserializer<'de> for QueryDeserializer {
     type Error = serde::de::value::Error;
 
-    fn deserialize_any<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+    fn deserialize_any<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
         self.deserialize_map(visitor)
     }
 
-    fn deserialize_map<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+    fn deserialize_map<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
         let entries = self.0.into_iter().map(|(k, v)| {
             let text = v.as_str().unwrap_or_default().to_owned();
             (k, QueryValue(text))
@@ -151,19 +160,31 @@ macro_rules! parse_number {
 impl<'de> serde::Deserializer<'de> for QueryValue {
     type Error = serde::de::value::Error;
 
-    fn deserialize_any<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+    fn deserialize_any<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
         visitor.visit_string(self.0)
     }
 
-    fn deserialize_bool<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+    fn deserialize_bool<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
         match self.0.to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => visitor.visit_bool(true),
             "false" | "0" | "no" | "off" => visitor.visit_bool(false),
-            _ => Err(serde::de::Error::custom(format!("expected a boolean, got {:?}", self.0))),
+            _ => Err(serde::de::Error::custom(format!(
+                "expected a boolean, got {:?}",
+                self.0
+            ))),
         }
     }
 
-    fn deserialize_option<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+    fn deserialize_option<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
         visitor.visit_some(self)
     }
 
@@ -195,14 +216,19 @@ mod tests {
     }
 
     fn query(q: &str) -> Result<Q, String> {
-        serde_path_to_error::deserialize(serde_urlencoded_deserializer(q)).map_err(|e| e.to_string())
+        serde_path_to_error::deserialize(serde_urlencoded_deserializer(q))
+            .map_err(|e| e.to_string())
     }
 
     #[test]
     fn python_booleans_and_numbers_parse_from_the_query() {
         assert_eq!(
             query("id=ab&follow=True&tail=5").unwrap(),
-            Q { id: "ab".into(), follow: Some(true), tail: Some(5) }
+            Q {
+                id: "ab".into(),
+                follow: Some(true),
+                tail: Some(5)
+            }
         );
         assert_eq!(query("id=x&follow=false").unwrap().follow, Some(false));
     }
@@ -211,7 +237,10 @@ mod tests {
     fn a_bad_query_value_names_the_parameter() {
         let err = query("id=x&tail=many").unwrap_err();
         assert!(err.contains("tail"), "{err}");
-        assert!(query("follow=true").is_err(), "a missing required field is refused");
+        assert!(
+            query("follow=true").is_err(),
+            "a missing required field is refused"
+        );
     }
 
     #[test]
@@ -223,7 +252,10 @@ mod tests {
         }
         let err = parse_json::<Body>(br#"{"all_users": "yes"}"#).unwrap_err();
         assert_eq!(err.status, axum::http::StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(err.detail[0]["loc"], serde_json::json!(["body", "all_users"]));
+        assert_eq!(
+            err.detail[0]["loc"],
+            serde_json::json!(["body", "all_users"])
+        );
         let err = parse_json::<Body>(b"{not json").unwrap_err();
         assert_eq!(err.detail[0]["type"], "json_invalid");
         let err = parse_json::<Body>(b"").unwrap_err();

@@ -23,13 +23,18 @@ pub fn known() -> &'static [Infra] {
 }
 
 pub fn enabled() -> Vec<&'static Infra> {
-    KNOWN.iter().filter(|infra| (infra.probe)().is_ok()).collect()
+    KNOWN
+        .iter()
+        .filter(|infra| (infra.probe)().is_ok())
+        .collect()
 }
 
 fn probe_local() -> Result<String, String> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let memory = total_memory_gib()
-        .map_or_else(|| "unknown memory".to_owned(), |gib| format!("{gib:.1} GiB memory"));
+    let memory = total_memory_gib().map_or_else(
+        || "unknown memory".to_owned(),
+        |gib| format!("{gib:.1} GiB memory"),
+    );
     Ok(format!("This machine: {cpus} CPUs, {memory}."))
 }
 

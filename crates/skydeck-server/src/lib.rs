@@ -60,7 +60,10 @@ impl Server {
             .context("cannot create the request log directory")?;
         let settled = executor.settle_orphans(&me).await?;
         if settled > 0 {
-            tracing::info!(settled, "settled requests left running by a previous server");
+            tracing::info!(
+                settled,
+                "settled requests left running by a previous server"
+            );
         }
         let local_user = local_user(&config)?;
         store.upsert_user(&local_user).await?;
@@ -169,7 +172,8 @@ fn local_user(config: &ServerConfig) -> anyhow::Result<User> {
         Ok(id) if is_user_hash(id.trim()) => id.trim().to_owned(),
         _ => {
             let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
-            std::fs::write(&path, &id).with_context(|| format!("cannot write {}", path.display()))?;
+            std::fs::write(&path, &id)
+                .with_context(|| format!("cannot write {}", path.display()))?;
             id
         }
     };

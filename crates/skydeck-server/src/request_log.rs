@@ -103,6 +103,9 @@ mod tests {
         assert!(!log.path().unwrap().exists());
         log.line("one");
         log.write("two\n");
-        assert_eq!(std::fs::read_to_string(log.path().unwrap()).unwrap(), "one\ntwo\n");
+        assert_eq!(
+            std::fs::read_to_string(log.path().unwrap()).unwrap(),
+            "one\ntwo\n"
+        );
     }
 }

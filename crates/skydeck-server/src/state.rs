@@ -49,7 +49,11 @@ impl AppState {
     }
 
     /// Records the caller so listings can show its name.
-    pub async fn remember_user(&self, id: &str, name: &str) -> Result<(), skydeck_store::StoreError> {
+    pub async fn remember_user(
+        &self,
+        id: &str,
+        name: &str,
+    ) -> Result<(), skydeck_store::StoreError> {
         let known = self
             .known_users
             .lock()

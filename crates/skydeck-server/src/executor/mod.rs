@@ -198,7 +198,11 @@ impl Executor {
             if self.stop_claiming.is_cancelled() {
                 return None;
             }
-            match self.store.claim_next(schedule, &self.server_id, now()).await {
+            match self
+                .store
+                .claim_next(schedule, &self.server_id, now())
+                .await
+            {
                 Ok(Some(request)) => {
                     // Register before anyone can look, so a cancel that
                     // arrives now finds the request here.
@@ -323,7 +327,10 @@ impl Executor {
         self.stop_claiming.cancel();
         self.long.interrupt.cancel();
         self.tasks.close();
-        if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("short requests still running after the grace period; requeueing them");
             self.short.interrupt.cancel();
             self.tasks.wait().await;

@@ -6,7 +6,7 @@
 //! says the server restarted. Nothing stays RUNNING forever.
 
 use super::{Executor, now};
-use crate::ops::{Op, OnRestart};
+use crate::ops::{OnRestart, Op};
 use crate::request_log::RequestLog;
 use crate::skypilot::exception;
 use skydeck_store::{Outcome, RequestFilter, ServerInfo, StoreError};

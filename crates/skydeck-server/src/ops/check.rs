@@ -23,7 +23,10 @@ pub async fn check(ctx: &RequestContext, body: CheckBody) -> OpResult {
                 if body.verbose {
                     log.line(&format!("    {detail}"));
                 }
-                enabled.insert(infra.display_name.to_owned(), serde_json::json!(["compute"]));
+                enabled.insert(
+                    infra.display_name.to_owned(),
+                    serde_json::json!(["compute"]),
+                );
             }
             Err(reason) => {
                 log.line(&format!("  {}: disabled", infra.display_name));
@@ -37,7 +40,11 @@ pub async fn check(ctx: &RequestContext, body: CheckBody) -> OpResult {
                 log.line(&format!("  {name}: disabled"));
                 log.line(&format!(
                     "    Reason: Skydeck does not support {name:?} yet; supported: {}.",
-                    infra::known().iter().map(|i| i.name).collect::<Vec<_>>().join(", ")
+                    infra::known()
+                        .iter()
+                        .map(|i| i.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             }
         }

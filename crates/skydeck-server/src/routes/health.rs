@@ -15,7 +15,8 @@ pub async fn plain() -> &'static str {
 /// SkyPilot's health check. A bare probe (no version headers, e.g. a
 /// Kubernetes liveness check) gets only the status.
 pub async fn api_health(State(state): State<SharedState>, headers: HeaderMap) -> Response {
-    let from_client = headers.contains_key(HEADER_API_VERSION) || headers.contains_key(HEADER_VERSION);
+    let from_client =
+        headers.contains_key(HEADER_API_VERSION) || headers.contains_key(HEADER_VERSION);
     if !from_client {
         return Json(serde_json::json!({"status": "healthy"})).into_response();
     }

@@ -27,7 +27,10 @@ pub async fn resolve_id(
     if !valid {
         return Err(ApiError::not_found(format!("Request {prefix:?} not found")));
     }
-    let ids = state.store.request_ids_with_prefix(prefix, scope, 2).await?;
+    let ids = state
+        .store
+        .request_ids_with_prefix(prefix, scope, 2)
+        .await?;
     match ids.as_slice() {
         [] => Err(ApiError::not_found(format!("Request {prefix:?} not found"))),
         [only] => Ok(only.clone()),
@@ -68,7 +71,10 @@ pub async fn api_get(
     let payload = skypilot::request_payload(&record, user_name);
     if record.error.is_some() {
         let detail = serde_json::to_value(&payload).map_err(ApiError::internal)?;
-        return Ok((StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({"detail": detail})))
+        return Ok((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(serde_json::json!({"detail": detail})),
+        )
             .into_response());
     }
     Ok(Json(payload).into_response())
@@ -150,7 +156,11 @@ pub async fn api_status(
     } else {
         let mut records = Vec::new();
         for prefix in &query.request_ids {
-            for id in state.store.request_ids_with_prefix(prefix, None, 100).await? {
+            for id in state
+                .store
+                .request_ids_with_prefix(prefix, None, 100)
+                .await?
+            {
                 if let Some(record) = state.store.get_request(&id).await? {
                     records.push(record);
                 }

@@ -26,7 +26,10 @@ async fn schedule<B: Serialize>(
     cluster_name: Option<String>,
 ) -> Result<Response, ApiError> {
     let user_id = base.user_id().unwrap_or(&state.local_user.id).to_owned();
-    let user_name = base.user_name().unwrap_or(&state.local_user.name).to_owned();
+    let user_name = base
+        .user_name()
+        .unwrap_or(&state.local_user.name)
+        .to_owned();
     state.remember_user(&user_id, &user_name).await?;
     let id = uuid::Uuid::new_v4().to_string();
     let body = serde_json::to_value(body).map_err(ApiError::internal)?;
@@ -98,7 +101,14 @@ pub async fn enabled_clouds(
     State(state): State<SharedState>,
     ApiQuery(query): ApiQuery<EnabledCloudsQuery>,
 ) -> Result<Response, ApiError> {
-    schedule(&state, Op::EnabledClouds, &BaseBody::default(), &query, None).await
+    schedule(
+        &state,
+        Op::EnabledClouds,
+        &BaseBody::default(),
+        &query,
+        None,
+    )
+    .await
 }
 
 pub async fn workspaces(State(state): State<SharedState>) -> Result<Response, ApiError> {

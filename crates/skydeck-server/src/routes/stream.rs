@@ -54,7 +54,10 @@ pub async fn api_stream(
         ));
     }
     let (id, echo) = match &query.request_id {
-        Some(prefix) => (resolve_id(&state, prefix, None).await?, Some(prefix.clone())),
+        Some(prefix) => (
+            resolve_id(&state, prefix, None).await?,
+            Some(prefix.clone()),
+        ),
         None => {
             let latest = state
                 .store
@@ -86,12 +89,19 @@ pub async fn api_stream(
     };
     tokio::spawn(follower.run());
     let stream = futures_util::stream::poll_fn(move |cx| {
-        rx.poll_recv(cx).map(|chunk| chunk.map(Ok::<_, std::convert::Infallible>))
+        rx.poll_recv(cx)
+            .map(|chunk| chunk.map(Ok::<_, std::convert::Infallible>))
     });
     let mut response = Body::from_stream(stream).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-transform"),
+    );
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     if let Some(echo) = echo.and_then(|e| HeaderValue::from_str(&e).ok()) {
         headers.insert(HEADER_STREAM_REQUEST_ID, echo);
@@ -142,7 +152,8 @@ impl Follower {
                     self.send("\n").await?;
                 }
                 if record.status == RequestStatus::Cancelled {
-                    self.send(skypilot::cancelled_line(&record.name, &record.id)).await?;
+                    self.send(skypilot::cancelled_line(&record.name, &record.id))
+                        .await?;
                 }
                 return Ok(());
             }

@@ -88,7 +88,10 @@ mod tests {
         // its memo opcodes, which loads() does not need.
         let value = PickleValue::Dict(vec![
             ("type".into(), PickleValue::Str("ValueError".into())),
-            ("args".into(), PickleValue::List(vec![PickleValue::Str("x".into())])),
+            (
+                "args".into(),
+                PickleValue::List(vec![PickleValue::Str("x".into())]),
+            ),
             ("attributes".into(), PickleValue::Dict(vec![])),
             ("stacktrace".into(), PickleValue::None),
         ]);

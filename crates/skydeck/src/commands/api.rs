@@ -1,0 +1,174 @@
+//! `skydeck api …`: the server and its requests.
+
+use crate::cli::{ApiCancelArgs, ApiLogsArgs, ApiStatusArgs, LoginArgs, StartArgs};
+use crate::table::{Table, ago};
+use crate::{daemon, endpoint};
+use anyhow::bail;
+use skydeck_client::{Client, ClientError};
+use skydeck_server::config::Paths;
+use std::process::ExitCode;
+
+pub async fn start(paths: &Paths, args: &StartArgs) -> anyhow::Result<ExitCode> {
+    if args.foreground {
+        daemon::run_foreground(paths.clone(), args).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(running) = daemon::running_server(paths) {
+        println!(
+            "A Skydeck API server is already running at {} (pid {}).",
+            running.url, running.pid
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let url = daemon::start_background(paths, args).await?;
+    println!("Skydeck API server started at {url}.");
+    println!("Logs: {}", paths.server_log().display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn stop(paths: &Paths) -> anyhow::Result<ExitCode> {
+    if daemon::stop(paths).await? {
+        println!("Skydeck API server stopped.");
+    } else {
+        println!(
+            "No Skydeck API server is running from {}.",
+            paths.home.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn login(paths: &Paths, args: &LoginArgs) -> anyhow::Result<ExitCode> {
+    let endpoint = args.endpoint.trim_end_matches('/');
+    if !endpoint.starts_with("http://") && !endpoint.starts_with("https://") {
+        bail!("the endpoint must start with http:// or https://, got {endpoint:?}");
+    }
+    if let Some(token) = &args.token
+        && !token.starts_with("sky_")
+    {
+        bail!("service-account tokens start with `sky_`; check the token you pasted");
+    }
+    let client = Client::new(endpoint, args.token.clone())?;
+    let health = client.health().await?;
+    endpoint::save_login(paths, endpoint, args.token.as_deref())?;
+    let user = health
+        .user
+        .map(|u| format!(" as {} ({})", u.name, u.id))
+        .unwrap_or_default();
+    println!("Logged into Skydeck API server at {endpoint}{user}.");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn info(client: &Client) -> anyhow::Result<ExitCode> {
+    let health = client.health().await?;
+    println!("Using Skydeck API server: {}", client.endpoint());
+    println!(
+        "Status: {:?}, version: {} (SkyPilot API {}, compatible with skypilot {}), commit: {}",
+        health.status,
+        health.skydeck_version.as_deref().unwrap_or("unknown"),
+        health.api_version,
+        health.version,
+        health.commit
+    );
+    if let Some(user) = health.user {
+        println!("User: {} ({})", user.name, user.id);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn status(client: &Client, args: &ApiStatusArgs) -> anyhow::Result<ExitCode> {
+    let requests = client
+        .api_status(&args.request_ids, args.all_status, Some(args.limit))
+        .await?;
+    let mut headers = vec!["ID", "USER", "NAME"];
+    if args.verbose {
+        headers.push("CLUSTER");
+    }
+    headers.extend(["CREATED", "STATUS"]);
+    let mut table = Table::new(&headers);
+    for request in &requests {
+        let mut row = vec![
+            request.request_id.clone(),
+            request
+                .user_name
+                .clone()
+                .unwrap_or_else(|| request.user_id.clone()),
+            request.name.clone(),
+        ];
+        if args.verbose {
+            row.push(request.cluster_name.clone().unwrap_or_else(|| "-".into()));
+        }
+        row.extend([ago(request.created_at), request.status.to_string()]);
+        table.row(row);
+    }
+    if requests.is_empty() {
+        println!(
+            "No {}requests.",
+            if args.all_status { "" } else { "unfinished " }
+        );
+    } else {
+        println!("{}", table.render());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn logs(client: &Client, args: &ApiLogsArgs) -> anyhow::Result<ExitCode> {
+    client
+        .stream(&args.request_id, !args.no_follow, args.tail, |line| {
+            println!("{line}")
+        })
+        .await?;
+    if args.no_follow {
+        return Ok(ExitCode::SUCCESS);
+    }
+    finish(client.wait(&args.request_id).await.map(|_| ()))
+}
+
+pub async fn cancel(
+    paths: &Paths,
+    client: &Client,
+    args: &ApiCancelArgs,
+) -> anyhow::Result<ExitCode> {
+    if args.request_ids.is_empty() && !args.all {
+        bail!("name the requests to cancel, or pass --all");
+    }
+    let mut body = endpoint::base_body(paths);
+    let ids = (!args.all).then(|| args.request_ids.clone());
+    body.insert("request_ids".into(), serde_json::json!(ids));
+    let user_id = if args.all_users {
+        None
+    } else {
+        body["env_vars"]["SKYPILOT_USER_ID"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    body.insert("user_id".into(), serde_json::json!(user_id));
+    let id = client.submit("/api/cancel", &body).await?;
+    let cancelled: Vec<String> = serde_json::from_value(client.wait(&id).await?)?;
+    if cancelled.is_empty() {
+        println!("No requests need to be cancelled.");
+    } else {
+        println!(
+            "Cancelled {} request(s): {}",
+            cancelled.len(),
+            cancelled.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Maps a request's outcome to the exit code, printing its error.
+pub fn finish(result: Result<(), ClientError>) -> anyhow::Result<ExitCode> {
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(ClientError::Request(error)) => {
+            eprintln!("{}: {}", error.kind, error.message);
+            Ok(ExitCode::FAILURE)
+        }
+        Err(ClientError::Cancelled(id)) => {
+            eprintln!("Request {id} was cancelled.");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(other) => Err(other.into()),
+    }
+}

@@ -1,0 +1,136 @@
+//! Which API server the CLI talks to, and who it says the user is.
+
+use anyhow::Context;
+use skydeck_server::config::Paths;
+use std::collections::BTreeMap;
+
+pub const DEFAULT_PORT: u16 = 46580;
+pub const ENV_ENDPOINT: &str = "SKYDECK_API_SERVER_ENDPOINT";
+pub const ENV_TOKEN: &str = "SKYDECK_SERVICE_ACCOUNT_TOKEN";
+
+pub fn local_default() -> String {
+    format!("http://127.0.0.1:{DEFAULT_PORT}")
+}
+
+/// Where requests go: `SKYDECK_API_SERVER_ENDPOINT`, else the endpoint saved
+/// by `api login`, else the local default (`None` here).
+pub struct Target {
+    pub endpoint: String,
+    pub token: Option<String>,
+    /// True when no endpoint was configured: the CLI may start a server.
+    pub is_local_default: bool,
+}
+
+pub fn resolve(paths: &Paths) -> anyhow::Result<Target> {
+    let saved = read_client_config(paths)?;
+    let token = std::env::var(ENV_TOKEN)
+        .ok()
+        .filter(|t| !t.is_empty())
+        .or(saved.token);
+    if let Some(endpoint) = std::env::var(ENV_ENDPOINT).ok().filter(|e| !e.is_empty()) {
+        return Ok(Target {
+            endpoint,
+            token,
+            is_local_default: false,
+        });
+    }
+    Ok(match saved.endpoint {
+        Some(endpoint) => Target {
+            endpoint,
+            token,
+            is_local_default: false,
+        },
+        None => Target {
+            endpoint: local_default(),
+            token,
+            is_local_default: true,
+        },
+    })
+}
+
+#[derive(Default)]
+struct ClientConfig {
+    endpoint: Option<String>,
+    token: Option<String>,
+}
+
+fn read_config(paths: &Paths) -> anyhow::Result<serde_yaml_ng::Mapping> {
+    let path = paths.config_file();
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim().is_empty() => Ok(Default::default()),
+        Ok(text) => serde_yaml_ng::from_str(&text)
+            .with_context(|| format!("{} is not a YAML mapping", path.display())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
+        Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+fn read_client_config(paths: &Paths) -> anyhow::Result<ClientConfig> {
+    let config = read_config(paths)?;
+    let section = config.get("api_server").and_then(|v| v.as_mapping());
+    let text = |key: &str| {
+        section
+            .and_then(|s| s.get(key))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    Ok(ClientConfig {
+        endpoint: text("endpoint"),
+        token: text("service_account_token"),
+    })
+}
+
+/// Saves the endpoint (and token) under `api_server:` in config.yaml,
+/// keeping every other key.
+pub fn save_login(paths: &Paths, endpoint: &str, token: Option<&str>) -> anyhow::Result<()> {
+    let mut config = read_config(paths)?;
+    let key = serde_yaml_ng::Value::from("api_server");
+    let mut section = config
+        .get(&key)
+        .and_then(|v| v.as_mapping())
+        .cloned()
+        .unwrap_or_default();
+    section.insert("endpoint".into(), endpoint.into());
+    match token {
+        Some(token) => section.insert("service_account_token".into(), token.into()),
+        None => section.remove("service_account_token"),
+    };
+    config.insert(key, serde_yaml_ng::Value::Mapping(section));
+    std::fs::create_dir_all(&paths.home)?;
+    let path = paths.config_file();
+    let text = serde_yaml_ng::to_string(&config)?;
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    // The token is a credential: only the owner may read the file.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(())
+}
+
+/// The base fields every request body carries: who is asking, and how.
+pub fn base_body(paths: &Paths) -> serde_json::Map<String, serde_json::Value> {
+    let user_id = std::fs::read_to_string(paths.user_hash())
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| skydeck_server::is_user_hash(s));
+    let user_name = std::env::var("USER").unwrap_or_default();
+    let mut env_vars = BTreeMap::new();
+    if let Some(id) = user_id {
+        env_vars.insert("SKYPILOT_USER_ID", id);
+    }
+    if !user_name.is_empty() {
+        env_vars.insert("SKYPILOT_USER", user_name);
+    }
+    let command: Vec<String> = std::env::args().collect();
+    let mut body = serde_json::Map::new();
+    body.insert("env_vars".into(), serde_json::json!(env_vars));
+    body.insert(
+        "entrypoint".into(),
+        serde_json::json!(command.get(1..3).map(|s| s.join(" ")).unwrap_or_default()),
+    );
+    body.insert(
+        "entrypoint_command".into(),
+        serde_json::json!(command.join(" ")),
+    );
+    body.insert("using_remote_api_server".into(), serde_json::json!(true));
+    body
+}

@@ -1,0 +1,188 @@
+//! Starts the real `skydeck` binary for end-to-end tests.
+//!
+//! Servers bind port 0 and report their URL on stdout; the harness reads that
+//! line instead of sleeping. Every server is stopped by its own PID when the
+//! handle drops.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_skydeck");
+
+/// A `skydeck api start --foreground` process on a state directory.
+pub struct TestServer {
+    pub url: String,
+    pub home: PathBuf,
+    child: Option<Child>,
+}
+
+impl TestServer {
+    /// Starts a server on `home` with extra environment variables.
+    pub fn start(home: &Path, envs: &[(&str, &str)]) -> Self {
+        std::fs::create_dir_all(home).expect("create the state directory");
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(home.join("test-server.stderr"))
+            .expect("open the server log");
+        let mut command = Command::new(BINARY);
+        command
+            .args([
+                "api",
+                "start",
+                "--foreground",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+            ])
+            .env("SKYDECK_HOME", home)
+            .env_remove("SKYDECK_DB_CONNECTION_URI")
+            .env_remove("SKYDECK_API_SERVER_ENDPOINT")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr));
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("cannot start skydeck");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(url) = line.strip_prefix("Skydeck API server listening on ") {
+                        break url.trim().to_owned();
+                    }
+                }
+                _ => {
+                    let stderr = std::fs::read_to_string(home.join("test-server.stderr"))
+                        .unwrap_or_default();
+                    let _ = child.kill();
+                    panic!("skydeck exited before listening; stderr:\n{stderr}");
+                }
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            url,
+            home: home.to_owned(),
+            child: Some(child),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Kills the server with SIGKILL, as a crash would.
+    pub fn kill9(mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("kill -9");
+        child.wait().expect("reap");
+    }
+
+    /// Stops the server with SIGTERM and waits for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        terminate(&mut child)
+    }
+
+    /// The server's log so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.home.join("test-server.stderr")).unwrap_or_default()
+    }
+}
+
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return child.wait().expect("reap");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            terminate(&mut child);
+        }
+    }
+}
+
+/// An HTTP call to the server with the official client's version headers.
+pub async fn http(method: &str, url: &str, body: Option<&str>) -> Response {
+    let client = reqwest::Client::new();
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut request = client
+        .request(method, url)
+        .header("X-SkyPilot-API-Version", "62")
+        .header("X-SkyPilot-Version", "0.14.1");
+    if let Some(body) = body {
+        request = request
+            .header("Content-Type", "application/json")
+            .body(body.to_owned());
+    }
+    let response = request.send().await.expect("the server answers");
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                v.to_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let body = response.text().await.expect("a body");
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// Submits a request and returns its id.
+pub async fn submit(url: &str, path: &str, body: &str) -> String {
+    let response = http("POST", &format!("{url}{path}"), Some(body)).await;
+    assert_eq!(response.status, 200, "{path}: {}", response.body);
+    response
+        .header("x-skypilot-request-id")
+        .expect("a request id")
+        .to_owned()
+}
