@@ -39,12 +39,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(endpoint: &str, token: Option<String>) -> Result<Self> {
-        // reqwest is built without a bundled crypto provider; ring is ours.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        let http = http_client().map_err(|e| ClientError::Decode(e.to_string()))?;
         Ok(Self {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             http,
@@ -215,6 +210,15 @@ impl Client {
             .await
             .map_err(|e| ClientError::Decode(e.to_string()))
     }
+}
+
+/// A `reqwest` client set up the way Skydeck needs it (TLS through ring).
+pub fn http_client() -> reqwest::Result<reqwest::Client> {
+    // reqwest is built without a bundled crypto provider; ring is ours.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .build()
 }
 
 fn request_id(response: &reqwest::Response) -> Result<String> {

@@ -127,7 +127,7 @@ impl Drop for TestServer {
 
 /// An HTTP call to the server with the official client's version headers.
 pub async fn http(method: &str, url: &str, body: Option<&str>) -> Response {
-    let client = reqwest::Client::new();
+    let client = skydeck_client::http_client().expect("an HTTP client");
     let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
     let mut request = client
         .request(method, url)
