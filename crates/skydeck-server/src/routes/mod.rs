@@ -42,8 +42,13 @@ pub const ROUTES: &[(&str, &str)] = &[
 ];
 
 pub fn router(state: SharedState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The router with `extra` routes behind the same middleware (for tests).
+pub fn router_with(state: SharedState, extra: Router<SharedState>) -> Router {
     let body_limit = state.config.max_body_bytes;
-    Router::new()
+    extra
         .route("/health", get(health::plain))
         .route("/api/health", get(health::api_health))
         .route("/api/get", get(requests::api_get))
