@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace. Installs and starts what the tests need
+# (a C compiler, PostgreSQL, the official `sky` client) and stops it again.
+# Usage: scripts/test.sh        (as root on Debian, or with those installed)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/skydeck-target}
+export SKYDECK_CACHE=${SKYDECK_CACHE:-$HOME/.cache/skydeck-ci}
+mkdir -p "$SKYDECK_CACHE"
+
+if ! command -v cargo >/dev/null; then
+  echo "test.sh: cargo not found; install Rust 1.85 or newer (rustup) first" >&2
+  exit 1
+fi
+missing=()
+command -v cc >/dev/null || missing+=(build-essential)
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
+  echo "== installing ${missing[*]}" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+echo "== PostgreSQL" >&2
+pg_dir=$(mktemp -d /tmp/skydeck-pg.XXXXXX)
+trap 'scripts/pg-down.sh "$pg_dir"' EXIT
+SKYDECK_TEST_POSTGRES_URL=$(scripts/pg-up.sh "$pg_dir")
+export SKYDECK_TEST_POSTGRES_URL
+
+echo "== official sky client (skypilot 0.14.1)" >&2
+SKYDECK_TEST_SKY=$(bash scripts/sky-venv.sh | tail -n 1)
+export SKYDECK_TEST_SKY
+
+echo "== format and lints" >&2
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== tests" >&2
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
