@@ -80,7 +80,11 @@ async fn health_answers_in_skypilots_shape_with_version_headers() {
     assert_eq!(answer.headers["x-skypilot-version"], "0.14.1");
     assert!(answer.headers.contains_key("x-skypilot-request-id"));
     for field in ["api_version", "version", "commit"] {
-        assert!(answer.body[field].is_string(), "{field} must be set: {}", answer.body);
+        assert!(
+            answer.body[field].is_string(),
+            "{field} must be set: {}",
+            answer.body
+        );
     }
     assert_eq!(answer.body["status"], "healthy");
     assert_eq!(answer.body["basic_auth_enabled"], false);
@@ -90,7 +94,11 @@ async fn health_answers_in_skypilots_shape_with_version_headers() {
 #[tokio::test]
 async fn a_bare_probe_gets_only_the_status() {
     let app = app().await;
-    let answer = call(&app, Request::get("/api/health").body(Body::empty()).unwrap()).await;
+    let answer = call(
+        &app,
+        Request::get("/api/health").body(Body::empty()).unwrap(),
+    )
+    .await;
     assert_eq!(answer.body, serde_json::json!({"status": "healthy"}));
     let plain = call(&app, Request::get("/health").body(Body::empty()).unwrap()).await;
     assert_eq!(plain.status, StatusCode::OK);
@@ -107,7 +115,12 @@ async fn clients_older_than_api_version_24_get_version_mismatch() {
     let answer = call(&app, request).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     assert_eq!(answer.body["error"], "version_mismatch");
-    assert!(answer.body["message"].as_str().unwrap().contains("pip install"));
+    assert!(
+        answer.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("pip install")
+    );
     assert_eq!(answer.headers["x-skypilot-api-version"], "62");
 }
 
@@ -159,7 +172,10 @@ async fn unknown_and_ambiguous_request_ids_are_404_and_400() {
     let shared = loop {
         let answer = call(&app, client_post("/status", "{}")).await;
         assert_eq!(answer.status, StatusCode::OK);
-        let id = answer.headers["x-skypilot-request-id"].to_str().unwrap().to_owned();
+        let id = answer.headers["x-skypilot-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         if let Some(twin) = ids.iter().find(|other| other[..1] == id[..1]) {
             break twin[..1].to_owned();
         }
@@ -178,13 +194,23 @@ async fn a_scheduled_request_answers_200_at_once_and_get_returns_its_result() {
     let app = app().await;
     let answer = call(
         &app,
-        client_post("/status", r#"{"env_vars": {"SKYPILOT_USER_ID": "abcd1234", "SKYPILOT_USER": "alice"}}"#),
+        client_post(
+            "/status",
+            r#"{"env_vars": {"SKYPILOT_USER_ID": "abcd1234", "SKYPILOT_USER": "alice"}}"#,
+        ),
     )
     .await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.body, serde_json::Value::Null);
-    let id = answer.headers["x-skypilot-request-id"].to_str().unwrap().to_owned();
-    let result = call(&app, client_get(&format!("/api/get?request_id={}", &id[..8]))).await;
+    let id = answer.headers["x-skypilot-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let result = call(
+        &app,
+        client_get(&format!("/api/get?request_id={}", &id[..8])),
+    )
+    .await;
     assert_eq!(result.status, StatusCode::OK);
     assert_eq!(result.body["request_id"], id);
     assert_eq!(result.body["status"], "SUCCEEDED");
@@ -192,9 +218,16 @@ async fn a_scheduled_request_answers_200_at_once_and_get_returns_its_result() {
     assert_eq!(result.body["error"], "null");
     assert_eq!(result.body["entrypoint"], "gAROLg==");
     assert_eq!(result.body["user_name"], "alice");
-    assert!(result.body.get("pid").is_some(), "pid must be present, even null");
+    assert!(
+        result.body.get("pid").is_some(),
+        "pid must be present, even null"
+    );
 
-    let listed = call(&app, client_get(&format!("/api/status?request_ids={id}&fields=request_id"))).await;
+    let listed = call(
+        &app,
+        client_get(&format!("/api/status?request_ids={id}&fields=request_id")),
+    )
+    .await;
     assert_eq!(listed.body[0]["user_id"], "abcd1234");
     let bad = call(&app, client_get("/api/status?fields=secret")).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
@@ -204,15 +237,30 @@ async fn a_scheduled_request_answers_200_at_once_and_get_returns_its_result() {
 async fn endpoints_a_bare_sky_status_touches_answer_empty_results() {
     let app = app().await;
     for (request, expected) in [
-        (client_post("/jobs/queue/v2", "{}"), serde_json::json!({"jobs": [], "total": 0, "total_no_filter": 0, "status_counts": {}})),
+        (
+            client_post("/jobs/queue/v2", "{}"),
+            serde_json::json!({"jobs": [], "total": 0, "total_no_filter": 0, "status_counts": {}}),
+        ),
         (client_post("/serve/status", "{}"), serde_json::json!([])),
-        (client_post("/jobs/pool_status", "{}"), serde_json::json!([])),
-        (client_get("/workspaces"), serde_json::json!({"default": {}})),
-        (client_get("/enabled_clouds?expand=True"), serde_json::json!(["Local"])),
+        (
+            client_post("/jobs/pool_status", "{}"),
+            serde_json::json!([]),
+        ),
+        (
+            client_get("/workspaces"),
+            serde_json::json!({"default": {}}),
+        ),
+        (
+            client_get("/enabled_clouds?expand=True"),
+            serde_json::json!(["Local"]),
+        ),
     ] {
         let answer = call(&app, request).await;
         assert_eq!(answer.status, StatusCode::OK);
-        let id = answer.headers["x-skypilot-request-id"].to_str().unwrap().to_owned();
+        let id = answer.headers["x-skypilot-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         let result = call(&app, client_get(&format!("/api/get?request_id={id}"))).await;
         let value: serde_json::Value =
             serde_json::from_str(result.body["return_value"].as_str().unwrap()).unwrap();
@@ -227,7 +275,12 @@ async fn a_panicking_handler_is_a_500_and_the_server_keeps_serving() {
     let app = app().await;
     let answer = call(&app, client_get("/test/panic")).await;
     assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(answer.body["detail"].as_str().unwrap().contains("Internal server error"));
+    assert!(
+        answer.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Internal server error")
+    );
     let health = call(&app, client_get("/api/health")).await;
     assert_eq!(health.status, StatusCode::OK);
 }

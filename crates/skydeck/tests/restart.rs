@@ -9,7 +9,12 @@ use support::{TestServer, http, submit};
 const STATUS_BODY: &str = r#"{"cluster_names": null, "refresh": "NONE", "all_users": true}"#;
 
 async fn status_of(url: &str, id: &str) -> serde_json::Value {
-    let response = http("GET", &format!("{url}/api/status?all_status=true&request_ids={id}"), None).await;
+    let response = http(
+        "GET",
+        &format!("{url}/api/status?all_status=true&request_ids={id}"),
+        None,
+    )
+    .await;
     assert_eq!(response.status, 200, "{}", response.body);
     response.json()[0].clone()
 }
@@ -60,18 +65,35 @@ async fn a_killed_server_runs_pending_and_settles_running_requests_on_restart() 
     let server = TestServer::start(home.path(), &[]);
     let url = server.url.clone();
     // /api/get blocks until each request has finished.
-    let resumed = http("GET", &format!("{url}/api/get?request_id={resumable}"), None).await;
+    let resumed = http(
+        "GET",
+        &format!("{url}/api/get?request_id={resumable}"),
+        None,
+    )
+    .await;
     assert_eq!(resumed.status, 200, "{}", resumed.body);
     assert_eq!(resumed.json()["status"], "SUCCEEDED");
 
-    let failed = http("GET", &format!("{url}/api/get?request_id={not_resumable}"), None).await;
-    assert_eq!(failed.status, 500, "a failed request answers 500: {}", failed.body);
+    let failed = http(
+        "GET",
+        &format!("{url}/api/get?request_id={not_resumable}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        failed.status, 500,
+        "a failed request answers 500: {}",
+        failed.body
+    );
     let detail = &failed.json()["detail"];
     assert_eq!(detail["status"], "FAILED");
     let error: serde_json::Value = serde_json::from_str(detail["error"].as_str().unwrap()).unwrap();
     assert_eq!(error["type"], "RequestInterruptedError");
     assert!(
-        error["message"].as_str().unwrap().contains("API server restart"),
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("API server restart"),
         "{error}"
     );
 
@@ -81,7 +103,12 @@ async fn a_killed_server_runs_pending_and_settles_running_requests_on_restart() 
     assert_eq!(ran.json()["return_value"], "[]");
 
     // The resumed request's log says what happened, from the start.
-    let log = http("GET", &format!("{url}/api/stream?request_id={resumable}"), None).await;
+    let log = http(
+        "GET",
+        &format!("{url}/api/stream?request_id={resumable}"),
+        None,
+    )
+    .await;
     assert!(log.body.contains("resuming"), "{}", log.body);
     assert!(log.body.contains("Local: enabled"), "{}", log.body);
     assert!(log.body.ends_with('\n'));
@@ -98,7 +125,12 @@ async fn a_graceful_stop_requeues_long_requests_for_the_next_server() {
     assert!(server.stop().success());
 
     let server = TestServer::start(home.path(), &[]);
-    let done = http("GET", &format!("{}/api/get?request_id={long}", server.url), None).await;
+    let done = http(
+        "GET",
+        &format!("{}/api/get?request_id={long}", server.url),
+        None,
+    )
+    .await;
     assert_eq!(done.status, 200, "{}", done.body);
     assert_eq!(done.json()["status"], "SUCCEEDED");
 }
@@ -111,17 +143,33 @@ async fn cancelling_a_running_request_stops_it_and_ends_its_stream() {
     let held = submit(&url, "/check", "{}").await;
     wait_running(&url, &held).await;
     let prefix = &held[..8];
-    let cancel = submit(&url, "/api/cancel", &format!(r#"{{"request_ids": ["{prefix}"]}}"#)).await;
+    let cancel = submit(
+        &url,
+        "/api/cancel",
+        &format!(r#"{{"request_ids": ["{prefix}"]}}"#),
+    )
+    .await;
     let cancelled = http("GET", &format!("{url}/api/get?request_id={cancel}"), None).await;
     assert_eq!(cancelled.status, 200, "{}", cancelled.body);
     let ids: Vec<String> =
         serde_json::from_str(cancelled.json()["return_value"].as_str().unwrap()).unwrap();
-    assert_eq!(ids, [held.clone()], "the full id of what was cancelled");
+    assert_eq!(
+        ids,
+        std::slice::from_ref(&held),
+        "the full id of what was cancelled"
+    );
 
-    let stream = http("GET", &format!("{url}/api/stream?request_id={prefix}"), None).await;
+    let stream = http(
+        "GET",
+        &format!("{url}/api/stream?request_id={prefix}"),
+        None,
+    )
+    .await;
     assert_eq!(stream.header("x-skypilot-stream-request-id"), Some(prefix));
     assert!(
-        stream.body.ends_with(&format!("'sky.check' request {held} cancelled\n")),
+        stream
+            .body
+            .ends_with(&format!("'sky.check' request {held} cancelled\n")),
         "{}",
         stream.body
     );

@@ -116,13 +116,11 @@ fn parse_status_query(raw: &str) -> Result<StatusQuery, ApiError> {
                         .map_err(|_| invalid("limit", &value, "a whole number"))?,
                 )
             }
-            "fields" => {
-                if !skypilot::REQUEST_FIELDS.contains(&value.as_ref()) {
-                    return Err(ApiError::bad_request(format!(
-                        "Unknown field {value:?}; valid fields: {}",
-                        skypilot::REQUEST_FIELDS.join(", ")
-                    )));
-                }
+            "fields" if !skypilot::REQUEST_FIELDS.contains(&value.as_ref()) => {
+                return Err(ApiError::bad_request(format!(
+                    "Unknown field {value:?}; valid fields: {}",
+                    skypilot::REQUEST_FIELDS.join(", ")
+                )));
             }
             "cluster_name" => query.cluster_name = Some(value.into_owned()),
             _ => {}
