@@ -1,1 +1,227 @@
-fn main() {}
+//! `skydeck-bench`: measures the real `skydeck` release binary — start-up
+//! time, memory, and loopback throughput of `/api/health` and of the
+//! `/status` + `/api/get` round trip — and prints the numbers next to the
+//! project's targets.
+//!
+//! It is a benchmark, not a test: missing a target is reported, never an
+//! error. It exits non-zero only when it cannot measure at all (no binary, a
+//! server that does not start).
+
+mod http;
+mod load;
+mod report;
+mod server;
+mod stats;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use load::{LoadConfig, Workload};
+use report::{Report, StatusRun};
+use server::Server;
+use stats::Summary;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Concurrency levels of the `/status` round-trip runs: one client alone
+/// (pure latency) and a handful at once (what a small team produces).
+const STATUS_CONCURRENCY: [usize; 2] = [1, 8];
+
+/// Health calls made before reading the idle RSS, so the number includes
+/// what serving a first request allocates, as a real idle server would.
+const WARM_UP_HEALTH_CALLS: usize = 5;
+
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// The `skydeck` binary to measure [default: $CARGO_TARGET_DIR/release/skydeck,
+    /// else ./target/release/skydeck]
+    #[arg(long)]
+    binary: Option<PathBuf>,
+
+    /// How many fresh servers to start for the start-up measurement.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    startup_runs: u32,
+
+    /// Seconds each throughput run lasts.
+    #[arg(long, default_value_t = 5.0, value_parser = parse_duration_secs)]
+    duration: f64,
+
+    /// Concurrent keep-alive connections of the `/api/health` run.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    health_concurrency: u32,
+
+    /// Print one JSON document instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_duration_secs(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs <= 3600.0 => Ok(secs),
+        _ => Err(format!(
+            "{text:?}: expected seconds, more than 0 and at most 3600"
+        )),
+    }
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match measure_and_print(&cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // The whole cause chain on one screen, without a backtrace: the
+            // messages already say what to do.
+            eprintln!("skydeck-bench: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn measure_and_print(cli: &Cli) -> anyhow::Result<()> {
+    let binary = resolve_binary(cli.binary.as_deref())?;
+    let report = run(cli, binary).await?;
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+    } else {
+        print!("{}", report.to_table());
+    }
+    Ok(())
+}
+
+/// Runs every measurement in order; each server is stopped before the next
+/// one starts so runs never compete for the two cores.
+async fn run(cli: &Cli, binary: PathBuf) -> anyhow::Result<Report> {
+    let duration = Duration::from_secs_f64(cli.duration);
+    let startup = measure_startup(&binary, cli.startup_runs).await?;
+
+    progress("starting the server for the memory and load runs");
+    let (mut server, _) = Server::start(&binary).await?;
+    let outcome = measure_server(&server, cli, duration).await;
+    let stop = server.stop().await;
+    let (idle_rss, health, status_runs, after_load) = outcome?;
+    let stop = stop?;
+
+    Ok(Report {
+        binary,
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        duration,
+        startup,
+        idle_rss_kib: idle_rss.rss_kib,
+        health,
+        status_runs,
+        after_load,
+        stop,
+    })
+}
+
+type ServerMeasurements = (
+    server::Memory,
+    load::LoadResult,
+    Vec<StatusRun>,
+    server::Memory,
+);
+
+/// Idle memory, then the load runs, then memory after load — all on one
+/// server, so "after load" really is the same process that served it.
+async fn measure_server(
+    server: &Server,
+    cli: &Cli,
+    duration: Duration,
+) -> anyhow::Result<ServerMeasurements> {
+    server.health_calls(WARM_UP_HEALTH_CALLS).await?;
+    let idle = server.memory()?;
+
+    let concurrency = cli.health_concurrency as usize;
+    progress(&format!(
+        "GET /api/health: {concurrency} connections for {:.1} s",
+        duration.as_secs_f64()
+    ));
+    let health = load::run(LoadConfig {
+        addr: server.addr,
+        workload: Workload::Health,
+        concurrency,
+        duration,
+    })
+    .await?;
+
+    let mut status_runs = Vec::new();
+    for concurrency in STATUS_CONCURRENCY {
+        progress(&format!(
+            "POST /status + GET /api/get: {concurrency} connection(s) for {:.1} s",
+            duration.as_secs_f64()
+        ));
+        let result = load::run(LoadConfig {
+            addr: server.addr,
+            workload: Workload::StatusRoundTrip,
+            concurrency,
+            duration,
+        })
+        .await?;
+        status_runs.push(StatusRun {
+            concurrency,
+            result,
+        });
+    }
+    let after_load = server.memory()?;
+    Ok((idle, health, status_runs, after_load))
+}
+
+/// Start-up to first healthy answer, each time with a fresh state
+/// directory: the cost a user pays on `sky api start` with nothing cached.
+async fn measure_startup(binary: &Path, runs: u32) -> anyhow::Result<report::Startup> {
+    let mut listening = Vec::new();
+    let mut healthy = Vec::new();
+    for run in 1..=runs {
+        progress(&format!("start-up run {run}/{runs}"));
+        let (mut server, times) = Server::start(binary).await?;
+        server.stop().await?;
+        listening.push(times.listening);
+        healthy.push(times.healthy);
+    }
+    Ok(report::Startup {
+        listening: Summary::of(listening),
+        healthy: Summary::of(healthy),
+    })
+}
+
+/// The binary the user named, else the release build in the cargo target
+/// directory, else the one beside this program (they are built together).
+fn resolve_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = explicit {
+        if !path.is_file() {
+            bail!("--binary {}: no such file", path.display());
+        }
+        return absolute(path);
+    }
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    let default = target_dir.join("release").join("skydeck");
+    let sibling = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("skydeck")));
+    let found = std::iter::once(default.clone())
+        .chain(sibling)
+        .find(|path| path.is_file());
+    match found {
+        Some(path) => absolute(&path),
+        None => bail!(
+            "the skydeck binary was not found at {}; build it first with \
+             `cargo build --release -p skydeck`, or pass --binary PATH",
+            default.display()
+        ),
+    }
+}
+
+/// The server is started with its own working directory untouched, but an
+/// absolute path keeps the report unambiguous.
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))
+}
+
+/// Progress goes to stderr so `--json` output on stdout stays parseable.
+fn progress(message: &str) {
+    eprintln!("skydeck-bench: {message}");
+}
