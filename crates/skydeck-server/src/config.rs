@@ -129,7 +129,7 @@ impl ServerConfig {
             .or(file.db)
             .unwrap_or_else(|| format!("sqlite://{}", paths.sqlite_db().display()));
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let mut config = Self {
+        Ok(Self {
             database_url,
             long_workers: env_usize(ENV_LONG_WORKERS)?.unwrap_or((cpus * 4).max(8)),
             short_workers: env_usize(ENV_SHORT_WORKERS)?.unwrap_or((cpus * 8).max(16)),
@@ -141,9 +141,7 @@ impl ServerConfig {
                 .map(str::to_owned)
                 .collect(),
             ..Self::for_tests(paths)
-        };
-        config.paths = Paths::new(config.paths.home.clone());
-        Ok(config)
+        })
     }
 
     /// Defaults with SQLite under `paths`; nothing read from the environment.

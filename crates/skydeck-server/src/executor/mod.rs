@@ -146,8 +146,8 @@ impl Executor {
         }
     }
 
-    /// Waits until the request has finished and returns it. `None` if it
-    /// does not exist. Gives up with `Ok(None)`-like `Err` only on shutdown.
+    /// Waits until the request has finished. Ends early only when the
+    /// request does not exist or the server is shutting down.
     pub async fn wait_finished(
         &self,
         id: &str,
