@@ -135,6 +135,9 @@ async fn maintain(state: Arc<AppState>, me: ServerInfo) {
                 if let Err(err) = state.executor.settle_orphans(&me).await {
                     tracing::warn!(error = %err, "cannot settle orphaned requests");
                 }
+                if let Err(err) = state.store.checkpoint().await {
+                    tracing::warn!(error = %err, "cannot checkpoint the database");
+                }
             }
             _ = cancel_check.tick() => {
                 if let Err(err) = state.executor.apply_remote_cancellations().await {

@@ -35,6 +35,24 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- requests
     async fn insert_request(&self, request: &NewRequest) -> Result<()>;
+    /// Inserts a request already claimed by `server_id`: RUNNING since `now`,
+    /// on its first attempt. For a server with a free worker, which thereby
+    /// skips the queue and the claim.
+    async fn insert_running_request(
+        &self,
+        request: &NewRequest,
+        server_id: &str,
+        now: f64,
+    ) -> Result<RequestRecord>;
+    /// Inserts a request that the accepting server already ran to the end:
+    /// it is stored finished, in the one write that accepts it.
+    async fn insert_finished_request(
+        &self,
+        request: &NewRequest,
+        started_at: f64,
+        outcome: &Outcome,
+        finished_at: f64,
+    ) -> Result<RequestRecord>;
     async fn get_request(&self, id: &str) -> Result<Option<RequestRecord>>;
     /// Ids that start with `prefix`, newest first, at most `limit`, limited to
     /// one user's requests when `user_id` is given.
@@ -55,16 +73,17 @@ pub trait Store: Send + Sync + 'static {
         server_id: &str,
         now: f64,
     ) -> Result<Option<RequestRecord>>;
-    /// Records the outcome of a RUNNING request owned by `server_id`. Returns
-    /// false (and changes nothing) if the request is no longer RUNNING there,
-    /// e.g. because it was cancelled meanwhile.
+    /// Records the outcome of a RUNNING request owned by `server_id` and
+    /// returns the finished request. Returns `None` (and changes nothing) if
+    /// the request is no longer RUNNING there, e.g. because it was cancelled
+    /// meanwhile.
     async fn finish_request(
         &self,
         id: &str,
         server_id: &str,
         outcome: &Outcome,
         now: f64,
-    ) -> Result<bool>;
+    ) -> Result<Option<RequestRecord>>;
     /// Puts a RUNNING request owned by `server_id` back to PENDING so that a
     /// server runs it again; `note` is shown as its status message.
     async fn requeue_request(&self, id: &str, server_id: &str, note: &str) -> Result<bool>;
@@ -80,4 +99,9 @@ pub trait Store: Send + Sync + 'static {
     async fn heartbeat_server(&self, id: &str, now: f64) -> Result<()>;
     async fn remove_server(&self, id: &str) -> Result<()>;
     async fn list_servers(&self) -> Result<Vec<ServerInfo>>;
+
+    // ---- upkeep
+    /// Compacts what the database keeps beside its main file (SQLite's
+    /// write-ahead log); servers call it periodically.
+    async fn checkpoint(&self) -> Result<()>;
 }

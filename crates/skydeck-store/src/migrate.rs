@@ -1,7 +1,7 @@
 //! Schema migrations, embedded in the binary and applied at start.
 
 use crate::{Result, StoreError};
-use sqlx::AnyPool;
+use sqlx::AnyConnection;
 use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
 use std::borrow::Cow;
 
@@ -17,7 +17,7 @@ pub fn latest_version() -> i64 {
     MIGRATIONS.last().map_or(0, |(version, _, _)| *version)
 }
 
-pub async fn run(pool: &AnyPool, location: &str) -> Result<()> {
+pub async fn run(conn: &mut AnyConnection, location: &str) -> Result<()> {
     let migrations: Vec<Migration> = MIGRATIONS
         .iter()
         .map(|(version, description, sql)| {
@@ -34,7 +34,7 @@ pub async fn run(pool: &AnyPool, location: &str) -> Result<()> {
         migrations: Cow::Owned(migrations),
         ..Migrator::DEFAULT
     };
-    migrator.run(pool).await.map_err(|err| match err {
+    migrator.run(conn).await.map_err(|err| match err {
         MigrateError::VersionMissing(found) => StoreError::SchemaTooNew {
             location: location.to_owned(),
             found,

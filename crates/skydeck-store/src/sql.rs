@@ -9,9 +9,12 @@ use crate::{Result, Store, StoreError, migrate};
 use async_trait::async_trait;
 use skydeck_types::{RequestError, RequestStatus, ScheduleType};
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Row};
+use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
 use std::time::Duration;
+use tokio::sync::{Mutex, MutexGuard};
 
 /// Which database a [`SqlStore`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,9 +70,72 @@ const REQUEST_COLUMNS: &str = "id, name, entrypoint, body, status, schedule_type
      cluster_name, created_at, started_at, finished_at, return_value, error, status_msg, \
      server_id, attempts";
 
+/// SQLite connections that only read. WAL readers never wait for the writer,
+/// so a few of them serve concurrent `/api/get` and listing calls.
+const SQLITE_READERS: u32 = 4;
+
 pub struct SqlStore {
-    pool: AnyPool,
+    /// Runs every statement that reads only.
+    reader: AnyPool,
+    /// Runs every statement that writes.
+    writer: Writer,
     dialect: Dialect,
+}
+
+/// Where writing statements run.
+enum Writer {
+    /// SQLite's one writer connection. SQLite admits a single writer anyway,
+    /// and queueing writers on a mutex is far cheaper than letting them
+    /// collide inside SQLite, whose busy handler sleeps for milliseconds per
+    /// collision. It is owned outright rather than through a pool of one
+    /// because sqlx pings a pooled connection after every use, which would
+    /// double the cost of each write. A statement whose future is dropped
+    /// midway is reset by the driver, so the connection stays usable.
+    /// `None` once the store is closed.
+    Sqlite(Mutex<Option<AnyConnection>>),
+    /// PostgreSQL: the shared pool.
+    Pool(AnyPool),
+}
+
+/// A connection to write through, for as long as it is held.
+enum WriteConnection<'a> {
+    Sqlite(MutexGuard<'a, Option<AnyConnection>>),
+    Pool(PoolConnection<Any>),
+}
+
+impl Deref for WriteConnection<'_> {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            Self::Sqlite(guard) => guard.as_ref().expect("checked when acquired"),
+            Self::Pool(conn) => conn,
+        }
+    }
+}
+
+impl DerefMut for WriteConnection<'_> {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            Self::Sqlite(guard) => guard.as_mut().expect("checked when acquired"),
+            Self::Pool(conn) => conn,
+        }
+    }
+}
+
+impl Writer {
+    async fn acquire(&self) -> Result<WriteConnection<'_>> {
+        match self {
+            Self::Sqlite(conn) => {
+                let guard = conn.lock().await;
+                if guard.is_none() {
+                    return Err(sqlx::Error::PoolClosed.into());
+                }
+                Ok(WriteConnection::Sqlite(guard))
+            }
+            Self::Pool(pool) => Ok(WriteConnection::Pool(pool.acquire().await?)),
+        }
+    }
 }
 
 impl SqlStore {
@@ -79,38 +145,36 @@ impl SqlStore {
         sqlx::any::install_default_drivers();
         let dialect = Dialect::from_url(url)?;
         let location = redact_url(url);
-        let pool = match dialect {
+        let (reader, writer) = match dialect {
             Dialect::Sqlite => {
+                if url.contains(":memory:") {
+                    // Each connection would get a database of its own.
+                    return Err(StoreError::UnsupportedUrl(location));
+                }
                 let url = sqlite_url_with_create(url);
-                AnyPoolOptions::new()
-                    .max_connections(8)
-                    .min_connections(1)
-                    .after_connect(|conn, _meta| {
-                        Box::pin(async move {
-                            // WAL lets readers run beside the writer; NORMAL
-                            // sync keeps every commit across a process crash
-                            // (only an OS crash can drop the last commits).
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
-                            )
-                            .await?;
-                            Ok(())
-                        })
-                    })
-                    .connect(&url)
-                    .await?
+                // The writer connects first so that it creates the file and
+                // switches it to WAL before any reader opens it.
+                let mut writer = AnyConnection::connect(&url).await?;
+                writer.execute(SQLITE_PRAGMAS).await?;
+                migrate::run(&mut writer, &location).await?;
+                let reader = sqlite_readers().connect(&url).await?;
+                (reader, Writer::Sqlite(Mutex::new(Some(writer))))
             }
             Dialect::Postgres => {
-                AnyPoolOptions::new()
+                let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect(url)
-                    .await?
+                    .await?;
+                migrate::run(&mut *pool.acquire().await?, &location).await?;
+                (pool.clone(), Writer::Pool(pool))
             }
         };
-        migrate::run(&pool, &location).await?;
-        Ok(Self { pool, dialect })
+        Ok(Self {
+            reader,
+            writer,
+            dialect,
+        })
     }
 
     /// The newest schema version this binary can run on.
@@ -119,12 +183,51 @@ impl SqlStore {
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.reader.close().await;
+        match &self.writer {
+            Writer::Sqlite(conn) => {
+                if let Some(conn) = conn.lock().await.take()
+                    && let Err(err) = conn.close().await
+                {
+                    tracing::warn!(error = %err, "closing the database failed");
+                }
+            }
+            Writer::Pool(pool) => pool.close().await,
+        }
+    }
+
+    /// A connection for statements that write.
+    async fn write(&self) -> Result<WriteConnection<'_>> {
+        self.writer.acquire().await
     }
 }
 
+/// Set on every SQLite connection. WAL lets readers run beside the writer;
+/// NORMAL sync keeps every commit across a process crash (only an OS crash
+/// can drop the last commits). The busy timeout covers the rare waits that
+/// remain: checkpoints, and the reader and writer connections opening the
+/// file at the same time.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;";
+
+fn sqlite_readers() -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(SQLITE_READERS)
+        .min_connections(1)
+        // A file on local disk cannot drop a connection the way a network
+        // peer can; pinging before each use would double every query's
+        // round trip to the connection's worker thread.
+        .test_before_acquire(false)
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                conn.execute(SQLITE_PRAGMAS).await?;
+                Ok(())
+            })
+        })
+}
+
 fn sqlite_url_with_create(url: &str) -> String {
-    if url.contains("mode=") || url.contains(":memory:") {
+    if url.contains("mode=") {
         url.to_owned()
     } else if url.contains('?') {
         format!("{url}&mode=rwc")
@@ -178,6 +281,18 @@ fn decode_request(row: &AnyRow) -> Result<RequestRecord> {
     })
 }
 
+/// The status, return value and error columns of a finished request.
+fn outcome_columns(outcome: &Outcome) -> Result<(RequestStatus, Option<String>, Option<String>)> {
+    Ok(match outcome {
+        Outcome::Succeeded(value) => (RequestStatus::Succeeded, Some(value.to_string()), None),
+        Outcome::Failed(error) => (
+            RequestStatus::Failed,
+            None,
+            Some(serde_json::to_string(error).map_err(|e| corrupt("requests", e))?),
+        ),
+    })
+}
+
 fn decode_server(row: &AnyRow) -> Result<ServerInfo> {
     Ok(ServerInfo {
         id: row.try_get("id")?,
@@ -215,7 +330,7 @@ impl Store for SqlStore {
         .bind(&user.id)
         .bind(&user.name)
         .bind(user.created_at)
-        .execute(&self.pool)
+        .execute(&mut *self.write().await?)
         .await?;
         Ok(())
     }
@@ -223,7 +338,7 @@ impl Store for SqlStore {
     async fn get_user(&self, id: &str) -> Result<Option<User>> {
         let row = sqlx::query("SELECT id, name, created_at FROM users WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?;
         row.map(|row| {
             Ok(User {
@@ -237,7 +352,7 @@ impl Store for SqlStore {
 
     async fn list_users(&self) -> Result<Vec<User>> {
         let rows = sqlx::query("SELECT id, name, created_at FROM users ORDER BY name, id")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reader)
             .await?;
         rows.iter()
             .map(|row| {
@@ -263,16 +378,77 @@ impl Store for SqlStore {
         .bind(&request.user_id)
         .bind(request.cluster_name.as_deref())
         .bind(request.created_at)
-        .execute(&self.pool)
+        .execute(&mut *self.write().await?)
         .await?;
         Ok(())
+    }
+
+    async fn insert_running_request(
+        &self,
+        request: &NewRequest,
+        server_id: &str,
+        now: f64,
+    ) -> Result<RequestRecord> {
+        let sql = format!(
+            "INSERT INTO requests (id, name, entrypoint, body, status, schedule_type, user_id, \
+             cluster_name, created_at, server_id, started_at, attempts) \
+             VALUES ($1, $2, $3, $4, 'RUNNING', $5, $6, $7, $8, $9, $10, 1) \
+             RETURNING {REQUEST_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(&request.id)
+            .bind(&request.name)
+            .bind(&request.entrypoint)
+            .bind(request.body.to_string())
+            .bind(request.schedule_type.as_str())
+            .bind(&request.user_id)
+            .bind(request.cluster_name.as_deref())
+            .bind(request.created_at)
+            .bind(server_id)
+            .bind(now)
+            .fetch_one(&mut *self.write().await?)
+            .await?;
+        decode_request(&row)
+    }
+
+    async fn insert_finished_request(
+        &self,
+        request: &NewRequest,
+        started_at: f64,
+        outcome: &Outcome,
+        finished_at: f64,
+    ) -> Result<RequestRecord> {
+        let (status, return_value, error) = outcome_columns(outcome)?;
+        let sql = format!(
+            "INSERT INTO requests (id, name, entrypoint, body, status, schedule_type, user_id, \
+             cluster_name, created_at, started_at, finished_at, return_value, error, attempts) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1) \
+             RETURNING {REQUEST_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(&request.id)
+            .bind(&request.name)
+            .bind(&request.entrypoint)
+            .bind(request.body.to_string())
+            .bind(status.as_str())
+            .bind(request.schedule_type.as_str())
+            .bind(&request.user_id)
+            .bind(request.cluster_name.as_deref())
+            .bind(request.created_at)
+            .bind(started_at)
+            .bind(finished_at)
+            .bind(return_value)
+            .bind(error)
+            .fetch_one(&mut *self.write().await?)
+            .await?;
+        decode_request(&row)
     }
 
     async fn get_request(&self, id: &str) -> Result<Option<RequestRecord>> {
         let sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = $1");
         let row = sqlx::query(&sql)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?;
         row.as_ref().map(decode_request).transpose()
     }
@@ -290,7 +466,7 @@ impl Store for SqlStore {
         .bind(like_prefix(prefix))
         .bind(user_id)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         rows.iter()
             .map(|row| row.try_get::<String, _>("id").map_err(Into::into))
@@ -329,7 +505,7 @@ impl Store for SqlStore {
         for value in &binds {
             query = query.bind(value.as_str());
         }
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = query.fetch_all(&self.reader).await?;
         rows.iter().map(decode_request).collect()
     }
 
@@ -352,7 +528,7 @@ impl Store for SqlStore {
             .bind(server_id)
             .bind(now)
             .bind(schedule.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.write().await?)
             .await?;
         row.as_ref().map(decode_request).transpose()
     }
@@ -363,28 +539,23 @@ impl Store for SqlStore {
         server_id: &str,
         outcome: &Outcome,
         now: f64,
-    ) -> Result<bool> {
-        let (status, return_value, error) = match outcome {
-            Outcome::Succeeded(value) => (RequestStatus::Succeeded, Some(value.to_string()), None),
-            Outcome::Failed(error) => (
-                RequestStatus::Failed,
-                None,
-                Some(serde_json::to_string(error).map_err(|e| corrupt("requests", e))?),
-            ),
-        };
-        let result = sqlx::query(
+    ) -> Result<Option<RequestRecord>> {
+        let (status, return_value, error) = outcome_columns(outcome)?;
+        let sql = format!(
             "UPDATE requests SET status = $1, return_value = $2, error = $3, finished_at = $4, \
-             server_id = NULL WHERE id = $5 AND status = 'RUNNING' AND server_id = $6",
-        )
-        .bind(status.as_str())
-        .bind(return_value)
-        .bind(error)
-        .bind(now)
-        .bind(id)
-        .bind(server_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(result.rows_affected() == 1)
+             server_id = NULL WHERE id = $5 AND status = 'RUNNING' AND server_id = $6 \
+             RETURNING {REQUEST_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(status.as_str())
+            .bind(return_value)
+            .bind(error)
+            .bind(now)
+            .bind(id)
+            .bind(server_id)
+            .fetch_optional(&mut *self.write().await?)
+            .await?;
+        row.as_ref().map(decode_request).transpose()
     }
 
     async fn requeue_request(&self, id: &str, server_id: &str, note: &str) -> Result<bool> {
@@ -395,7 +566,7 @@ impl Store for SqlStore {
         .bind(note)
         .bind(id)
         .bind(server_id)
-        .execute(&self.pool)
+        .execute(&mut *self.write().await?)
         .await?;
         Ok(result.rows_affected() == 1)
     }
@@ -417,7 +588,7 @@ impl Store for SqlStore {
             .bind(now)
             .bind(id)
             .bind(current.status.as_str())
-            .execute(&self.pool)
+            .execute(&mut *self.write().await?)
             .await?;
             if result.rows_affected() == 1 {
                 return Ok(Some(current.status));
@@ -439,7 +610,7 @@ impl Store for SqlStore {
             for id in chunk {
                 query = query.bind(id.as_str());
             }
-            for row in query.fetch_all(&self.pool).await? {
+            for row in query.fetch_all(&self.reader).await? {
                 let status: String = row.try_get("status")?;
                 let status =
                     RequestStatus::from_str(&status).map_err(|e| corrupt("requests", e))?;
@@ -460,7 +631,7 @@ impl Store for SqlStore {
         .bind(server.pid)
         .bind(server.started_at)
         .bind(server.heartbeat_at)
-        .execute(&self.pool)
+        .execute(&mut *self.write().await?)
         .await?;
         Ok(())
     }
@@ -469,7 +640,7 @@ impl Store for SqlStore {
         sqlx::query("UPDATE servers SET heartbeat_at = $1 WHERE id = $2")
             .bind(now)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *self.write().await?)
             .await?;
         Ok(())
     }
@@ -477,7 +648,7 @@ impl Store for SqlStore {
     async fn remove_server(&self, id: &str) -> Result<()> {
         sqlx::query("DELETE FROM servers WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *self.write().await?)
             .await?;
         Ok(())
     }
@@ -486,9 +657,22 @@ impl Store for SqlStore {
         let rows = sqlx::query(
             "SELECT id, hostname, pid, started_at, heartbeat_at FROM servers ORDER BY started_at",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         rows.iter().map(decode_server).collect()
+    }
+
+    /// Moves the SQLite write-ahead log into the database file and empties
+    /// it. SQLite's automatic checkpoints cannot reset the log while readers
+    /// overlap without pause, so under steady load it would grow without
+    /// bound; the server calls this now and then. A no-op on PostgreSQL.
+    async fn checkpoint(&self) -> Result<()> {
+        if self.dialect == Dialect::Sqlite {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&mut *self.write().await?)
+                .await?;
+        }
+        Ok(())
     }
 }
 

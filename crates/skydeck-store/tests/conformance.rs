@@ -107,6 +107,8 @@ conformance!(
     concurrent_claims_hand_each_request_to_one_server,
     finishing_records_the_outcome_only_while_running,
     requeued_requests_are_claimed_again,
+    requests_inserted_running_belong_to_their_server,
+    requests_inserted_finished_keep_their_outcome,
     cancel_stops_pending_and_running_but_not_finished_requests,
     statuses_are_reported_for_many_ids,
     servers_register_heartbeat_and_leave,
@@ -403,10 +405,11 @@ async fn finishing_records_the_outcome_only_while_running(store: Arc<SqlStore>) 
     }
     let outcome = Outcome::Succeeded(serde_json::json!([{"name": "c1"}]));
     assert!(
-        !store
+        store
             .finish_request("ok", "s1", &outcome, 2.0)
             .await
-            .unwrap(),
+            .unwrap()
+            .is_none(),
         "a PENDING request cannot finish"
     );
     store
@@ -418,42 +421,120 @@ async fn finishing_records_the_outcome_only_while_running(store: Arc<SqlStore>) 
         .await
         .unwrap();
     assert!(
-        !store
+        store
             .finish_request("ok", "s2", &outcome, 2.0)
             .await
-            .unwrap(),
+            .unwrap()
+            .is_none(),
         "only the owning server may finish a request"
     );
-    assert!(
-        store
-            .finish_request("ok", "s1", &outcome, 2.0)
-            .await
-            .unwrap()
-    );
+    let finished = store
+        .finish_request("ok", "s1", &outcome, 2.0)
+        .await
+        .unwrap()
+        .expect("the owner finishes its RUNNING request");
     let done = store.get_request("ok").await.unwrap().unwrap();
+    assert_eq!(finished, done, "the returned record is the stored one");
     assert_eq!(done.status, RequestStatus::Succeeded);
     assert_eq!(done.return_value, Some(serde_json::json!([{"name": "c1"}])));
     assert_eq!(done.finished_at, Some(2.0));
     assert_eq!(done.server_id, None);
     assert!(
-        !store
+        store
             .finish_request("ok", "s1", &outcome, 3.0)
             .await
-            .unwrap(),
+            .unwrap()
+            .is_none(),
         "a finished request stays finished"
     );
 
     let error = RequestError::new("ClusterDoesNotExist", "Cluster 'c9' does not exist.");
-    assert!(
-        store
-            .finish_request("bad", "s1", &Outcome::Failed(error.clone()), 2.0)
-            .await
-            .unwrap()
-    );
+    let finished = store
+        .finish_request("bad", "s1", &Outcome::Failed(error.clone()), 2.0)
+        .await
+        .unwrap()
+        .expect("the owner finishes its RUNNING request");
     let failed = store.get_request("bad").await.unwrap().unwrap();
+    assert_eq!(finished, failed);
     assert_eq!(failed.status, RequestStatus::Failed);
     assert_eq!(failed.error, Some(error));
     assert_eq!(failed.return_value, None);
+}
+
+async fn requests_inserted_running_belong_to_their_server(store: Arc<SqlStore>) {
+    let request = new_request("fast", "sky.status", ScheduleType::Short, 1.0);
+    let running = store
+        .insert_running_request(&request, "s1", 1.5)
+        .await
+        .unwrap();
+    assert_eq!(running.status, RequestStatus::Running);
+    assert_eq!(running.server_id.as_deref(), Some("s1"));
+    assert_eq!(running.started_at, Some(1.5));
+    assert_eq!(running.attempts, 1);
+    assert_eq!(running.body, request.body);
+    assert_eq!(store.get_request("fast").await.unwrap().unwrap(), running);
+    assert!(
+        store
+            .claim_next(ScheduleType::Short, "s2", 2.0)
+            .await
+            .unwrap()
+            .is_none(),
+        "a request inserted RUNNING is not in the queue"
+    );
+    assert!(
+        store
+            .insert_running_request(&request, "s2", 2.0)
+            .await
+            .is_err(),
+        "a duplicate id must be refused"
+    );
+    let finished = store
+        .finish_request(
+            "fast",
+            "s1",
+            &Outcome::Succeeded(serde_json::json!([])),
+            3.0,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(finished.status, RequestStatus::Succeeded);
+}
+
+async fn requests_inserted_finished_keep_their_outcome(store: Arc<SqlStore>) {
+    let ok = new_request("done-ok", "sky.status", ScheduleType::Short, 1.0);
+    let value = serde_json::json!([{"name": "c1"}]);
+    let stored = store
+        .insert_finished_request(&ok, 1.25, &Outcome::Succeeded(value.clone()), 1.5)
+        .await
+        .unwrap();
+    assert_eq!(stored.status, RequestStatus::Succeeded);
+    assert_eq!(stored.return_value, Some(value));
+    assert_eq!(
+        (stored.started_at, stored.finished_at),
+        (Some(1.25), Some(1.5))
+    );
+    assert_eq!((stored.server_id.as_deref(), stored.attempts), (None, 1));
+    assert_eq!(store.get_request("done-ok").await.unwrap().unwrap(), stored);
+
+    let bad = new_request("done-bad", "sky.status", ScheduleType::Short, 2.0);
+    let error = RequestError::new("ValueError", "no such workspace");
+    let stored = store
+        .insert_finished_request(&bad, 2.0, &Outcome::Failed(error.clone()), 2.5)
+        .await
+        .unwrap();
+    assert_eq!(stored.status, RequestStatus::Failed);
+    assert_eq!(stored.error, Some(error));
+    assert_eq!(stored.return_value, None);
+    assert!(
+        store
+            .claim_next(ScheduleType::Short, "s1", 3.0)
+            .await
+            .unwrap()
+            .is_none(),
+        "a finished request is not queued"
+    );
+    assert_eq!(store.cancel_request("done-ok", 3.0).await.unwrap(), None);
 }
 
 async fn requeued_requests_are_claimed_again(store: Arc<SqlStore>) {
@@ -535,7 +616,7 @@ async fn cancel_stops_pending_and_running_but_not_finished_requests(store: Arc<S
     assert_eq!(cancelled.status, RequestStatus::Cancelled);
     assert_eq!(cancelled.finished_at, Some(5.0));
     assert!(
-        !store
+        store
             .finish_request(
                 "running",
                 "s",
@@ -543,7 +624,8 @@ async fn cancel_stops_pending_and_running_but_not_finished_requests(store: Arc<S
                 7.0
             )
             .await
-            .unwrap(),
+            .unwrap()
+            .is_none(),
         "a late result must not overwrite the cancellation"
     );
     assert_eq!(
@@ -662,4 +744,25 @@ async fn postgres_reopen_keeps_data_and_refuses_newer_schemas() {
     if let Some(db) = TestDb::postgres().await {
         reopen_keeps_data_and_refuses_newer_schemas(db).await;
     }
+}
+
+/// Under steady load SQLite's own checkpoints never get to reset the log,
+/// so the server relies on this one to keep `state.db-wal` from growing.
+#[tokio::test]
+async fn sqlite_checkpoint_empties_the_write_ahead_log() {
+    let db = TestDb::sqlite().await;
+    for i in 0..200 {
+        let id = format!("wal-{i}");
+        db.store
+            .insert_request(&new_request(&id, "sky.status", ScheduleType::Short, 1.0))
+            .await
+            .unwrap();
+    }
+    let wal = std::path::PathBuf::from(format!("{}-wal", db.url.trim_start_matches("sqlite://")));
+    let wal_size = || std::fs::metadata(&wal).map_or(0, |m| m.len());
+    assert!(wal_size() > 0, "inserts must have gone through the log");
+    db.store.checkpoint().await.unwrap();
+    assert_eq!(wal_size(), 0);
+    assert!(db.store.get_request("wal-199").await.unwrap().is_some());
+    db.drop_database().await;
 }

@@ -6,13 +6,17 @@
 //! records the outcome. Waking is only a shortcut: pools also poll, so
 //! requests accepted by another replica or before a restart still run.
 
+mod finished;
 mod recovery;
+
+use finished::RecentlyFinished;
 
 use crate::config::ServerConfig;
 use crate::ops::{self, Op, RequestContext};
 use crate::request_log::{LogDir, RequestLog};
 use crate::signals::Signals;
 use crate::skypilot::exception;
+use futures_util::FutureExt;
 use skydeck_store::{NewRequest, Outcome, RequestRecord, Store, StoreError};
 use skydeck_types::{RequestError, RequestStatus, ScheduleType};
 use std::collections::{HashMap, HashSet};
@@ -38,7 +42,9 @@ struct Running {
 }
 
 struct Pool {
-    workers: usize,
+    /// One permit per worker: held by a running request, and by the pool's
+    /// claim loop while it looks for work.
+    permits: Arc<Semaphore>,
     wake: Notify,
     /// Stops this pool's running requests (they go back to PENDING).
     interrupt: CancellationToken,
@@ -50,6 +56,7 @@ pub struct Executor {
     logs: LogDir,
     signals: Arc<Signals>,
     running: Mutex<HashMap<String, Running>>,
+    finished: RecentlyFinished,
     long: Pool,
     short: Pool,
     stop_claiming: CancellationToken,
@@ -70,7 +77,7 @@ impl Executor {
         exclusive: bool,
     ) -> std::io::Result<Arc<Self>> {
         let pool = |workers| Pool {
-            workers,
+            permits: Arc::new(Semaphore::new(workers)),
             wake: Notify::new(),
             interrupt: CancellationToken::new(),
         };
@@ -80,6 +87,7 @@ impl Executor {
             logs: LogDir::new(config.paths.request_logs())?,
             signals,
             running: Mutex::new(HashMap::new()),
+            finished: RecentlyFinished::default(),
             long: pool(config.long_workers),
             short: pool(config.short_workers),
             stop_claiming: CancellationToken::new(),
@@ -118,10 +126,58 @@ impl Executor {
     }
 
     /// Accepts a request: once this returns, the request is durable.
-    pub async fn submit(&self, request: NewRequest) -> Result<(), StoreError> {
-        let schedule = request.schedule_type;
-        self.store.insert_request(&request).await?;
-        self.pool(schedule).wake.notify_one();
+    ///
+    /// Where a worker is free, the request skips the queue. An operation
+    /// that answers at once runs right here and is stored finished, so
+    /// accepting and answering it costs one write; any other is stored
+    /// RUNNING, claimed by this server in the same write. Otherwise it is
+    /// stored PENDING for the pool's loop, which claims whatever is PENDING
+    /// as soon as a worker frees up — so the fast paths only ever jump a
+    /// queue that is empty here.
+    pub async fn submit(self: &Arc<Self>, request: NewRequest) -> Result<(), StoreError> {
+        let pool = self.pool(request.schedule_type);
+        let permit = if self.stop_claiming.is_cancelled() {
+            None
+        } else {
+            pool.permits.clone().try_acquire_owned().ok()
+        };
+        let Some(permit) = permit else {
+            self.store.insert_request(&request).await?;
+            pool.wake.notify_one();
+            return Ok(());
+        };
+        let at_once = Op::from_name(&request.name).is_some_and(Op::answers_at_once)
+            && !self.hold.contains(&request.name);
+        if at_once {
+            let log = Arc::new(RequestLog::new(
+                &self.logs,
+                &request.id,
+                self.signals.clone(),
+            ));
+            let started_at = now();
+            let outcome = self
+                .perform(
+                    &request.id,
+                    &request.name,
+                    &request.user_id,
+                    request.body.clone(),
+                    log,
+                )
+                .await;
+            let record = self
+                .store
+                .insert_finished_request(&request, started_at, &outcome, now())
+                .await?;
+            drop(permit);
+            self.finished.insert(record);
+            return Ok(());
+        }
+        let record = self
+            .store
+            .insert_running_request(&request, &self.server_id, now())
+            .await?;
+        self.register_running(&record.id);
+        self.spawn_run(record, permit);
         Ok(())
     }
 
@@ -156,6 +212,23 @@ impl Executor {
         loop {
             let subscription = self.signals.subscribe(id);
             let notified = subscription.notified();
+            if let Some(record) = self.finished.get(id) {
+                return Ok(WaitResult::Finished(Box::new(RequestRecord::clone(
+                    &record,
+                ))));
+            }
+            // Running here, it notifies when it ends and its record is then
+            // in `finished` (or, if cancelled, in the database): no need to
+            // read the row now. `run` fills `finished` before it leaves
+            // `running`, so one of the two checks sees a request that just
+            // ended.
+            if self.is_running_here(id) {
+                tokio::select! {
+                    _ = notified => {}
+                    _ = shutdown.cancelled() => return Ok(WaitResult::ShuttingDown),
+                }
+                continue;
+            }
             let Some(record) = self.store.get_request(id).await? else {
                 return Ok(WaitResult::Missing);
             };
@@ -173,8 +246,7 @@ impl Executor {
     }
 
     async fn pool_loop(self: Arc<Self>, schedule: ScheduleType) {
-        let pool = self.pool(schedule);
-        let permits = Arc::new(Semaphore::new(pool.workers));
+        let permits = self.pool(schedule).permits.clone();
         loop {
             let permit = tokio::select! {
                 permit = permits.clone().acquire_owned() => permit.expect("never closed"),
@@ -183,11 +255,27 @@ impl Executor {
             let Some(request) = self.next_request(schedule).await else {
                 return;
             };
-            let span = tracing::info_span!("request", request.id = %request.id, request.name = %request.name);
-            let executor = self.clone();
-            self.tasks
-                .spawn(async move { executor.run(request, permit).await }.instrument(span));
+            self.spawn_run(request, permit);
         }
+    }
+
+    /// Registers a claimed request before anyone can look, so that a cancel
+    /// arriving now finds it here.
+    fn register_running(&self, id: &str) {
+        self.running.lock().expect("running lock").insert(
+            id.to_owned(),
+            Running {
+                cancel: CancellationToken::new(),
+            },
+        );
+    }
+
+    fn spawn_run(self: &Arc<Self>, request: RequestRecord, permit: OwnedSemaphorePermit) {
+        let span =
+            tracing::info_span!("request", request.id = %request.id, request.name = %request.name);
+        let executor = self.clone();
+        self.tasks
+            .spawn(async move { executor.run(request, permit).await }.instrument(span));
     }
 
     /// Claims the next request of the pool, waiting for one; `None` once the
@@ -204,14 +292,7 @@ impl Executor {
                 .await
             {
                 Ok(Some(request)) => {
-                    // Register before anyone can look, so a cancel that
-                    // arrives now finds the request here.
-                    self.running.lock().expect("running lock").insert(
-                        request.id.clone(),
-                        Running {
-                            cancel: CancellationToken::new(),
-                        },
-                    );
+                    self.register_running(&request.id);
                     return Some(request);
                 }
                 Ok(None) => {}
@@ -235,55 +316,21 @@ impl Executor {
             .map(|r| r.cancel.clone())
             .unwrap_or_default();
         let log = Arc::new(RequestLog::new(&self.logs, &id, self.signals.clone()));
-        let outcome = match Op::from_name(&request.name) {
-            None => Some(Outcome::Failed(RequestError::new(
-                exception::NOT_SUPPORTED,
-                format!(
-                    "This API server does not know the request {:?}; it may have been \
-                     submitted to a newer Skydeck.",
-                    request.name
-                ),
-            ))),
-            Some(op) => {
-                let ctx = RequestContext {
-                    id: id.clone(),
-                    user_id: request.user_id.clone(),
-                    log: log.clone(),
-                    store: self.store.clone(),
-                    executor: Arc::downgrade(&self),
-                };
-                let hold = self.hold.contains(&request.name);
-                let work = tokio::spawn(async move {
-                    if hold {
-                        ctx.log.line("Held by SKYDECK_TEST_HOLD_REQUESTS.");
-                        std::future::pending::<()>().await;
-                    }
-                    ops::execute(op, &ctx, request.body).await
-                });
-                let abort = work.abort_handle();
-                let interrupt = &self.pool(request.schedule_type).interrupt;
-                tokio::select! {
-                    joined = work => Some(match joined {
-                        Ok(Ok(value)) => Outcome::Succeeded(value),
-                        Ok(Err(error)) => Outcome::Failed(error),
-                        Err(join) => {
-                            tracing::error!(request.id = %id, error = %join, "request panicked");
-                            Outcome::Failed(RequestError::new(
-                                exception::RUNTIME_ERROR,
-                                "The request failed with an internal error; the API server log has the details.",
-                            ))
-                        }
-                    }),
-                    _ = cancel.cancelled() => {
-                        abort.abort();
-                        None
-                    }
-                    _ = interrupt.cancelled() => {
-                        abort.abort();
-                        self.requeue(&id, &log, "The API server stopped while this request ran; it resumes when a server starts.").await;
-                        None
-                    }
-                }
+        let interrupt = &self.pool(request.schedule_type).interrupt;
+        let work = self.perform(
+            &id,
+            &request.name,
+            &request.user_id,
+            request.body,
+            log.clone(),
+        );
+        // Dropping `work` is what stops it.
+        let outcome = tokio::select! {
+            outcome = work => Some(outcome),
+            _ = cancel.cancelled() => None,
+            _ = interrupt.cancelled() => {
+                self.requeue(&id, &log, "The API server stopped while this request ran; it resumes when a server starts.").await;
+                None
             }
         };
         if let Some(outcome) = outcome {
@@ -291,6 +338,53 @@ impl Executor {
         }
         self.running.lock().expect("running lock").remove(&id);
         self.signals.notify(&id);
+    }
+
+    /// Runs the operation a request names to its end. A panic becomes a
+    /// failure of the request (and one log line), never a dead server.
+    async fn perform(
+        self: &Arc<Self>,
+        id: &str,
+        name: &str,
+        user_id: &str,
+        body: serde_json::Value,
+        log: Arc<RequestLog>,
+    ) -> Outcome {
+        let Some(op) = Op::from_name(name) else {
+            return Outcome::Failed(RequestError::new(
+                exception::NOT_SUPPORTED,
+                format!(
+                    "This API server does not know the request {name:?}; it may have been \
+                     submitted to a newer Skydeck."
+                ),
+            ));
+        };
+        let ctx = RequestContext {
+            id: id.to_owned(),
+            user_id: user_id.to_owned(),
+            log,
+            store: self.store.clone(),
+            executor: Arc::downgrade(self),
+        };
+        let hold = self.hold.contains(name);
+        let work = std::panic::AssertUnwindSafe(async move {
+            if hold {
+                ctx.log.line("Held by SKYDECK_TEST_HOLD_REQUESTS.");
+                std::future::pending::<()>().await;
+            }
+            ops::execute(op, &ctx, body).await
+        });
+        match work.catch_unwind().await {
+            Ok(Ok(value)) => Outcome::Succeeded(value),
+            Ok(Err(error)) => Outcome::Failed(error),
+            Err(panic) => {
+                tracing::error!(request.id = %id, panic = panic_message(&*panic), "request panicked");
+                Outcome::Failed(RequestError::new(
+                    exception::RUNTIME_ERROR,
+                    "The request failed with an internal error; the API server log has the details.",
+                ))
+            }
+        }
     }
 
     async fn record_outcome(&self, id: &str, outcome: &Outcome) {
@@ -302,7 +396,12 @@ impl Executor {
                 .finish_request(id, &self.server_id, outcome, now())
                 .await
             {
-                Ok(_) => return,
+                Ok(Some(record)) => {
+                    self.finished.insert(record);
+                    return;
+                }
+                // Cancelled meanwhile: the cancellation stands.
+                Ok(None) => return,
                 Err(err) => {
                     tracing::warn!(request.id = %id, attempt, error = %err, "cannot record outcome");
                     tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
@@ -361,6 +460,15 @@ impl Executor {
         }
         Ok(())
     }
+}
+
+/// The text a panic was raised with, when it has one.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 /// What waiting for a request ended with.

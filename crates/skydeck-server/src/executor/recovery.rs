@@ -89,6 +89,7 @@ impl Executor {
                 self.store
                     .finish_request(&request.id, owner, &Outcome::Failed(error), now())
                     .await?
+                    .is_some()
             };
             if done {
                 tracing::info!(request.id = %request.id, request.name = %request.name, resumed = resumable, "settled a request of a dead server");

@@ -76,6 +76,23 @@ impl Op {
         }
     }
 
+    /// True for operations that only read what the server itself holds and
+    /// answer in moments. The server runs them while accepting the request
+    /// (see `Executor::submit`), which is safe only because they change
+    /// nothing: a client that hangs up midway leaves no trace.
+    pub fn answers_at_once(self) -> bool {
+        match self {
+            Op::Status
+            | Op::EnabledClouds
+            | Op::WorkspacesGet
+            | Op::JobsQueue
+            | Op::ServeStatus
+            | Op::PoolStatus => true,
+            // Probes infrastructure; cancels other requests.
+            Op::Check | Op::ApiCancel => false,
+        }
+    }
+
     pub fn on_restart(self) -> OnRestart {
         match self {
             // Re-running `api cancel --all` after a restart would also

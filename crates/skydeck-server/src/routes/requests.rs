@@ -27,6 +27,14 @@ pub async fn resolve_id(
     if !valid {
         return Err(ApiError::not_found(format!("Request {prefix:?} not found")));
     }
+    // Clients nearly always send whole ids: a primary-key lookup answers
+    // those without the prefix scan. A whole id also wins over longer ids
+    // it happens to prefix, as in SkyPilot.
+    if let Some(record) = state.store.get_request(prefix).await?
+        && scope.is_none_or(|user| user == record.user_id)
+    {
+        return Ok(record.id);
+    }
     let ids = state
         .store
         .request_ids_with_prefix(prefix, scope, 2)
@@ -52,8 +60,17 @@ pub async fn api_get(
     State(state): State<SharedState>,
     ApiQuery(query): ApiQuery<GetQuery>,
 ) -> Result<Response, ApiError> {
-    let id = resolve_id(&state, &query.request_id, None).await?;
-    let record = match state.executor.wait_finished(&id, &state.shutdown).await? {
+    // Clients send whole ids, so waiting on the id as given saves resolving
+    // it first; only an id that is not found is tried as a prefix.
+    let mut waited = state
+        .executor
+        .wait_finished(&query.request_id, &state.shutdown)
+        .await?;
+    if matches!(waited, WaitResult::Missing) {
+        let id = resolve_id(&state, &query.request_id, None).await?;
+        waited = state.executor.wait_finished(&id, &state.shutdown).await?;
+    }
+    let record = match waited {
         WaitResult::Finished(record) => record,
         WaitResult::Missing => {
             return Err(ApiError::not_found(format!(
