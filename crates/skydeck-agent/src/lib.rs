@@ -1,0 +1,1 @@
+//! The Skydeck node agent (placeholder; being written).

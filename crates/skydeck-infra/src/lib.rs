@@ -1,0 +1,1 @@
+//! Skydeck infrastructure (placeholder; being written).
