@@ -12,7 +12,10 @@ mod model;
 mod sql;
 
 pub use error::StoreError;
-pub use model::{NewRequest, Outcome, RequestFilter, RequestRecord, ServerInfo, User};
+pub use model::{
+    ClusterRecord, ClusterStatus, NewRequest, Outcome, RequestFilter, RequestRecord, ServerInfo,
+    User,
+};
 pub use sql::{Dialect, SqlStore};
 
 use async_trait::async_trait;
@@ -93,6 +96,20 @@ pub trait Store: Send + Sync + 'static {
     /// Statuses of the given requests, for executors watching for
     /// cancellations made through another replica.
     async fn request_statuses(&self, ids: &[String]) -> Result<Vec<(String, RequestStatus)>>;
+
+    // ---- clusters
+    /// Creates the cluster or replaces every field of it.
+    async fn put_cluster(&self, cluster: &ClusterRecord) -> Result<()>;
+    async fn get_cluster(&self, name: &str) -> Result<Option<ClusterRecord>>;
+    /// Clusters by name, limited to one user's when `user_id` is given.
+    async fn list_clusters(&self, user_id: Option<&str>) -> Result<Vec<ClusterRecord>>;
+    /// Sets the status (and the time it changed); false if no such cluster.
+    async fn set_cluster_status(&self, name: &str, status: ClusterStatus, now: f64)
+    -> Result<bool>;
+    /// Sets autostop; false if no such cluster.
+    async fn set_cluster_autostop(&self, name: &str, minutes: i64, down: bool) -> Result<bool>;
+    /// Forgets the cluster; false if there was none.
+    async fn delete_cluster(&self, name: &str) -> Result<bool>;
 
     // ---- API server processes
     async fn register_server(&self, server: &ServerInfo) -> Result<()>;

@@ -6,11 +6,18 @@ use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
 use std::borrow::Cow;
 
 /// Every migration this binary knows, oldest first. Append only.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "requests",
-    include_str!("../migrations/0001_requests.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "requests",
+        include_str!("../migrations/0001_requests.sql"),
+    ),
+    (
+        2,
+        "clusters",
+        include_str!("../migrations/0002_clusters.sql"),
+    ),
+];
 
 /// The newest schema version this binary knows.
 pub fn latest_version() -> i64 {

@@ -70,3 +70,73 @@ pub struct ServerInfo {
     pub started_at: f64,
     pub heartbeat_at: f64,
 }
+
+/// A cluster's status, as SkyPilot names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClusterStatus {
+    /// Being provisioned, or in a state the server has not confirmed.
+    Init,
+    Up,
+    Stopped,
+}
+
+impl ClusterStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Init => "INIT",
+            Self::Up => "UP",
+            Self::Stopped => "STOPPED",
+        }
+    }
+}
+
+impl std::fmt::Display for ClusterStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ClusterStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "INIT" => Ok(Self::Init),
+            "UP" => Ok(Self::Up),
+            "STOPPED" => Ok(Self::Stopped),
+            other => Err(format!("unknown cluster status {other:?}")),
+        }
+    }
+}
+
+/// A cluster the server launched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterRecord {
+    pub name: String,
+    pub status: ClusterStatus,
+    /// The user who launched it.
+    pub user_id: String,
+    pub workspace: String,
+    /// The infrastructure kind (`local`, …).
+    pub infra: String,
+    /// A random id of this incarnation: a cluster torn down and launched
+    /// again under the same name gets a new one.
+    pub cluster_hash: String,
+    pub launched_at: Option<f64>,
+    pub status_updated_at: f64,
+    pub num_nodes: i64,
+    /// What each node was given (cpus, memory, accelerators, ports), as the
+    /// provider reported it.
+    pub resources: serde_json::Value,
+    /// What the provider needs to reach the cluster again (its nodes and
+    /// their addresses); opaque to the store.
+    pub handle: serde_json::Value,
+    /// Idle minutes before autostop; negative when off.
+    pub autostop_minutes: i64,
+    /// Autostop tears the cluster down instead of stopping it.
+    pub autostop_down: bool,
+    /// Whether it was ever UP (a failed first launch never was).
+    pub ever_up: bool,
+    /// The command that last used it, for `status -v`.
+    pub last_use: Option<String>,
+}

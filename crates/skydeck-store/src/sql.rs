@@ -4,7 +4,10 @@
 //! placeholders, `RETURNING`, partial indexes). JSON values are stored as
 //! text so no column type differs between the two.
 
-use crate::model::{NewRequest, Outcome, RequestFilter, RequestRecord, ServerInfo, User};
+use crate::model::{
+    ClusterRecord, ClusterStatus, NewRequest, Outcome, RequestFilter, RequestRecord, ServerInfo,
+    User,
+};
 use crate::{Result, Store, StoreError, migrate};
 use async_trait::async_trait;
 use skydeck_types::{RequestError, RequestStatus, ScheduleType};
@@ -290,6 +293,33 @@ fn outcome_columns(outcome: &Outcome) -> Result<(RequestStatus, Option<String>, 
             None,
             Some(serde_json::to_string(error).map_err(|e| corrupt("requests", e))?),
         ),
+    })
+}
+
+const CLUSTER_COLUMNS: &str = "name, status, user_id, workspace, infra, cluster_hash, \
+     launched_at, status_updated_at, num_nodes, resources, handle, autostop_minutes, \
+     autostop_down, ever_up, last_use";
+
+fn decode_cluster(row: &AnyRow) -> Result<ClusterRecord> {
+    let status: String = row.try_get("status")?;
+    let resources: String = row.try_get("resources")?;
+    let handle: String = row.try_get("handle")?;
+    Ok(ClusterRecord {
+        name: row.try_get("name")?,
+        status: ClusterStatus::from_str(&status).map_err(|e| corrupt("clusters", e))?,
+        user_id: row.try_get("user_id")?,
+        workspace: row.try_get("workspace")?,
+        infra: row.try_get("infra")?,
+        cluster_hash: row.try_get("cluster_hash")?,
+        launched_at: row.try_get("launched_at")?,
+        status_updated_at: row.try_get("status_updated_at")?,
+        num_nodes: row.try_get("num_nodes")?,
+        resources: parse_json("clusters", &resources)?,
+        handle: parse_json("clusters", &handle)?,
+        autostop_minutes: row.try_get("autostop_minutes")?,
+        autostop_down: row.try_get::<i64, _>("autostop_down")? != 0,
+        ever_up: row.try_get::<i64, _>("ever_up")? != 0,
+        last_use: row.try_get("last_use")?,
     })
 }
 
@@ -618,6 +648,100 @@ impl Store for SqlStore {
             }
         }
         Ok(statuses)
+    }
+
+    async fn put_cluster(&self, cluster: &ClusterRecord) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO clusters ({CLUSTER_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+             ON CONFLICT (name) DO UPDATE SET status = excluded.status, \
+             user_id = excluded.user_id, workspace = excluded.workspace, \
+             infra = excluded.infra, cluster_hash = excluded.cluster_hash, \
+             launched_at = excluded.launched_at, \
+             status_updated_at = excluded.status_updated_at, num_nodes = excluded.num_nodes, \
+             resources = excluded.resources, handle = excluded.handle, \
+             autostop_minutes = excluded.autostop_minutes, \
+             autostop_down = excluded.autostop_down, ever_up = excluded.ever_up, \
+             last_use = excluded.last_use"
+        );
+        sqlx::query(&sql)
+            .bind(&cluster.name)
+            .bind(cluster.status.as_str())
+            .bind(&cluster.user_id)
+            .bind(&cluster.workspace)
+            .bind(&cluster.infra)
+            .bind(&cluster.cluster_hash)
+            .bind(cluster.launched_at)
+            .bind(cluster.status_updated_at)
+            .bind(cluster.num_nodes)
+            .bind(cluster.resources.to_string())
+            .bind(cluster.handle.to_string())
+            .bind(cluster.autostop_minutes)
+            .bind(i64::from(cluster.autostop_down))
+            .bind(i64::from(cluster.ever_up))
+            .bind(cluster.last_use.as_deref())
+            .execute(&mut *self.write().await?)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_cluster(&self, name: &str) -> Result<Option<ClusterRecord>> {
+        let sql = format!("SELECT {CLUSTER_COLUMNS} FROM clusters WHERE name = $1");
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(decode_cluster).transpose()
+    }
+
+    async fn list_clusters(&self, user_id: Option<&str>) -> Result<Vec<ClusterRecord>> {
+        let sql = format!(
+            "SELECT {CLUSTER_COLUMNS} FROM clusters WHERE ($1 IS NULL OR user_id = $1) \
+             ORDER BY name"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(user_id)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(decode_cluster).collect()
+    }
+
+    async fn set_cluster_status(
+        &self,
+        name: &str,
+        status: ClusterStatus,
+        now: f64,
+    ) -> Result<bool> {
+        let result = sqlx::query(
+            "UPDATE clusters SET status = $1, status_updated_at = $2, \
+             ever_up = CASE WHEN $1 = 'UP' THEN 1 ELSE ever_up END WHERE name = $3",
+        )
+        .bind(status.as_str())
+        .bind(now)
+        .bind(name)
+        .execute(&mut *self.write().await?)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn set_cluster_autostop(&self, name: &str, minutes: i64, down: bool) -> Result<bool> {
+        let result = sqlx::query(
+            "UPDATE clusters SET autostop_minutes = $1, autostop_down = $2 WHERE name = $3",
+        )
+        .bind(minutes)
+        .bind(i64::from(down))
+        .bind(name)
+        .execute(&mut *self.write().await?)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn delete_cluster(&self, name: &str) -> Result<bool> {
+        let result = sqlx::query("DELETE FROM clusters WHERE name = $1")
+            .bind(name)
+            .execute(&mut *self.write().await?)
+            .await?;
+        Ok(result.rows_affected() == 1)
     }
 
     async fn register_server(&self, server: &ServerInfo) -> Result<()> {

@@ -5,7 +5,10 @@
 //! `postgresql://postgres@127.0.0.1:5433/postgres`); `scripts/test.sh`
 //! starts a real server and sets it. Each test gets a database of its own.
 
-use skydeck_store::{NewRequest, Outcome, RequestFilter, ServerInfo, SqlStore, Store, User};
+use skydeck_store::{
+    ClusterRecord, ClusterStatus, NewRequest, Outcome, RequestFilter, ServerInfo, SqlStore, Store,
+    User,
+};
 use skydeck_types::{RequestError, RequestStatus, ScheduleType};
 use sqlx::Connection;
 use std::collections::HashSet;
@@ -112,6 +115,7 @@ conformance!(
     cancel_stops_pending_and_running_but_not_finished_requests,
     statuses_are_reported_for_many_ids,
     servers_register_heartbeat_and_leave,
+    clusters_are_stored_updated_listed_and_deleted,
 );
 
 fn new_request(id: &str, name: &str, schedule: ScheduleType, created_at: f64) -> NewRequest {
@@ -694,6 +698,86 @@ async fn servers_register_heartbeat_and_leave(store: Arc<SqlStore>) {
         .map(|s| s.id)
         .collect();
     assert_eq!(ids, ["s2"]);
+}
+
+fn cluster(name: &str, user: &str) -> ClusterRecord {
+    ClusterRecord {
+        name: name.to_owned(),
+        status: ClusterStatus::Init,
+        user_id: user.to_owned(),
+        workspace: "default".to_owned(),
+        infra: "local".to_owned(),
+        cluster_hash: format!("hash-{name}"),
+        launched_at: Some(10.5),
+        status_updated_at: 10.5,
+        num_nodes: 2,
+        resources: serde_json::json!({"cpus": 2.0, "accelerators": {"H100": 1}}),
+        handle: serde_json::json!({"nodes": [{"rank": 0, "ip": "127.0.0.1"}]}),
+        autostop_minutes: -1,
+        autostop_down: false,
+        ever_up: false,
+        last_use: Some("sky launch -c c1".to_owned()),
+    }
+}
+
+async fn clusters_are_stored_updated_listed_and_deleted(store: Arc<SqlStore>) {
+    let c1 = cluster("c1", "u1");
+    store.put_cluster(&c1).await.unwrap();
+    store.put_cluster(&cluster("b2", "u2")).await.unwrap();
+    assert_eq!(store.get_cluster("c1").await.unwrap().unwrap(), c1);
+    assert!(store.get_cluster("nope").await.unwrap().is_none());
+
+    let names = |clusters: Vec<ClusterRecord>| -> Vec<String> {
+        clusters.into_iter().map(|c| c.name).collect()
+    };
+    assert_eq!(
+        names(store.list_clusters(None).await.unwrap()),
+        ["b2", "c1"]
+    );
+    assert_eq!(
+        names(store.list_clusters(Some("u1")).await.unwrap()),
+        ["c1"]
+    );
+
+    assert!(
+        store
+            .set_cluster_status("c1", ClusterStatus::Up, 20.0)
+            .await
+            .unwrap()
+    );
+    let up = store.get_cluster("c1").await.unwrap().unwrap();
+    assert_eq!(up.status, ClusterStatus::Up);
+    assert_eq!(up.status_updated_at, 20.0);
+    assert!(up.ever_up, "reaching UP is remembered");
+    assert!(
+        store
+            .set_cluster_status("c1", ClusterStatus::Stopped, 30.0)
+            .await
+            .unwrap()
+    );
+    let stopped = store.get_cluster("c1").await.unwrap().unwrap();
+    assert_eq!(stopped.status, ClusterStatus::Stopped);
+    assert!(stopped.ever_up, "stopping keeps ever_up");
+    assert!(
+        !store
+            .set_cluster_status("nope", ClusterStatus::Up, 1.0)
+            .await
+            .unwrap()
+    );
+
+    assert!(store.set_cluster_autostop("c1", 10, true).await.unwrap());
+    let auto = store.get_cluster("c1").await.unwrap().unwrap();
+    assert_eq!((auto.autostop_minutes, auto.autostop_down), (10, true));
+
+    let mut replaced = cluster("c1", "u1");
+    replaced.cluster_hash = "new-incarnation".to_owned();
+    replaced.handle = serde_json::json!({"nodes": []});
+    store.put_cluster(&replaced).await.unwrap();
+    assert_eq!(store.get_cluster("c1").await.unwrap().unwrap(), replaced);
+
+    assert!(store.delete_cluster("c1").await.unwrap());
+    assert!(!store.delete_cluster("c1").await.unwrap());
+    assert_eq!(names(store.list_clusters(None).await.unwrap()), ["b2"]);
 }
 
 /// Reopening a database (what a restarted or second server does) finds the
