@@ -1,1 +1,126 @@
-//! Skydeck infrastructure (placeholder; being written).
+//! Skydeck's infrastructure layer: how clusters come to exist and how the
+//! server reaches their nodes.
+//!
+//! A [`Provider`] makes, queries, stops and removes clusters of one kind of
+//! infrastructure; a [`CommandRunner`] runs commands on one node. The server
+//! drives every backend through these two traits, and talks to a cluster's
+//! agent with [`AgentClient`], which only needs a runner for the head node.
+
+mod agent_client;
+pub mod local;
+mod machine;
+mod runner;
+
+pub use agent_client::{AgentClient, LogFollow};
+pub use machine::{Machine, NodeRequest};
+pub use runner::{CommandOutput, CommandRunner, LocalRunner};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What to provision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterSpec {
+    pub name: String,
+    pub num_nodes: u32,
+    /// The launching user's hash, for names and the agent's records.
+    pub user_hash: String,
+    /// What every node must have.
+    pub node: NodeRequest,
+}
+
+/// One node of a provisioned cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub rank: u32,
+    pub ip: String,
+    /// The node's root directory, on the node.
+    pub dir: String,
+}
+
+/// What a node was given, as the agent schedules against it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeCapacity {
+    pub cpus: f64,
+    pub memory_gb: f64,
+    pub accelerators: BTreeMap<String, f64>,
+}
+
+/// A provisioned cluster: everything needed to reach it again. Stored by the
+/// server as JSON and handed back to the provider on every later call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Handle {
+    pub cluster_name: String,
+    /// The cluster's directory on the head node (the agent's home).
+    pub cluster_dir: String,
+    pub nodes: Vec<NodeInfo>,
+    pub capacity: NodeCapacity,
+    /// Ports the task asked to expose, reachable at the head node's IP.
+    #[serde(default)]
+    pub ports: Vec<u16>,
+}
+
+/// What a provider sees of a cluster now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterState {
+    /// Nodes exist and the agent runs.
+    Running,
+    /// Nodes exist and nothing runs on them.
+    Stopped,
+    /// The agent stopped the cluster itself (autostop); `down` asks for it
+    /// to be torn down.
+    AutoStopped { down: bool },
+    /// Nothing is left.
+    Gone,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InfraError {
+    /// The request cannot be met by this infrastructure at all; retrying
+    /// will not help. The message says what to change.
+    #[error("{0}")]
+    Unsatisfiable(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A command on a node failed.
+    #[error("{0}")]
+    Command(String),
+}
+
+impl InfraError {
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let context = context.into();
+        move |source| Self::Io { context, source }
+    }
+}
+
+pub type Result<T, E = InfraError> = std::result::Result<T, E>;
+
+/// One kind of infrastructure.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// The name users type (`--infra local`).
+    fn name(&self) -> &'static str;
+    /// `Ok(detail)` when usable here, `Err(reason)` saying what to do.
+    fn check(&self) -> std::result::Result<String, String>;
+    /// Makes the cluster exist with its agent running, or finishes making
+    /// it: calling it again on a half-made cluster continues.
+    async fn provision(&self, spec: &ClusterSpec) -> Result<Handle>;
+    async fn query(&self, handle: &Handle) -> Result<ClusterState>;
+    /// Stops everything running on the cluster; its nodes and files stay.
+    async fn stop(&self, handle: &Handle) -> Result<()>;
+    /// Brings a stopped cluster back (its agent running again).
+    async fn start(&self, handle: &Handle) -> Result<()>;
+    /// Removes the cluster and everything on it. Idempotent.
+    async fn terminate(&self, handle: &Handle) -> Result<()>;
+    /// How to run commands on the head node, where the agent lives.
+    fn head_runner(&self, handle: &Handle) -> Arc<dyn CommandRunner>;
+    /// Copies a local directory (or file) to `remote` on every node.
+    async fn sync_up(&self, handle: &Handle, local: &std::path::Path, remote: &str) -> Result<()>;
+}

@@ -1,0 +1,165 @@
+//! How the server talks to a cluster's agent: by running `skydeck agent …`
+//! on the head node through its [`CommandRunner`], with JSON in and out.
+//! The same path works for a sandbox on this machine and a node over SSH.
+
+use crate::{CommandRunner, InfraError, Result};
+use serde_json::Value;
+use std::sync::Arc;
+
+pub struct AgentClient {
+    runner: Arc<dyn CommandRunner>,
+    /// The `skydeck` binary on the head node.
+    program: String,
+    cluster_dir: String,
+}
+
+/// How `logs` reads a job's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogFollow {
+    pub follow: bool,
+    /// Only the last N lines; 0 for all.
+    pub tail: u64,
+}
+
+impl AgentClient {
+    pub fn new(runner: Arc<dyn CommandRunner>, program: String, cluster_dir: String) -> Self {
+        Self {
+            runner,
+            program,
+            cluster_dir,
+        }
+    }
+
+    fn argv(&self, subcommand: &str, extra: &[String]) -> Vec<String> {
+        let mut argv = vec![
+            self.program.clone(),
+            "agent".to_owned(),
+            subcommand.to_owned(),
+            "--cluster-dir".to_owned(),
+            self.cluster_dir.clone(),
+        ];
+        argv.extend_from_slice(extra);
+        argv
+    }
+
+    async fn call(
+        &self,
+        subcommand: &str,
+        extra: &[String],
+        stdin: Option<Vec<u8>>,
+    ) -> Result<Value> {
+        let output = self
+            .runner
+            .run(&self.argv(subcommand, extra), stdin)
+            .await?;
+        if !output.success() {
+            return Err(InfraError::Command(format!(
+                "the cluster's agent failed ({subcommand}): {}",
+                output.stderr.trim()
+            )));
+        }
+        serde_json::from_str(&output.stdout).map_err(|err| {
+            InfraError::Command(format!(
+                "the cluster's agent answered {subcommand} with something unreadable ({err}): {}",
+                output.stdout.trim()
+            ))
+        })
+    }
+
+    /// Queues a job (idempotent by the spec's `idempotency_key`); returns its id.
+    pub async fn submit(&self, spec: &Value) -> Result<u64> {
+        let answer = self
+            .call("submit", &[], Some(spec.to_string().into_bytes()))
+            .await?;
+        answer["job_id"].as_u64().ok_or_else(|| {
+            InfraError::Command(format!("the agent's submit answer has no job id: {answer}"))
+        })
+    }
+
+    /// Job records, newest first, in SkyPilot's `ClusterJobRecord` shape.
+    pub async fn queue(&self, user_hash: Option<&str>, skip_finished: bool) -> Result<Value> {
+        let mut extra = Vec::new();
+        match user_hash {
+            Some(user) => extra.extend(["--user-hash".to_owned(), user.to_owned()]),
+            None => extra.push("--all-users".to_owned()),
+        }
+        if skip_finished {
+            extra.push("--skip-finished".to_owned());
+        }
+        self.call("queue", &extra, None).await
+    }
+
+    /// Cancels jobs: the given ids, or all (`all`), or else the newest
+    /// unfinished one. Returns the ids cancelled.
+    pub async fn cancel(
+        &self,
+        ids: &[u64],
+        all: bool,
+        user_hash: Option<&str>,
+    ) -> Result<Vec<u64>> {
+        let mut extra = Vec::new();
+        if all {
+            extra.push("--all".to_owned());
+        } else if !ids.is_empty() {
+            extra.push("--job-ids".to_owned());
+            extra.push(join_ids(ids));
+        }
+        if let Some(user) = user_hash {
+            extra.extend(["--user-hash".to_owned(), user.to_owned()]);
+        }
+        let answer = self.call("cancel", &extra, None).await?;
+        Ok(answer["cancelled"]
+            .as_array()
+            .map(|ids| ids.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default())
+    }
+
+    /// `{"<id>": "<STATUS>" | null}`; the newest job when `ids` is empty.
+    pub async fn job_status(&self, ids: &[u64]) -> Result<Value> {
+        let extra = if ids.is_empty() {
+            Vec::new()
+        } else {
+            vec!["--job-ids".to_owned(), join_ids(ids)]
+        };
+        self.call("job-status", &extra, None).await
+    }
+
+    /// Sets autostop (`minutes < 0` turns it off).
+    pub async fn autostop(&self, minutes: i64, down: bool) -> Result<Value> {
+        let mut extra = vec![format!("--idle-minutes={minutes}")];
+        if down {
+            extra.push("--down".to_owned());
+        }
+        self.call("autostop", &extra, None).await
+    }
+
+    pub async fn status(&self) -> Result<Value> {
+        self.call("status", &[], None).await
+    }
+
+    /// Streams a job's log line by line; returns SkyPilot's job exit code
+    /// (0 succeeded, 100 failed, 101 not finished, 102 no such job, 103
+    /// cancelled).
+    pub async fn logs(
+        &self,
+        job_id: Option<u64>,
+        how: LogFollow,
+        on_line: &mut (dyn for<'l> FnMut(&'l str) + Send),
+    ) -> Result<i32> {
+        let mut extra = Vec::new();
+        if let Some(id) = job_id {
+            extra.extend(["--job-id".to_owned(), id.to_string()]);
+        }
+        if how.follow {
+            extra.push("--follow".to_owned());
+        }
+        extra.extend(["--tail".to_owned(), how.tail.to_string()]);
+        self.runner
+            .stream(&self.argv("logs", &extra), on_line)
+            .await
+    }
+}
+
+fn join_ids(ids: &[u64]) -> String {
+    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+}

@@ -1,0 +1,298 @@
+//! The `local` infrastructure, the embedded default: a cluster is a set of
+//! node sandboxes on this machine. A node is a directory (its HOME), its
+//! processes run in their own process groups, and its IP is a loopback
+//! address of its own (127.0.0.1 for the head, 127.0.0.2 for the next…).
+
+mod files;
+
+use crate::{
+    AgentClient, ClusterSpec, ClusterState, CommandRunner, Handle, InfraError, LocalRunner,
+    Machine, NodeCapacity, NodeInfo, Provider, Result,
+};
+use async_trait::async_trait;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a new agent may take to come up, and an old one to go.
+const AGENT_DEADLINE: Duration = Duration::from_secs(15);
+
+pub struct LocalProvider {
+    /// Where cluster directories live (`$SKYDECK_HOME/clusters`).
+    root: PathBuf,
+    /// The `skydeck` binary that runs as each cluster's agent.
+    program: PathBuf,
+}
+
+impl LocalProvider {
+    pub fn new(root: PathBuf, program: PathBuf) -> Self {
+        Self { root, program }
+    }
+
+    pub fn cluster_dir(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    pub fn agent(&self, handle: &Handle) -> AgentClient {
+        AgentClient::new(
+            self.head_runner(handle),
+            self.program.display().to_string(),
+            handle.cluster_dir.clone(),
+        )
+    }
+
+    fn handle_for(&self, spec: &ClusterSpec, machine: &Machine) -> Handle {
+        let dir = self.cluster_dir(&spec.name);
+        let nodes = (0..spec.num_nodes)
+            .map(|rank| NodeInfo {
+                rank,
+                ip: format!("127.0.0.{}", rank + 1),
+                dir: dir
+                    .join("nodes")
+                    .join(rank.to_string())
+                    .display()
+                    .to_string(),
+            })
+            .collect();
+        Handle {
+            cluster_name: spec.name.clone(),
+            cluster_dir: dir.display().to_string(),
+            nodes,
+            // A node without a CPU request may use the whole machine; with
+            // one, it is held to what it asked for, as a VM would be.
+            capacity: NodeCapacity {
+                cpus: spec.node.cpus.unwrap_or(machine.cpus),
+                memory_gb: spec.node.memory_gb.unwrap_or(machine.memory_gb),
+                accelerators: spec.node.accelerators.clone(),
+            },
+            ports: spec.node.ports.clone(),
+        }
+    }
+
+    /// Starts the cluster's agent unless one runs, and waits until it answers.
+    async fn ensure_agent(&self, handle: &Handle) -> Result<()> {
+        let dir = Path::new(&handle.cluster_dir);
+        if daemon_pid(dir).is_some() {
+            return Ok(());
+        }
+        let log_path = dir.join("agent").join("daemon.log");
+        std::fs::create_dir_all(dir.join("agent"))
+            .map_err(InfraError::io(format!("cannot create {}", dir.display())))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(InfraError::io(format!(
+                "cannot open {}",
+                log_path.display()
+            )))?;
+        let log_err = log
+            .try_clone()
+            .map_err(InfraError::io("cannot duplicate the agent log handle"))?;
+        // Its own process group: the agent outlives the server (a restart
+        // must not take running jobs with it) and a signal to the server's
+        // group does not reach it.
+        let mut child = tokio::process::Command::new(&self.program)
+            .args(["agent", "daemon", "--cluster-dir"])
+            .arg(dir)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .map_err(InfraError::io(format!(
+                "cannot start the agent ({})",
+                self.program.display()
+            )))?;
+        // Reaped in the background; the agent is not waited for otherwise.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        let started = Instant::now();
+        while daemon_pid(dir).is_none() {
+            if started.elapsed() > AGENT_DEADLINE {
+                let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
+                return Err(InfraError::Command(format!(
+                    "the cluster's agent did not start within {}s; its log ({}) ends with: {}",
+                    AGENT_DEADLINE.as_secs(),
+                    log_path.display(),
+                    last_lines(&tail, 5)
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    /// Stops the agent (which stops every job) and waits until it is gone.
+    async fn stop_agent(&self, handle: &Handle) -> Result<()> {
+        let dir = Path::new(&handle.cluster_dir);
+        let Some(pid) = daemon_pid(dir) else {
+            return Ok(());
+        };
+        let _ = kill(pid, Signal::SIGTERM);
+        let started = Instant::now();
+        while daemon_pid(dir).is_some() {
+            if started.elapsed() > AGENT_DEADLINE {
+                tracing::warn!(cluster = %handle.cluster_name, "the agent ignored SIGTERM; killing it");
+                let _ = kill(pid, Signal::SIGKILL);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+}
+
+/// The pid of the cluster's running agent daemon, if one runs.
+fn daemon_pid(cluster_dir: &Path) -> Option<Pid> {
+    let text = std::fs::read_to_string(cluster_dir.join("agent").join("daemon.pid")).ok()?;
+    let pid: i32 = text.trim().parse().ok()?;
+    // The pid file outlives a killed agent, and pids are reused: only a
+    // live `skydeck agent daemon` process counts.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let is_agent = cmdline.split(|b| *b == 0).any(|arg| arg == b"daemon");
+    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true);
+    (is_agent && !zombie).then(|| Pid::from_raw(pid))
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+#[async_trait]
+impl Provider for LocalProvider {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn check(&self) -> std::result::Result<String, String> {
+        let machine = Machine::probe();
+        let accelerators = if machine.accelerators.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> = machine
+                .accelerators
+                .iter()
+                .map(|(name, count)| format!("{name}:{count}"))
+                .collect();
+            format!(", {}", list.join(", "))
+        };
+        Ok(format!(
+            "This machine: {} CPUs, {:.1} GiB memory{accelerators}.",
+            machine.cpus, machine.memory_gb
+        ))
+    }
+
+    async fn provision(&self, spec: &ClusterSpec) -> Result<Handle> {
+        let machine = Machine::probe();
+        machine
+            .fits(&spec.node)
+            .map_err(InfraError::Unsatisfiable)?;
+        let handle = self.handle_for(spec, &machine);
+        let dir = PathBuf::from(&handle.cluster_dir);
+        for node in &handle.nodes {
+            let workdir = Path::new(&node.dir).join("sky_workdir");
+            std::fs::create_dir_all(&workdir).map_err(InfraError::io(format!(
+                "cannot create {}",
+                workdir.display()
+            )))?;
+        }
+        let cluster = json!({
+            "name": spec.name,
+            "num_nodes": spec.num_nodes,
+            "nodes": handle.nodes,
+            "capacity": handle.capacity,
+            "cloud": "local",
+            "region": null,
+            "user_hash": spec.user_hash,
+        });
+        files::write_atomically(&dir.join("cluster.json"), cluster.to_string().as_bytes())
+            .map_err(InfraError::io("cannot write cluster.json"))?;
+        self.ensure_agent(&handle).await?;
+        Ok(handle)
+    }
+
+    async fn query(&self, handle: &Handle) -> Result<ClusterState> {
+        let dir = Path::new(&handle.cluster_dir);
+        if !dir.join("cluster.json").exists() {
+            return Ok(ClusterState::Gone);
+        }
+        if daemon_pid(dir).is_some() {
+            return Ok(ClusterState::Running);
+        }
+        if let Ok(text) = std::fs::read_to_string(dir.join("agent").join("autostop.json")) {
+            let down = serde_json::from_str::<serde_json::Value>(&text)
+                .map(|v| v["action"] == "down")
+                .unwrap_or(false);
+            return Ok(ClusterState::AutoStopped { down });
+        }
+        Ok(ClusterState::Stopped)
+    }
+
+    async fn stop(&self, handle: &Handle) -> Result<()> {
+        self.stop_agent(handle).await
+    }
+
+    async fn start(&self, handle: &Handle) -> Result<()> {
+        let dir = Path::new(&handle.cluster_dir);
+        let _ = std::fs::remove_file(dir.join("agent").join("autostop.json"));
+        self.ensure_agent(handle).await
+    }
+
+    async fn terminate(&self, handle: &Handle) -> Result<()> {
+        let dir = PathBuf::from(&handle.cluster_dir);
+        if !dir.exists() {
+            return Ok(());
+        }
+        // A dead agent may have left jobs behind: a fresh one reaps them
+        // when it starts, and then stops with everything else.
+        if daemon_pid(&dir).is_none() && dir.join("agent").join("state.json").exists() {
+            let _ = std::fs::remove_file(dir.join("agent").join("autostop.json"));
+            if let Err(err) = self.ensure_agent(handle).await {
+                tracing::warn!(cluster = %handle.cluster_name, error = %err, "cannot restart the agent to reap its jobs");
+            }
+        }
+        self.stop_agent(handle).await?;
+        tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir))
+            .await
+            .map_err(|err| InfraError::Command(format!("removing the cluster failed: {err}")))?
+            .map_err(InfraError::io(format!(
+                "cannot remove {}",
+                handle.cluster_dir
+            )))
+    }
+
+    fn head_runner(&self, handle: &Handle) -> Arc<dyn CommandRunner> {
+        Arc::new(LocalRunner {
+            dir: PathBuf::from(&handle.cluster_dir),
+        })
+    }
+
+    async fn sync_up(&self, handle: &Handle, local: &Path, remote: &str) -> Result<()> {
+        for node in &handle.nodes {
+            let target = files::node_path(Path::new(&node.dir), remote);
+            let (from, to) = (local.to_owned(), target.clone());
+            tokio::task::spawn_blocking(move || files::copy_tree(&from, &to))
+                .await
+                .map_err(|err| InfraError::Command(format!("copying files failed: {err}")))?
+                .map_err(InfraError::io(format!(
+                    "cannot copy {} to {}",
+                    local.display(),
+                    target.display()
+                )))?;
+        }
+        Ok(())
+    }
+}
