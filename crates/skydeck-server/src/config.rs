@@ -16,6 +16,8 @@ pub const ENV_SHORT_WORKERS: &str = "SKYDECK_SHORT_WORKERS";
 /// stay RUNNING until cancelled or the server dies. The crash and cancel
 /// tests need a request that is reliably mid-flight; nothing else sets it.
 pub const ENV_TEST_HOLD: &str = "SKYDECK_TEST_HOLD_REQUESTS";
+/// The most an upload (workdir and file mounts, unpacked) may hold.
+pub const ENV_MAX_UPLOAD_BYTES: &str = "SKYDECK_MAX_UPLOAD_BYTES";
 
 /// The files under the state directory.
 #[derive(Debug, Clone)]
@@ -58,6 +60,14 @@ impl Paths {
     /// Held (flock) by the one server that owns this state directory.
     pub fn server_lock(&self) -> PathBuf {
         self.home.join("server.lock")
+    }
+    /// One directory per cluster of the `local` infrastructure.
+    pub fn clusters(&self) -> PathBuf {
+        self.home.join("clusters")
+    }
+    /// Files clients uploaded for their tasks, one directory per blob.
+    pub fn uploads(&self) -> PathBuf {
+        self.home.join("uploads")
     }
     /// This machine's default user id when the caller does not send one.
     pub fn user_hash(&self) -> PathBuf {
@@ -115,6 +125,8 @@ pub struct ServerConfig {
     pub stream_heartbeat: Duration,
     /// Largest JSON request body accepted.
     pub max_body_bytes: usize,
+    /// Limit of one upload, zipped and unpacked alike.
+    pub max_upload_bytes: u64,
     pub hold_requests: HashSet<String>,
 }
 
@@ -133,6 +145,8 @@ impl ServerConfig {
             database_url,
             long_workers: env_usize(ENV_LONG_WORKERS)?.unwrap_or((cpus * 4).max(8)),
             short_workers: env_usize(ENV_SHORT_WORKERS)?.unwrap_or((cpus * 8).max(16)),
+            max_upload_bytes: env_usize(ENV_MAX_UPLOAD_BYTES)?
+                .map_or(DEFAULT_MAX_UPLOAD_BYTES, |n| n as u64),
             hold_requests: std::env::var(ENV_TEST_HOLD)
                 .unwrap_or_default()
                 .split(',')
@@ -156,10 +170,15 @@ impl ServerConfig {
             peer_timeout: Duration::from_secs(30),
             stream_heartbeat: Duration::from_secs(30),
             max_body_bytes: 16 * 1024 * 1024,
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             hold_requests: HashSet::new(),
         }
     }
 }
+
+/// 2 GiB: room for a code tree with some data, not for datasets (those
+/// belong in buckets).
+const DEFAULT_MAX_UPLOAD_BYTES: u64 = 2 << 30;
 
 fn env_usize(name: &str) -> anyhow::Result<Option<usize>> {
     match std::env::var(name) {

@@ -5,6 +5,7 @@
 //! a listener until told to stop, then drains. The binary and the tests use
 //! the same two calls.
 
+pub mod clusters;
 pub mod config;
 pub mod error;
 pub mod executor;
@@ -16,6 +17,7 @@ pub mod routes;
 pub mod signals;
 pub mod skypilot;
 pub mod state;
+pub mod uploads;
 
 use anyhow::Context;
 use config::ServerConfig;
@@ -56,8 +58,16 @@ impl Server {
         };
         store.register_server(&me).await?;
         let signals = Arc::new(Signals::default());
-        let executor = Executor::new(store.clone(), me.id.clone(), &config, signals, exclusive)
-            .context("cannot create the request log directory")?;
+        let infra = Arc::new(clusters::Infra::new(&config.paths));
+        let executor = Executor::new(
+            store.clone(),
+            me.id.clone(),
+            &config,
+            signals,
+            exclusive,
+            infra.clone(),
+        )
+        .context("cannot create the request log directory")?;
         let settled = executor.settle_orphans(&me).await?;
         if settled > 0 {
             tracing::info!(
@@ -68,7 +78,7 @@ impl Server {
         let local_user = local_user(&config)?;
         store.upsert_user(&local_user).await?;
         executor.start();
-        let state = Arc::new(AppState::new(config, store, executor, local_user));
+        let state = Arc::new(AppState::new(config, store, executor, local_user, infra));
         Ok(Self {
             state,
             me,

@@ -17,6 +17,9 @@ pub struct AppState {
     /// Cancelled when the server stops: long polls and streams end.
     pub shutdown: CancellationToken,
     draining: AtomicBool,
+    pub uploads: crate::uploads::Uploads,
+    /// The infrastructure clusters are launched on.
+    pub infra: Arc<crate::clusters::Infra>,
     /// Users already written to the database, so a request costs no extra
     /// write for a caller we have seen.
     known_users: Mutex<HashMap<String, String>>,
@@ -28,8 +31,11 @@ impl AppState {
         store: Arc<dyn Store>,
         executor: Arc<Executor>,
         local_user: User,
+        infra: Arc<crate::clusters::Infra>,
     ) -> Self {
         Self {
+            uploads: crate::uploads::Uploads::new(config.paths.uploads(), config.max_upload_bytes),
+            infra,
             config,
             store,
             executor,

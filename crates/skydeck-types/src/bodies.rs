@@ -179,3 +179,159 @@ mod tests {
         assert!(serde_json::from_str::<StatusBody>(r#"{"all_users": "yes"}"#).is_err());
     }
 }
+
+/// `/launch`. `task` is the dag YAML the client dumps (a header document
+/// with the dag's name, then the task).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LaunchBody {
+    #[serde(flatten)]
+    pub base: BaseBody,
+    pub task: String,
+    pub cluster_name: Option<String>,
+    pub retry_until_up: bool,
+    pub idle_minutes_to_autostop: Option<i64>,
+    pub dryrun: bool,
+    pub down: bool,
+    pub no_setup: bool,
+    pub fast: bool,
+    pub file_mounts_blob_id: Option<String>,
+    pub include_credentials: bool,
+}
+
+/// `/exec`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExecBody {
+    #[serde(flatten)]
+    pub base: BaseBody,
+    pub task: String,
+    pub cluster_name: String,
+    pub dryrun: bool,
+    pub down: bool,
+    pub file_mounts_blob_id: Option<String>,
+}
+
+/// `/stop` and `/down`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StopOrDownBody {
+    #[serde(flatten)]
+    pub base: BaseBody,
+    pub cluster_name: String,
+    pub purge: bool,
+    pub graceful: bool,
+    pub graceful_timeout: Option<i64>,
+}
+
+/// `/start`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StartBody {
+    #[serde(flatten)]
+    pub base: BaseBody,
+    pub cluster_name: String,
+    pub idle_minutes_to_autostop: Option<i64>,
+    pub retry_until_up: bool,
+    pub down: bool,
+    pub force: bool,
+}
+
+/// `/autostop`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AutostopBody {
+    #[serde(flatten)]
+    pub base: BaseBody,
+    pub cluster_name: String,
+    /// Negative turns autostop off.
+    pub idle_minutes: i64,
+    pub down: bool,
+}
+
+impl Default for AutostopBody {
+    fn default() -> Self {
+        Self {
+            base: BaseBody::default(),
+            cluster_name: String::new(),
+            idle_minutes: -1,
+            down: false,
+        }
+    }
+}
+
+/// `/queue`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QueueBody {
+    #[serde(flatten)]
+    pub base: BaseBody,
+    pub cluster_name: String,
+    pub skip_finished: bool,
+    pub all_users: bool,
+}
+
+/// `/cancel`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CancelBody {
+    #[serde(flatten)]
+    pub base: BaseBody,
+    pub cluster_name: String,
+    pub job_ids: Option<Vec<u64>>,
+    pub all: bool,
+    pub all_users: bool,
+}
+
+/// `/logs`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogsBody {
+    #[serde(flatten)]
+    pub base: BaseBody,
+    pub cluster_name: String,
+    pub job_id: Option<u64>,
+    pub follow: bool,
+    pub tail: u64,
+}
+
+/// `/job_status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JobStatusBody {
+    #[serde(flatten)]
+    pub base: BaseBody,
+    pub cluster_name: String,
+    pub job_ids: Option<Vec<u64>>,
+}
+
+/// `/endpoints`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EndpointsBody {
+    #[serde(flatten)]
+    pub base: BaseBody,
+    pub cluster: String,
+    pub port: Option<serde_json::Value>,
+}
+
+/// `/validate`: checked synchronously, before the client uploads files.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ValidateBody {
+    #[serde(flatten)]
+    pub base: BaseBody,
+    pub dag: String,
+    pub request_options: Option<serde_json::Value>,
+}
+
+/// `/optimize`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OptimizeBody {
+    #[serde(flatten)]
+    pub base: BaseBody,
+    pub dag: String,
+    pub minimize: serde_json::Value,
+    pub request_options: Option<serde_json::Value>,
+}

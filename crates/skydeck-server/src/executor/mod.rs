@@ -62,6 +62,7 @@ pub struct Executor {
     stop_claiming: CancellationToken,
     tasks: TaskTracker,
     hold: HashSet<String>,
+    infra: Arc<crate::clusters::Infra>,
     /// Only one server may use the database (SQLite): every other server
     /// row is a dead predecessor.
     exclusive: bool,
@@ -75,6 +76,7 @@ impl Executor {
         config: &ServerConfig,
         signals: Arc<Signals>,
         exclusive: bool,
+        infra: Arc<crate::clusters::Infra>,
     ) -> std::io::Result<Arc<Self>> {
         let pool = |workers| Pool {
             permits: Arc::new(Semaphore::new(workers)),
@@ -93,6 +95,7 @@ impl Executor {
             stop_claiming: CancellationToken::new(),
             tasks: TaskTracker::new(),
             hold: config.hold_requests.clone(),
+            infra,
             exclusive,
             peer_timeout: config.peer_timeout,
         }))
@@ -364,6 +367,7 @@ impl Executor {
             user_id: user_id.to_owned(),
             log,
             store: self.store.clone(),
+            infra: self.infra.clone(),
             executor: Arc::downgrade(self),
         };
         let hold = self.hold.contains(name);

@@ -109,6 +109,7 @@ pub struct RequestContext {
     pub user_id: String,
     pub log: Arc<RequestLog>,
     pub store: Arc<dyn Store>,
+    pub infra: Arc<crate::clusters::Infra>,
     pub executor: Weak<Executor>,
 }
 

@@ -4,6 +4,7 @@ mod health;
 mod requests;
 mod schedule;
 mod stream;
+mod upload;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -39,6 +40,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/jobs/queue/v2"),
     ("POST", "/serve/status"),
     ("POST", "/jobs/pool_status"),
+    ("GET", "/upload_v2/blob"),
+    ("POST", "/upload_v2"),
 ];
 
 pub fn router(state: SharedState) -> Router {
@@ -63,6 +66,8 @@ pub fn router_with(state: SharedState, extra: Router<SharedState>) -> Router {
         .route("/jobs/queue/v2", post(schedule::jobs_queue))
         .route("/serve/status", post(schedule::serve_status))
         .route("/jobs/pool_status", post(schedule::pool_status))
+        .route("/upload_v2/blob", get(upload::blob_exists))
+        .route("/upload_v2", post(upload::upload))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -1,0 +1,82 @@
+//! Clusters as the server manages them: which provider owns a cluster, how
+//! to reach its agent, and what a task asks of it.
+
+pub mod plan;
+
+use crate::config::Paths;
+use skydeck_infra::local::LocalProvider;
+use skydeck_infra::{AgentClient, Handle, Provider};
+use skydeck_store::ClusterRecord;
+use skydeck_types::RequestError;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Overrides the program run as each cluster's agent (default: this
+/// binary, `skydeck agent …`).
+pub const ENV_AGENT_PROGRAM: &str = "SKYDECK_AGENT_PROGRAM";
+
+/// The infrastructure the server can launch on.
+pub struct Infra {
+    local: Arc<LocalProvider>,
+    uploads: PathBuf,
+}
+
+impl Infra {
+    pub fn new(paths: &Paths) -> Self {
+        let program = std::env::var_os(ENV_AGENT_PROGRAM)
+            .map(PathBuf::from)
+            .or_else(|| std::env::current_exe().ok())
+            .unwrap_or_else(|| PathBuf::from("skydeck"));
+        Self {
+            local: Arc::new(LocalProvider::new(paths.clusters(), program)),
+            uploads: paths.uploads(),
+        }
+    }
+
+    /// The provider for an infrastructure kind, or an error naming the
+    /// kinds there are.
+    pub fn provider(&self, kind: &str) -> Result<Arc<dyn Provider>, RequestError> {
+        match kind {
+            "local" => Ok(self.local.clone()),
+            other => Err(RequestError::new(
+                crate::skypilot::exception::VALUE_ERROR,
+                format!(
+                    "Infrastructure {other:?} is not enabled on this Skydeck server; the \
+                     enabled infrastructure is: local. Run `sky check` to see why."
+                ),
+            )),
+        }
+    }
+
+    /// The agent of a cluster.
+    pub fn agent(&self, cluster: &ClusterRecord) -> Result<AgentClient, RequestError> {
+        let handle = handle_of(cluster)?;
+        match cluster.infra.as_str() {
+            "local" => Ok(self.local.agent(&handle)),
+            other => Err(self.provider(other).err().expect("only local exists")),
+        }
+    }
+
+    /// Where an uploaded blob's files are.
+    pub fn upload_dir(&self, blob_id: &str) -> PathBuf {
+        self.uploads.join(blob_id).join("files")
+    }
+
+    pub fn uploads_root(&self) -> &std::path::Path {
+        &self.uploads
+    }
+}
+
+/// The provider handle stored with a cluster.
+pub fn handle_of(cluster: &ClusterRecord) -> Result<Handle, RequestError> {
+    serde_json::from_value(cluster.handle.clone()).map_err(|err| {
+        RequestError::new(
+            crate::skypilot::exception::RUNTIME_ERROR,
+            format!(
+                "Cluster {:?} has no usable handle ({err}); it may still be provisioning. \
+                 Run `sky status --refresh`, or `sky down` it.",
+                cluster.name
+            ),
+        )
+    })
+}
