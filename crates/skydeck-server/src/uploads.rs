@@ -239,7 +239,7 @@ mod tests {
         let proj = dest.path().join("tmp/u/proj");
         assert_eq!(
             std::fs::read_to_string(proj.join("a.py")).unwrap(),
-            "print(2)"
+            "print(1)"
         );
         assert_eq!(
             std::fs::read_link(proj.join("link")).unwrap(),
