@@ -1,0 +1,82 @@
+//! `cluster.json`: what the provider tells the agent about its cluster.
+
+use anyhow::{Context, ensure};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    pub name: String,
+    pub num_nodes: usize,
+    /// Ordered by rank: `nodes[k].rank == k`.
+    pub nodes: Vec<NodeInfo>,
+    /// What each node offers.
+    pub capacity: Capacity,
+    pub cloud: String,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub zone: Option<String>,
+    #[serde(default)]
+    pub user_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub rank: usize,
+    pub ip: String,
+    /// The node's sandbox root: HOME for job processes.
+    pub dir: PathBuf,
+}
+
+impl NodeInfo {
+    /// Where a job's processes start, as SkyPilot's `~/sky_workdir`.
+    pub fn workdir(&self) -> PathBuf {
+        self.dir.join("sky_workdir")
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Capacity {
+    #[serde(default)]
+    pub cpus: f64,
+    #[serde(default)]
+    pub memory_gb: f64,
+    #[serde(default)]
+    pub accelerators: BTreeMap<String, f64>,
+}
+
+impl ClusterInfo {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let info: Self = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a valid cluster description", path.display()))?;
+        info.check()
+            .with_context(|| format!("{} is inconsistent", path.display()))?;
+        Ok(info)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        ensure!(
+            self.num_nodes == self.nodes.len() && self.num_nodes > 0,
+            "num_nodes is {} but {} nodes are listed",
+            self.num_nodes,
+            self.nodes.len()
+        );
+        for (index, node) in self.nodes.iter().enumerate() {
+            ensure!(
+                node.rank == index,
+                "node {index} has rank {}: nodes must be listed by rank from 0",
+                node.rank
+            );
+            ensure!(
+                node.dir.is_absolute(),
+                "node {index}'s dir {} is not an absolute path",
+                node.dir.display()
+            );
+        }
+        Ok(())
+    }
+}
