@@ -9,6 +9,7 @@
 pub mod bodies;
 pub mod health;
 pub mod request;
+pub mod task;
 pub mod version;
 
 pub use health::{HealthResponse, HealthStatus, HealthUser};
