@@ -136,8 +136,11 @@ async fn maintain(state: Arc<AppState>, me: ServerInfo) {
     let mut ticker = tokio::time::interval(state.config.heartbeat_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut cancel_check = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut cluster_check = tokio::time::interval(CLUSTER_CHECK_INTERVAL);
+    cluster_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = cluster_check.tick() => reconcile_clusters(&state).await,
             _ = ticker.tick() => {
                 if let Err(err) = state.store.heartbeat_server(&me.id, now()).await {
                     tracing::warn!(error = %err, "heartbeat failed");
@@ -154,6 +157,36 @@ async fn maintain(state: Arc<AppState>, me: ServerInfo) {
                     tracing::warn!(error = %err, "cannot check for cancellations");
                 }
             }
+        }
+    }
+}
+
+/// How often the server looks at its clusters for changes it did not make
+/// (an agent that stopped its cluster on autostop, a cluster removed by
+/// hand).
+const CLUSTER_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn reconcile_clusters(state: &AppState) {
+    let clusters = match state.store.list_clusters(None).await {
+        Ok(clusters) => clusters,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot list clusters");
+            return;
+        }
+    };
+    for cluster in clusters
+        .iter()
+        .filter(|c| c.status == skydeck_store::ClusterStatus::Up)
+    {
+        // A launch in progress holds the lock; its cluster is not idle.
+        let lock = state.infra.lock(&cluster.name);
+        let Ok(_guard) = lock.try_lock() else {
+            continue;
+        };
+        if let Err(err) =
+            ops::clusters::reconcile(state.store.as_ref(), &state.infra, cluster).await
+        {
+            tracing::warn!(cluster = %cluster.name, error = %err.message, "cannot check the cluster");
         }
     }
 }

@@ -22,6 +22,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Show which infrastructure is available.
     Check(CheckArgs),
+    /// The node runtime each cluster runs (started by the server, not by hand).
+    #[command(subcommand)]
+    Agent(skydeck_agent::cli::AgentCommand),
 }
 
 #[derive(Debug, Subcommand)]

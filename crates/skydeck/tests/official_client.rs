@@ -318,3 +318,83 @@ async fn official_sky_client_manages_the_api_server_and_checks_status() {
 
     report.finish();
 }
+
+/// `sky launch` with a workdir, then exec, logs, queue, cancel, status,
+/// stop, start and down, all on the `local` infrastructure.
+#[tokio::test(flavor = "multi_thread")]
+async fn official_sky_client_runs_a_task_through_a_cluster_lifecycle() {
+    let Some(executable) = official_sky() else {
+        return;
+    };
+    let scratch = tempfile::tempdir().expect("a temporary directory");
+    let server = TestServer::start(&temp_dir(scratch.path(), "server"), &[]);
+    let url = server.url.clone();
+    let sky = Sky {
+        executable,
+        home: temp_dir(scratch.path(), "client-home"),
+    };
+    let mut report = Report {
+        server: &server,
+        failures: String::new(),
+    };
+    let project = temp_dir(scratch.path(), "project");
+    std::fs::write(project.join("data.txt"), "payload-from-the-workdir\n").unwrap();
+    let task = project.join("task.yaml");
+    std::fs::write(
+        &task,
+        format!(
+            "name: hello\nworkdir: {}\nsetup: echo setup-ran\nrun: |\n  cat data.txt\n  echo rank=$SKYPILOT_NODE_RANK nodes=$SKYPILOT_NUM_NODES\n",
+            project.display()
+        ),
+    )
+    .unwrap();
+    let task = task.to_str().unwrap();
+
+    let login = sky.run(&["api", "login", "-e", &url]).await;
+    report.expect(&login, &["Logged into SkyPilot API server"]);
+
+    let launch = sky.run(&["launch", "-y", "-c", "c1", task]).await;
+    report.expect(
+        &launch,
+        &["setup-ran", "payload-from-the-workdir", "rank=0 nodes=1"],
+    );
+
+    let exec = sky.run(&["exec", "c1", "--", "echo", "exec-says-hi"]).await;
+    report.expect(&exec, &["exec-says-hi"]);
+
+    let logs = sky.run(&["logs", "c1", "1"]).await;
+    report.expect(&logs, &["payload-from-the-workdir"]);
+
+    let sleeper = sky.run(&["exec", "c1", "-d", "--", "sleep", "600"]).await;
+    report.expect(&sleeper, &[]);
+    let queue = sky.run(&["queue", "c1"]).await;
+    report.expect(&queue, &["SUCCEEDED", "RUNNING"]);
+
+    let cancel = sky.run(&["cancel", "-y", "c1", "3"]).await;
+    report.expect(&cancel, &[]);
+    let queue = sky.run(&["queue", "c1"]).await;
+    report.expect(&queue, &["CANCELLED"]);
+
+    let status = sky.run(&["status"]).await;
+    report.expect(&status, &["c1", "UP"]);
+
+    let stop = sky.run(&["stop", "-y", "c1"]).await;
+    report.expect(&stop, &[]);
+    let status = sky.run(&["status"]).await;
+    report.expect(&status, &["STOPPED"]);
+
+    let start = sky.run(&["start", "-y", "c1"]).await;
+    report.expect(&start, &[]);
+    let status = sky.run(&["status"]).await;
+    report.expect(&status, &["UP"]);
+
+    let down = sky.run(&["down", "-y", "c1"]).await;
+    report.expect(&down, &[]);
+    let status = sky.run(&["status"]).await;
+    report.check(
+        &status,
+        status.success() && !status.stdout.contains("c1 "),
+        "the cluster is gone after down",
+    );
+    report.finish();
+}

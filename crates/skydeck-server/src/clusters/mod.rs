@@ -8,6 +8,7 @@ use skydeck_infra::local::LocalProvider;
 use skydeck_infra::{AgentClient, Handle, Provider};
 use skydeck_store::ClusterRecord;
 use skydeck_types::RequestError;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -19,6 +20,9 @@ pub const ENV_AGENT_PROGRAM: &str = "SKYDECK_AGENT_PROGRAM";
 pub struct Infra {
     local: Arc<LocalProvider>,
     uploads: PathBuf,
+    /// One lock per cluster name: launch, start, stop and down of one
+    /// cluster run one at a time.
+    locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Infra {
@@ -30,6 +34,7 @@ impl Infra {
         Self {
             local: Arc::new(LocalProvider::new(paths.clusters(), program)),
             uploads: paths.uploads(),
+            locks: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -55,6 +60,16 @@ impl Infra {
             "local" => Ok(self.local.agent(&handle)),
             other => Err(self.provider(other).err().expect("only local exists")),
         }
+    }
+
+    /// The lock of cluster `name`.
+    pub fn lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks
+            .lock()
+            .expect("cluster locks")
+            .entry(name.to_owned())
+            .or_default()
+            .clone()
     }
 
     /// Where an uploaded blob's files are.

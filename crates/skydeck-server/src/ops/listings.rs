@@ -4,11 +4,7 @@
 
 use super::{OpResult, RequestContext};
 use crate::infra;
-use skydeck_types::bodies::{JobsQueueBody, PoolStatusBody, ServeStatusBody, StatusBody};
-
-pub async fn status(_ctx: &RequestContext, _body: StatusBody) -> OpResult {
-    Ok(serde_json::json!([]))
-}
+use skydeck_types::bodies::{JobsQueueBody, PoolStatusBody, ServeStatusBody};
 
 pub async fn enabled_clouds(_ctx: &RequestContext) -> OpResult {
     let names: Vec<&str> = infra::enabled().iter().map(|i| i.display_name).collect();

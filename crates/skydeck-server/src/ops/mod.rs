@@ -6,6 +6,8 @@
 
 mod api_cancel;
 mod check;
+pub mod clusters;
+mod jobs;
 mod listings;
 
 use crate::executor::Executor;
@@ -27,6 +29,18 @@ pub enum Op {
     ServeStatus,
     PoolStatus,
     ApiCancel,
+    Launch,
+    Exec,
+    Start,
+    Stop,
+    Down,
+    Autostop,
+    Queue,
+    Cancel,
+    Logs,
+    JobStatus,
+    Endpoints,
+    Optimize,
 }
 
 /// What a server does with a request that was RUNNING when its server died.
@@ -39,7 +53,7 @@ pub enum OnRestart {
 }
 
 impl Op {
-    pub const ALL: [Op; 8] = [
+    pub const ALL: [Op; 20] = [
         Op::Status,
         Op::Check,
         Op::EnabledClouds,
@@ -48,6 +62,18 @@ impl Op {
         Op::ServeStatus,
         Op::PoolStatus,
         Op::ApiCancel,
+        Op::Launch,
+        Op::Exec,
+        Op::Start,
+        Op::Stop,
+        Op::Down,
+        Op::Autostop,
+        Op::Queue,
+        Op::Cancel,
+        Op::Logs,
+        Op::JobStatus,
+        Op::Endpoints,
+        Op::Optimize,
     ];
 
     /// SkyPilot's request name.
@@ -61,6 +87,18 @@ impl Op {
             Op::ServeStatus => "sky.serve.status",
             Op::PoolStatus => "sky.jobs.pool_status",
             Op::ApiCancel => "sky.api_cancel",
+            Op::Launch => "sky.launch",
+            Op::Exec => "sky.exec",
+            Op::Start => "sky.start",
+            Op::Stop => "sky.stop",
+            Op::Down => "sky.down",
+            Op::Autostop => "sky.autostop",
+            Op::Queue => "sky.queue",
+            Op::Cancel => "sky.cancel",
+            Op::Logs => "sky.logs",
+            Op::JobStatus => "sky.job_status",
+            Op::Endpoints => "sky.endpoints",
+            Op::Optimize => "sky.optimize",
         }
     }
 
@@ -70,8 +108,12 @@ impl Op {
 
     pub fn schedule(self) -> ScheduleType {
         match self {
-            // Probing infrastructure can take seconds per backend.
-            Op::Check => ScheduleType::Long,
+            // Probing infrastructure can take seconds per backend; cluster
+            // lifecycles take as long as provisioning; a followed log lasts
+            // as long as its job.
+            Op::Check | Op::Launch | Op::Exec | Op::Start | Op::Stop | Op::Down | Op::Logs => {
+                ScheduleType::Long
+            }
             _ => ScheduleType::Short,
         }
     }
@@ -88,8 +130,21 @@ impl Op {
             | Op::JobsQueue
             | Op::ServeStatus
             | Op::PoolStatus => true,
-            // Probes infrastructure; cancels other requests.
-            Op::Check | Op::ApiCancel => false,
+            // Reach infrastructure or agents, or change things.
+            Op::Check
+            | Op::ApiCancel
+            | Op::Launch
+            | Op::Exec
+            | Op::Start
+            | Op::Stop
+            | Op::Down
+            | Op::Autostop
+            | Op::Queue
+            | Op::Cancel
+            | Op::Logs
+            | Op::JobStatus
+            | Op::Endpoints
+            | Op::Optimize => false,
         }
     }
 
@@ -144,7 +199,7 @@ pub fn internal(err: impl std::fmt::Display) -> RequestError {
 
 pub async fn execute(op: Op, ctx: &RequestContext, value: serde_json::Value) -> OpResult {
     match op {
-        Op::Status => listings::status(ctx, body(value)?).await,
+        Op::Status => clusters::status(ctx, body(value)?).await,
         Op::Check => check::check(ctx, body(value)?).await,
         Op::EnabledClouds => listings::enabled_clouds(ctx).await,
         Op::WorkspacesGet => listings::workspaces(ctx).await,
@@ -152,7 +207,27 @@ pub async fn execute(op: Op, ctx: &RequestContext, value: serde_json::Value) -> 
         Op::ServeStatus => listings::serve_status(ctx, body(value)?).await,
         Op::PoolStatus => listings::pool_status(ctx, body(value)?).await,
         Op::ApiCancel => api_cancel::cancel(ctx, body(value)?).await,
+        Op::Launch => clusters::launch(ctx, body(value)?).await,
+        Op::Exec => clusters::exec(ctx, body(value)?).await,
+        Op::Start => clusters::start(ctx, body(value)?).await,
+        Op::Stop => clusters::stop(ctx, body(value)?).await,
+        Op::Down => clusters::down(ctx, body(value)?).await,
+        Op::Autostop => clusters::autostop(ctx, body(value)?).await,
+        Op::Queue => jobs::queue(ctx, body(value)?).await,
+        Op::Cancel => jobs::cancel(ctx, body(value)?).await,
+        Op::Logs => jobs::logs(ctx, body(value)?).await,
+        Op::JobStatus => jobs::job_status(ctx, body(value)?).await,
+        Op::Endpoints => jobs::endpoints(ctx, body(value)?).await,
+        Op::Optimize => optimize(ctx).await,
     }
+}
+
+/// `sky launch` without `-y` shows the optimizer's table: on local
+/// infrastructure there is one choice, so say so.
+async fn optimize(ctx: &RequestContext) -> OpResult {
+    ctx.log
+        .line("Considered resources: Local (this machine). Chosen: Local.");
+    Ok(serde_json::Value::Null)
 }
 
 #[cfg(test)]

@@ -40,6 +40,19 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/jobs/queue/v2"),
     ("POST", "/serve/status"),
     ("POST", "/jobs/pool_status"),
+    ("POST", "/launch"),
+    ("POST", "/exec"),
+    ("POST", "/start"),
+    ("POST", "/stop"),
+    ("POST", "/down"),
+    ("POST", "/autostop"),
+    ("POST", "/queue"),
+    ("POST", "/cancel"),
+    ("POST", "/logs"),
+    ("POST", "/job_status"),
+    ("POST", "/endpoints"),
+    ("POST", "/validate"),
+    ("POST", "/optimize"),
     ("GET", "/upload_v2/blob"),
     ("POST", "/upload_v2"),
 ];
@@ -66,6 +79,19 @@ pub fn router_with(state: SharedState, extra: Router<SharedState>) -> Router {
         .route("/jobs/queue/v2", post(schedule::jobs_queue))
         .route("/serve/status", post(schedule::serve_status))
         .route("/jobs/pool_status", post(schedule::pool_status))
+        .route("/launch", post(schedule::launch))
+        .route("/exec", post(schedule::exec))
+        .route("/start", post(schedule::start))
+        .route("/stop", post(schedule::stop))
+        .route("/down", post(schedule::down))
+        .route("/autostop", post(schedule::autostop))
+        .route("/queue", post(schedule::queue))
+        .route("/cancel", post(schedule::cancel))
+        .route("/logs", post(schedule::logs))
+        .route("/job_status", post(schedule::job_status))
+        .route("/endpoints", post(schedule::endpoints))
+        .route("/validate", post(schedule::validate))
+        .route("/optimize", post(schedule::optimize))
         .route("/upload_v2/blob", get(upload::blob_exists))
         .route("/upload_v2", post(upload::upload))
         .fallback(not_found)

@@ -12,8 +12,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use skydeck_store::NewRequest;
 use skydeck_types::bodies::{
-    ApiCancelBody, BaseBody, CheckBody, EnabledCloudsQuery, JobsQueueBody, PoolStatusBody,
-    ServeStatusBody, StatusBody, UserWorkspace,
+    ApiCancelBody, AutostopBody, BaseBody, CancelBody, CheckBody, EnabledCloudsQuery,
+    EndpointsBody, ExecBody, JobStatusBody, JobsQueueBody, LaunchBody, LogsBody, OptimizeBody,
+    PoolStatusBody, QueueBody, ServeStatusBody, StartBody, StatusBody, StopOrDownBody,
+    UserWorkspace, ValidateBody,
 };
 use skydeck_types::version::HEADER_REQUEST_ID;
 
@@ -25,6 +27,23 @@ async fn schedule<B: Serialize>(
     body: &B,
     cluster_name: Option<String>,
 ) -> Result<Response, ApiError> {
+    let id = accept(state, op, base, body, cluster_name).await?;
+    let mut response = Json(serde_json::Value::Null).into_response();
+    response.headers_mut().insert(
+        HEADER_REQUEST_ID,
+        HeaderValue::from_str(&id).expect("a UUID is a valid header value"),
+    );
+    Ok(response)
+}
+
+/// Stores a request for `op`; once this returns its id, it is durable.
+async fn accept<B: Serialize>(
+    state: &SharedState,
+    op: Op,
+    base: &BaseBody,
+    body: &B,
+    cluster_name: Option<String>,
+) -> Result<String, ApiError> {
     let user_id = base.user_id().unwrap_or(&state.local_user.id).to_owned();
     let user_name = base
         .user_name()
@@ -47,12 +66,7 @@ async fn schedule<B: Serialize>(
         })
         .await?;
     tracing::debug!(request.id = %id, request.name = op.name(), "accepted");
-    let mut response = Json(serde_json::Value::Null).into_response();
-    response.headers_mut().insert(
-        HEADER_REQUEST_ID,
-        HeaderValue::from_str(&id).expect("a UUID is a valid header value"),
-    );
-    Ok(response)
+    Ok(id)
 }
 
 pub async fn status(
@@ -131,4 +145,85 @@ pub async fn my_workspace() -> Json<UserWorkspace> {
         preferred: None,
         accessible: vec!["default".to_owned()],
     })
+}
+
+/// Handlers that store the body as it came for an operation on one cluster.
+macro_rules! cluster_op {
+    ($($handler:ident: $body:ty => $op:expr, $cluster:ident;)*) => {$(
+        pub async fn $handler(
+            State(state): State<SharedState>,
+            ApiJson(body): ApiJson<$body>,
+        ) -> Result<Response, ApiError> {
+            let cluster = Some(body.$cluster.clone()).filter(|c| !c.is_empty());
+            schedule(&state, $op, &body.base, &body, cluster).await
+        }
+    )*};
+}
+
+cluster_op! {
+    exec: ExecBody => Op::Exec, cluster_name;
+    start: StartBody => Op::Start, cluster_name;
+    stop: StopOrDownBody => Op::Stop, cluster_name;
+    down: StopOrDownBody => Op::Down, cluster_name;
+    autostop: AutostopBody => Op::Autostop, cluster_name;
+    queue: QueueBody => Op::Queue, cluster_name;
+    cancel: CancelBody => Op::Cancel, cluster_name;
+    job_status: JobStatusBody => Op::JobStatus, cluster_name;
+    endpoints: EndpointsBody => Op::Endpoints, cluster;
+}
+
+pub async fn launch(
+    State(state): State<SharedState>,
+    ApiJson(body): ApiJson<LaunchBody>,
+) -> Result<Response, ApiError> {
+    let cluster = body.cluster_name.clone();
+    schedule(&state, Op::Launch, &body.base, &body, cluster).await
+}
+
+pub async fn optimize(
+    State(state): State<SharedState>,
+    ApiJson(body): ApiJson<OptimizeBody>,
+) -> Result<Response, ApiError> {
+    schedule(&state, Op::Optimize, &body.base, &body, None).await
+}
+
+/// `/logs` answers with the log stream itself (the id in the header), as
+/// SkyPilot's server does; `/api/get` then gives the job's exit code.
+pub async fn logs(
+    State(state): State<SharedState>,
+    ApiJson(body): ApiJson<LogsBody>,
+) -> Result<Response, ApiError> {
+    let cluster = Some(body.cluster_name.clone());
+    let id = accept(&state, Op::Logs, &body.base, &body, cluster).await?;
+    let mut response = super::stream::stream_response(&state, id.clone(), None, true, None)?;
+    response.headers_mut().insert(
+        HEADER_REQUEST_ID,
+        HeaderValue::from_str(&id).expect("a UUID is a valid header value"),
+    );
+    Ok(response)
+}
+
+/// `/validate` answers at once: 200 when the task is valid, else 400 with
+/// the error in SkyPilot's serialized-exception shape.
+pub async fn validate(ApiJson(body): ApiJson<ValidateBody>) -> Result<Response, ApiError> {
+    match skydeck_types::task::parse_tasks(&body.dag)
+        .and_then(|tasks| tasks.iter().try_for_each(|task| task.validate()))
+    {
+        Ok(()) => Ok(Json(serde_json::Value::Null).into_response()),
+        // The client rebuilds the exception from this plain dict
+        // (`exceptions.deserialize_exception`).
+        Err(err) => {
+            let message = format!("Invalid task: {err}");
+            Err(ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                serde_json::json!({
+                    "type": crate::skypilot::exception::VALUE_ERROR,
+                    "message": message,
+                    "args": [message],
+                    "attributes": {},
+                    "stacktrace": null,
+                }),
+            ))
+        }
+    }
 }

@@ -73,6 +73,19 @@ pub async fn api_stream(
             (record.id, None)
         }
     };
+    stream_response(&state, id, echo, query.follow.unwrap_or(true), query.tail)
+}
+
+/// A response that streams request `id`'s log from the start (or its last
+/// `tail` lines) and, with `follow`, until the request has finished.
+/// `echo` is sent back as `X-SkyPilot-Stream-Request-ID`.
+pub fn stream_response(
+    state: &SharedState,
+    id: String,
+    echo: Option<String>,
+    follow: bool,
+    tail: Option<u64>,
+) -> Result<Response, ApiError> {
     let path = state
         .executor
         .logs()
@@ -83,8 +96,8 @@ pub async fn api_stream(
         state: state.clone(),
         id,
         path,
-        follow: query.follow.unwrap_or(true),
-        tail: query.tail,
+        follow,
+        tail,
         tx,
     };
     tokio::spawn(follower.run());

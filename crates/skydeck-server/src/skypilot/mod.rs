@@ -3,6 +3,7 @@
 //! them. Nothing outside this module builds SkyPilot-shaped JSON.
 
 pub mod pickle;
+pub mod records;
 
 use base64::Engine;
 use pickle::PickleValue;

@@ -11,8 +11,12 @@ use skydeck_server::config::Paths;
 use std::process::ExitCode;
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Agent(command) = cli.command {
+        return skydeck_agent::cli::run(command).await;
+    }
     let paths = Paths::from_env()?;
     match cli.command {
+        Command::Agent(_) => unreachable!("handled above"),
         Command::Api(ApiCommand::Start(args)) => api::start(&paths, &args).await,
         Command::Api(ApiCommand::Stop) => api::stop(&paths).await,
         Command::Api(ApiCommand::Login(args)) => api::login(&paths, &args).await,

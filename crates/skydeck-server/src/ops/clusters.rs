@@ -1,0 +1,546 @@
+//! Cluster operations: launch, exec, start, stop, down, autostop, status.
+//!
+//! Launch is written to be run again after a crash: every step either
+//! checks what exists (the cluster record, a running agent, a submitted
+//! job with the request's id as its key) or is harmless to repeat.
+
+use super::{OpResult, RequestContext, internal};
+use crate::clusters::{handle_of, plan::Plan};
+use crate::executor::now;
+use crate::skypilot::{exception, records};
+use serde_json::{Value, json};
+use skydeck_infra::{ClusterSpec, ClusterState, Handle, InfraError};
+use skydeck_store::{ClusterRecord, ClusterStatus};
+use skydeck_types::RequestError;
+use skydeck_types::bodies::{
+    AutostopBody, ExecBody, LaunchBody, StartBody, StatusBody, StopOrDownBody,
+};
+
+fn not_found(name: &str) -> RequestError {
+    RequestError::new(
+        exception::CLUSTER_DOES_NOT_EXIST,
+        format!("Cluster {name:?} does not exist."),
+    )
+}
+
+fn not_up(cluster: &ClusterRecord) -> RequestError {
+    RequestError::new(
+        "ClusterNotUpError",
+        format!(
+            "Cluster {:?} is {}; it must be UP. Start it with `sky start {}`.",
+            cluster.name, cluster.status, cluster.name
+        ),
+    )
+}
+
+fn infra_error(err: InfraError) -> RequestError {
+    match err {
+        InfraError::Unsatisfiable(message) => {
+            RequestError::new("ResourcesUnavailableError", message)
+        }
+        other => RequestError::new(exception::RUNTIME_ERROR, other.to_string()),
+    }
+}
+
+/// A name for a cluster the user did not name, as SkyPilot makes them.
+fn generated_name(user_id: &str) -> String {
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..4];
+    let user: String = user_id.chars().take(4).collect();
+    format!("sky-{suffix}-{user}")
+}
+
+async fn user_name(ctx: &RequestContext) -> String {
+    ctx.store
+        .get_user(&ctx.user_id)
+        .await
+        .ok()
+        .flatten()
+        .map_or_else(|| ctx.user_id.clone(), |u| u.name)
+}
+
+/// Why a task cannot run on an existing cluster, if it cannot.
+fn misfit(plan: &Plan, cluster: &ClusterRecord, handle: &Handle) -> Option<String> {
+    if plan.infra != cluster.infra {
+        return Some(format!(
+            "the task asks for infra {:?}, the cluster is on {:?}",
+            plan.infra, cluster.infra
+        ));
+    }
+    if i64::from(plan.num_nodes) > cluster.num_nodes {
+        return Some(format!(
+            "the task asks for {} nodes, the cluster has {}",
+            plan.num_nodes, cluster.num_nodes
+        ));
+    }
+    if let Some(cpus) = plan.node.cpus
+        && cpus > handle.capacity.cpus
+    {
+        return Some(format!(
+            "the task asks for {cpus} CPUs per node, the cluster's nodes have {}",
+            handle.capacity.cpus
+        ));
+    }
+    if let Some(memory) = plan.node.memory_gb
+        && memory > handle.capacity.memory_gb
+    {
+        return Some(format!(
+            "the task asks for {memory} GB of memory per node, the cluster's nodes have {:.1}",
+            handle.capacity.memory_gb
+        ));
+    }
+    for (name, count) in &plan.node.accelerators {
+        let have = handle
+            .capacity
+            .accelerators
+            .get(name)
+            .copied()
+            .unwrap_or(0.0);
+        if *count > have {
+            return Some(format!(
+                "the task asks for {count} {name} per node, the cluster's nodes have {have}"
+            ));
+        }
+    }
+    None
+}
+
+/// Provisions (or finishes provisioning) a cluster and records it UP.
+async fn bring_up(
+    ctx: &RequestContext,
+    name: &str,
+    plan: &Plan,
+    last_use: &str,
+) -> Result<(ClusterRecord, Handle), RequestError> {
+    let provider = ctx.infra.provider(&plan.infra)?;
+    let existing = ctx.store.get_cluster(name).await.map_err(internal)?;
+    let mut record = match existing {
+        Some(record) => record,
+        None => {
+            let record = ClusterRecord {
+                name: name.to_owned(),
+                status: ClusterStatus::Init,
+                user_id: ctx.user_id.clone(),
+                workspace: "default".to_owned(),
+                infra: plan.infra.clone(),
+                cluster_hash: uuid::Uuid::new_v4().to_string(),
+                launched_at: Some(now()),
+                status_updated_at: now(),
+                num_nodes: i64::from(plan.num_nodes),
+                resources: json!({}),
+                handle: json!(null),
+                autostop_minutes: -1,
+                autostop_down: false,
+                ever_up: false,
+                last_use: Some(last_use.to_owned()),
+            };
+            // Recorded before anything is made, so a crash from here on
+            // leaves a cluster the next start (or `down`) can find.
+            ctx.store.put_cluster(&record).await.map_err(internal)?;
+            record
+        }
+    };
+    ctx.log.line(&format!(
+        "⚙︎ Launching {} on {} ({} node{}).",
+        name,
+        records::infra_display(&plan.infra),
+        plan.num_nodes,
+        if plan.num_nodes == 1 { "" } else { "s" }
+    ));
+    ctx.log.line("⚙︎ Provisioning the cluster...");
+    let spec = ClusterSpec {
+        name: name.to_owned(),
+        num_nodes: plan.num_nodes,
+        user_hash: ctx.user_id.clone(),
+        node: plan.node.clone(),
+    };
+    let handle = match provider.provision(&spec).await {
+        Ok(handle) => handle,
+        Err(err) => {
+            if !record.ever_up {
+                // Nothing usable was made: do not leave a half-made cluster.
+                let _ = ctx.store.delete_cluster(name).await;
+            }
+            return Err(infra_error(err));
+        }
+    };
+    record.status = ClusterStatus::Up;
+    record.status_updated_at = now();
+    record.ever_up = true;
+    record.handle = serde_json::to_value(&handle).map_err(internal)?;
+    record.resources = serde_json::to_value(&handle.capacity).map_err(internal)?;
+    record.last_use = Some(last_use.to_owned());
+    ctx.store.put_cluster(&record).await.map_err(internal)?;
+    ctx.log.line(&format!("✓ Cluster {name} is UP."));
+    Ok((record, handle))
+}
+
+async fn sync_files(
+    ctx: &RequestContext,
+    record: &ClusterRecord,
+    handle: &Handle,
+    plan: &Plan,
+) -> Result<(), RequestError> {
+    let provider = ctx.infra.provider(&record.infra)?;
+    if let Some(workdir) = &plan.workdir {
+        ctx.log
+            .line("⚙︎ Syncing the workdir to ~/sky_workdir on every node...");
+        provider
+            .sync_up(handle, workdir, "~/sky_workdir")
+            .await
+            .map_err(infra_error)?;
+    }
+    if !plan.file_mounts.is_empty() {
+        ctx.log.line("⚙︎ Syncing file mounts...");
+        for (target, source) in &plan.file_mounts {
+            provider
+                .sync_up(handle, source, target)
+                .await
+                .map_err(infra_error)?;
+        }
+    }
+    Ok(())
+}
+
+async fn submit_job(
+    ctx: &RequestContext,
+    record: &ClusterRecord,
+    plan: &Plan,
+    with_setup: bool,
+) -> Result<Option<u64>, RequestError> {
+    let setup = if with_setup { plan.setup.clone() } else { None };
+    if plan.run.is_none() && setup.is_none() {
+        return Ok(None);
+    }
+    let agent = ctx.infra.agent(record)?;
+    let spec = json!({
+        "idempotency_key": ctx.id,
+        "name": plan.task_name,
+        "username": user_name(ctx).await,
+        "user_hash": ctx.user_id,
+        "setup": setup,
+        "run": plan.run,
+        "num_nodes": plan.num_nodes,
+        "envs": plan.envs,
+        "secrets": plan.secrets,
+        "demand": {"cpus": plan.job_cpus, "accelerators": plan.node.accelerators},
+        "resources_str": plan.resources_str(),
+        "task_id": format!("sky-{}_{}", ctx.id, record.name),
+    });
+    let job_id = agent.submit(&spec).await.map_err(infra_error)?;
+    ctx.log.line(&format!("✓ Job submitted, ID: {job_id}"));
+    Ok(Some(job_id))
+}
+
+async fn load_plan(
+    ctx: &RequestContext,
+    task: &str,
+    blob_id: Option<&str>,
+) -> Result<Plan, RequestError> {
+    let uploaded = blob_id
+        .filter(|id| crate::uploads::valid_blob_id(id))
+        .map(|id| ctx.infra.upload_dir(id));
+    if let Some(dir) = &uploaded
+        && !dir.is_dir()
+    {
+        return Err(RequestError::new(
+            exception::VALUE_ERROR,
+            "The files uploaded for this request are missing on the API server; run the \
+             command again to upload them.",
+        ));
+    }
+    crate::clusters::plan::plan(task, uploaded.as_deref())
+}
+
+pub async fn launch(ctx: &RequestContext, body: LaunchBody) -> OpResult {
+    let plan = load_plan(ctx, &body.task, body.file_mounts_blob_id.as_deref()).await?;
+    let name = body
+        .cluster_name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| generated_name(&ctx.user_id));
+    let lock = ctx.infra.lock(&name);
+    let _guard = lock.lock().await;
+    if let Some(existing) = ctx.store.get_cluster(&name).await.map_err(internal)?
+        && existing.status != ClusterStatus::Init
+    {
+        let handle = handle_of(&existing)?;
+        if let Some(reason) = misfit(&plan, &existing, &handle) {
+            return Err(RequestError::new(
+                "ResourcesMismatchError",
+                format!(
+                    "Cluster {name:?} exists but cannot run this task: {reason}. Launch on a \
+                     new cluster with another -c NAME, or tear this one down first \
+                     (`sky down {name}`)."
+                ),
+            ));
+        }
+        ctx.log.line(&format!(
+            "Cluster {name} exists ({}); reusing it.",
+            existing.status
+        ));
+    }
+    if body.dryrun {
+        ctx.log.line("Dry run: nothing was launched.");
+        return Ok(json!({"job_id": null, "handle": null}));
+    }
+    let (record, handle) = bring_up(ctx, &name, &plan, &body.base.entrypoint).await?;
+    if let Some(minutes) = body.idle_minutes_to_autostop {
+        set_autostop(ctx, &record, minutes, body.down).await?;
+    }
+    sync_files(ctx, &record, &handle, &plan).await?;
+    let job_id = submit_job(ctx, &record, &plan, !body.no_setup).await?;
+    Ok(json!({"job_id": job_id, "handle": records::handle_dict(&record, Some(&handle))}))
+}
+
+pub async fn exec(ctx: &RequestContext, body: ExecBody) -> OpResult {
+    let plan = load_plan(ctx, &body.task, body.file_mounts_blob_id.as_deref()).await?;
+    let record = ctx
+        .store
+        .get_cluster(&body.cluster_name)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| not_found(&body.cluster_name))?;
+    if record.status != ClusterStatus::Up {
+        return Err(not_up(&record));
+    }
+    let handle = handle_of(&record)?;
+    if let Some(reason) = misfit(&plan, &record, &handle) {
+        return Err(RequestError::new(
+            "ResourcesMismatchError",
+            format!(
+                "Cluster {:?} cannot run this task: {reason}. Use `sky launch` with another \
+                 cluster name.",
+                record.name
+            ),
+        ));
+    }
+    if body.dryrun {
+        return Ok(json!({"job_id": null, "handle": null}));
+    }
+    if let Some(workdir) = &plan.workdir {
+        ctx.log
+            .line("⚙︎ Syncing the workdir to ~/sky_workdir on every node...");
+        ctx.infra
+            .provider(&record.infra)?
+            .sync_up(&handle, workdir, "~/sky_workdir")
+            .await
+            .map_err(infra_error)?;
+    }
+    let job_id = submit_job(ctx, &record, &plan, false).await?;
+    Ok(json!({"job_id": job_id, "handle": records::handle_dict(&record, Some(&handle))}))
+}
+
+async fn set_autostop(
+    ctx: &RequestContext,
+    record: &ClusterRecord,
+    minutes: i64,
+    down: bool,
+) -> Result<(), RequestError> {
+    ctx.infra
+        .agent(record)?
+        .autostop(minutes, down)
+        .await
+        .map_err(infra_error)?;
+    ctx.store
+        .set_cluster_autostop(&record.name, minutes, down)
+        .await
+        .map_err(internal)?;
+    if minutes >= 0 {
+        ctx.log.line(&format!(
+            "Autostop set: {} after {minutes} idle minute(s).",
+            if down { "tear down" } else { "stop" }
+        ));
+    }
+    Ok(())
+}
+
+async fn existing(ctx: &RequestContext, name: &str) -> Result<ClusterRecord, RequestError> {
+    ctx.store
+        .get_cluster(name)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| not_found(name))
+}
+
+pub async fn autostop(ctx: &RequestContext, body: AutostopBody) -> OpResult {
+    let record = existing(ctx, &body.cluster_name).await?;
+    if record.status != ClusterStatus::Up {
+        return Err(not_up(&record));
+    }
+    set_autostop(ctx, &record, body.idle_minutes, body.down).await?;
+    Ok(Value::Null)
+}
+
+pub async fn stop(ctx: &RequestContext, body: StopOrDownBody) -> OpResult {
+    let lock = ctx.infra.lock(&body.cluster_name);
+    let _guard = lock.lock().await;
+    let record = existing(ctx, &body.cluster_name).await?;
+    let handle = handle_of(&record)?;
+    ctx.log
+        .line(&format!("Stopping cluster {}...", record.name));
+    ctx.infra
+        .provider(&record.infra)?
+        .stop(&handle)
+        .await
+        .map_err(infra_error)?;
+    ctx.store
+        .set_cluster_status(&record.name, ClusterStatus::Stopped, now())
+        .await
+        .map_err(internal)?;
+    ctx.log.line(&format!("Cluster {} stopped.", record.name));
+    Ok(Value::Null)
+}
+
+pub async fn down(ctx: &RequestContext, body: StopOrDownBody) -> OpResult {
+    let lock = ctx.infra.lock(&body.cluster_name);
+    let _guard = lock.lock().await;
+    let record = existing(ctx, &body.cluster_name).await?;
+    ctx.log
+        .line(&format!("Tearing down cluster {}...", record.name));
+    // A cluster whose launch died before provisioning has no handle and
+    // nothing to remove.
+    if let Ok(handle) = handle_of(&record) {
+        let result = ctx.infra.provider(&record.infra)?.terminate(&handle).await;
+        if let Err(err) = result {
+            if !body.purge {
+                return Err(infra_error(err));
+            }
+            ctx.log
+                .line(&format!("Ignoring a teardown error (--purge): {err}"));
+        }
+    }
+    ctx.store
+        .delete_cluster(&record.name)
+        .await
+        .map_err(internal)?;
+    ctx.log
+        .line(&format!("Cluster {} terminated.", record.name));
+    Ok(Value::Null)
+}
+
+pub async fn start(ctx: &RequestContext, body: StartBody) -> OpResult {
+    let lock = ctx.infra.lock(&body.cluster_name);
+    let _guard = lock.lock().await;
+    let record = existing(ctx, &body.cluster_name).await?;
+    let handle = handle_of(&record)?;
+    ctx.log
+        .line(&format!("Starting cluster {}...", record.name));
+    ctx.infra
+        .provider(&record.infra)?
+        .start(&handle)
+        .await
+        .map_err(infra_error)?;
+    ctx.store
+        .set_cluster_status(&record.name, ClusterStatus::Up, now())
+        .await
+        .map_err(internal)?;
+    let record = existing(ctx, &body.cluster_name).await?;
+    if let Some(minutes) = body.idle_minutes_to_autostop {
+        set_autostop(ctx, &record, minutes, body.down).await?;
+    }
+    ctx.log.line(&format!("✓ Cluster {} is UP.", record.name));
+    Ok(records::handle_dict(&record, Some(&handle)))
+}
+
+/// Brings the record in line with what the provider sees: an agent that
+/// stopped the cluster on its own (autostop), or a cluster that is gone.
+pub async fn reconcile(
+    ctx_store: &dyn skydeck_store::Store,
+    infra: &crate::clusters::Infra,
+    record: &ClusterRecord,
+) -> Result<Option<ClusterRecord>, RequestError> {
+    let Ok(handle) = handle_of(record) else {
+        return Ok(Some(record.clone()));
+    };
+    let provider = infra.provider(&record.infra)?;
+    let state = provider.query(&handle).await.map_err(infra_error)?;
+    let status = match (state, record.status) {
+        (ClusterState::Gone, _) => {
+            ctx_store
+                .delete_cluster(&record.name)
+                .await
+                .map_err(internal)?;
+            return Ok(None);
+        }
+        (ClusterState::AutoStopped { down: true }, _) => {
+            provider.terminate(&handle).await.map_err(infra_error)?;
+            ctx_store
+                .delete_cluster(&record.name)
+                .await
+                .map_err(internal)?;
+            tracing::info!(cluster = %record.name, "autostop tore the cluster down");
+            return Ok(None);
+        }
+        (ClusterState::AutoStopped { down: false } | ClusterState::Stopped, ClusterStatus::Up) => {
+            ClusterStatus::Stopped
+        }
+        (ClusterState::Running, ClusterStatus::Stopped) => ClusterStatus::Up,
+        _ => return Ok(Some(record.clone())),
+    };
+    ctx_store
+        .set_cluster_status(&record.name, status, now())
+        .await
+        .map_err(internal)?;
+    ctx_store.get_cluster(&record.name).await.map_err(internal)
+}
+
+pub async fn status(ctx: &RequestContext, body: StatusBody) -> OpResult {
+    let clusters = ctx.store.list_clusters(None).await.map_err(internal)?;
+    let wanted = body.cluster_names.as_deref();
+    let refresh = body.refresh.mode() != skydeck_types::bodies::RefreshMode::None;
+    let mut out = Vec::new();
+    for cluster in clusters {
+        if let Some(names) = wanted
+            && !names.iter().any(|n| glob_match(n, &cluster.name))
+        {
+            continue;
+        }
+        if !body.all_users && wanted.is_none() && cluster.user_id != ctx.user_id {
+            continue;
+        }
+        let cluster = if refresh {
+            match reconcile(ctx.store.as_ref(), &ctx.infra, &cluster).await? {
+                Some(cluster) => cluster,
+                None => continue,
+            }
+        } else {
+            cluster
+        };
+        let name = ctx
+            .store
+            .get_user(&cluster.user_id)
+            .await
+            .ok()
+            .flatten()
+            .map(|u| u.name);
+        out.push(records::status_record(&cluster, name.as_deref()));
+    }
+    Ok(Value::Array(out))
+}
+
+/// SkyPilot accepts glob patterns (`sky status 'dev-*'`).
+fn glob_match(pattern: &str, name: &str) -> bool {
+    fn matches(p: &[u8], n: &[u8]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => matches(&p[1..], n) || (!n.is_empty() && matches(p, &n[1..])),
+            (Some(b'?'), Some(_)) => matches(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => matches(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    matches(pattern.as_bytes(), name.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs_match_like_the_shell() {
+        assert!(glob_match("dev-*", "dev-1"));
+        assert!(glob_match("c?", "c1"));
+        assert!(!glob_match("c?", "c12"));
+        assert!(glob_match("exact", "exact"));
+    }
+}

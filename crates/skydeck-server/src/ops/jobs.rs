@@ -1,0 +1,154 @@
+//! Job operations on a cluster's agent: queue, cancel, logs, job status,
+//! endpoints.
+
+use super::{OpResult, RequestContext, internal};
+use crate::clusters::handle_of;
+use crate::skypilot::exception;
+use serde_json::{Value, json};
+use skydeck_infra::LogFollow;
+use skydeck_store::{ClusterRecord, ClusterStatus};
+use skydeck_types::RequestError;
+use skydeck_types::bodies::{CancelBody, EndpointsBody, JobStatusBody, LogsBody, QueueBody};
+
+async fn up_cluster(ctx: &RequestContext, name: &str) -> Result<ClusterRecord, RequestError> {
+    let cluster = ctx
+        .store
+        .get_cluster(name)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| {
+            RequestError::new(
+                exception::CLUSTER_DOES_NOT_EXIST,
+                format!("Cluster {name:?} does not exist."),
+            )
+        })?;
+    if cluster.status != ClusterStatus::Up {
+        return Err(RequestError::new(
+            "ClusterNotUpError",
+            format!(
+                "Cluster {name:?} is {}; its jobs can only be reached while it is UP \
+                 (`sky start {name}`).",
+                cluster.status
+            ),
+        ));
+    }
+    Ok(cluster)
+}
+
+fn agent_error(err: skydeck_infra::InfraError) -> RequestError {
+    RequestError::new(exception::RUNTIME_ERROR, err.to_string())
+}
+
+pub async fn queue(ctx: &RequestContext, body: QueueBody) -> OpResult {
+    let cluster = up_cluster(ctx, &body.cluster_name).await?;
+    let user = (!body.all_users).then_some(ctx.user_id.as_str());
+    ctx.infra
+        .agent(&cluster)?
+        .queue(user, body.skip_finished)
+        .await
+        .map_err(agent_error)
+}
+
+pub async fn cancel(ctx: &RequestContext, body: CancelBody) -> OpResult {
+    let cluster = up_cluster(ctx, &body.cluster_name).await?;
+    let ids = body.job_ids.unwrap_or_default();
+    let user = (!body.all_users).then_some(ctx.user_id.as_str());
+    let cancelled = ctx
+        .infra
+        .agent(&cluster)?
+        .cancel(&ids, body.all, user)
+        .await
+        .map_err(agent_error)?;
+    if cancelled.is_empty() {
+        ctx.log.line("No jobs to cancel.");
+    } else {
+        let list: Vec<String> = cancelled.iter().map(u64::to_string).collect();
+        ctx.log.line(&format!(
+            "Cancelled job(s) {} on cluster {}.",
+            list.join(", "),
+            cluster.name
+        ));
+    }
+    Ok(Value::Null)
+}
+
+/// Streams the job's log into this request's log; the value is SkyPilot's
+/// job exit code, which becomes the exit status of `sky logs`.
+pub async fn logs(ctx: &RequestContext, body: LogsBody) -> OpResult {
+    let cluster = up_cluster(ctx, &body.cluster_name).await?;
+    let log = ctx.log.clone();
+    let code = ctx
+        .infra
+        .agent(&cluster)?
+        .logs(
+            body.job_id,
+            LogFollow {
+                follow: body.follow,
+                tail: body.tail,
+            },
+            &mut |line| log.line(line),
+        )
+        .await
+        .map_err(agent_error)?;
+    if code == 102 {
+        ctx.log.line(&match body.job_id {
+            Some(id) => format!("Job {id} not found on cluster {}.", cluster.name),
+            None => format!("No jobs on cluster {}.", cluster.name),
+        });
+    }
+    Ok(json!(code))
+}
+
+pub async fn job_status(ctx: &RequestContext, body: JobStatusBody) -> OpResult {
+    let cluster = up_cluster(ctx, &body.cluster_name).await?;
+    let ids = body.job_ids.unwrap_or_default();
+    let statuses = ctx
+        .infra
+        .agent(&cluster)?
+        .job_status(&ids)
+        .await
+        .map_err(agent_error)?;
+    // SkyPilot's own server answers `{"None": null}` when there is no job,
+    // which its client cannot decode; say so plainly instead.
+    if statuses.as_object().is_none_or(|m| m.is_empty()) {
+        return Err(RequestError::new(
+            exception::VALUE_ERROR,
+            format!("No jobs found on cluster {:?}.", cluster.name),
+        ));
+    }
+    Ok(statuses)
+}
+
+/// Ports the task exposed, at the head node's address.
+pub async fn endpoints(ctx: &RequestContext, body: EndpointsBody) -> OpResult {
+    let cluster = up_cluster(ctx, &body.cluster).await?;
+    let handle = handle_of(&cluster)?;
+    let head = handle
+        .nodes
+        .first()
+        .map_or_else(|| "127.0.0.1".to_owned(), |n| n.ip.clone());
+    let wanted: Option<u16> = body.port.as_ref().and_then(|p| match p {
+        Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    });
+    let mut out = serde_json::Map::new();
+    for port in &handle.ports {
+        if wanted.is_none_or(|w| w == *port) {
+            out.insert(port.to_string(), json!(format!("{head}:{port}")));
+        }
+    }
+    if let Some(port) = wanted
+        && out.is_empty()
+    {
+        return Err(RequestError::new(
+            exception::VALUE_ERROR,
+            format!(
+                "Port {port} is not exposed on cluster {:?}; add it to `resources.ports` \
+                 of the task.",
+                cluster.name
+            ),
+        ));
+    }
+    Ok(Value::Object(out))
+}

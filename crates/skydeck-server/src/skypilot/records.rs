@@ -1,0 +1,110 @@
+//! Cluster records and handles in the shapes the official client decodes
+//! (`StatusResponse`, the dict form of `CloudVmRayResourceHandle`).
+//!
+//! `launched_resources` is sent as `null`: the client rebuilds it with
+//! `Resources(...)`, which only accepts clouds from its own registry, and
+//! `local` is not one. With it null, the client takes the INFRA column from
+//! the record's `infra` and shows `-` for RESOURCES.
+
+use serde_json::{Value, json};
+use skydeck_infra::Handle;
+use skydeck_store::ClusterRecord;
+
+/// The name the INFRA column shows for an infrastructure kind.
+pub fn infra_display(kind: &str) -> String {
+    match kind {
+        "local" => "Local".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+pub fn handle_dict(cluster: &ClusterRecord, handle: Option<&Handle>) -> Value {
+    let ips: Option<Vec<[String; 2]>> = handle.map(|h| {
+        h.nodes
+            .iter()
+            .map(|n| [n.ip.clone(), n.ip.clone()])
+            .collect()
+    });
+    let ports: Option<Vec<u16>> = handle.map(|h| vec![22; h.nodes.len()]);
+    json!({
+        "cluster_name": cluster.name,
+        "cluster_name_on_cloud": format!("{}-{}", cluster.name, cluster.user_id),
+        "cluster_yaml": null,
+        "launched_nodes": cluster.num_nodes,
+        "launched_resources": null,
+        "stable_internal_external_ips": ips,
+        "stable_ssh_ports": ports,
+        "docker_user": null,
+        "is_grpc_enabled": false,
+        "ssh_user": null,
+    })
+}
+
+/// `1x(cpus=2, mem=8, H100:1)`: what the RESOURCES column would show.
+pub fn resources_str(cluster: &ClusterRecord, handle: Option<&Handle>) -> String {
+    let Some(handle) = handle else {
+        return "-".to_owned();
+    };
+    let capacity = &handle.capacity;
+    let mut parts = vec![
+        format!("cpus={}", trim_float(capacity.cpus)),
+        format!("mem={}", trim_float(capacity.memory_gb.round())),
+    ];
+    for (name, count) in &capacity.accelerators {
+        parts.push(format!("{name}:{}", trim_float(*count)));
+    }
+    format!("{}x({})", cluster.num_nodes, parts.join(", "))
+}
+
+fn trim_float(value: f64) -> String {
+    if value.fract() == 0.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value}")
+    }
+}
+
+/// One `sky status` record.
+pub fn status_record(cluster: &ClusterRecord, user_name: Option<&str>) -> Value {
+    let handle: Option<Handle> = serde_json::from_value(cluster.handle.clone()).ok();
+    let resources = resources_str(cluster, handle.as_ref());
+    json!({
+        "name": cluster.name,
+        "launched_at": cluster.launched_at.map_or(0, |t| t as i64),
+        "status": cluster.status.as_str(),
+        "autostop": cluster.autostop_minutes,
+        "to_down": cluster.autostop_down,
+        "cluster_hash": cluster.cluster_hash,
+        "cluster_ever_up": cluster.ever_up,
+        "status_updated_at": cluster.status_updated_at as i64,
+        "user_hash": cluster.user_id,
+        "user_name": user_name.unwrap_or(&cluster.user_id),
+        "workspace": cluster.workspace,
+        "is_managed": false,
+        "nodes": cluster.num_nodes,
+        "last_use": cluster.last_use,
+        "last_event": null,
+        "labels": {},
+        "metadata": {},
+        "resources_str": resources,
+        "resources_str_full": resources,
+        "credentials": null,
+        "infra": infra_display(&cluster.infra),
+        "cloud": null,
+        "region": null,
+        "cpus": handle.as_ref().map(|h| trim_float(h.capacity.cpus)),
+        "memory": handle.as_ref().map(|h| trim_float(h.capacity.memory_gb.round())),
+        "accelerators": handle
+            .as_ref()
+            .filter(|h| !h.capacity.accelerators.is_empty())
+            .map(|h| {
+                h.capacity
+                    .accelerators
+                    .iter()
+                    .map(|(name, count)| format!("{name}:{}", trim_float(*count)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }),
+        "handle": handle_dict(cluster, handle.as_ref()),
+    })
+}
