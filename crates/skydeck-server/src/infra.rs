@@ -30,23 +30,9 @@ pub fn enabled() -> Vec<&'static Infra> {
 }
 
 fn probe_local() -> Result<String, String> {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let memory = total_memory_gib().map_or_else(
-        || "unknown memory".to_owned(),
-        |gib| format!("{gib:.1} GiB memory"),
-    );
-    Ok(format!("This machine: {cpus} CPUs, {memory}."))
-}
-
-fn total_memory_gib() -> Option<f64> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kib: f64 = meminfo
-        .lines()
-        .find_map(|line| line.strip_prefix("MemTotal:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0 / 1024.0)
+    let machine = skydeck_infra::Machine::probe();
+    Ok(format!(
+        "This machine: {} CPUs, {:.1} GiB memory.",
+        machine.cpus, machine.memory_gb
+    ))
 }
