@@ -1,9 +1,14 @@
 //! How the server talks to a cluster's agent: by running `skydeck agent …`
 //! on the head node through its [`CommandRunner`], with JSON in and out.
 //! The same path works for a sandbox on this machine and a node over SSH.
+//! Every document is one of the agent's own `protocol` types.
 
 use crate::{CommandRunner, InfraError, Result};
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use skydeck_agent::protocol::{
+    AgentStatus, AutostopReply, CancelReply, ClusterJobRecord, JobSpec, JobStatus, SubmitReply,
+};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub struct AgentClient {
@@ -42,12 +47,12 @@ impl AgentClient {
         argv
     }
 
-    async fn call(
+    async fn call<T: DeserializeOwned>(
         &self,
         subcommand: &str,
         extra: &[String],
         stdin: Option<Vec<u8>>,
-    ) -> Result<Value> {
+    ) -> Result<T> {
         let output = self
             .runner
             .run(&self.argv(subcommand, extra), stdin)
@@ -67,17 +72,19 @@ impl AgentClient {
     }
 
     /// Queues a job (idempotent by the spec's `idempotency_key`); returns its id.
-    pub async fn submit(&self, spec: &Value) -> Result<u64> {
-        let answer = self
-            .call("submit", &[], Some(spec.to_string().into_bytes()))
-            .await?;
-        answer["job_id"].as_u64().ok_or_else(|| {
-            InfraError::Command(format!("the agent's submit answer has no job id: {answer}"))
-        })
+    pub async fn submit(&self, spec: &JobSpec) -> Result<u64> {
+        let stdin = serde_json::to_vec(spec)
+            .map_err(|err| InfraError::Command(format!("cannot encode the job: {err}")))?;
+        let answer: SubmitReply = self.call("submit", &[], Some(stdin)).await?;
+        Ok(answer.job_id)
     }
 
-    /// Job records, newest first, in SkyPilot's `ClusterJobRecord` shape.
-    pub async fn queue(&self, user_hash: Option<&str>, skip_finished: bool) -> Result<Value> {
+    /// Job records, newest first.
+    pub async fn queue(
+        &self,
+        user_hash: Option<&str>,
+        skip_finished: bool,
+    ) -> Result<Vec<ClusterJobRecord>> {
         let mut extra = Vec::new();
         match user_hash {
             Some(user) => extra.extend(["--user-hash".to_owned(), user.to_owned()]),
@@ -107,15 +114,13 @@ impl AgentClient {
         if let Some(user) = user_hash {
             extra.extend(["--user-hash".to_owned(), user.to_owned()]);
         }
-        let answer = self.call("cancel", &extra, None).await?;
-        Ok(answer["cancelled"]
-            .as_array()
-            .map(|ids| ids.iter().filter_map(Value::as_u64).collect())
-            .unwrap_or_default())
+        let answer: CancelReply = self.call("cancel", &extra, None).await?;
+        Ok(answer.cancelled)
     }
 
-    /// `{"<id>": "<STATUS>" | null}`; the newest job when `ids` is empty.
-    pub async fn job_status(&self, ids: &[u64]) -> Result<Value> {
+    /// The status of each job asked for (None: no such job); the newest job
+    /// when `ids` is empty, nothing when there is none.
+    pub async fn job_status(&self, ids: &[u64]) -> Result<BTreeMap<String, Option<JobStatus>>> {
         let extra = if ids.is_empty() {
             Vec::new()
         } else {
@@ -125,7 +130,7 @@ impl AgentClient {
     }
 
     /// Sets autostop (`minutes < 0` turns it off).
-    pub async fn autostop(&self, minutes: i64, down: bool) -> Result<Value> {
+    pub async fn autostop(&self, minutes: i64, down: bool) -> Result<AutostopReply> {
         let mut extra = vec![format!("--idle-minutes={minutes}")];
         if down {
             extra.push("--down".to_owned());
@@ -133,7 +138,7 @@ impl AgentClient {
         self.call("autostop", &extra, None).await
     }
 
-    pub async fn status(&self) -> Result<Value> {
+    pub async fn status(&self) -> Result<AgentStatus> {
         self.call("status", &[], None).await
     }
 

@@ -14,10 +14,12 @@ mod runner;
 pub use agent_client::{AgentClient, LogFollow};
 pub use machine::{Machine, NodeRequest};
 pub use runner::{CommandOutput, CommandRunner, LocalRunner};
+/// The agent's description of its cluster is the handle's too: one
+/// definition of what a node is, on both sides of `cluster.json`.
+pub use skydeck_agent::cluster::{Capacity, ClusterInfo, NodeInfo};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// What to provision.
@@ -31,23 +33,6 @@ pub struct ClusterSpec {
     pub node: NodeRequest,
 }
 
-/// One node of a provisioned cluster.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NodeInfo {
-    pub rank: u32,
-    pub ip: String,
-    /// The node's root directory, on the node.
-    pub dir: String,
-}
-
-/// What a node was given, as the agent schedules against it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct NodeCapacity {
-    pub cpus: f64,
-    pub memory_gb: f64,
-    pub accelerators: BTreeMap<String, f64>,
-}
-
 /// A provisioned cluster: everything needed to reach it again. Stored by the
 /// server as JSON and handed back to the provider on every later call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,7 +41,8 @@ pub struct Handle {
     /// The cluster's directory on the head node (the agent's home).
     pub cluster_dir: String,
     pub nodes: Vec<NodeInfo>,
-    pub capacity: NodeCapacity,
+    /// What each node offers.
+    pub capacity: Capacity,
     /// Ports the task asked to expose, reachable at the head node's IP.
     #[serde(default)]
     pub ports: Vec<u16>,
@@ -69,6 +55,9 @@ pub enum ClusterState {
     Running,
     /// Nodes exist and nothing runs on them.
     Stopped,
+    /// The nodes run but the agent does not (it crashed or was killed):
+    /// `start` brings it back, and it settles the jobs it lost.
+    AgentDown,
     /// The agent stopped the cluster itself (autostop); `down` asks for it
     /// to be torn down.
     AutoStopped { down: bool },

@@ -69,6 +69,11 @@ impl Paths {
     pub fn uploads(&self) -> PathBuf {
         self.home.join("uploads")
     }
+    /// Task YAMLs with secrets, kept out of the database while their
+    /// request runs (see `secrets.rs`).
+    pub fn secrets(&self) -> PathBuf {
+        self.home.join("secrets")
+    }
     /// This machine's default user id when the caller does not send one.
     pub fn user_hash(&self) -> PathBuf {
         self.home.join("user_hash")

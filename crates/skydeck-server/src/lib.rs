@@ -14,6 +14,7 @@ pub mod infra;
 pub mod ops;
 pub mod request_log;
 pub mod routes;
+pub mod secrets;
 pub mod signals;
 pub mod skypilot;
 pub mod state;
@@ -151,12 +152,26 @@ async fn maintain(state: Arc<AppState>, me: ServerInfo) {
                 if let Err(err) = state.store.checkpoint().await {
                     tracing::warn!(error = %err, "cannot checkpoint the database");
                 }
+                sweep_secrets(&state).await;
             }
             _ = cancel_check.tick() => {
                 if let Err(err) = state.executor.apply_remote_cancellations().await {
                     tracing::warn!(error = %err, "cannot check for cancellations");
                 }
             }
+        }
+    }
+}
+
+/// Removes the stashed secrets of requests that are over (cancelled, or
+/// failed by a restart) or gone.
+async fn sweep_secrets(state: &AppState) {
+    const GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+    for id in state.infra.secrets.request_ids(GRACE) {
+        match state.store.get_request(&id).await {
+            Ok(Some(request)) if !request.status.is_finished() => {}
+            Ok(_) => state.infra.secrets.discard(&id),
+            Err(err) => tracing::warn!(error = %err, "cannot check stashed secrets"),
         }
     }
 }

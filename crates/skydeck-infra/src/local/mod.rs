@@ -6,13 +6,13 @@
 mod files;
 
 use crate::{
-    AgentClient, ClusterSpec, ClusterState, CommandRunner, Handle, InfraError, LocalRunner,
-    Machine, NodeCapacity, NodeInfo, Provider, Result,
+    AgentClient, Capacity, ClusterInfo, ClusterSpec, ClusterState, CommandRunner, Handle,
+    InfraError, LocalRunner, Machine, NodeInfo, Provider, Result,
 };
 use async_trait::async_trait;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use serde_json::json;
+use skydeck_agent::protocol::{AutostopAction, AutostopFile};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -49,13 +49,9 @@ impl LocalProvider {
         let dir = self.cluster_dir(&spec.name);
         let nodes = (0..spec.num_nodes)
             .map(|rank| NodeInfo {
-                rank,
+                rank: rank as usize,
                 ip: format!("127.0.0.{}", rank + 1),
-                dir: dir
-                    .join("nodes")
-                    .join(rank.to_string())
-                    .display()
-                    .to_string(),
+                dir: dir.join("nodes").join(rank.to_string()),
             })
             .collect();
         Handle {
@@ -64,7 +60,7 @@ impl LocalProvider {
             nodes,
             // A node without a CPU request may use the whole machine; with
             // one, it is held to what it asked for, as a VM would be.
-            capacity: NodeCapacity {
+            capacity: Capacity {
                 cpus: spec.node.cpus.unwrap_or(machine.cpus),
                 memory_gb: spec.node.memory_gb.unwrap_or(machine.memory_gb),
                 accelerators: spec.node.accelerators.clone(),
@@ -203,22 +199,25 @@ impl Provider for LocalProvider {
         let handle = self.handle_for(spec, &machine);
         let dir = PathBuf::from(&handle.cluster_dir);
         for node in &handle.nodes {
-            let workdir = Path::new(&node.dir).join("sky_workdir");
+            let workdir = node.workdir();
             std::fs::create_dir_all(&workdir).map_err(InfraError::io(format!(
                 "cannot create {}",
                 workdir.display()
             )))?;
         }
-        let cluster = json!({
-            "name": spec.name,
-            "num_nodes": spec.num_nodes,
-            "nodes": handle.nodes,
-            "capacity": handle.capacity,
-            "cloud": "local",
-            "region": null,
-            "user_hash": spec.user_hash,
-        });
-        files::write_atomically(&dir.join("cluster.json"), cluster.to_string().as_bytes())
+        let cluster = ClusterInfo {
+            name: spec.name.clone(),
+            num_nodes: handle.nodes.len(),
+            nodes: handle.nodes.clone(),
+            capacity: handle.capacity.clone(),
+            cloud: "local".to_owned(),
+            region: None,
+            zone: None,
+            user_hash: Some(spec.user_hash.clone()),
+        };
+        let json = serde_json::to_vec(&cluster)
+            .map_err(|err| InfraError::Command(format!("cannot describe the cluster: {err}")))?;
+        files::write_atomically(&dir.join("cluster.json"), &json)
             .map_err(InfraError::io("cannot write cluster.json"))?;
         self.ensure_agent(&handle).await?;
         Ok(handle)
@@ -233,12 +232,14 @@ impl Provider for LocalProvider {
             return Ok(ClusterState::Running);
         }
         if let Ok(text) = std::fs::read_to_string(dir.join("agent").join("autostop.json")) {
-            let down = serde_json::from_str::<serde_json::Value>(&text)
-                .map(|v| v["action"] == "down")
-                .unwrap_or(false);
+            let down = serde_json::from_str::<AutostopFile>(&text)
+                .is_ok_and(|file| file.action == AutostopAction::Down);
             return Ok(ClusterState::AutoStopped { down });
         }
-        Ok(ClusterState::Stopped)
+        // A local node is a directory on a machine that is up, so a missing
+        // agent did not stop with its nodes: it died. A cluster stopped on
+        // purpose is known as stopped by the server's record.
+        Ok(ClusterState::AgentDown)
     }
 
     async fn stop(&self, handle: &Handle) -> Result<()> {
@@ -282,7 +283,7 @@ impl Provider for LocalProvider {
 
     async fn sync_up(&self, handle: &Handle, local: &Path, remote: &str) -> Result<()> {
         for node in &handle.nodes {
-            let target = files::node_path(Path::new(&node.dir), remote);
+            let target = files::node_path(&node.dir, remote);
             let (from, to) = (local.to_owned(), target.clone());
             tokio::task::spawn_blocking(move || files::copy_tree(&from, &to))
                 .await

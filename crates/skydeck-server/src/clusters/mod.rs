@@ -4,6 +4,7 @@
 pub mod plan;
 
 use crate::config::Paths;
+use crate::secrets::SecretStash;
 use skydeck_infra::local::LocalProvider;
 use skydeck_infra::{AgentClient, Handle, Provider};
 use skydeck_store::ClusterRecord;
@@ -20,6 +21,8 @@ pub const ENV_AGENT_PROGRAM: &str = "SKYDECK_AGENT_PROGRAM";
 pub struct Infra {
     local: Arc<LocalProvider>,
     uploads: PathBuf,
+    /// Task YAMLs as sent, while the database holds them redacted.
+    pub secrets: SecretStash,
     /// One lock per cluster name: launch, start, stop and down of one
     /// cluster run one at a time.
     locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -34,6 +37,7 @@ impl Infra {
         Self {
             local: Arc::new(LocalProvider::new(paths.clusters(), program)),
             uploads: paths.uploads(),
+            secrets: SecretStash::new(paths.secrets()),
             locks: std::sync::Mutex::new(HashMap::new()),
         }
     }

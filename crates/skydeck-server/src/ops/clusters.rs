@@ -9,6 +9,7 @@ use crate::clusters::{handle_of, plan::Plan};
 use crate::executor::now;
 use crate::skypilot::{exception, records};
 use serde_json::{Value, json};
+use skydeck_agent::protocol::{Demand, JobSpec};
 use skydeck_infra::{ClusterSpec, ClusterState, Handle, InfraError};
 use skydeck_store::{ClusterRecord, ClusterStatus};
 use skydeck_types::RequestError;
@@ -212,20 +213,24 @@ async fn submit_job(
         return Ok(None);
     }
     let agent = ctx.infra.agent(record)?;
-    let spec = json!({
-        "idempotency_key": ctx.id,
-        "name": plan.task_name,
-        "username": user_name(ctx).await,
-        "user_hash": ctx.user_id,
-        "setup": setup,
-        "run": plan.run,
-        "num_nodes": plan.num_nodes,
-        "envs": plan.envs,
-        "secrets": plan.secrets,
-        "demand": {"cpus": plan.job_cpus, "accelerators": plan.node.accelerators},
-        "resources_str": plan.resources_str(),
-        "task_id": format!("sky-{}_{}", ctx.id, record.name),
-    });
+    let spec = JobSpec {
+        idempotency_key: ctx.id.clone(),
+        name: plan.task_name.clone(),
+        username: user_name(ctx).await,
+        user_hash: ctx.user_id.clone(),
+        setup,
+        run: plan.run.clone(),
+        num_nodes: plan.num_nodes as usize,
+        envs: plan.envs.clone(),
+        secrets: plan.secrets.clone(),
+        demand: Demand {
+            cpus: plan.job_cpus,
+            memory_gb: 0.0,
+            accelerators: plan.node.accelerators.clone(),
+        },
+        resources_str: plan.resources_str(),
+        task_id: Some(format!("sky-{}_{}", ctx.id, record.name)),
+    };
     let job_id = agent.submit(&spec).await.map_err(infra_error)?;
     ctx.log.line(&format!("✓ Job submitted, ID: {job_id}"));
     Ok(Some(job_id))
@@ -252,7 +257,8 @@ async fn load_plan(
 }
 
 pub async fn launch(ctx: &RequestContext, body: LaunchBody) -> OpResult {
-    let plan = load_plan(ctx, &body.task, body.file_mounts_blob_id.as_deref()).await?;
+    let task = ctx.infra.secrets.original_task(&ctx.id, body.task.clone());
+    let plan = load_plan(ctx, &task, body.file_mounts_blob_id.as_deref()).await?;
     let name = body
         .cluster_name
         .clone()
@@ -293,7 +299,8 @@ pub async fn launch(ctx: &RequestContext, body: LaunchBody) -> OpResult {
 }
 
 pub async fn exec(ctx: &RequestContext, body: ExecBody) -> OpResult {
-    let plan = load_plan(ctx, &body.task, body.file_mounts_blob_id.as_deref()).await?;
+    let task = ctx.infra.secrets.original_task(&ctx.id, body.task.clone());
+    let plan = load_plan(ctx, &task, body.file_mounts_blob_id.as_deref()).await?;
     let record = ctx
         .store
         .get_cluster(&body.cluster_name)
@@ -443,7 +450,10 @@ pub async fn start(ctx: &RequestContext, body: StartBody) -> OpResult {
 }
 
 /// Brings the record in line with what the provider sees: an agent that
-/// stopped the cluster on its own (autostop), or a cluster that is gone.
+/// stopped the cluster on its own (autostop), an agent that died on an UP
+/// cluster (restarted, so its lost jobs end FAILED_DRIVER instead of
+/// staying RUNNING), or a cluster that is gone. The caller holds the
+/// cluster's lock.
 pub async fn reconcile(
     ctx_store: &dyn skydeck_store::Store,
     infra: &crate::clusters::Infra,
@@ -470,6 +480,11 @@ pub async fn reconcile(
                 .map_err(internal)?;
             tracing::info!(cluster = %record.name, "autostop tore the cluster down");
             return Ok(None);
+        }
+        (ClusterState::AgentDown, ClusterStatus::Up) => {
+            tracing::warn!(cluster = %record.name, "the cluster's agent is not running; restarting it");
+            provider.start(&handle).await.map_err(infra_error)?;
+            return Ok(Some(record.clone()));
         }
         (ClusterState::AutoStopped { down: false } | ClusterState::Stopped, ClusterStatus::Up) => {
             ClusterStatus::Stopped
@@ -498,13 +513,17 @@ pub async fn status(ctx: &RequestContext, body: StatusBody) -> OpResult {
         if !body.all_users && wanted.is_none() && cluster.user_id != ctx.user_id {
             continue;
         }
-        let cluster = if refresh {
-            match reconcile(ctx.store.as_ref(), &ctx.infra, &cluster).await? {
-                Some(cluster) => cluster,
-                None => continue,
+        // A cluster whose lock is held is being launched, stopped or torn
+        // down right now: what it is becomes clear when that ends.
+        let lock = ctx.infra.lock(&cluster.name);
+        let cluster = match (refresh, lock.try_lock()) {
+            (true, Ok(_guard)) => {
+                match reconcile(ctx.store.as_ref(), &ctx.infra, &cluster).await? {
+                    Some(cluster) => cluster,
+                    None => continue,
+                }
             }
-        } else {
-            cluster
+            _ => cluster,
         };
         let name = ctx
             .store

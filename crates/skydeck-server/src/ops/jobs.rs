@@ -42,11 +42,13 @@ fn agent_error(err: skydeck_infra::InfraError) -> RequestError {
 pub async fn queue(ctx: &RequestContext, body: QueueBody) -> OpResult {
     let cluster = up_cluster(ctx, &body.cluster_name).await?;
     let user = (!body.all_users).then_some(ctx.user_id.as_str());
-    ctx.infra
+    let jobs = ctx
+        .infra
         .agent(&cluster)?
         .queue(user, body.skip_finished)
         .await
-        .map_err(agent_error)
+        .map_err(agent_error)?;
+    serde_json::to_value(jobs).map_err(internal)
 }
 
 pub async fn cancel(ctx: &RequestContext, body: CancelBody) -> OpResult {
@@ -110,13 +112,13 @@ pub async fn job_status(ctx: &RequestContext, body: JobStatusBody) -> OpResult {
         .map_err(agent_error)?;
     // SkyPilot's own server answers `{"None": null}` when there is no job,
     // which its client cannot decode; say so plainly instead.
-    if statuses.as_object().is_none_or(|m| m.is_empty()) {
+    if statuses.is_empty() {
         return Err(RequestError::new(
             exception::VALUE_ERROR,
             format!("No jobs found on cluster {:?}.", cluster.name),
         ));
     }
-    Ok(statuses)
+    serde_json::to_value(statuses).map_err(internal)
 }
 
 /// Ports the task exposed, at the head node's address.

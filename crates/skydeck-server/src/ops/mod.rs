@@ -207,8 +207,8 @@ pub async fn execute(op: Op, ctx: &RequestContext, value: serde_json::Value) -> 
         Op::ServeStatus => listings::serve_status(ctx, body(value)?).await,
         Op::PoolStatus => listings::pool_status(ctx, body(value)?).await,
         Op::ApiCancel => api_cancel::cancel(ctx, body(value)?).await,
-        Op::Launch => clusters::launch(ctx, body(value)?).await,
-        Op::Exec => clusters::exec(ctx, body(value)?).await,
+        Op::Launch => forgetting_secrets(ctx, clusters::launch(ctx, body(value)?)).await,
+        Op::Exec => forgetting_secrets(ctx, clusters::exec(ctx, body(value)?)).await,
         Op::Start => clusters::start(ctx, body(value)?).await,
         Op::Stop => clusters::stop(ctx, body(value)?).await,
         Op::Down => clusters::down(ctx, body(value)?).await,
@@ -220,6 +220,14 @@ pub async fn execute(op: Op, ctx: &RequestContext, value: serde_json::Value) -> 
         Op::Endpoints => jobs::endpoints(ctx, body(value)?).await,
         Op::Optimize => optimize(ctx).await,
     }
+}
+
+/// Runs an operation that may have stashed secrets and removes them once it
+/// is over, failed or not. (A cancelled one is swept by the server's upkeep.)
+async fn forgetting_secrets(ctx: &RequestContext, op: impl Future<Output = OpResult>) -> OpResult {
+    let result = op.await;
+    ctx.infra.secrets.discard(&ctx.id);
+    result
 }
 
 /// `sky launch` without `-y` shows the optimizer's table: on local

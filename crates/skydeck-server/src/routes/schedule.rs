@@ -27,7 +27,19 @@ async fn schedule<B: Serialize>(
     body: &B,
     cluster_name: Option<String>,
 ) -> Result<Response, ApiError> {
-    let id = accept(state, op, base, body, cluster_name).await?;
+    schedule_as(state, new_request_id(), op, base, body, cluster_name).await
+}
+
+/// [`schedule`] under an id chosen beforehand.
+async fn schedule_as<B: Serialize>(
+    state: &SharedState,
+    id: String,
+    op: Op,
+    base: &BaseBody,
+    body: &B,
+    cluster_name: Option<String>,
+) -> Result<Response, ApiError> {
+    let id = accept(state, id, op, base, body, cluster_name).await?;
     let mut response = Json(serde_json::Value::Null).into_response();
     response.headers_mut().insert(
         HEADER_REQUEST_ID,
@@ -36,9 +48,24 @@ async fn schedule<B: Serialize>(
     Ok(response)
 }
 
+fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The task YAML a request may be stored with: secret values redacted, the
+/// original kept aside for the operation (see `secrets.rs`).
+fn storable_task(state: &SharedState, id: &str, task: &str) -> Result<String, ApiError> {
+    state
+        .infra
+        .secrets
+        .stash_task(id, task)
+        .map_err(ApiError::internal)
+}
+
 /// Stores a request for `op`; once this returns its id, it is durable.
 async fn accept<B: Serialize>(
     state: &SharedState,
+    id: String,
     op: Op,
     base: &BaseBody,
     body: &B,
@@ -50,7 +77,6 @@ async fn accept<B: Serialize>(
         .unwrap_or(&state.local_user.name)
         .to_owned();
     state.remember_user(&user_id, &user_name).await?;
-    let id = uuid::Uuid::new_v4().to_string();
     let body = serde_json::to_value(body).map_err(ApiError::internal)?;
     state
         .executor
@@ -161,7 +187,6 @@ macro_rules! cluster_op {
 }
 
 cluster_op! {
-    exec: ExecBody => Op::Exec, cluster_name;
     start: StartBody => Op::Start, cluster_name;
     stop: StopOrDownBody => Op::Stop, cluster_name;
     down: StopOrDownBody => Op::Down, cluster_name;
@@ -174,16 +199,30 @@ cluster_op! {
 
 pub async fn launch(
     State(state): State<SharedState>,
-    ApiJson(body): ApiJson<LaunchBody>,
+    ApiJson(mut body): ApiJson<LaunchBody>,
 ) -> Result<Response, ApiError> {
+    let id = new_request_id();
+    body.task = storable_task(&state, &id, &body.task)?;
     let cluster = body.cluster_name.clone();
-    schedule(&state, Op::Launch, &body.base, &body, cluster).await
+    schedule_as(&state, id, Op::Launch, &body.base, &body, cluster).await
 }
 
+pub async fn exec(
+    State(state): State<SharedState>,
+    ApiJson(mut body): ApiJson<ExecBody>,
+) -> Result<Response, ApiError> {
+    let id = new_request_id();
+    body.task = storable_task(&state, &id, &body.task)?;
+    let cluster = Some(body.cluster_name.clone()).filter(|c| !c.is_empty());
+    schedule_as(&state, id, Op::Exec, &body.base, &body, cluster).await
+}
+
+/// Optimizing needs no secret, so the stored dag keeps none.
 pub async fn optimize(
     State(state): State<SharedState>,
-    ApiJson(body): ApiJson<OptimizeBody>,
+    ApiJson(mut body): ApiJson<OptimizeBody>,
 ) -> Result<Response, ApiError> {
+    body.dag = skydeck_types::task::redact_task_yaml(&body.dag);
     schedule(&state, Op::Optimize, &body.base, &body, None).await
 }
 
@@ -194,7 +233,15 @@ pub async fn logs(
     ApiJson(body): ApiJson<LogsBody>,
 ) -> Result<Response, ApiError> {
     let cluster = Some(body.cluster_name.clone());
-    let id = accept(&state, Op::Logs, &body.base, &body, cluster).await?;
+    let id = accept(
+        &state,
+        new_request_id(),
+        Op::Logs,
+        &body.base,
+        &body,
+        cluster,
+    )
+    .await?;
     let mut response = super::stream::stream_response(&state, id.clone(), None, true, None)?;
     response.headers_mut().insert(
         HEADER_REQUEST_ID,
