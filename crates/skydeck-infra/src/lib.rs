@@ -108,6 +108,9 @@ pub trait Provider: Send + Sync {
     async fn start(&self, handle: &Handle) -> Result<()>;
     /// Removes the cluster and everything on it. Idempotent.
     async fn terminate(&self, handle: &Handle) -> Result<()>;
+    /// Removes what a provisioning that never returned its handle (the
+    /// server died) may have left of cluster `name`. Idempotent.
+    async fn terminate_unrecorded(&self, name: &str) -> Result<()>;
     /// How to run commands on the head node, where the agent lives.
     fn head_runner(&self, handle: &Handle) -> Arc<dyn CommandRunner>;
     /// Copies a local directory (or file) to `remote` on every node.

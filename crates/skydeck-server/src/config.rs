@@ -69,6 +69,12 @@ impl Paths {
     pub fn uploads(&self) -> PathBuf {
         self.home.join("uploads")
     }
+    /// Job logs prepared for clients to download, laid out as under a
+    /// home directory (`.sky/api_server/clients/<user>/sky_logs/…`), the
+    /// shape SkyPilot's client expects.
+    pub fn downloads(&self) -> PathBuf {
+        self.home.join("downloads")
+    }
     /// Task YAMLs with secrets, kept out of the database while their
     /// request runs (see `secrets.rs`).
     pub fn secrets(&self) -> PathBuf {

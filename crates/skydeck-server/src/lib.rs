@@ -7,6 +7,7 @@
 
 pub mod clusters;
 pub mod config;
+pub mod downloads;
 pub mod error;
 pub mod executor;
 pub mod extract;

@@ -295,6 +295,28 @@ pub struct LogsBody {
     pub tail: u64,
 }
 
+/// `/download_logs`: copy job logs to the API server for `/download`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DownloadLogsBody {
+    #[serde(flatten)]
+    pub base: BaseBody,
+    pub cluster_name: String,
+    /// None: the newest job.
+    pub job_ids: Option<Vec<String>>,
+    /// Where SkyPilot's own server would put them; the server chooses.
+    pub local_dir: Option<String>,
+}
+
+/// `/download`: a zip of folders `/download_logs` prepared.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DownloadBody {
+    #[serde(flatten)]
+    pub base: BaseBody,
+    pub folder_paths: Vec<String>,
+}
+
 /// `/job_status`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

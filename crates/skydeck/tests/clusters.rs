@@ -429,3 +429,83 @@ async fn a_launch_this_machine_cannot_hold_fails_fast_and_leaves_nothing() {
     assert!(job_log(&server, "gpus", job).await.contains("gpus=2"));
     down(&api, "gpus").await;
 }
+
+/// Follows a request's log until `needle` appears in it.
+async fn wait_for_log_line(server: &TestServer, request_id: &str, needle: &str) -> String {
+    let mut response = skydeck_client::http_client()
+        .unwrap()
+        .get(format!("{}/api/stream?request_id={request_id}", server.url))
+        .send()
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    while !seen.contains(needle) {
+        let chunk = tokio::time::timeout(DEADLINE, response.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no {needle:?} in the log so far: {seen}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("the log ended without {needle:?}: {seen}"));
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    seen
+}
+
+async fn cancel_request(client: &Client, request_id: &str) {
+    let id = client
+        .submit("/api/cancel", &json!({"request_ids": [request_id]}))
+        .await
+        .unwrap();
+    client.wait(&id).await.unwrap();
+    match client.wait(request_id).await {
+        Err(ClientError::Cancelled(_)) => {}
+        other => panic!("{request_id} was not cancelled: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn down_removes_a_cluster_whose_launch_was_cancelled_mid_provisioning() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let (agent, arrived, gate) = gated_agent(dir.path());
+    let server = TestServer::start(&home, &[("SKYDECK_AGENT_PROGRAM", agent.to_str().unwrap())]);
+    let api = client(&server);
+    let request = launch(&api, "halfway", "run: echo never\n").await;
+    wait_for_file(&arrived).await;
+    cancel_request(&api, &request).await;
+
+    // Recorded INIT without a handle; its directory and a starting agent
+    // exist all the same.
+    let clusters = refresh_status(&api).await;
+    assert_eq!(clusters[0]["status"], "INIT", "{clusters:?}");
+    assert!(home.join("clusters/halfway/cluster.json").exists());
+    down(&api, "halfway").await;
+    assert!(!home.join("clusters/halfway").exists());
+    std::fs::write(&gate, "").unwrap();
+    assert_no_processes_left(&home).await;
+    assert!(refresh_status(&api).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_until_up_keeps_trying_until_cancelled() {
+    let home = tempfile::tempdir().unwrap();
+    let server = TestServer::start(home.path(), &[("SKYDECK_LOCAL_ACCELERATORS", "H100:2")]);
+    let api = client(&server);
+    let request = api
+        .submit(
+            "/launch",
+            &json!({
+                "task": "resources:\n  accelerators: H100:4\nrun: echo no\n",
+                "cluster_name": "patient",
+                "retry_until_up": true,
+            }),
+        )
+        .await
+        .unwrap();
+    let log = wait_for_log_line(&server, &request, "Retrying in 5s").await;
+    assert!(log.contains("H100"), "{log}");
+    cancel_request(&api, &request).await;
+    let clusters = refresh_status(&api).await;
+    assert_eq!(clusters[0]["status"], "INIT", "{clusters:?}");
+    down(&api, "patient").await;
+    assert!(refresh_status(&api).await.is_empty());
+}

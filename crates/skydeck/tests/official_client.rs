@@ -365,6 +365,26 @@ async fn official_sky_client_runs_a_task_through_a_cluster_lifecycle() {
     let logs = sky.run(&["logs", "c1", "1"]).await;
     report.expect(&logs, &["payload-from-the-workdir"]);
 
+    let job_status = sky.run(&["logs", "--status", "c1", "1"]).await;
+    report.expect(&job_status, &["SUCCEEDED"]);
+
+    let tail = sky.run(&["logs", "--tail", "1", "c1", "1"]).await;
+    report.expect(&tail, &[]);
+    report.check(
+        &tail,
+        !tail.output().contains("setup-ran"),
+        "--tail 1 shows only the end of the log",
+    );
+
+    let sync_down = sky.run(&["logs", "--sync-down", "c1", "1"]).await;
+    report.expect(&sync_down, &["Job 1 logs:"]);
+    let synced = std::fs::read_to_string(sky.home.join("sky_logs/c1/1/run.log"));
+    report.check(
+        &sync_down,
+        synced.is_ok_and(|log| log.contains("payload-from-the-workdir")),
+        "the job's log is downloaded to ~/sky_logs/c1/1/run.log",
+    );
+
     let sleeper = sky.run(&["exec", "c1", "-d", "--", "sleep", "600"]).await;
     report.expect(&sleeper, &[]);
     let queue = sky.run(&["queue", "c1"]).await;

@@ -275,6 +275,28 @@ impl Provider for LocalProvider {
             )))
     }
 
+    async fn terminate_unrecorded(&self, name: &str) -> Result<()> {
+        let dir = self.cluster_dir(name);
+        let Ok(cluster) = ClusterInfo::load(&dir.join("cluster.json")) else {
+            // No description: provisioning stopped before any agent could
+            // start, so only files can be left.
+            return match std::fs::remove_dir_all(&dir) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(InfraError::io(
+                    format!("cannot remove {}", dir.display()),
+                )(err)),
+                _ => Ok(()),
+            };
+        };
+        let handle = Handle {
+            cluster_name: cluster.name,
+            cluster_dir: dir.display().to_string(),
+            nodes: cluster.nodes,
+            capacity: cluster.capacity,
+            ports: Vec::new(),
+        };
+        self.terminate(&handle).await
+    }
+
     fn head_runner(&self, handle: &Handle) -> Arc<dyn CommandRunner> {
         Arc::new(LocalRunner {
             dir: PathBuf::from(&handle.cluster_dir),

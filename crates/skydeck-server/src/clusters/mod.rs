@@ -4,6 +4,7 @@
 pub mod plan;
 
 use crate::config::Paths;
+use crate::downloads::Downloads;
 use crate::secrets::SecretStash;
 use skydeck_infra::local::LocalProvider;
 use skydeck_infra::{AgentClient, Handle, Provider};
@@ -23,6 +24,8 @@ pub struct Infra {
     uploads: PathBuf,
     /// Task YAMLs as sent, while the database holds them redacted.
     pub secrets: SecretStash,
+    /// Job logs prepared for clients to download.
+    pub downloads: Downloads,
     /// One lock per cluster name: launch, start, stop and down of one
     /// cluster run one at a time.
     locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -38,6 +41,7 @@ impl Infra {
             local: Arc::new(LocalProvider::new(paths.clusters(), program)),
             uploads: paths.uploads(),
             secrets: SecretStash::new(paths.secrets()),
+            downloads: Downloads::new(paths.downloads()),
             locks: std::sync::Mutex::new(HashMap::new()),
         }
     }

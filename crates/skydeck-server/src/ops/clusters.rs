@@ -111,6 +111,7 @@ async fn bring_up(
     name: &str,
     plan: &Plan,
     last_use: &str,
+    retry_until_up: bool,
 ) -> Result<(ClusterRecord, Handle), RequestError> {
     let provider = ctx.infra.provider(&plan.infra)?;
     let existing = ctx.store.get_cluster(name).await.map_err(internal)?;
@@ -154,14 +155,28 @@ async fn bring_up(
         user_hash: ctx.user_id.clone(),
         node: plan.node.clone(),
     };
-    let handle = match provider.provision(&spec).await {
-        Ok(handle) => handle,
-        Err(err) => {
-            if !record.ever_up {
-                // Nothing usable was made: do not leave a half-made cluster.
-                let _ = ctx.store.delete_cluster(name).await;
+    let mut backoff = RetryBackoff::default();
+    let handle = loop {
+        match provider.provision(&spec).await {
+            Ok(handle) => break handle,
+            // What cannot be had now may be later (another cluster frees
+            // the GPUs): with --retry-until-up, wait and try again until
+            // it works or the request is cancelled.
+            Err(InfraError::Unsatisfiable(reason)) if retry_until_up => {
+                let wait = backoff.next();
+                ctx.log.line(&format!(
+                    "{reason} Retrying in {}s (--retry-until-up; cancel the request to stop).",
+                    wait.as_secs()
+                ));
+                tokio::time::sleep(wait).await;
             }
-            return Err(infra_error(err));
+            Err(err) => {
+                if !record.ever_up {
+                    // Nothing usable was made: do not leave a half-made cluster.
+                    let _ = ctx.store.delete_cluster(name).await;
+                }
+                return Err(infra_error(err));
+            }
         }
     };
     record.status = ClusterStatus::Up;
@@ -173,6 +188,30 @@ async fn bring_up(
     ctx.store.put_cluster(&record).await.map_err(internal)?;
     ctx.log.line(&format!("✓ Cluster {name} is UP."));
     Ok((record, handle))
+}
+
+/// Waits between provisioning attempts: doubling from a few seconds to a
+/// minute, as SkyPilot's retry loop does.
+struct RetryBackoff {
+    next: std::time::Duration,
+}
+
+impl Default for RetryBackoff {
+    fn default() -> Self {
+        Self {
+            next: std::time::Duration::from_secs(5),
+        }
+    }
+}
+
+impl RetryBackoff {
+    const MAX: std::time::Duration = std::time::Duration::from_secs(60);
+
+    fn next(&mut self) -> std::time::Duration {
+        let wait = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        wait
+    }
 }
 
 async fn sync_files(
@@ -289,7 +328,14 @@ pub async fn launch(ctx: &RequestContext, body: LaunchBody) -> OpResult {
         ctx.log.line("Dry run: nothing was launched.");
         return Ok(json!({"job_id": null, "handle": null}));
     }
-    let (record, handle) = bring_up(ctx, &name, &plan, &body.base.entrypoint).await?;
+    let (record, handle) = bring_up(
+        ctx,
+        &name,
+        &plan,
+        &body.base.entrypoint,
+        body.retry_until_up,
+    )
+    .await?;
     if let Some(minutes) = body.idle_minutes_to_autostop {
         set_autostop(ctx, &record, minutes, body.down).await?;
     }
@@ -404,17 +450,19 @@ pub async fn down(ctx: &RequestContext, body: StopOrDownBody) -> OpResult {
     let record = existing(ctx, &body.cluster_name).await?;
     ctx.log
         .line(&format!("Tearing down cluster {}...", record.name));
-    // A cluster whose launch died before provisioning has no handle and
-    // nothing to remove.
-    if let Ok(handle) = handle_of(&record) {
-        let result = ctx.infra.provider(&record.infra)?.terminate(&handle).await;
-        if let Err(err) = result {
-            if !body.purge {
-                return Err(infra_error(err));
-            }
-            ctx.log
-                .line(&format!("Ignoring a teardown error (--purge): {err}"));
+    let provider = ctx.infra.provider(&record.infra)?;
+    // A cluster whose launch died while provisioning has no handle yet, but
+    // may have left nodes and an agent: the provider finds them by name.
+    let result = match handle_of(&record) {
+        Ok(handle) => provider.terminate(&handle).await,
+        Err(_) => provider.terminate_unrecorded(&record.name).await,
+    };
+    if let Err(err) = result {
+        if !body.purge {
+            return Err(infra_error(err));
         }
+        ctx.log
+            .line(&format!("Ignoring a teardown error (--purge): {err}"));
     }
     ctx.store
         .delete_cluster(&record.name)

@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 use skydeck_infra::LogFollow;
 use skydeck_store::{ClusterRecord, ClusterStatus};
 use skydeck_types::RequestError;
-use skydeck_types::bodies::{CancelBody, EndpointsBody, JobStatusBody, LogsBody, QueueBody};
+use skydeck_types::bodies::{
+    CancelBody, DownloadLogsBody, EndpointsBody, JobStatusBody, LogsBody, QueueBody,
+};
 
 async fn up_cluster(ctx: &RequestContext, name: &str) -> Result<ClusterRecord, RequestError> {
     let cluster = ctx
@@ -151,6 +153,76 @@ pub async fn endpoints(ctx: &RequestContext, body: EndpointsBody) -> OpResult {
                 cluster.name
             ),
         ));
+    }
+    Ok(Value::Object(out))
+}
+
+/// Copies job logs to where `/download` serves them from; answers with
+/// each job's folder as the client names it.
+pub async fn download_logs(ctx: &RequestContext, body: DownloadLogsBody) -> OpResult {
+    let cluster = up_cluster(ctx, &body.cluster_name).await?;
+    let agent = ctx.infra.agent(&cluster)?;
+    let ids: Vec<u64> = match &body.job_ids {
+        Some(ids) => ids
+            .iter()
+            .map(|id| {
+                id.trim().parse().map_err(|_| {
+                    RequestError::new(
+                        exception::VALUE_ERROR,
+                        format!("Invalid job ID {id:?}: job IDs are integers."),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        None => agent
+            .job_status(&[])
+            .await
+            .map_err(agent_error)?
+            .keys()
+            .filter_map(|id| id.parse().ok())
+            .collect(),
+    };
+    if ids.is_empty() {
+        return Err(RequestError::new(
+            exception::VALUE_ERROR,
+            format!("No jobs found on cluster {:?}.", cluster.name),
+        ));
+    }
+    let mut out = serde_json::Map::new();
+    for id in ids {
+        let (dir, client_path) = ctx
+            .infra
+            .downloads
+            .job_dir(&ctx.user_id, &cluster.name, id)
+            .ok_or_else(|| {
+                RequestError::new(exception::VALUE_ERROR, "Invalid user or cluster name.")
+            })?;
+        let mut text = String::new();
+        let code = agent
+            .logs(
+                Some(id),
+                LogFollow {
+                    follow: false,
+                    tail: 0,
+                },
+                &mut |line| {
+                    text.push_str(line);
+                    text.push('\n');
+                },
+            )
+            .await
+            .map_err(agent_error)?;
+        if code == 102 {
+            return Err(RequestError::new(
+                exception::VALUE_ERROR,
+                format!("Job {id} not found on cluster {:?}.", cluster.name),
+            ));
+        }
+        std::fs::create_dir_all(&dir).map_err(internal)?;
+        std::fs::write(dir.join("run.log"), text).map_err(internal)?;
+        ctx.log
+            .line(&format!("Job {id}'s log is ready to download."));
+        out.insert(id.to_string(), json!(client_path));
     }
     Ok(Value::Object(out))
 }

@@ -41,6 +41,7 @@ pub enum Op {
     JobStatus,
     Endpoints,
     Optimize,
+    DownloadLogs,
 }
 
 /// What a server does with a request that was RUNNING when its server died.
@@ -53,7 +54,7 @@ pub enum OnRestart {
 }
 
 impl Op {
-    pub const ALL: [Op; 20] = [
+    pub const ALL: [Op; 21] = [
         Op::Status,
         Op::Check,
         Op::EnabledClouds,
@@ -74,6 +75,7 @@ impl Op {
         Op::JobStatus,
         Op::Endpoints,
         Op::Optimize,
+        Op::DownloadLogs,
     ];
 
     /// SkyPilot's request name.
@@ -99,6 +101,7 @@ impl Op {
             Op::JobStatus => "sky.job_status",
             Op::Endpoints => "sky.endpoints",
             Op::Optimize => "sky.optimize",
+            Op::DownloadLogs => "sky.download_logs",
         }
     }
 
@@ -144,7 +147,8 @@ impl Op {
             | Op::Logs
             | Op::JobStatus
             | Op::Endpoints
-            | Op::Optimize => false,
+            | Op::Optimize
+            | Op::DownloadLogs => false,
         }
     }
 
@@ -219,6 +223,7 @@ pub async fn execute(op: Op, ctx: &RequestContext, value: serde_json::Value) -> 
         Op::JobStatus => jobs::job_status(ctx, body(value)?).await,
         Op::Endpoints => jobs::endpoints(ctx, body(value)?).await,
         Op::Optimize => optimize(ctx).await,
+        Op::DownloadLogs => jobs::download_logs(ctx, body(value)?).await,
     }
 }
 

@@ -1,5 +1,6 @@
 //! The router: every route the server answers, in one list.
 
+mod download;
 mod health;
 mod requests;
 mod schedule;
@@ -53,6 +54,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/endpoints"),
     ("POST", "/validate"),
     ("POST", "/optimize"),
+    ("POST", "/download_logs"),
+    ("POST", "/download"),
     ("GET", "/upload_v2/blob"),
     ("POST", "/upload_v2"),
 ];
@@ -92,6 +95,8 @@ pub fn router_with(state: SharedState, extra: Router<SharedState>) -> Router {
         .route("/endpoints", post(schedule::endpoints))
         .route("/validate", post(schedule::validate))
         .route("/optimize", post(schedule::optimize))
+        .route("/download_logs", post(schedule::download_logs))
+        .route("/download", post(download::download))
         .route("/upload_v2/blob", get(upload::blob_exists))
         .route("/upload_v2", post(upload::upload))
         .fallback(not_found)

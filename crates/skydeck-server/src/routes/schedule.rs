@@ -12,10 +12,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use skydeck_store::NewRequest;
 use skydeck_types::bodies::{
-    ApiCancelBody, AutostopBody, BaseBody, CancelBody, CheckBody, EnabledCloudsQuery,
-    EndpointsBody, ExecBody, JobStatusBody, JobsQueueBody, LaunchBody, LogsBody, OptimizeBody,
-    PoolStatusBody, QueueBody, ServeStatusBody, StartBody, StatusBody, StopOrDownBody,
-    UserWorkspace, ValidateBody,
+    ApiCancelBody, AutostopBody, BaseBody, CancelBody, CheckBody, DownloadLogsBody,
+    EnabledCloudsQuery, EndpointsBody, ExecBody, JobStatusBody, JobsQueueBody, LaunchBody,
+    LogsBody, OptimizeBody, PoolStatusBody, QueueBody, ServeStatusBody, StartBody, StatusBody,
+    StopOrDownBody, UserWorkspace, ValidateBody,
 };
 use skydeck_types::version::HEADER_REQUEST_ID;
 
@@ -195,6 +195,7 @@ cluster_op! {
     cancel: CancelBody => Op::Cancel, cluster_name;
     job_status: JobStatusBody => Op::JobStatus, cluster_name;
     endpoints: EndpointsBody => Op::Endpoints, cluster;
+    download_logs: DownloadLogsBody => Op::DownloadLogs, cluster_name;
 }
 
 pub async fn launch(
