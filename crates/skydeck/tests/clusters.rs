@@ -509,3 +509,61 @@ async fn retry_until_up_keeps_trying_until_cancelled() {
     down(&api, "patient").await;
     assert!(refresh_status(&api).await.is_empty());
 }
+
+/// Polls `status --refresh` until `cluster` has `status` (None: is gone).
+async fn wait_cluster(client: &Client, cluster: &str, status: Option<&str>) {
+    let started = Instant::now();
+    loop {
+        let clusters = refresh_status(client).await;
+        let now = clusters
+            .iter()
+            .find(|c| c["name"] == cluster)
+            .map(|c| c["status"].as_str().unwrap_or_default().to_owned());
+        if now.as_deref() == status {
+            return;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "{cluster} is {now:?}, not {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn autostop_stops_or_tears_down_an_idle_cluster() {
+    let home = tempfile::tempdir().unwrap();
+    // An autostop "minute" lasts a fifth of a second here.
+    let server = TestServer::start(home.path(), &[("SKYDECK_AGENT_AUTOSTOP_UNIT_SECS", "0.2")]);
+    let api = client(&server);
+    let launch_idle = |cluster: &'static str, down: bool| {
+        let api = api.clone();
+        async move {
+            let id = api
+                .submit(
+                    "/launch",
+                    &json!({
+                        "task": "run: echo working\n",
+                        "cluster_name": cluster,
+                        "idle_minutes_to_autostop": 1,
+                        "down": down,
+                    }),
+                )
+                .await
+                .unwrap();
+            job_of(&api, &id).await
+        }
+    };
+
+    let job = launch_idle("napper", false).await;
+    wait_job(&api, "napper", job, "SUCCEEDED").await;
+    wait_cluster(&api, "napper", Some("STOPPED")).await;
+    assert!(home.path().join("clusters/napper").exists());
+    down(&api, "napper").await;
+
+    let job = launch_idle("goner", true).await;
+    wait_job(&api, "goner", job, "SUCCEEDED").await;
+    wait_cluster(&api, "goner", None).await;
+    assert!(!home.path().join("clusters/goner").exists());
+    assert_no_processes_left(home.path()).await;
+}
