@@ -1,6 +1,9 @@
 //! A typed HTTP client for the Skydeck API server (and any server speaking
 //! SkyPilot's protocol). The CLI and the tests use it.
 
+pub mod glob;
+pub mod upload;
+
 use futures_util::StreamExt;
 use serde::Serialize;
 use skydeck_types::version::{
@@ -26,6 +29,9 @@ pub enum ClientError {
     /// The server's answer did not have the expected shape.
     #[error("unexpected answer from the API server: {0}")]
     Decode(String),
+    /// Something on this machine failed (e.g. zipping files to upload).
+    #[error("{0}")]
+    Local(String),
 }
 
 pub type Result<T> = std::result::Result<T, ClientError>;
@@ -152,8 +158,22 @@ impl Client {
         id: &str,
         follow: bool,
         tail: Option<u64>,
-        mut on_line: impl FnMut(&str),
+        on_line: impl FnMut(&str),
     ) -> Result<()> {
+        self.open_stream(id, follow, tail)
+            .await?
+            .for_each_line(on_line)
+            .await
+    }
+
+    /// Opens a request's log (`/api/stream`) without reading it yet, so a
+    /// caller can stop reading (Ctrl-C) and still know what it followed.
+    pub async fn open_stream(
+        &self,
+        id: &str,
+        follow: bool,
+        tail: Option<u64>,
+    ) -> Result<LogStream> {
         let mut query = vec![
             ("request_id", id.to_owned()),
             ("follow", follow.to_string()),
@@ -168,20 +188,22 @@ impl Client {
             )
             .await?;
         let response = check_status(response).await?;
-        let mut body = response.bytes_stream();
-        let mut pending: Vec<u8> = Vec::new();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| ClientError::Decode(e.to_string()))?;
-            pending.extend_from_slice(&chunk);
-            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=end).collect();
-                let text = String::from_utf8_lossy(&line[..line.len() - 1]);
-                if !text.starts_with("<sky-payload>") {
-                    on_line(text.trim_end_matches('\r'));
-                }
-            }
-        }
-        Ok(())
+        Ok(LogStream { response })
+    }
+
+    /// Submits an operation whose answer is its log itself (`/logs`), and
+    /// returns the request id with the log to read.
+    pub async fn submit_streaming<B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<(String, LogStream)> {
+        let response = self
+            .send(self.request(reqwest::Method::POST, path).json(body))
+            .await?;
+        let response = check_status(response).await?;
+        let id = request_id(&response)?;
+        Ok((id, LogStream { response }))
     }
 
     /// Lists requests (`/api/status`).
@@ -209,6 +231,38 @@ impl Client {
             .json()
             .await
             .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+}
+
+/// A request's log as it arrives, line by line.
+pub struct LogStream {
+    response: reqwest::Response,
+}
+
+impl LogStream {
+    /// Calls `on_line` for every line people should see (control payloads
+    /// are dropped) until the log ends.
+    pub async fn for_each_line(self, mut on_line: impl FnMut(&str)) -> Result<()> {
+        let mut body = self.response.bytes_stream();
+        let mut pending: Vec<u8> = Vec::new();
+        let mut emit = |line: &[u8]| {
+            let text = String::from_utf8_lossy(line);
+            if !text.starts_with("<sky-payload>") {
+                on_line(text.trim_end_matches('\r'));
+            }
+        };
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| ClientError::Decode(e.to_string()))?;
+            pending.extend_from_slice(&chunk);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                emit(&line[..line.len() - 1]);
+            }
+        }
+        if !pending.is_empty() {
+            emit(&pending);
+        }
+        Ok(())
     }
 }
 
