@@ -1,6 +1,7 @@
 //! The command line, as SkyPilot users know it.
 
 use clap::{Args, Parser, Subcommand};
+use skydeck_types::task::Overrides;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -18,8 +19,28 @@ pub enum Command {
     /// Manage the API server and its requests.
     #[command(subcommand)]
     Api(ApiCommand),
+    /// Launch a cluster (or reuse one) and run a task on it.
+    Launch(LaunchArgs),
+    /// Run a task on an existing cluster.
+    Exec(ExecArgs),
     /// Show clusters.
     Status(StatusArgs),
+    /// Show the job queue of clusters.
+    Queue(QueueArgs),
+    /// Show (and follow) a job's log.
+    Logs(LogsArgs),
+    /// Cancel jobs.
+    Cancel(CancelArgs),
+    /// Stop clusters (restart them with `skydeck start`).
+    Stop(StopOrDownArgs),
+    /// Restart stopped clusters.
+    Start(ClusterStartArgs),
+    /// Tear clusters down.
+    Down(StopOrDownArgs),
+    /// Stop or tear down clusters once they have been idle for a while.
+    Autostop(AutostopArgs),
+    /// Show the ports a cluster exposes.
+    Endpoints(EndpointsArgs),
     /// Show which infrastructure is available.
     Check(CheckArgs),
     /// The node runtime each cluster runs (started by the server, not by hand).
@@ -126,6 +147,9 @@ pub struct StatusArgs {
     /// Show every user's clusters.
     #[arg(short = 'u', long)]
     pub all_users: bool,
+    /// Show more columns and untruncated values.
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Args)]
@@ -135,6 +159,238 @@ pub struct CheckArgs {
     /// Show details.
     #[arg(short, long)]
     pub verbose: bool,
+}
+
+/// Flags that change the task read from the YAML (or the command), as
+/// `sky launch` and `sky exec` take them.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TaskFlags {
+    /// The task's name.
+    #[arg(short = 'n', long)]
+    pub name: Option<String>,
+    /// A local directory synced to ~/sky_workdir on every node, where
+    /// setup and run start.
+    #[arg(long)]
+    pub workdir: Option<String>,
+    /// Where to run: local, k8s, aws/us-east-1, …
+    #[arg(long)]
+    pub infra: Option<String>,
+    /// CPUs per node: 4, or 4+ for at least 4.
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Memory per node in GB: 16, or 16+ for at least 16.
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Accelerators per node: H100, or H100:2.
+    #[arg(long)]
+    pub gpus: Option<String>,
+    /// Instance type, on clouds that have them.
+    #[arg(long)]
+    pub instance_type: Option<String>,
+    /// Number of nodes.
+    #[arg(long)]
+    pub num_nodes: Option<u32>,
+    /// Use spot instances.
+    #[arg(long)]
+    pub use_spot: bool,
+    /// Image to boot the nodes from.
+    #[arg(long)]
+    pub image_id: Option<String>,
+    /// Ports to expose (8080, or a range 10000-10010); repeatable.
+    #[arg(long)]
+    pub ports: Vec<String>,
+    /// Disk size in GB (or with a unit, 1TB).
+    #[arg(long)]
+    pub disk_size: Option<String>,
+    /// Environment variable NAME=VALUE, or NAME to take its value from
+    /// this shell; repeatable.
+    #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env)]
+    pub envs: Vec<(String, Option<String>)>,
+    /// Secret NAME=VALUE (or NAME, from this shell): like --env, but
+    /// redacted wherever the task is shown; repeatable.
+    #[arg(long = "secret", value_name = "NAME[=VALUE]", value_parser = parse_secret)]
+    pub secrets: Vec<(String, Option<String>)>,
+}
+
+fn parse_env(arg: &str) -> Result<(String, Option<String>), String> {
+    Overrides::parse_env_arg(arg).map_err(|e| e.to_string())
+}
+
+fn parse_secret(arg: &str) -> Result<(String, Option<String>), String> {
+    Overrides::parse_secret_arg(arg).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Args)]
+pub struct LaunchArgs {
+    /// A task YAML file, or a command to run (put it after `--` when it
+    /// has options of its own). Nothing: only bring the cluster up.
+    #[arg(value_name = "YAML | COMMAND")]
+    pub entrypoint: Vec<String>,
+    /// The cluster to launch or reuse (default: a generated name).
+    #[arg(short = 'c', long)]
+    pub cluster: Option<String>,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Return once the job is submitted instead of following its log.
+    #[arg(short = 'd', long)]
+    pub detach_run: bool,
+    /// Keep retrying until the resources are available.
+    #[arg(short = 'r', long)]
+    pub retry_until_up: bool,
+    /// Stop the cluster after this many idle minutes.
+    #[arg(short = 'i', long, value_name = "MINUTES")]
+    pub idle_minutes_to_autostop: Option<i64>,
+    /// Tear the cluster down instead of stopping it when idle (right after
+    /// its jobs finish, unless -i gives a delay).
+    #[arg(long)]
+    pub down: bool,
+    /// Check the task and where it would run; launch nothing.
+    #[arg(long)]
+    pub dryrun: bool,
+    /// Skip the task's setup on a cluster that exists.
+    #[arg(long)]
+    pub no_setup: bool,
+    #[command(flatten)]
+    pub task: TaskFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The cluster to run on.
+    pub cluster: String,
+    /// A task YAML file, or a command to run (put it after `--` when it
+    /// has options of its own).
+    #[arg(value_name = "YAML | COMMAND", required = true)]
+    pub entrypoint: Vec<String>,
+    /// Return once the job is submitted instead of following its log.
+    #[arg(short = 'd', long)]
+    pub detach_run: bool,
+    /// Check the task against the cluster; run nothing.
+    #[arg(long)]
+    pub dryrun: bool,
+    #[command(flatten)]
+    pub task: TaskFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// Clusters (default: all of yours).
+    pub clusters: Vec<String>,
+    /// Show only pending and running jobs.
+    #[arg(short, long)]
+    pub skip_finished: bool,
+    /// Show every user's jobs.
+    #[arg(short = 'u', long)]
+    pub all_users: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The cluster.
+    pub cluster: String,
+    /// The job (default: the latest); several only with --sync-down.
+    pub job_ids: Vec<u64>,
+    /// Print the log so far and return instead of following it.
+    #[arg(long)]
+    pub no_follow: bool,
+    /// Start with the last N lines (0: the whole log; default 1000 when
+    /// following, else the whole log).
+    #[arg(long, value_name = "N")]
+    pub tail: Option<u64>,
+    /// Print the job's status instead of its log; exit 0 only if it
+    /// SUCCEEDED (100 failed, 101 not finished, 102 not found, 103
+    /// cancelled).
+    #[arg(long, conflicts_with = "sync_down")]
+    pub status: bool,
+    /// Save the logs to ./skydeck_logs/<cluster>/job-<id>/run.log.
+    #[arg(short, long)]
+    pub sync_down: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The cluster (or a glob pattern).
+    pub cluster: String,
+    /// Jobs to cancel (default: the latest running one).
+    pub job_ids: Vec<u64>,
+    /// Cancel all of your jobs on the cluster.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Cancel every user's jobs on the cluster.
+    #[arg(short = 'u', long)]
+    pub all_users: bool,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StopOrDownArgs {
+    /// Clusters (names or glob patterns).
+    pub clusters: Vec<String>,
+    /// All of your clusters.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Forget the cluster even if its infrastructure reports an error.
+    #[arg(short, long)]
+    pub purge: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterStartArgs {
+    /// Clusters (names or glob patterns).
+    pub clusters: Vec<String>,
+    /// All of your stopped clusters.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Stop the cluster after this many idle minutes.
+    #[arg(short = 'i', long, value_name = "MINUTES")]
+    pub idle_minutes_to_autostop: Option<i64>,
+    /// With -i: tear down instead of stopping.
+    #[arg(long)]
+    pub down: bool,
+    /// Keep retrying until the resources are available.
+    #[arg(short = 'r', long)]
+    pub retry_until_up: bool,
+    /// Start even if the cluster looks UP.
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AutostopArgs {
+    /// Clusters (names or glob patterns).
+    pub clusters: Vec<String>,
+    /// All of your clusters.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Idle minutes before the cluster stops (default 5).
+    #[arg(short = 'i', long, value_name = "MINUTES", conflicts_with = "cancel")]
+    pub idle_minutes: Option<i64>,
+    /// Turn autostop off.
+    #[arg(long)]
+    pub cancel: bool,
+    /// Tear the cluster down instead of stopping it.
+    #[arg(long)]
+    pub down: bool,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EndpointsArgs {
+    /// The cluster.
+    pub cluster: String,
+    /// Only this port.
+    pub port: Option<u16>,
 }
 
 #[cfg(test)]
@@ -155,5 +411,91 @@ mod tests {
         };
         assert_eq!(args.bind_host(), "0.0.0.0");
         assert_eq!(args.port, 46580);
+    }
+
+    fn parse(args: &[&str]) -> Command {
+        Cli::try_parse_from(std::iter::once("skydeck").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+            .command
+    }
+
+    #[test]
+    fn launch_takes_a_command_with_flags_around_it() {
+        let Command::Launch(args) = parse(&[
+            "launch", "-c", "dev", "echo", "hi", "-y", "--env", "A=1", "--env", "B", "--cpus",
+            "4+", "-i", "10", "--down",
+        ]) else {
+            panic!("parsed the wrong command");
+        };
+        assert_eq!(args.entrypoint, ["echo", "hi"]);
+        assert_eq!(args.cluster.as_deref(), Some("dev"));
+        assert!(args.yes && args.down);
+        assert_eq!(args.idle_minutes_to_autostop, Some(10));
+        assert_eq!(args.task.cpus.as_deref(), Some("4+"));
+        assert_eq!(
+            args.task.envs,
+            [
+                ("A".to_owned(), Some("1".to_owned())),
+                ("B".to_owned(), None)
+            ]
+        );
+    }
+
+    #[test]
+    fn words_after_a_double_dash_belong_to_the_command() {
+        let Command::Exec(args) = parse(&["exec", "c1", "-d", "--", "ls", "-la", "--env", "X"])
+        else {
+            panic!("parsed the wrong command");
+        };
+        assert_eq!(args.cluster, "c1");
+        assert_eq!(args.entrypoint, ["ls", "-la", "--env", "X"]);
+        assert!(args.detach_run);
+        assert!(args.task.envs.is_empty());
+    }
+
+    #[test]
+    fn a_bad_env_name_is_refused_by_the_parser() {
+        let err = Cli::try_parse_from(["skydeck", "launch", "--env", "1X=2", "echo"]).unwrap_err();
+        assert!(err.to_string().contains("--env"), "{err}");
+    }
+
+    #[test]
+    fn exec_needs_something_to_run() {
+        assert!(Cli::try_parse_from(["skydeck", "exec", "c1"]).is_err());
+    }
+
+    #[test]
+    fn logs_status_and_sync_down_exclude_each_other() {
+        assert!(Cli::try_parse_from(["skydeck", "logs", "c1", "--status", "-s"]).is_err());
+        let Command::Logs(args) = parse(&["logs", "c1", "2", "--tail", "5", "--no-follow"]) else {
+            panic!("parsed the wrong command");
+        };
+        assert_eq!(args.job_ids, [2]);
+        assert_eq!(args.tail, Some(5));
+        assert!(args.no_follow);
+    }
+
+    #[test]
+    fn autostop_cancel_and_minutes_exclude_each_other() {
+        assert!(Cli::try_parse_from(["skydeck", "autostop", "c1", "-i", "5", "--cancel"]).is_err());
+        let Command::Autostop(args) = parse(&["autostop", "c1", "c2", "-i", "30", "--down"]) else {
+            panic!("parsed the wrong command");
+        };
+        assert_eq!(args.clusters, ["c1", "c2"]);
+        assert_eq!(args.idle_minutes, Some(30));
+        assert!(args.down);
+    }
+
+    #[test]
+    fn cluster_verbs_take_several_clusters() {
+        let Command::Down(args) = parse(&["down", "a", "b*", "-y"]) else {
+            panic!("parsed the wrong command");
+        };
+        assert_eq!(args.clusters, ["a", "b*"]);
+        assert!(args.yes);
+        let Command::Queue(args) = parse(&["queue", "-s", "-u"]) else {
+            panic!("parsed the wrong command");
+        };
+        assert!(args.clusters.is_empty() && args.skip_finished && args.all_users);
     }
 }

@@ -55,6 +55,27 @@ pub fn ago(timestamp: f64) -> String {
     }
 }
 
+/// `< 1s`, `42s`, `1m 2s`, `3h 5s`: how long something ran, as SkyPilot's
+/// DURATION column shows it (zero parts left out).
+pub fn duration(seconds: f64) -> String {
+    if seconds < 1.0 {
+        return "< 1s".to_owned();
+    }
+    let total = seconds as u64;
+    let parts = [
+        (total / 86400, "d"),
+        (total % 86400 / 3600, "h"),
+        (total % 3600 / 60, "m"),
+        (total % 60, "s"),
+    ];
+    parts
+        .iter()
+        .filter(|(value, _)| *value > 0)
+        .map(|(value, unit)| format!("{value}{unit}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +85,14 @@ mod tests {
         let mut table = Table::new(&["ID", "NAME"]);
         table.row(vec!["abc123".into(), "sky.status".into()]);
         assert_eq!(table.render(), "ID      NAME\nabc123  sky.status");
+    }
+
+    #[test]
+    fn durations_leave_out_zero_parts() {
+        assert_eq!(duration(0.2), "< 1s");
+        assert_eq!(duration(42.0), "42s");
+        assert_eq!(duration(62.5), "1m 2s");
+        assert_eq!(duration(3605.0), "1h 5s");
+        assert_eq!(duration(90000.0), "1d 1h");
     }
 }

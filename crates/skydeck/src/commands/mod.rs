@@ -2,12 +2,19 @@
 
 mod api;
 mod clusters;
+mod follow;
+mod jobs;
+mod launch;
+mod lifecycle;
+mod prompt;
+mod task_args;
 
 use crate::cli::{ApiCommand, Cli, Command, StartArgs};
 use crate::{daemon, endpoint};
 use anyhow::Context;
-use skydeck_client::Client;
+use skydeck_client::{Client, ClientError};
 use skydeck_server::config::Paths;
+use skydeck_types::bodies::BaseBody;
 use std::process::ExitCode;
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -28,7 +35,50 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status(args) => clusters::status(&paths, &connect(&paths).await?, &args).await,
         Command::Check(args) => clusters::check(&paths, &connect(&paths).await?, &args).await,
+        Command::Endpoints(args) => {
+            clusters::endpoints(&paths, &connect(&paths).await?, &args).await
+        }
+        Command::Launch(args) => launch::launch(&paths, &connect(&paths).await?, &args).await,
+        Command::Exec(args) => launch::exec(&paths, &connect(&paths).await?, &args).await,
+        Command::Queue(args) => jobs::queue(&paths, &connect(&paths).await?, &args).await,
+        Command::Logs(args) => jobs::logs(&paths, &connect(&paths).await?, &args).await,
+        Command::Cancel(args) => jobs::cancel(&paths, &connect(&paths).await?, &args).await,
+        Command::Stop(args) => lifecycle::stop(&paths, &connect(&paths).await?, &args).await,
+        Command::Start(args) => lifecycle::start(&paths, &connect(&paths).await?, &args).await,
+        Command::Down(args) => lifecycle::down(&paths, &connect(&paths).await?, &args).await,
+        Command::Autostop(args) => {
+            lifecycle::autostop(&paths, &connect(&paths).await?, &args).await
+        }
     }
+}
+
+/// The base fields of a request body (who asks, and how), typed.
+fn base(paths: &Paths) -> BaseBody {
+    serde_json::from_value(serde_json::Value::Object(endpoint::base_body(paths)))
+        .expect("the base body has BaseBody's fields")
+}
+
+/// Streams a request's log to stdout until it finishes; then its value.
+async fn stream_and_get(client: &Client, id: &str) -> Result<serde_json::Value, ClientError> {
+    client
+        .stream(id, true, None, |line| println!("{line}"))
+        .await?;
+    client.wait(id).await
+}
+
+/// Prints what went wrong on the server (its error type and message).
+fn print_error(err: &ClientError) {
+    match err {
+        ClientError::Request(error) => eprintln!("{}: {}", error.kind, error.message),
+        other => eprintln!("{other}"),
+    }
+}
+
+/// A failed request as the command's outcome: the server's message on
+/// stderr and a failure exit status. Errors reaching the server at all
+/// stay errors.
+fn failed(err: ClientError) -> anyhow::Result<ExitCode> {
+    api::finish(Err(err))
 }
 
 /// A client for the configured server. With no server configured and none

@@ -1,0 +1,258 @@
+//! `skydeck launch` and `skydeck exec`: check the task here, upload its
+//! local files, submit it, show the server's stages as they happen, then
+//! follow the job's log. The exit status is the job's (0 if it
+//! succeeded, SkyPilot's job exit codes otherwise).
+
+use super::follow::{self, Followed, JobLog};
+use super::task_args::{self, Task};
+use super::{base, clusters, failed, prompt};
+use crate::cli::{ExecArgs, LaunchArgs};
+use skydeck_client::Client;
+use skydeck_server::config::Paths;
+use skydeck_types::bodies::{ExecBody, LaunchBody};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub async fn launch(paths: &Paths, client: &Client, args: &LaunchArgs) -> anyhow::Result<ExitCode> {
+    let mut task = task_args::load(&args.entrypoint, &args.task)?;
+    if !args.yes && !args.dryrun && !exists(paths, client, args.cluster.as_deref()).await? {
+        let action = match &args.cluster {
+            Some(name) => format!("Launching a new cluster {name:?}"),
+            None => "Launching a new cluster".to_owned(),
+        };
+        if !prompt::confirm(&action)? {
+            eprintln!("Aborted.");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    let blob = if args.dryrun {
+        None
+    } else {
+        upload(paths, client, &mut task, false).await?
+    };
+    let body = LaunchBody {
+        base: base(paths),
+        task: task.dag.to_yaml(),
+        cluster_name: args.cluster.clone(),
+        retry_until_up: args.retry_until_up,
+        // `--down` alone means "tear down once the jobs are done", which
+        // SkyPilot expresses as autodown after 0 idle minutes.
+        idle_minutes_to_autostop: args.idle_minutes_to_autostop.or(args.down.then_some(0)),
+        dryrun: args.dryrun,
+        down: args.down,
+        no_setup: args.no_setup,
+        fast: false,
+        file_mounts_blob_id: blob,
+        include_credentials: false,
+    };
+    let id = client.submit("/launch", &body).await?;
+    let value = match follow::request(client, &id).await {
+        Ok(Followed::Finished(value)) => value,
+        Ok(Followed::Detached) => return Ok(request_detached("launch", &id)),
+        Err(err) => return failed(err),
+    };
+    if args.dryrun {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cluster = value["handle"]["cluster_name"]
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| args.cluster.clone())
+        .unwrap_or_default();
+    let job_id = value["job_id"].as_u64();
+    run_job(paths, client, &cluster, job_id, args.detach_run, true).await
+}
+
+pub async fn exec(paths: &Paths, client: &Client, args: &ExecArgs) -> anyhow::Result<ExitCode> {
+    let mut task = task_args::load(&args.entrypoint, &args.task)?;
+    // As in SkyPilot, exec syncs only the workdir: file mounts were made
+    // when the cluster was launched.
+    let blob = if args.dryrun {
+        None
+    } else {
+        upload(paths, client, &mut task, true).await?
+    };
+    let body = ExecBody {
+        base: base(paths),
+        task: task.dag.to_yaml(),
+        cluster_name: args.cluster.clone(),
+        dryrun: args.dryrun,
+        down: false,
+        file_mounts_blob_id: blob,
+    };
+    let id = client.submit("/exec", &body).await?;
+    let value = match follow::request(client, &id).await {
+        Ok(Followed::Finished(value)) => value,
+        Ok(Followed::Detached) => return Ok(request_detached("exec", &id)),
+        Err(err) => return failed(err),
+    };
+    if args.dryrun {
+        return Ok(ExitCode::SUCCESS);
+    }
+    run_job(
+        paths,
+        client,
+        &args.cluster,
+        value["job_id"].as_u64(),
+        args.detach_run,
+        false,
+    )
+    .await
+}
+
+/// Whether the named cluster exists; a launch without a name always
+/// makes a new one.
+async fn exists(paths: &Paths, client: &Client, name: Option<&str>) -> anyhow::Result<bool> {
+    let Some(name) = name else {
+        return Ok(false);
+    };
+    let found = clusters::records(paths, client, Some(&[name.to_owned()]), true).await?;
+    Ok(found.iter().any(|c| c["name"] == name))
+}
+
+/// Uploads the task's local files, if it has any, and points the task at
+/// them; returns the blob id the request must name.
+async fn upload(
+    paths: &Paths,
+    client: &Client,
+    task: &mut Task,
+    workdir_only: bool,
+) -> anyhow::Result<Option<String>> {
+    let sources = task_args::local_sources(task.spec(), workdir_only);
+    if sources.is_empty() {
+        return Ok(None);
+    }
+    eprintln!(
+        "⚙︎ Uploading files to the API server: {}",
+        sources.join(", ")
+    );
+    let user = base(paths).user_id().unwrap_or_default().to_owned();
+    let report = client
+        .upload_paths(sources.iter().map(PathBuf::from).collect(), &user)
+        .await?;
+    if report.already_there {
+        eprintln!("✓ The API server has these files already.");
+    } else {
+        eprintln!(
+            "✓ Files uploaded ({} entries, {}).",
+            report.entries,
+            human_size(report.size)
+        );
+    }
+    task.spec_mut().file_mounts_mapping = sources.iter().map(|s| (s.clone(), s.clone())).collect();
+    Ok(Some(report.blob_id))
+}
+
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KB", "MB", "GB", "TB"];
+    if bytes < 1000 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64;
+    let mut unit = "B";
+    for next in UNITS {
+        if value < 1000.0 {
+            break;
+        }
+        value /= 1000.0;
+        unit = next;
+    }
+    format!("{value:.1} {unit}")
+}
+
+fn request_detached(verb: &str, id: &str) -> ExitCode {
+    let short = &id[..id.len().min(8)];
+    eprintln!();
+    eprintln!("The {verb} goes on on the API server.");
+    eprintln!("├── Follow it with:  skydeck api logs {short}");
+    eprintln!("└── Cancel it with:  skydeck api cancel {short}");
+    ExitCode::SUCCESS
+}
+
+/// Follows the submitted job unless told not to; the exit status is the
+/// job's. `cluster_hints` adds what one can do with the cluster (after a
+/// launch).
+async fn run_job(
+    paths: &Paths,
+    client: &Client,
+    cluster: &str,
+    job_id: Option<u64>,
+    detach: bool,
+    cluster_hints: bool,
+) -> anyhow::Result<ExitCode> {
+    let hints = |job_id: Option<u64>| {
+        if let Some(job_id) = job_id {
+            print_job_hints(cluster, job_id);
+        }
+        if cluster_hints {
+            print_cluster_hints(cluster);
+        }
+    };
+    let Some(job_id) = job_id else {
+        eprintln!("The task has nothing to run; cluster {cluster} is UP.");
+        hints(None);
+        return Ok(ExitCode::SUCCESS);
+    };
+    if detach {
+        hints(Some(job_id));
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "⚙︎ Running job {job_id} (setup, then run); its log follows. Ctrl-C stops following, \
+         the job keeps running."
+    );
+    let log = JobLog {
+        cluster,
+        job_id: Some(job_id),
+        follow: true,
+        tail: 0,
+    };
+    match follow::job_log(client, paths, &log).await {
+        Ok(Followed::Finished(code)) => {
+            let status = follow::exit_code_meaning(code);
+            if code == 0 {
+                eprintln!("✓ Job {job_id} {status}.");
+            } else {
+                eprintln!("✗ Job {job_id} {status}.");
+            }
+            hints(Some(job_id));
+            Ok(follow::exit_status(code))
+        }
+        Ok(Followed::Detached) => {
+            eprintln!();
+            eprintln!(
+                "Job {job_id} keeps running. Follow it with: skydeck logs {cluster} {job_id}"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => failed(err),
+    }
+}
+
+fn print_job_hints(cluster: &str, job_id: u64) {
+    eprintln!();
+    eprintln!("Job ID: {job_id}");
+    eprintln!("├── Follow its log:   skydeck logs {cluster} {job_id}");
+    eprintln!("├── Cancel it:        skydeck cancel {cluster} {job_id}");
+    eprintln!("└── See the queue:    skydeck queue {cluster}");
+}
+
+fn print_cluster_hints(cluster: &str) {
+    eprintln!();
+    eprintln!("Cluster: {cluster}");
+    eprintln!("├── Run a task on it: skydeck exec {cluster} task.yaml");
+    eprintln!("├── Stop it:          skydeck stop {cluster}");
+    eprintln!("└── Tear it down:     skydeck down {cluster}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_size;
+
+    #[test]
+    fn sizes_read_like_people_write_them() {
+        assert_eq!(human_size(999), "999 B");
+        assert_eq!(human_size(1500), "1.5 KB");
+        assert_eq!(human_size(95_000_000), "95.0 MB");
+    }
+}
