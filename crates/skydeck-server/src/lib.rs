@@ -243,10 +243,12 @@ fn local_user(config: &ServerConfig) -> anyhow::Result<User> {
         .ok()
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| "skydeck".to_owned());
+    // Whoever runs a server without auth on their own machine owns it.
     Ok(User {
         id,
         name,
         created_at: now(),
+        role: skydeck_store::Role::Admin,
     })
 }
 

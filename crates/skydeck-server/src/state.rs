@@ -72,6 +72,7 @@ impl AppState {
                     id: id.to_owned(),
                     name: name.to_owned(),
                     created_at: crate::executor::now(),
+                    role: skydeck_store::Role::User,
                 })
                 .await?;
             self.known_users

@@ -13,8 +13,8 @@ mod sql;
 
 pub use error::StoreError;
 pub use model::{
-    ClusterRecord, ClusterStatus, NewRequest, Outcome, RequestFilter, RequestRecord, ServerInfo,
-    User,
+    ClusterRecord, ClusterStatus, NewRequest, Outcome, RequestFilter, RequestRecord, Role,
+    ServerInfo, TokenRecord, User,
 };
 pub use sql::{Dialect, SqlStore};
 
@@ -31,10 +31,29 @@ pub trait Store: Send + Sync + 'static {
     fn dialect(&self) -> Dialect;
 
     // ---- users
-    /// Creates the user or renames it; `created_at` of an existing user stays.
+    /// Creates the user or renames it; `created_at` and `role` of an
+    /// existing user stay.
     async fn upsert_user(&self, user: &User) -> Result<()>;
     async fn get_user(&self, id: &str) -> Result<Option<User>>;
+    /// The user called `name`: one with a password first, else the oldest.
+    async fn get_user_by_name(&self, name: &str) -> Result<Option<User>>;
     async fn list_users(&self) -> Result<Vec<User>>;
+    /// False when there is no such user.
+    async fn set_user_role(&self, id: &str, role: Role) -> Result<bool>;
+    /// Sets (or, with None, removes) the user's password hash.
+    async fn set_password_hash(&self, id: &str, hash: Option<&str>) -> Result<bool>;
+    async fn password_hash(&self, id: &str) -> Result<Option<String>>;
+    /// Deletes the user and revokes every token of theirs, at once.
+    async fn delete_user(&self, id: &str, now: f64) -> Result<bool>;
+
+    // ---- service-account tokens
+    async fn insert_token(&self, token: &TokenRecord) -> Result<()>;
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>>;
+    /// Every token, or one user's; newest first.
+    async fn list_tokens(&self, user_id: Option<&str>) -> Result<Vec<TokenRecord>>;
+    /// False when there is no such token or it was revoked already.
+    async fn revoke_token(&self, id: &str, now: f64) -> Result<bool>;
+    async fn touch_token(&self, id: &str, now: f64) -> Result<()>;
 
     // ---- requests
     async fn insert_request(&self, request: &NewRequest) -> Result<()>;

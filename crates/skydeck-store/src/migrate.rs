@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "clusters",
         include_str!("../migrations/0002_clusters.sql"),
     ),
+    (3, "auth", include_str!("../migrations/0003_auth.sql")),
 ];
 
 /// The newest schema version this binary knows.

@@ -5,6 +5,67 @@ pub struct User {
     pub id: String,
     pub name: String,
     pub created_at: f64,
+    /// Set when the user is created; changed only by [`Store::set_user_role`].
+    ///
+    /// [`Store::set_user_role`]: crate::Store::set_user_role
+    pub role: Role,
+}
+
+/// What a user may do: an admin sees and acts on everything, a user on
+/// their own requests and clusters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    #[default]
+    User,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::User => "user",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "user" => Ok(Role::User),
+            other => Err(format!("unknown role {other:?}: expected admin or user")),
+        }
+    }
+}
+
+/// A service-account token as stored: never the secret, only its hash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenRecord {
+    /// Public: shown in listings and used to revoke.
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    /// SHA-256 of the token, hex.
+    pub hash: String,
+    pub created_at: f64,
+    pub expires_at: Option<f64>,
+    pub last_used_at: Option<f64>,
+    pub revoked_at: Option<f64>,
+}
+
+impl TokenRecord {
+    /// Whether the token lets its holder in at `now`.
+    pub fn is_valid_at(&self, now: f64) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|at| now < at)
+    }
 }
 
 /// A request as it is accepted, before any server runs it.

@@ -5,8 +5,8 @@
 //! text so no column type differs between the two.
 
 use crate::model::{
-    ClusterRecord, ClusterStatus, NewRequest, Outcome, RequestFilter, RequestRecord, ServerInfo,
-    User,
+    ClusterRecord, ClusterStatus, NewRequest, Outcome, RequestFilter, RequestRecord, Role,
+    ServerInfo, TokenRecord, User,
 };
 use crate::{Result, Store, StoreError, migrate};
 use async_trait::async_trait;
@@ -296,6 +296,37 @@ fn outcome_columns(outcome: &Outcome) -> Result<(RequestStatus, Option<String>, 
     })
 }
 
+const USER_COLUMNS: &str = "id, name, created_at, role";
+
+fn user_from_row(row: &AnyRow) -> Result<User> {
+    let role: String = row.try_get("role")?;
+    Ok(User {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+        role: role.parse().map_err(|detail| StoreError::Corrupt {
+            table: "users",
+            detail,
+        })?,
+    })
+}
+
+const TOKEN_COLUMNS: &str =
+    "id, user_id, name, hash, created_at, expires_at, last_used_at, revoked_at";
+
+fn token_from_row(row: &AnyRow) -> Result<TokenRecord> {
+    Ok(TokenRecord {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        name: row.try_get("name")?,
+        hash: row.try_get("hash")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
 const CLUSTER_COLUMNS: &str = "name, status, user_id, workspace, infra, cluster_hash, \
      launched_at, status_updated_at, num_nodes, resources, handle, autostop_minutes, \
      autostop_down, ever_up, last_use";
@@ -354,45 +385,147 @@ impl Store for SqlStore {
 
     async fn upsert_user(&self, user: &User) -> Result<()> {
         sqlx::query(
-            "INSERT INTO users (id, name, created_at) VALUES ($1, $2, $3) \
+            "INSERT INTO users (id, name, created_at, role) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (id) DO UPDATE SET name = excluded.name",
         )
         .bind(&user.id)
         .bind(&user.name)
         .bind(user.created_at)
+        .bind(user.role.as_str())
         .execute(&mut *self.write().await?)
         .await?;
         Ok(())
     }
 
     async fn get_user(&self, id: &str) -> Result<Option<User>> {
-        let row = sqlx::query("SELECT id, name, created_at FROM users WHERE id = $1")
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        let row = sqlx::query(&sql)
             .bind(id)
             .fetch_optional(&self.reader)
             .await?;
-        row.map(|row| {
-            Ok(User {
-                id: row.try_get("id")?,
-                name: row.try_get("name")?,
-                created_at: row.try_get("created_at")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn get_user_by_name(&self, name: &str) -> Result<Option<User>> {
+        // An account that can log in wins over a client that merely called
+        // itself by that name; then the oldest.
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE name = $1 \
+             ORDER BY (password_hash IS NULL), created_at, id LIMIT 1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
     }
 
     async fn list_users(&self) -> Result<Vec<User>> {
-        let rows = sqlx::query("SELECT id, name, created_at FROM users ORDER BY name, id")
+        let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY name, id");
+        let rows = sqlx::query(&sql).fetch_all(&self.reader).await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn set_user_role(&self, id: &str, role: Role) -> Result<bool> {
+        let done = sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+            .bind(role.as_str())
+            .bind(id)
+            .execute(&mut *self.write().await?)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn set_password_hash(&self, id: &str, hash: Option<&str>) -> Result<bool> {
+        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(hash)
+            .bind(id)
+            .execute(&mut *self.write().await?)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn password_hash(&self, id: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT password_hash FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row
+            .map(|row| row.try_get::<Option<String>, _>("password_hash"))
+            .transpose()?
+            .flatten())
+    }
+
+    async fn delete_user(&self, id: &str, now: f64) -> Result<bool> {
+        let mut conn = self.write().await?;
+        let mut tx = conn.begin().await?;
+        sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn insert_token(&self, token: &TokenRecord) -> Result<()> {
+        let sql =
+            format!("INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");
+        sqlx::query(&sql)
+            .bind(&token.id)
+            .bind(&token.user_id)
+            .bind(&token.name)
+            .bind(&token.hash)
+            .bind(token.created_at)
+            .bind(token.expires_at)
+            .bind(token.last_used_at)
+            .bind(token.revoked_at)
+            .execute(&mut *self.write().await?)
+            .await?;
+        Ok(())
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = $1");
+        let row = sqlx::query(&sql)
+            .bind(hash)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn list_tokens(&self, user_id: Option<&str>) -> Result<Vec<TokenRecord>> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE ($1 IS NULL OR user_id = $1) \
+             ORDER BY created_at DESC, id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(user_id)
             .fetch_all(&self.reader)
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(User {
-                    id: row.try_get("id")?,
-                    name: row.try_get("name")?,
-                    created_at: row.try_get("created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn revoke_token(&self, id: &str, now: f64) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *self.write().await?)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn touch_token(&self, id: &str, now: f64) -> Result<()> {
+        sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *self.write().await?)
+            .await?;
+        Ok(())
     }
 
     async fn insert_request(&self, request: &NewRequest) -> Result<()> {

@@ -6,8 +6,8 @@
 //! starts a real server and sets it. Each test gets a database of its own.
 
 use skydeck_store::{
-    ClusterRecord, ClusterStatus, NewRequest, Outcome, RequestFilter, ServerInfo, SqlStore, Store,
-    User,
+    ClusterRecord, ClusterStatus, NewRequest, Outcome, RequestFilter, Role, ServerInfo, SqlStore,
+    Store, TokenRecord, User,
 };
 use skydeck_types::{RequestError, RequestStatus, ScheduleType};
 use sqlx::Connection;
@@ -103,6 +103,8 @@ macro_rules! conformance {
 
 conformance!(
     users_are_created_renamed_and_listed,
+    roles_and_passwords_are_set_and_deleting_a_user_revokes_their_tokens,
+    tokens_are_found_by_hash_listed_touched_and_revoked,
     requests_round_trip_every_field,
     prefixes_resolve_within_a_users_requests,
     listing_filters_and_orders_newest_first,
@@ -137,6 +139,7 @@ async fn users_are_created_renamed_and_listed(store: Arc<SqlStore>) {
         id: "u1".into(),
         name: "alice".into(),
         created_at: 10.0,
+        role: Role::Admin,
     };
     store.upsert_user(&alice).await.unwrap();
     store
@@ -144,6 +147,7 @@ async fn users_are_created_renamed_and_listed(store: Arc<SqlStore>) {
             id: "u1".into(),
             name: "alice2".into(),
             created_at: 99.0,
+            role: Role::User,
         })
         .await
         .unwrap();
@@ -152,6 +156,7 @@ async fn users_are_created_renamed_and_listed(store: Arc<SqlStore>) {
             id: "u0".into(),
             name: "bob".into(),
             created_at: 11.0,
+            role: Role::User,
         })
         .await
         .unwrap();
@@ -161,6 +166,7 @@ async fn users_are_created_renamed_and_listed(store: Arc<SqlStore>) {
         user.created_at, 10.0,
         "renaming must keep the creation time"
     );
+    assert_eq!(user.role, Role::Admin, "renaming must keep the role");
     let names: Vec<_> = store
         .list_users()
         .await
@@ -169,6 +175,122 @@ async fn users_are_created_renamed_and_listed(store: Arc<SqlStore>) {
         .map(|u| u.name)
         .collect();
     assert_eq!(names, ["alice2", "bob"]);
+}
+
+fn user(id: &str, name: &str, created_at: f64) -> User {
+    User {
+        id: id.into(),
+        name: name.into(),
+        created_at,
+        role: Role::User,
+    }
+}
+
+fn token(id: &str, user_id: &str, created_at: f64) -> TokenRecord {
+    TokenRecord {
+        id: id.into(),
+        user_id: user_id.into(),
+        name: format!("{id}-name"),
+        hash: format!("hash-of-{id}"),
+        created_at,
+        expires_at: None,
+        last_used_at: None,
+        revoked_at: None,
+    }
+}
+
+async fn roles_and_passwords_are_set_and_deleting_a_user_revokes_their_tokens(
+    store: Arc<SqlStore>,
+) {
+    // Two users may share a name (clients name themselves); the one that
+    // can log in is the one found by name.
+    store.upsert_user(&user("old", "carol", 1.0)).await.unwrap();
+    store
+        .upsert_user(&user("acct", "carol", 2.0))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_user_by_name("carol").await.unwrap().unwrap().id,
+        "old"
+    );
+    assert!(
+        store
+            .set_password_hash("acct", Some("$2b$12$abc"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get_user_by_name("carol").await.unwrap().unwrap().id,
+        "acct"
+    );
+    assert_eq!(
+        store.password_hash("acct").await.unwrap().as_deref(),
+        Some("$2b$12$abc")
+    );
+    assert_eq!(store.password_hash("old").await.unwrap(), None);
+    assert!(!store.set_password_hash("nobody", Some("x")).await.unwrap());
+    assert_eq!(store.get_user_by_name("nobody").await.unwrap(), None);
+
+    assert!(store.set_user_role("acct", Role::Admin).await.unwrap());
+    assert_eq!(
+        store.get_user("acct").await.unwrap().unwrap().role,
+        Role::Admin
+    );
+    assert!(!store.set_user_role("nobody", Role::Admin).await.unwrap());
+
+    store.insert_token(&token("t1", "acct", 5.0)).await.unwrap();
+    store.insert_token(&token("t2", "old", 6.0)).await.unwrap();
+    assert!(store.delete_user("acct", 50.0).await.unwrap());
+    assert_eq!(store.get_user("acct").await.unwrap(), None);
+    let revoked = store.token_by_hash("hash-of-t1").await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at, Some(50.0));
+    assert!(!revoked.is_valid_at(51.0));
+    let kept = store.token_by_hash("hash-of-t2").await.unwrap().unwrap();
+    assert_eq!(kept.revoked_at, None, "only the deleted user's tokens go");
+    assert!(!store.delete_user("acct", 60.0).await.unwrap());
+}
+
+async fn tokens_are_found_by_hash_listed_touched_and_revoked(store: Arc<SqlStore>) {
+    let mut expiring = token("t1", "u1", 10.0);
+    expiring.expires_at = Some(100.0);
+    store.insert_token(&expiring).await.unwrap();
+    store.insert_token(&token("t2", "u1", 20.0)).await.unwrap();
+    store.insert_token(&token("t3", "u2", 30.0)).await.unwrap();
+    assert_eq!(
+        store.token_by_hash("hash-of-t1").await.unwrap(),
+        Some(expiring.clone())
+    );
+    assert_eq!(store.token_by_hash("nope").await.unwrap(), None);
+    assert!(expiring.is_valid_at(99.0));
+    assert!(!expiring.is_valid_at(100.0), "expired at its expiry time");
+
+    let ids = |tokens: Vec<TokenRecord>| tokens.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.list_tokens(None).await.unwrap()),
+        ["t3", "t2", "t1"]
+    );
+    assert_eq!(
+        ids(store.list_tokens(Some("u1")).await.unwrap()),
+        ["t2", "t1"]
+    );
+
+    store.touch_token("t2", 25.0).await.unwrap();
+    let touched = store.token_by_hash("hash-of-t2").await.unwrap().unwrap();
+    assert_eq!(touched.last_used_at, Some(25.0));
+
+    assert!(store.revoke_token("t2", 26.0).await.unwrap());
+    assert!(
+        !store.revoke_token("t2", 27.0).await.unwrap(),
+        "already revoked"
+    );
+    assert!(!store.revoke_token("nope", 27.0).await.unwrap());
+    let revoked = store.token_by_hash("hash-of-t2").await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at, Some(26.0));
+
+    // The hash is unique: a second token with the same secret is refused.
+    let mut clash = token("t9", "u1", 40.0);
+    clash.hash = "hash-of-t1".into();
+    assert!(store.insert_token(&clash).await.is_err());
 }
 
 async fn requests_round_trip_every_field(store: Arc<SqlStore>) {
