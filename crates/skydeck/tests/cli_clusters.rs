@@ -282,10 +282,20 @@ async fn detached_jobs_queue_cancel_detach_and_the_cluster_lifecycle() {
     let scratch = tempfile::tempdir().unwrap();
     let cli = Cli::start(scratch.path());
 
-    cli.run(&["launch", "-c", "c2", "-y", "-d", "--", "sleep", "600"])
+    cli.run(&[
+        "launch", "-c", "c2", "-y", "-d", "--ports", "18099", "--", "sleep", "600",
+    ])
+    .await
+    .expect_stdout(&[])
+    .expect_stderr(&["Job submitted, ID: 1", "skydeck logs c2 1"]);
+    // Ports are only recorded on local infrastructure: nothing binds them.
+    cli.run(&["endpoints", "c2"])
         .await
-        .expect_stdout(&[])
-        .expect_stderr(&["Job submitted, ID: 1", "skydeck logs c2 1"]);
+        .expect_stdout(&["18099: 127.0.0.1:18099"]);
+    cli.run(&["endpoints", "c2", "1234"])
+        .await
+        .expect_code(1)
+        .expect_stderr(&["Port 1234 is not exposed"]);
     cli.poll(&["queue", "c2"], |q| {
         row(&q.stdout, "1").contains("RUNNING")
     })
