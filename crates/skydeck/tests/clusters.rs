@@ -389,6 +389,22 @@ async fn a_two_node_job_runs_on_both_nodes_with_their_ranks_and_ips() {
     let err = api.wait(&id).await.unwrap_err().to_string();
     assert!(err.contains("Port 9999 is not exposed"), "{err}");
 
+    // A smaller task reuses the cluster without shrinking it.
+    let request = launch(&api, "pair", "run: echo single-node-task\n").await;
+    let job = job_of(&api, &request).await;
+    wait_job(&api, "pair", job, "SUCCEEDED").await;
+    let request = api
+        .submit(
+            "/exec",
+            &json!({"task": "num_nodes: 2\nrun: echo still-rank-$SKYPILOT_NODE_RANK\n", "cluster_name": "pair"}),
+        )
+        .await
+        .unwrap();
+    let job = job_of(&api, &request).await;
+    wait_job(&api, "pair", job, "SUCCEEDED").await;
+    let log = job_log(&server, "pair", job).await;
+    assert!(log.contains("still-rank-1"), "{log}");
+
     // A bigger task does not fit the cluster, and says why.
     let request = launch(&api, "pair", "num_nodes: 3\nrun: echo no\n").await;
     let err = api.wait(&request).await.unwrap_err().to_string();

@@ -214,6 +214,33 @@ impl RetryBackoff {
     }
 }
 
+/// Makes sure an existing cluster runs: a stopped one is started, and an
+/// UP one whose agent died gets it back.
+async fn reuse(
+    ctx: &RequestContext,
+    record: ClusterRecord,
+) -> Result<(ClusterRecord, Handle), RequestError> {
+    let handle = handle_of(&record)?;
+    if record.status == ClusterStatus::Stopped {
+        ctx.log
+            .line(&format!("⚙︎ Starting the stopped cluster {}...", record.name));
+    }
+    ctx.infra
+        .provider(&record.infra)?
+        .start(&handle)
+        .await
+        .map_err(infra_error)?;
+    if record.status != ClusterStatus::Up {
+        ctx.store
+            .set_cluster_status(&record.name, ClusterStatus::Up, now())
+            .await
+            .map_err(internal)?;
+        ctx.log.line(&format!("✓ Cluster {} is UP.", record.name));
+    }
+    let record = existing(ctx, &record.name).await?;
+    Ok((record, handle))
+}
+
 async fn sync_files(
     ctx: &RequestContext,
     record: &ClusterRecord,
@@ -305,11 +332,15 @@ pub async fn launch(ctx: &RequestContext, body: LaunchBody) -> OpResult {
         .unwrap_or_else(|| generated_name(&ctx.user_id));
     let lock = ctx.infra.lock(&name);
     let _guard = lock.lock().await;
-    if let Some(existing) = ctx.store.get_cluster(&name).await.map_err(internal)?
-        && existing.status != ClusterStatus::Init
-    {
-        let handle = handle_of(&existing)?;
-        if let Some(reason) = misfit(&plan, &existing, &handle) {
+    let existing = ctx
+        .store
+        .get_cluster(&name)
+        .await
+        .map_err(internal)?
+        .filter(|c| c.status != ClusterStatus::Init);
+    if let Some(existing) = &existing {
+        let handle = handle_of(existing)?;
+        if let Some(reason) = misfit(&plan, existing, &handle) {
             return Err(RequestError::new(
                 "ResourcesMismatchError",
                 format!(
@@ -328,14 +359,22 @@ pub async fn launch(ctx: &RequestContext, body: LaunchBody) -> OpResult {
         ctx.log.line("Dry run: nothing was launched.");
         return Ok(json!({"job_id": null, "handle": null}));
     }
-    let (record, handle) = bring_up(
-        ctx,
-        &name,
-        &plan,
-        &body.base.entrypoint,
-        body.retry_until_up,
-    )
-    .await?;
+    // An existing cluster keeps the shape it was made with (the task only
+    // has to fit it); one still INIT is provisioned, or its interrupted
+    // provisioning finished.
+    let (record, handle) = match existing {
+        Some(existing) => reuse(ctx, existing).await?,
+        None => {
+            bring_up(
+                ctx,
+                &name,
+                &plan,
+                &body.base.entrypoint,
+                body.retry_until_up,
+            )
+            .await?
+        }
+    };
     if let Some(minutes) = body.idle_minutes_to_autostop {
         set_autostop(ctx, &record, minutes, body.down).await?;
     }
