@@ -373,7 +373,7 @@ async fn detached_jobs_queue_cancel_detach_and_the_cluster_lifecycle() {
         "{}",
         status.describe()
     );
-    cli.run(&["down", "c2", "-y"])
+    cli.run(&["down", "--all", "-y"])
         .await
         .expect_stdout(&["Cluster c2 terminated."]);
     cli.run(&["status"])
@@ -382,7 +382,7 @@ async fn detached_jobs_queue_cancel_detach_and_the_cluster_lifecycle() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_bare_command_launches_on_a_generated_cluster() {
+async fn a_bare_command_launches_on_a_generated_cluster_and_down_alone_autodowns() {
     let scratch = tempfile::tempdir().unwrap();
     let cli = Cli::start(scratch.path());
     cli.run(&["launch", "-y", "echo", "bare-command-ran"])
@@ -397,7 +397,18 @@ async fn a_bare_command_launches_on_a_generated_cluster() {
         .unwrap_or_else(|| panic!("no cluster row: {}", status.describe()))
         .to_owned();
     assert!(generated.starts_with("sky-"), "{}", status.describe());
-    cli.run(&["down", "-a", "-y"])
+
+    // `--down` alone: the job runs to the end, with autodown set. (Not
+    // waited out: reconciling an autodowned local cluster takes the
+    // server 15 s today.)
+    cli.run(&["launch", "-y", "-c", "once", "--down", "--", "echo", "bye"])
+        .await
+        .expect_stdout(&["bye"])
+        .expect_stderr(&["Autodown set", "Job 1 SUCCEEDED"]);
+    let once = row(&cli.run(&["status", "once"]).await.stdout, "once");
+    assert!(once.contains("0m (down)"), "{once}");
+
+    cli.run(&["down", &generated, "-y"])
         .await
         .expect_stdout(&[&format!("Cluster {generated} terminated.")]);
 }

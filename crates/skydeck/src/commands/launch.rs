@@ -9,7 +9,7 @@ use super::{base, clusters, failed, prompt};
 use crate::cli::{ExecArgs, LaunchArgs};
 use skydeck_client::Client;
 use skydeck_server::config::Paths;
-use skydeck_types::bodies::{ExecBody, LaunchBody};
+use skydeck_types::bodies::{AutostopBody, ExecBody, LaunchBody};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -35,9 +35,7 @@ pub async fn launch(paths: &Paths, client: &Client, args: &LaunchArgs) -> anyhow
         task: task.dag.to_yaml(),
         cluster_name: args.cluster.clone(),
         retry_until_up: args.retry_until_up,
-        // `--down` alone means "tear down once the jobs are done", which
-        // SkyPilot expresses as autodown after 0 idle minutes.
-        idle_minutes_to_autostop: args.idle_minutes_to_autostop.or(args.down.then_some(0)),
+        idle_minutes_to_autostop: args.idle_minutes_to_autostop,
         dryrun: args.dryrun,
         down: args.down,
         no_setup: args.no_setup,
@@ -46,9 +44,22 @@ pub async fn launch(paths: &Paths, client: &Client, args: &LaunchArgs) -> anyhow
         include_credentials: false,
     };
     let id = client.submit("/launch", &body).await?;
+    // `--down` alone means "tear down once the jobs are done": autodown
+    // after 0 idle minutes, set once the job is queued. The server sets a
+    // launch's autostop before it submits the job, and an agent told "0
+    // idle minutes" tears a cluster with no job yet down at once.
+    let autodown_when_done = args.down && args.idle_minutes_to_autostop.is_none();
     let value = match follow::request(client, &id).await {
         Ok(Followed::Finished(value)) => value,
-        Ok(Followed::Detached) => return Ok(request_detached("launch", &id)),
+        Ok(Followed::Detached) => {
+            if autodown_when_done {
+                eprintln!(
+                    "Autodown is not set yet: once the launch is done, run `skydeck autostop \
+                     CLUSTER -i 0 --down -y`."
+                );
+            }
+            return Ok(request_detached("launch", &id));
+        }
         Err(err) => return failed(err),
     };
     if args.dryrun {
@@ -59,6 +70,19 @@ pub async fn launch(paths: &Paths, client: &Client, args: &LaunchArgs) -> anyhow
         .map(str::to_owned)
         .or_else(|| args.cluster.clone())
         .unwrap_or_default();
+    if autodown_when_done {
+        let body = AutostopBody {
+            base: base(paths),
+            cluster_name: cluster.clone(),
+            idle_minutes: 0,
+            down: true,
+        };
+        let id = client.submit("/autostop", &body).await?;
+        if let Err(err) = client.wait(&id).await {
+            return failed(err);
+        }
+        eprintln!("✓ Autodown set: cluster {cluster} is torn down once its jobs are done.");
+    }
     let job_id = value["job_id"].as_u64();
     run_job(paths, client, &cluster, job_id, args.detach_run, true).await
 }
