@@ -248,7 +248,7 @@ pub struct LaunchArgs {
     /// Check the task and where it would run; launch nothing.
     #[arg(long)]
     pub dryrun: bool,
-    /// Skip the task's setup on a cluster that exists.
+    /// Skip the task's setup.
     #[arg(long)]
     pub no_setup: bool,
     #[command(flatten)]
