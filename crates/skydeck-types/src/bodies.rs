@@ -27,6 +27,16 @@ impl BaseBody {
             .filter(|id| !id.is_empty())
     }
 
+    /// The command the user typed, for `status`'s COMMAND column: the
+    /// client's full command line when it sends one.
+    pub fn command_line(&self) -> &str {
+        if self.entrypoint_command.is_empty() {
+            &self.entrypoint
+        } else {
+            &self.entrypoint_command
+        }
+    }
+
     /// The caller's local user name, as the client reports it.
     pub fn user_name(&self) -> Option<&str> {
         self.env_vars

@@ -580,6 +580,24 @@ async fn autostop_stops_or_tears_down_an_idle_cluster() {
     let job = launch_idle("goner", true).await;
     wait_job(&api, "goner", job, "SUCCEEDED").await;
     wait_cluster(&api, "goner", None).await;
+
+    // `--down` without idle minutes: torn down as soon as the job is done,
+    // but not before it ran.
+    let marker = home.path().join("the-job-ran");
+    let id = api
+        .submit(
+            "/launch",
+            &json!({
+                "task": format!("run: touch {}\n", marker.display()),
+                "cluster_name": "quick",
+                "down": true,
+            }),
+        )
+        .await
+        .unwrap();
+    job_of(&api, &id).await;
+    wait_cluster(&api, "quick", None).await;
+    assert!(marker.exists(), "the cluster went before its job ran");
     assert!(!home.path().join("clusters/goner").exists());
     assert_no_processes_left(home.path()).await;
 }

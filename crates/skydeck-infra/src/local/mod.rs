@@ -21,6 +21,10 @@ use std::time::{Duration, Instant};
 /// How long a new agent may take to come up, and an old one to go.
 const AGENT_DEADLINE: Duration = Duration::from_secs(15);
 
+/// How long an agent that exited may take to be replaced by the one that
+/// beat it to the cluster.
+const EXIT_GRACE: Duration = Duration::from_secs(1);
+
 pub struct LocalProvider {
     /// Where cluster directories live (`$SKYDECK_HOME/clusters`).
     root: PathBuf,
@@ -104,24 +108,40 @@ impl LocalProvider {
                 "cannot start the agent ({})",
                 self.program.display()
             )))?;
-        // Reaped in the background; the agent is not waited for otherwise.
-        tokio::spawn(async move {
-            let _ = child.wait().await;
-        });
         let started = Instant::now();
-        while daemon_pid(dir).is_none() {
-            if started.elapsed() > AGENT_DEADLINE {
+        let mut exited_at = None;
+        let outcome = loop {
+            if daemon_pid(dir).is_some() {
+                break Ok(());
+            }
+            // An agent that exits at once (a broken cluster directory, or
+            // autostop due right away) will not come up however long we
+            // wait. It also exits when another agent got the cluster first;
+            // that one shows up in a moment, hence the grace.
+            if exited_at.is_none() && matches!(child.try_wait(), Ok(Some(_))) {
+                exited_at = Some(Instant::now());
+            }
+            let exited = exited_at.is_some_and(|at| at.elapsed() > EXIT_GRACE);
+            if exited || started.elapsed() > AGENT_DEADLINE {
                 let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
-                return Err(InfraError::Command(format!(
-                    "the cluster's agent did not start within {}s; its log ({}) ends with: {}",
-                    AGENT_DEADLINE.as_secs(),
+                let what = if exited {
+                    "exited as it started".to_owned()
+                } else {
+                    format!("did not start within {}s", AGENT_DEADLINE.as_secs())
+                };
+                break Err(InfraError::Command(format!(
+                    "the cluster's agent {what}; its log ({}) ends with: {}",
                     log_path.display(),
                     last_lines(&tail, 5)
                 )));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(())
+        };
+        // Reaped in the background; the agent is not waited for otherwise.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        outcome
     }
 
     /// Stops the agent (which stops every job) and waits until it is gone.
@@ -257,13 +277,15 @@ impl Provider for LocalProvider {
         if !dir.exists() {
             return Ok(());
         }
-        // A dead agent may have left jobs behind: a fresh one reaps them
-        // when it starts, and then stops with everything else.
-        if daemon_pid(&dir).is_none() && dir.join("agent").join("state.json").exists() {
-            let _ = std::fs::remove_file(dir.join("agent").join("autostop.json"));
-            if let Err(err) = self.ensure_agent(handle).await {
-                tracing::warn!(cluster = %handle.cluster_name, error = %err, "cannot restart the agent to reap its jobs");
-            }
+        // An agent that died (rather than stopping on autostop, which it
+        // does only once idle) may have left jobs behind: a fresh one reaps
+        // them when it starts, and then stops with everything else.
+        let agent = dir.join("agent");
+        let died = daemon_pid(&dir).is_none()
+            && agent.join("state.json").exists()
+            && !agent.join("autostop.json").exists();
+        if died && let Err(err) = self.ensure_agent(handle).await {
+            tracing::warn!(cluster = %handle.cluster_name, error = %err, "cannot restart the agent to reap its jobs");
         }
         self.stop_agent(handle).await?;
         tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir))
@@ -281,9 +303,11 @@ impl Provider for LocalProvider {
             // No description: provisioning stopped before any agent could
             // start, so only files can be left.
             return match std::fs::remove_dir_all(&dir) {
-                Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(InfraError::io(
-                    format!("cannot remove {}", dir.display()),
-                )(err)),
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                    Err(InfraError::io(format!("cannot remove {}", dir.display()))(
+                        err,
+                    ))
+                }
                 _ => Ok(()),
             };
         };

@@ -369,17 +369,23 @@ pub async fn launch(ctx: &RequestContext, body: LaunchBody) -> OpResult {
                 ctx,
                 &name,
                 &plan,
-                &body.base.entrypoint,
+                body.base.command_line(),
                 body.retry_until_up,
             )
             .await?
         }
     };
-    if let Some(minutes) = body.idle_minutes_to_autostop {
-        set_autostop(ctx, &record, minutes, body.down).await?;
-    }
     sync_files(ctx, &record, &handle, &plan).await?;
     let job_id = submit_job(ctx, &record, &plan, !body.no_setup).await?;
+    // Only once the job is queued: an autostop of 0 minutes set before it
+    // would find the cluster idle and take it away first. `--down` alone
+    // means tear down as soon as the jobs are done, as in SkyPilot.
+    let autostop = body
+        .idle_minutes_to_autostop
+        .or(body.down.then_some(0));
+    if let Some(minutes) = autostop {
+        set_autostop(ctx, &record, minutes, body.down).await?;
+    }
     Ok(json!({"job_id": job_id, "handle": records::handle_dict(&record, Some(&handle))}))
 }
 

@@ -57,10 +57,12 @@ pub async fn cancel(ctx: &RequestContext, body: CancelBody) -> OpResult {
     let cluster = up_cluster(ctx, &body.cluster_name).await?;
     let ids = body.job_ids.unwrap_or_default();
     let user = (!body.all_users).then_some(ctx.user_id.as_str());
+    // `sky cancel -u CLUSTER` with no ids cancels every user's jobs.
+    let all = body.all || (body.all_users && ids.is_empty());
     let cancelled = ctx
         .infra
         .agent(&cluster)?
-        .cancel(&ids, body.all, user)
+        .cancel(&ids, all, user)
         .await
         .map_err(agent_error)?;
     if cancelled.is_empty() {
