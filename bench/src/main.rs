@@ -1,12 +1,14 @@
 //! `skydeck-bench`: measures the real `skydeck` release binary — start-up
 //! time, memory, and loopback throughput of `/api/health` and of the
 //! `/status` + `/api/get` round trip — and prints the numbers next to the
-//! project's targets.
+//! project's targets. `skydeck-bench clusters` measures clusters and jobs on
+//! local infrastructure instead (see `clusters`).
 //!
 //! It is a benchmark, not a test: missing a target is reported, never an
 //! error. It exits non-zero only when it cannot measure at all (no binary, a
 //! server that does not start).
 
+mod clusters;
 mod http;
 mod load;
 mod report;
@@ -14,7 +16,7 @@ mod server;
 mod stats;
 
 use anyhow::{Context, bail};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use load::{LoadConfig, Workload};
 use report::{Report, StatusRun};
 use server::Server;
@@ -34,9 +36,12 @@ const WARM_UP_HEALTH_CALLS: usize = 5;
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// The `skydeck` binary to measure [default: $CARGO_TARGET_DIR/release/skydeck,
     /// else ./target/release/skydeck]
-    #[arg(long)]
+    #[arg(long, global = true)]
     binary: Option<PathBuf>,
 
     /// How many fresh servers to start for the start-up measurement.
@@ -52,8 +57,32 @@ struct Cli {
     health_concurrency: u32,
 
     /// Print one JSON document instead of the table.
-    #[arg(long)]
+    #[arg(long, global = true)]
     json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Clusters and jobs on local infrastructure: launch and exec to the
+    /// first log line, many short jobs through one cluster, many clusters
+    /// launched at once. Takes about 10 s with the defaults.
+    Clusters(ClustersArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ClustersArgs {
+    /// Fresh clusters launched one after another for the launch to first
+    /// log line numbers (and execs onto one UP cluster).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    runs: u32,
+
+    /// Short jobs submitted through one cluster.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    jobs: u32,
+
+    /// Clusters launched at the same time.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=500))]
+    clusters: u32,
 }
 
 fn parse_duration_secs(text: &str) -> Result<f64, String> {
@@ -81,7 +110,32 @@ async fn main() -> ExitCode {
 
 async fn measure_and_print(cli: &Cli) -> anyhow::Result<()> {
     let binary = resolve_binary(cli.binary.as_deref())?;
+    if let Some(Command::Clusters(args)) = &cli.command {
+        return measure_clusters(cli, args, binary).await;
+    }
     let report = run(cli, binary).await?;
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+    } else {
+        print!("{}", report.to_table());
+    }
+    Ok(())
+}
+
+/// One server for the whole cluster run; it is stopped (after the
+/// benchmark tore its clusters down) even when a part failed.
+async fn measure_clusters(cli: &Cli, args: &ClustersArgs, binary: PathBuf) -> anyhow::Result<()> {
+    progress("starting the server for the cluster runs");
+    let (mut server, _) = Server::start(&binary).await?;
+    let config = clusters::Config {
+        latency_runs: args.runs,
+        jobs: args.jobs,
+        fleet: args.clusters,
+    };
+    let outcome = clusters::run(&server, &binary, &config).await;
+    let stop = server.stop().await;
+    let report = outcome?;
+    stop?;
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&report.to_json())?);
     } else {
@@ -222,6 +276,6 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// Progress goes to stderr so `--json` output on stdout stays parseable.
-fn progress(message: &str) {
+pub(crate) fn progress(message: &str) {
     eprintln!("skydeck-bench: {message}");
 }

@@ -326,7 +326,7 @@ fn millis(duration: Option<Duration>) -> f64 {
     duration.map_or(f64::INFINITY, |d| d.as_secs_f64() * 1e3)
 }
 
-fn format_ms(duration: Option<Duration>) -> String {
+pub(crate) fn format_ms(duration: Option<Duration>) -> String {
     match duration {
         None => "-".into(),
         Some(d) if d < Duration::from_millis(10) => format!("{:.2} ms", d.as_secs_f64() * 1e3),
@@ -338,16 +338,16 @@ fn kib_to_bytes(kib: u64) -> f64 {
     kib as f64 * 1024.0
 }
 
-fn kib_to_mib(kib: u64) -> f64 {
+pub(crate) fn kib_to_mib(kib: u64) -> f64 {
     kib_to_bytes(kib) / MIB
 }
 
-fn format_mib(kib: u64) -> String {
+pub(crate) fn format_mib(kib: u64) -> String {
     format!("{:.1} MiB", kib_to_mib(kib))
 }
 
 /// `12345.6` → `12,346`: rates are easier to compare with separators.
-fn thousands(value: f64) -> String {
+pub(crate) fn thousands(value: f64) -> String {
     let digits = format!("{:.0}", value.max(0.0));
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -359,11 +359,11 @@ fn thousands(value: f64) -> String {
     out
 }
 
-fn round2(value: f64) -> f64 {
+pub(crate) fn round2(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
 
-fn round3(value: f64) -> f64 {
+pub(crate) fn round3(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
 }
 

@@ -147,6 +147,17 @@ impl Server {
         read_memory(self.pid)
     }
 
+    /// CPU the server has used so far, its own and that of the children it
+    /// has reaped (the short `skydeck agent …` commands it runs per call).
+    pub fn cpu(&self) -> anyhow::Result<CpuTimes> {
+        read_cpu(self.pid)
+    }
+
+    /// The server's `SKYDECK_HOME`, where its clusters' directories are.
+    pub fn home(&self) -> PathBuf {
+        self.scratch.home()
+    }
+
     /// SIGTERM, wait up to [`STOP_GRACE`], then SIGKILL. Removes the state
     /// directory once the process is gone.
     pub async fn stop(&mut self) -> anyhow::Result<Stop> {
@@ -261,7 +272,7 @@ async fn send_sigterm(pid: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_memory(pid: u32) -> anyhow::Result<Memory> {
+pub(crate) fn read_memory(pid: u32) -> anyhow::Result<Memory> {
     let path = format!("/proc/{pid}/status");
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
     Ok(Memory {
@@ -269,6 +280,53 @@ fn read_memory(pid: u32) -> anyhow::Result<Memory> {
             .with_context(|| format!("no VmRSS in {path}"))?,
         hwm_kib: status_field_kib(&text, "VmHWM:")
             .with_context(|| format!("no VmHWM in {path}"))?,
+    })
+}
+
+/// Seconds of CPU from `/proc/<pid>/stat`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTimes {
+    /// user + system time of the process itself.
+    pub own_s: f64,
+    /// user + system time of its children that it has waited for.
+    pub children_s: f64,
+}
+
+impl CpuTimes {
+    pub fn since(self, earlier: CpuTimes) -> CpuTimes {
+        CpuTimes {
+            own_s: self.own_s - earlier.own_s,
+            children_s: self.children_s - earlier.children_s,
+        }
+    }
+}
+
+/// Linux reports these times in clock ticks of `USER_HZ`, which is 100 on
+/// every mainstream architecture; reading it properly needs `sysconf` (libc).
+const CLOCK_TICKS_PER_S: f64 = 100.0;
+
+pub(crate) fn read_cpu(pid: u32) -> anyhow::Result<CpuTimes> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    parse_stat_cpu(&text).with_context(|| format!("cannot parse {path}"))
+}
+
+/// Fields 14–17 of `stat` (utime, stime, cutime, cstime), counted after the
+/// `(comm)` field, which may itself contain spaces and parentheses.
+fn parse_stat_cpu(text: &str) -> Option<CpuTimes> {
+    let (_, rest) = text.rsplit_once(')')?;
+    let fields: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let [utime, stime, cutime, cstime] = fields[..] else {
+        return None;
+    };
+    Some(CpuTimes {
+        own_s: (utime + stime) / CLOCK_TICKS_PER_S,
+        children_s: (cutime + cstime) / CLOCK_TICKS_PER_S,
     })
 }
 
@@ -334,5 +392,15 @@ mod tests {
         assert_eq!(status_field_kib(text, "VmRSS:"), Some(10240));
         assert_eq!(status_field_kib(text, "VmHWM:"), Some(20480));
         assert_eq!(status_field_kib(text, "VmSwap:"), None);
+    }
+
+    #[test]
+    fn cpu_times_are_read_after_the_command_name() {
+        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt
+        // majflt cmajflt utime stime cutime cstime ...
+        let text = "42 (sky deck) S 1 42 42 0 -1 0 10 0 0 0 150 50 300 100 20 0";
+        let cpu = parse_stat_cpu(text).unwrap();
+        assert!((cpu.own_s - 2.0).abs() < 1e-9);
+        assert!((cpu.children_s - 4.0).abs() < 1e-9);
     }
 }

@@ -26,6 +26,11 @@ impl Summary {
         self.sorted.last().copied()
     }
 
+    pub fn mean(&self) -> Option<Duration> {
+        let count = u32::try_from(self.sorted.len()).ok().filter(|n| *n > 0)?;
+        Some(self.sorted.iter().sum::<Duration>() / count)
+    }
+
     pub fn median(&self) -> Option<Duration> {
         self.percentile(50.0)
     }
@@ -57,12 +62,14 @@ mod tests {
         assert_eq!(summary.median(), Some(Duration::from_millis(3)));
         assert_eq!(summary.percentile(99.0), Some(Duration::from_millis(5)));
         assert_eq!(summary.max(), Some(Duration::from_millis(5)));
+        assert_eq!(summary.mean(), Some(Duration::from_millis(3)));
     }
 
     #[test]
     fn an_empty_sample_has_no_statistics() {
         let summary = Summary::of(Vec::new());
         assert_eq!(summary.median(), None);
+        assert_eq!(summary.mean(), None);
         assert_eq!(summary.len(), 0);
     }
 }
