@@ -222,8 +222,10 @@ async fn reuse(
 ) -> Result<(ClusterRecord, Handle), RequestError> {
     let handle = handle_of(&record)?;
     if record.status == ClusterStatus::Stopped {
-        ctx.log
-            .line(&format!("⚙︎ Starting the stopped cluster {}...", record.name));
+        ctx.log.line(&format!(
+            "⚙︎ Starting the stopped cluster {}...",
+            record.name
+        ));
     }
     ctx.infra
         .provider(&record.infra)?
@@ -380,9 +382,7 @@ pub async fn launch(ctx: &RequestContext, body: LaunchBody) -> OpResult {
     // Only once the job is queued: an autostop of 0 minutes set before it
     // would find the cluster idle and take it away first. `--down` alone
     // means tear down as soon as the jobs are done, as in SkyPilot.
-    let autostop = body
-        .idle_minutes_to_autostop
-        .or(body.down.then_some(0));
+    let autostop = body.idle_minutes_to_autostop.or(body.down.then_some(0));
     if let Some(minutes) = autostop {
         set_autostop(ctx, &record, minutes, body.down).await?;
     }
