@@ -6,7 +6,10 @@ use crate::cluster::ClusterInfo;
 use crate::fsutil::{now, remove_if_exists, write_atomic};
 use crate::jobs::finish;
 use crate::paths::ClusterDir;
-use crate::process::{kill_recorded, recorded_daemon_pid};
+use crate::process::{
+    KILL_GRACE, groups_with_marker, job_marker, kill_recorded, recorded_daemon_pid,
+    terminate_groups,
+};
 use crate::protocol::{AutostopAction, AutostopFile, JobStatus};
 use crate::schedule;
 use crate::state::{AgentState, JobRecord, StateStore};
@@ -113,6 +116,13 @@ async fn reconcile(ctx: &JobContext) -> anyhow::Result<()> {
     // All at once: one grace period, however many jobs.
     let procs: Vec<_> = orphans.iter().flat_map(|job| job.procs.clone()).collect();
     kill_recorded(&procs).await;
+    // Processes started after the last record was written are found by
+    // the marker in their environment.
+    let unrecorded: Vec<i32> = orphans
+        .iter()
+        .flat_map(|job| groups_with_marker(&job_marker(&ctx.dir, job.job_id)))
+        .collect();
+    terminate_groups(&unrecorded, KILL_GRACE).await;
     for job in orphans {
         let note = format!(
             "ERROR: the agent restarted and job {}'s driver was lost; its processes were stopped.",

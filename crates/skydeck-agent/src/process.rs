@@ -26,6 +26,40 @@ pub(crate) fn boot_id() -> Option<String> {
 
 /// Stops the recorded groups of a job (see `terminate_groups`), skipping
 /// those recorded on another boot, whose numbers may now be anyone's.
+/// The environment variable every job process carries, naming its job
+/// uniquely on this machine (cluster directory and job id).
+pub(crate) const JOB_MARKER_VAR: &str = "SKYDECK_AGENT_JOB";
+
+pub(crate) fn job_marker(dir: &ClusterDir, job_id: u64) -> String {
+    format!("{}#{job_id}", dir.root().display())
+}
+
+/// The process groups of processes carrying `marker` in their environment.
+/// A daemon killed between starting a job's processes and recording their
+/// groups leaves jobs with no groups on record; this finds them anyway.
+pub(crate) fn groups_with_marker(marker: &str) -> Vec<i32> {
+    let wanted = format!("{JOB_MARKER_VAR}={marker}");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut groups: Vec<i32> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+                environ
+                    .split(|b| *b == 0)
+                    .any(|var| var == wanted.as_bytes())
+            })
+        })
+        .filter_map(|pid| nix::unistd::getpgid(Some(Pid::from_raw(pid))).ok())
+        .map(Pid::as_raw)
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    groups
+}
+
 pub(crate) async fn kill_recorded(procs: &[NodeProc]) {
     let boot = boot_id();
     let pgids: Vec<i32> = procs

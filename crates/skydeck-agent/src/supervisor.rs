@@ -6,7 +6,7 @@ use crate::env::{Phase, node_env};
 use crate::fsutil::open_append;
 use crate::jobs::{finish, read_secrets};
 use crate::paths::ClusterDir;
-use crate::process::{KILL_GRACE, boot_id};
+use crate::process::{JOB_MARKER_VAR, KILL_GRACE, boot_id, job_marker};
 use crate::protocol::JobStatus;
 use crate::runner::{NodeCommand, NodeProcess, PhaseEnd, spawn_node, wait_phase};
 use crate::state::{JobRecord, NodeProc, StateStore};
@@ -124,10 +124,12 @@ impl PhaseRunner<'_> {
         let (ctx, job) = (self.ctx, self.job);
         let mut spawned = Vec::new();
         for node in &ctx.cluster.nodes[..job.num_nodes] {
+            let mut env = node_env(&ctx.cluster, job, node.rank, phase, self.secrets);
+            env.push((JOB_MARKER_VAR.to_owned(), job_marker(&ctx.dir, job.job_id)));
             let command = NodeCommand {
                 rank: node.rank,
                 workdir: node.workdir(),
-                env: node_env(&ctx.cluster, job, node.rank, phase, self.secrets),
+                env,
             };
             match spawn_node(script, &command, self.log, job.num_nodes > 1) {
                 Ok(process) => spawned.push(process),

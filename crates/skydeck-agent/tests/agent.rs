@@ -338,6 +338,37 @@ fn a_restarted_daemon_fails_orphaned_jobs_and_kills_their_processes() {
     assert!(record["end_at"].as_f64().is_some(), "{record}");
 }
 
+/// A daemon killed after starting a job's processes but before recording
+/// their process groups: the restarted one finds them by the job marker in
+/// their environment.
+#[test]
+fn a_restarted_daemon_finds_job_processes_it_never_recorded() {
+    let mut cluster = one_node();
+    cluster.start_daemon();
+    let home = cluster.node_dir(0);
+    let job_id = cluster.submit(&spec("k1", "echo $$ > $HOME/main.pid; sleep 1000"));
+    cluster.wait_status(job_id, "RUNNING");
+    let main = wait_for("the job's pid file", || read_pid(&home.join("main.pid")));
+    cluster.signal_daemon(Signal::SIGKILL);
+    cluster.wait_daemon_exit();
+
+    // Forget the recorded groups, as if the daemon died just before
+    // writing them.
+    let state_path = cluster.dir.join("agent").join("state.json");
+    let mut state: Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    for job in state["jobs"].as_array_mut().unwrap() {
+        job["procs"] = json!([]);
+    }
+    std::fs::write(&state_path, state.to_string()).unwrap();
+
+    cluster.start_daemon();
+    cluster.wait_status(job_id, "FAILED_DRIVER");
+    wait_for("the unrecorded processes to die", || {
+        pid_gone(main).then_some(())
+    });
+}
+
 #[test]
 fn sigterm_cancels_running_jobs_and_the_daemon_exits_cleanly() {
     let mut cluster = one_node();
