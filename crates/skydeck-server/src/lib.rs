@@ -22,6 +22,7 @@ pub mod state;
 pub mod uploads;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use config::ServerConfig;
 use executor::{Executor, now};
 use signals::Signals;
@@ -121,6 +122,14 @@ impl Server {
             drain_done.cancel();
         });
         let app = routes::router(state.clone());
+        // Streamed answers (logs) go out in small writes; without NODELAY
+        // each first chunk on a kept-alive connection waits ~40 ms for the
+        // client's delayed ACK.
+        let listener = listener.tap_io(|stream| {
+            if let Err(err) = stream.set_nodelay(true) {
+                tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+            }
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(async move { drained.cancelled().await })
             .await
