@@ -122,6 +122,35 @@ impl Drop for TestServer {
         if let Some(mut child) = self.child.take() {
             terminate(&mut child);
         }
+        stop_agents(&self.home);
+    }
+}
+
+/// Stops the cluster agents the server started under `home` (they outlive
+/// it by design), so a test that fails before `down` leaves nothing behind.
+/// Only a live `agent daemon` whose command line names this home is
+/// signalled; it stops its jobs as it exits.
+fn stop_agents(home: &Path) {
+    let Ok(clusters) = std::fs::read_dir(home.join("clusters")) else {
+        return;
+    };
+    for cluster in clusters.flatten() {
+        let pid_file = cluster.path().join("agent").join("daemon.pid");
+        let Some(pid) = std::fs::read_to_string(pid_file)
+            .ok()
+            .and_then(|text| text.trim().parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
+            .unwrap_or_default();
+        if cmdline.contains("agent daemon") && cmdline.contains(&*home.to_string_lossy()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
     }
 }
 
