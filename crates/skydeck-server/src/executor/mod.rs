@@ -149,7 +149,8 @@ impl Executor {
             pool.wake.notify_one();
             return Ok(());
         };
-        let at_once = Op::from_name(&request.name).is_some_and(Op::answers_at_once)
+        let at_once = Op::from_name(&request.name)
+            .is_some_and(|op| op.answers_at_once_for(&request.body))
             && !self.hold.contains(&request.name);
         if at_once {
             let log = Arc::new(RequestLog::new(

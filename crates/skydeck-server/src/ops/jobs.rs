@@ -220,8 +220,10 @@ pub async fn download_logs(ctx: &RequestContext, body: DownloadLogsBody) -> OpRe
                 format!("Job {id} not found on cluster {:?}.", cluster.name),
             ));
         }
-        std::fs::create_dir_all(&dir).map_err(internal)?;
-        std::fs::write(dir.join("run.log"), text).map_err(internal)?;
+        tokio::fs::create_dir_all(&dir).await.map_err(internal)?;
+        tokio::fs::write(dir.join("run.log"), text)
+            .await
+            .map_err(internal)?;
         ctx.log
             .line(&format!("Job {id}'s log is ready to download."));
         out.insert(id.to_string(), json!(client_path));

@@ -121,6 +121,24 @@ impl Op {
         }
     }
 
+    /// [`Op::answers_at_once`] for this request: a `status` that asks to
+    /// refresh reaches the infrastructure (and may restart an agent), so it
+    /// goes to a worker instead of running in the accepting handler.
+    pub fn answers_at_once_for(self, body: &serde_json::Value) -> bool {
+        if !self.answers_at_once() {
+            return false;
+        }
+        if self != Op::Status {
+            return true;
+        }
+        body.get("refresh")
+            .filter(|refresh| !refresh.is_null())
+            .and_then(|refresh| {
+                serde_json::from_value::<skydeck_types::bodies::RefreshArg>(refresh.clone()).ok()
+            })
+            .is_none_or(|refresh| refresh.mode() == skydeck_types::bodies::RefreshMode::None)
+    }
+
     /// True for operations that only read what the server itself holds and
     /// answer in moments. The server runs them while accepting the request
     /// (see `Executor::submit`), which is safe only because they change
@@ -246,6 +264,21 @@ async fn optimize(ctx: &RequestContext) -> OpResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_status_without_refresh_runs_in_the_handler() {
+        let status = |refresh: serde_json::Value| {
+            Op::Status.answers_at_once_for(&serde_json::json!({ "refresh": refresh }))
+        };
+        assert!(status(serde_json::json!("NONE")));
+        assert!(status(serde_json::json!(false)));
+        assert!(status(serde_json::Value::Null));
+        assert!(!status(serde_json::json!("FORCE")));
+        assert!(!status(serde_json::json!("AUTO")));
+        assert!(!status(serde_json::json!(true)));
+        assert!(!Op::Launch.answers_at_once_for(&serde_json::json!({})));
+        assert!(Op::EnabledClouds.answers_at_once_for(&serde_json::json!({})));
+    }
 
     #[test]
     fn names_round_trip_and_are_unique() {

@@ -54,11 +54,12 @@ fn new_request_id() -> String {
 
 /// The task YAML a request may be stored with: secret values redacted, the
 /// original kept aside for the operation (see `secrets.rs`).
-fn storable_task(state: &SharedState, id: &str, task: &str) -> Result<String, ApiError> {
-    state
-        .infra
-        .secrets
-        .stash_task(id, task)
+async fn storable_task(state: &SharedState, id: &str, task: String) -> Result<String, ApiError> {
+    // Parsing and an fsync'd write: off the async workers.
+    let (state, id) = (state.clone(), id.to_owned());
+    tokio::task::spawn_blocking(move || state.infra.secrets.stash_task(&id, &task))
+        .await
+        .map_err(ApiError::internal)?
         .map_err(ApiError::internal)
 }
 
@@ -203,7 +204,7 @@ pub async fn launch(
     ApiJson(mut body): ApiJson<LaunchBody>,
 ) -> Result<Response, ApiError> {
     let id = new_request_id();
-    body.task = storable_task(&state, &id, &body.task)?;
+    body.task = storable_task(&state, &id, std::mem::take(&mut body.task)).await?;
     let cluster = body.cluster_name.clone();
     schedule_as(&state, id, Op::Launch, &body.base, &body, cluster).await
 }
@@ -213,7 +214,7 @@ pub async fn exec(
     ApiJson(mut body): ApiJson<ExecBody>,
 ) -> Result<Response, ApiError> {
     let id = new_request_id();
-    body.task = storable_task(&state, &id, &body.task)?;
+    body.task = storable_task(&state, &id, std::mem::take(&mut body.task)).await?;
     let cluster = Some(body.cluster_name.clone()).filter(|c| !c.is_empty());
     schedule_as(&state, id, Op::Exec, &body.base, &body, cluster).await
 }
