@@ -5,6 +5,7 @@
 //! a listener until told to stop, then drains. The binary and the tests use
 //! the same two calls.
 
+pub mod admin_policy;
 pub mod clusters;
 pub mod config;
 pub mod downloads;

@@ -1,0 +1,2 @@
+//! SkyPilot's REST admin policy: the server asks a policy service to accept,
+//! mutate or reject each launch and exec.
