@@ -14,7 +14,7 @@ mod sql;
 pub use error::StoreError;
 pub use model::{
     ClusterRecord, ClusterStatus, NewRequest, Outcome, RequestFilter, RequestRecord, Role,
-    ServerInfo, TokenRecord, User,
+    ServerInfo, StoredConfig, TokenRecord, User,
 };
 pub use sql::{Dialect, SqlStore};
 
@@ -135,6 +135,15 @@ pub trait Store: Send + Sync + 'static {
     async fn heartbeat_server(&self, id: &str, now: f64) -> Result<()>;
     async fn remove_server(&self, id: &str) -> Result<()>;
     async fn list_servers(&self) -> Result<Vec<ServerInfo>>;
+
+    // ---- the shared server config
+    /// The config replicas share, if one was ever stored.
+    async fn server_config(&self) -> Result<Option<StoredConfig>>;
+    /// Just the version of the stored config (0 when none): a cheap check
+    /// for a change made through another replica.
+    async fn server_config_version(&self) -> Result<i64>;
+    /// Replaces the config; returns its new version.
+    async fn put_server_config(&self, yaml: &str, updated_by: &str, now: f64) -> Result<i64>;
 
     // ---- upkeep
     /// Compacts what the database keeps beside its main file (SQLite's

@@ -18,6 +18,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0002_clusters.sql"),
     ),
     (3, "auth", include_str!("../migrations/0003_auth.sql")),
+    (
+        4,
+        "workspaces_config",
+        include_str!("../migrations/0004_workspaces_config.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

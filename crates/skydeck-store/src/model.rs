@@ -81,6 +81,8 @@ pub struct NewRequest {
     pub user_id: String,
     pub cluster_name: Option<String>,
     pub created_at: f64,
+    /// The workspace it acts in (`default` unless the client chose one).
+    pub workspace: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -103,6 +105,7 @@ pub struct RequestRecord {
     pub server_id: Option<String>,
     /// How many times a server has started it (more than one after a resume).
     pub attempts: i64,
+    pub workspace: String,
 }
 
 /// How a request ended.
@@ -200,4 +203,13 @@ pub struct ClusterRecord {
     pub ever_up: bool,
     /// The command that last used it, for `status -v`.
     pub last_use: Option<String>,
+}
+
+/// The server config as stored for every replica to read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredConfig {
+    pub yaml: String,
+    pub version: i64,
+    pub updated_at: f64,
+    pub updated_by: Option<String>,
 }

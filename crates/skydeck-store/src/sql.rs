@@ -6,7 +6,7 @@
 
 use crate::model::{
     ClusterRecord, ClusterStatus, NewRequest, Outcome, RequestFilter, RequestRecord, Role,
-    ServerInfo, TokenRecord, User,
+    ServerInfo, StoredConfig, TokenRecord, User,
 };
 use crate::{Result, Store, StoreError, migrate};
 use async_trait::async_trait;
@@ -71,7 +71,7 @@ pub fn redact_url(url: &str) -> String {
 
 const REQUEST_COLUMNS: &str = "id, name, entrypoint, body, status, schedule_type, user_id, \
      cluster_name, created_at, started_at, finished_at, return_value, error, status_msg, \
-     server_id, attempts";
+     server_id, attempts, workspace";
 
 /// SQLite connections that only read. WAL readers never wait for the writer,
 /// so a few of them serve concurrent `/api/get` and listing calls.
@@ -281,6 +281,7 @@ fn decode_request(row: &AnyRow) -> Result<RequestRecord> {
         status_msg: row.try_get("status_msg")?,
         server_id: row.try_get("server_id")?,
         attempts: row.try_get("attempts")?,
+        workspace: row.try_get("workspace")?,
     })
 }
 
@@ -528,10 +529,55 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn server_config(&self) -> Result<Option<StoredConfig>> {
+        let row = sqlx::query(
+            "SELECT yaml, version, updated_at, updated_by FROM server_config WHERE id = 1",
+        )
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|row| {
+            Ok(StoredConfig {
+                yaml: row.try_get("yaml")?,
+                version: row.try_get("version")?,
+                updated_at: row.try_get("updated_at")?,
+                updated_by: row.try_get("updated_by")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn server_config_version(&self) -> Result<i64> {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM server_config WHERE id = 1")
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(version.unwrap_or(0))
+    }
+
+    async fn put_server_config(&self, yaml: &str, updated_by: &str, now: f64) -> Result<i64> {
+        // One statement, so two replicas saving at once both get distinct
+        // versions and the last write wins whole.
+        let version: i64 = sqlx::query_scalar(
+            "INSERT INTO server_config (id, yaml, version, updated_at, updated_by) \
+             VALUES (1, $1, 1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET yaml = excluded.yaml, \
+             version = server_config.version + 1, updated_at = excluded.updated_at, \
+             updated_by = excluded.updated_by \
+             RETURNING version",
+        )
+        .bind(yaml)
+        .bind(now)
+        .bind(updated_by)
+        .fetch_one(&mut *self.write().await?)
+        .await?;
+        Ok(version)
+    }
+
     async fn insert_request(&self, request: &NewRequest) -> Result<()> {
         sqlx::query(
             "INSERT INTO requests (id, name, entrypoint, body, status, schedule_type, user_id, \
-             cluster_name, created_at) VALUES ($1, $2, $3, $4, 'PENDING', $5, $6, $7, $8)",
+             cluster_name, created_at, workspace) \
+             VALUES ($1, $2, $3, $4, 'PENDING', $5, $6, $7, $8, $9)",
         )
         .bind(&request.id)
         .bind(&request.name)
@@ -541,6 +587,7 @@ impl Store for SqlStore {
         .bind(&request.user_id)
         .bind(request.cluster_name.as_deref())
         .bind(request.created_at)
+        .bind(&request.workspace)
         .execute(&mut *self.write().await?)
         .await?;
         Ok(())
@@ -554,8 +601,8 @@ impl Store for SqlStore {
     ) -> Result<RequestRecord> {
         let sql = format!(
             "INSERT INTO requests (id, name, entrypoint, body, status, schedule_type, user_id, \
-             cluster_name, created_at, server_id, started_at, attempts) \
-             VALUES ($1, $2, $3, $4, 'RUNNING', $5, $6, $7, $8, $9, $10, 1) \
+             cluster_name, created_at, server_id, started_at, attempts, workspace) \
+             VALUES ($1, $2, $3, $4, 'RUNNING', $5, $6, $7, $8, $9, $10, 1, $11) \
              RETURNING {REQUEST_COLUMNS}"
         );
         let row = sqlx::query(&sql)
@@ -569,6 +616,7 @@ impl Store for SqlStore {
             .bind(request.created_at)
             .bind(server_id)
             .bind(now)
+            .bind(&request.workspace)
             .fetch_one(&mut *self.write().await?)
             .await?;
         decode_request(&row)
@@ -584,8 +632,9 @@ impl Store for SqlStore {
         let (status, return_value, error) = outcome_columns(outcome)?;
         let sql = format!(
             "INSERT INTO requests (id, name, entrypoint, body, status, schedule_type, user_id, \
-             cluster_name, created_at, started_at, finished_at, return_value, error, attempts) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1) \
+             cluster_name, created_at, started_at, finished_at, return_value, error, attempts, \
+             workspace) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14) \
              RETURNING {REQUEST_COLUMNS}"
         );
         let row = sqlx::query(&sql)
@@ -602,6 +651,7 @@ impl Store for SqlStore {
             .bind(finished_at)
             .bind(return_value)
             .bind(error)
+            .bind(&request.workspace)
             .fetch_one(&mut *self.write().await?)
             .await?;
         decode_request(&row)

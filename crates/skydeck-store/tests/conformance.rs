@@ -118,7 +118,28 @@ conformance!(
     statuses_are_reported_for_many_ids,
     servers_register_heartbeat_and_leave,
     clusters_are_stored_updated_listed_and_deleted,
+    the_server_config_is_replaced_whole_and_versioned,
 );
+
+async fn the_server_config_is_replaced_whole_and_versioned(store: Arc<SqlStore>) {
+    assert_eq!(store.server_config().await.unwrap(), None);
+    assert_eq!(store.server_config_version().await.unwrap(), 0);
+    let first = store
+        .put_server_config("allowed_clouds: [local]\n", "admin", 10.0)
+        .await
+        .unwrap();
+    let second = store
+        .put_server_config("workspaces: {}\n", "root", 20.0)
+        .await
+        .unwrap();
+    assert!(second > first, "{first} then {second}");
+    assert_eq!(store.server_config_version().await.unwrap(), second);
+    let stored = store.server_config().await.unwrap().unwrap();
+    assert_eq!(stored.yaml, "workspaces: {}\n");
+    assert_eq!(stored.version, second);
+    assert_eq!(stored.updated_at, 20.0);
+    assert_eq!(stored.updated_by.as_deref(), Some("root"));
+}
 
 fn new_request(id: &str, name: &str, schedule: ScheduleType, created_at: f64) -> NewRequest {
     NewRequest {
@@ -130,6 +151,7 @@ fn new_request(id: &str, name: &str, schedule: ScheduleType, created_at: f64) ->
         user_id: "u1".to_owned(),
         cluster_name: None,
         created_at,
+        workspace: "team-a".to_owned(),
     }
 }
 
@@ -307,6 +329,7 @@ async fn requests_round_trip_every_field(store: Arc<SqlStore>) {
     assert_eq!(stored.user_id, "u1");
     assert_eq!(stored.cluster_name.as_deref(), Some("c1"));
     assert_eq!(stored.created_at, 1_700_000_000.25);
+    assert_eq!(stored.workspace, "team-a");
     assert_eq!(stored.started_at, None);
     assert_eq!(stored.return_value, None);
     assert_eq!(stored.error, None);

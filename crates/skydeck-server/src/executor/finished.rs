@@ -69,6 +69,7 @@ mod tests {
             status_msg: None,
             server_id: None,
             attempts: 1,
+            workspace: "default".to_owned(),
         }
     }
 

@@ -90,6 +90,7 @@ async fn accept<B: Serialize>(
             user_id,
             cluster_name,
             created_at: crate::executor::now(),
+            workspace: "default".to_owned(),
         })
         .await?;
     tracing::debug!(request.id = %id, request.name = op.name(), "accepted");

@@ -255,6 +255,7 @@ fn placeholder(id: &str) -> RequestRecord {
         status_msg: None,
         server_id: None,
         attempts: 0,
+        workspace: String::new(),
     }
 }
 
