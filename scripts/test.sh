@@ -15,6 +15,8 @@ fi
 missing=()
 command -v cc >/dev/null || missing+=(build-essential)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+# htpasswd: the auth tests import the files it writes.
+command -v htpasswd >/dev/null || missing+=(apache2-utils)
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
   echo "== installing ${missing[*]}" >&2
   DEBIAN_FRONTEND=noninteractive apt-get update -qq

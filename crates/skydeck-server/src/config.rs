@@ -16,6 +16,8 @@ pub const ENV_SHORT_WORKERS: &str = "SKYDECK_SHORT_WORKERS";
 /// stay RUNNING until cancelled or the server dies. The crash and cancel
 /// tests need a request that is reliably mid-flight; nothing else sets it.
 pub const ENV_TEST_HOLD: &str = "SKYDECK_TEST_HOLD_REQUESTS";
+/// `user:password` of the first admin, created at start if missing.
+pub const ENV_INITIAL_BASIC_AUTH: &str = "SKYDECK_INITIAL_BASIC_AUTH";
 /// The most an upload (workdir and file mounts, unpacked) may hold.
 pub const ENV_MAX_UPLOAD_BYTES: &str = "SKYDECK_MAX_UPLOAD_BYTES";
 
@@ -139,6 +141,8 @@ pub struct ServerConfig {
     /// Limit of one upload, zipped and unpacked alike.
     pub max_upload_bytes: u64,
     pub hold_requests: HashSet<String>,
+    /// Who may call, and how they prove it.
+    pub auth: crate::auth::settings::AuthSettings,
 }
 
 impl ServerConfig {
@@ -165,6 +169,16 @@ impl ServerConfig {
                 .filter(|name| !name.is_empty())
                 .map(str::to_owned)
                 .collect(),
+            auth: crate::auth::settings::AuthSettings {
+                initial_admin: match std::env::var(ENV_INITIAL_BASIC_AUTH) {
+                    Ok(text) if !text.is_empty() => Some(
+                        crate::auth::settings::Credentials::parse(&text)
+                            .with_context(|| format!("{ENV_INITIAL_BASIC_AUTH} is invalid"))?,
+                    ),
+                    _ => None,
+                },
+                ..Default::default()
+            },
             ..Self::for_tests(paths)
         })
     }
@@ -183,6 +197,7 @@ impl ServerConfig {
             max_body_bytes: 16 * 1024 * 1024,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             hold_requests: HashSet::new(),
+            auth: Default::default(),
         }
     }
 }

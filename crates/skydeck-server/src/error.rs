@@ -27,6 +27,16 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, detail.into())
     }
 
+    /// The caller is known but may not do this (the official client raises
+    /// `PermissionDeniedError` with the detail).
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, detail.into())
+    }
+
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, detail.into())
+    }
+
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, detail.into())
     }

@@ -6,6 +6,7 @@
 //! the same two calls.
 
 pub mod admin_policy;
+pub mod auth;
 pub mod clusters;
 pub mod config;
 pub mod downloads;
@@ -81,8 +82,13 @@ impl Server {
         }
         let local_user = local_user(&config)?;
         store.upsert_user(&local_user).await?;
+        config.auth.validate()?;
+        let auth = auth::Authenticator::new(config.auth.clone(), store.clone());
+        auth.bootstrap().await?;
         executor.start();
-        let state = Arc::new(AppState::new(config, store, executor, local_user, infra));
+        let state = Arc::new(AppState::new(
+            config, store, executor, local_user, infra, auth,
+        ));
         Ok(Self {
             state,
             me,
@@ -131,6 +137,8 @@ impl Server {
                 tracing::debug!(error = %err, "cannot set TCP_NODELAY");
             }
         });
+        // Peer addresses decide whether a proxy's identity header is believed.
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         axum::serve(listener, app)
             .with_graceful_shutdown(async move { drained.cancelled().await })
             .await

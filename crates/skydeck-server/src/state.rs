@@ -18,6 +18,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     draining: AtomicBool,
     pub uploads: crate::uploads::Uploads,
+    /// Checks who is calling (see `auth`).
+    pub auth: crate::auth::Authenticator,
     /// The infrastructure clusters are launched on.
     pub infra: Arc<crate::clusters::Infra>,
     /// Users already written to the database, so a request costs no extra
@@ -32,8 +34,10 @@ impl AppState {
         executor: Arc<Executor>,
         local_user: User,
         infra: Arc<crate::clusters::Infra>,
+        auth: crate::auth::Authenticator,
     ) -> Self {
         Self {
+            auth,
             uploads: crate::uploads::Uploads::new(config.paths.uploads(), config.max_upload_bytes),
             infra,
             config,

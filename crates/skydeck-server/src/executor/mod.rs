@@ -67,6 +67,7 @@ pub struct Executor {
     /// row is a dead predecessor.
     exclusive: bool,
     peer_timeout: Duration,
+    auth_enabled: bool,
 }
 
 impl Executor {
@@ -98,6 +99,7 @@ impl Executor {
             infra,
             exclusive,
             peer_timeout: config.peer_timeout,
+            auth_enabled: config.auth.is_enabled(),
         }))
     }
 
@@ -370,6 +372,7 @@ impl Executor {
             store: self.store.clone(),
             infra: self.infra.clone(),
             executor: Arc::downgrade(self),
+            auth_enabled: self.auth_enabled,
         };
         let hold = self.hold.contains(name);
         let work = std::panic::AssertUnwindSafe(async move {

@@ -5,8 +5,12 @@ use skydeck_store::RequestFilter;
 use skydeck_types::RequestStatus;
 use skydeck_types::bodies::ApiCancelBody;
 
-pub async fn cancel(ctx: &RequestContext, body: ApiCancelBody) -> OpResult {
+pub async fn cancel(ctx: &RequestContext, mut body: ApiCancelBody) -> OpResult {
     let executor = ctx.executor()?;
+    // Only admins (or anyone, without auth) cancel other users' requests.
+    if !ctx.sees_all_users().await? {
+        body.user_id = Some(ctx.user_id.clone());
+    }
     let candidates: Vec<String> = match &body.request_ids {
         Some(prefixes) => {
             let mut ids = Vec::new();

@@ -593,7 +593,11 @@ pub async fn reconcile(
 }
 
 pub async fn status(ctx: &RequestContext, body: StatusBody) -> OpResult {
-    let clusters = ctx.store.list_clusters(None).await.map_err(internal)?;
+    // Without auth, `-u` shows everyone's clusters; with it, only admins
+    // see other users' clusters at all.
+    let sees_all = ctx.sees_all_users().await?;
+    let owner = (!sees_all).then_some(ctx.user_id.as_str());
+    let clusters = ctx.store.list_clusters(owner).await.map_err(internal)?;
     let wanted = body.cluster_names.as_deref();
     let refresh = body.refresh.mode() != skydeck_types::bodies::RefreshMode::None;
     let mut out = Vec::new();

@@ -188,9 +188,22 @@ pub struct RequestContext {
     pub store: Arc<dyn Store>,
     pub infra: Arc<crate::clusters::Infra>,
     pub executor: Weak<Executor>,
+    /// Whether callers proved who they are; if not, `all_users` flags are
+    /// honoured for anyone, as on a single-user machine.
+    pub auth_enabled: bool,
 }
 
 impl RequestContext {
+    /// Whether the requester may see other users' clusters and requests:
+    /// an admin, or anyone when auth is off.
+    pub async fn sees_all_users(&self) -> Result<bool, RequestError> {
+        if !self.auth_enabled {
+            return Ok(true);
+        }
+        let user = self.store.get_user(&self.user_id).await.map_err(internal)?;
+        Ok(user.is_some_and(|u| u.role == skydeck_store::Role::Admin))
+    }
+
     fn executor(&self) -> Result<Arc<Executor>, RequestError> {
         self.executor.upgrade().ok_or_else(|| {
             RequestError::new(exception::RUNTIME_ERROR, "The API server is shutting down.")

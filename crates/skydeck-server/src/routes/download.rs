@@ -5,16 +5,22 @@ use super::SharedState;
 use crate::downloads::{DownloadError, Downloads};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
-use axum::extract::State;
+use crate::auth::Caller;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use skydeck_types::bodies::DownloadBody;
 
 pub async fn download(
     State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<DownloadBody>,
 ) -> Result<Response, ApiError> {
-    let user = body.base.user_id().unwrap_or(&state.local_user.id);
+    // A proven user reads only their own folder, whatever the body says.
+    let user = match caller.user() {
+        Some(user) => user.id.as_str(),
+        None => body.base.user_id().unwrap_or(&state.local_user.id),
+    };
     let downloads = &state.infra.downloads;
     let folders = body
         .folder_paths

@@ -102,6 +102,10 @@ pub fn router_with(state: SharedState, extra: Router<SharedState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::authenticate,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), drain_gate))
         .layer(middleware::from_fn(versions))
         .layer(CatchPanicLayer::custom(panic_response))

@@ -6,7 +6,8 @@ use crate::executor::WaitResult;
 use crate::extract::ApiQuery;
 use crate::skypilot;
 use axum::Json;
-use axum::extract::{RawQuery, State};
+use crate::auth::Caller;
+use axum::extract::{Extension, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -49,6 +50,30 @@ pub async fn resolve_id(
     }
 }
 
+/// [`resolve_id`] for a request the caller may read: 403 when it belongs
+/// to someone else (and the caller is not an admin).
+pub async fn resolve_owned_id(
+    state: &SharedState,
+    caller: &Caller,
+    prefix: &str,
+) -> Result<String, ApiError> {
+    if caller.sees_all() {
+        return resolve_id(state, prefix, None).await;
+    }
+    let id = resolve_id(state, prefix, None).await?;
+    check_request_owner(state, caller, &id).await?;
+    Ok(id)
+}
+
+async fn check_request_owner(state: &SharedState, caller: &Caller, id: &str) -> Result<(), ApiError> {
+    match state.store.get_request(id).await? {
+        Some(record) if !caller.may_act_for(&record.user_id) => Err(ApiError::forbidden(format!(
+            "Request {id} belongs to another user; only they or an admin can read it."
+        ))),
+        _ => Ok(()),
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub struct GetQuery {
     request_id: String,
@@ -58,8 +83,12 @@ pub struct GetQuery {
 /// the payload as `detail` when it failed (the client raises its error).
 pub async fn api_get(
     State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
     ApiQuery(query): ApiQuery<GetQuery>,
 ) -> Result<Response, ApiError> {
+    if !caller.sees_all() {
+        resolve_owned_id(&state, &caller, &query.request_id).await?;
+    }
     // Clients send whole ids, so waiting on the id as given saves resolving
     // it first; only an id that is not found is tried as a prefix.
     let mut waited = state
@@ -148,9 +177,15 @@ fn parse_status_query(raw: &str) -> Result<StatusQuery, ApiError> {
 
 pub async fn api_status(
     State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let query = parse_status_query(raw.as_deref().unwrap_or_default())?;
+    // Users list their own requests; admins (and anyone without auth) all.
+    let scope = caller
+        .user()
+        .filter(|_| !caller.sees_all())
+        .map(|user| user.id.clone());
     let records = if query.request_ids.is_empty() {
         let statuses = (!query.all_status).then(|| {
             vec![
@@ -165,6 +200,7 @@ pub async fn api_status(
                 statuses,
                 cluster_name: query.cluster_name.clone(),
                 limit: query.limit,
+                user_id: scope,
                 ..Default::default()
             })
             .await?
@@ -173,7 +209,7 @@ pub async fn api_status(
         for prefix in &query.request_ids {
             for id in state
                 .store
-                .request_ids_with_prefix(prefix, None, 100)
+                .request_ids_with_prefix(prefix, scope.as_deref(), 100)
                 .await?
             {
                 if let Some(record) = state.store.get_request(&id).await? {

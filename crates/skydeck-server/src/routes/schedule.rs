@@ -6,7 +6,8 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::ops::Op;
 use axum::Json;
-use axum::extract::State;
+use crate::auth::Caller;
+use axum::extract::{Extension, State};
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -22,24 +23,26 @@ use skydeck_types::version::HEADER_REQUEST_ID;
 /// Stores a request for `op` and answers with its id.
 async fn schedule<B: Serialize>(
     state: &SharedState,
+    caller: &Caller,
     op: Op,
     base: &BaseBody,
     body: &B,
     cluster_name: Option<String>,
 ) -> Result<Response, ApiError> {
-    schedule_as(state, new_request_id(), op, base, body, cluster_name).await
+    schedule_as(state, caller, new_request_id(), op, base, body, cluster_name).await
 }
 
 /// [`schedule`] under an id chosen beforehand.
 async fn schedule_as<B: Serialize>(
     state: &SharedState,
+    caller: &Caller,
     id: String,
     op: Op,
     base: &BaseBody,
     body: &B,
     cluster_name: Option<String>,
 ) -> Result<Response, ApiError> {
-    let id = accept(state, id, op, base, body, cluster_name).await?;
+    let id = accept(state, caller, id, op, base, body, cluster_name).await?;
     let mut response = Json(serde_json::Value::Null).into_response();
     response.headers_mut().insert(
         HEADER_REQUEST_ID,
@@ -63,22 +66,62 @@ async fn storable_task(state: &SharedState, id: &str, task: String) -> Result<St
         .map_err(ApiError::internal)
 }
 
+/// Writes the acting user into the body's client environment, where the
+/// operations (and SkyPilot's own code) read it.
+fn set_client_user(body: &mut serde_json::Value, id: &str, name: &str) {
+    if let Some(object) = body.as_object_mut() {
+        let env = object
+            .entry("env_vars")
+            .or_insert_with(|| serde_json::json!({}));
+        if let Some(env) = env.as_object_mut() {
+            env.insert("SKYPILOT_USER_ID".into(), id.into());
+            env.insert("SKYPILOT_USER".into(), name.into());
+        }
+    }
+}
+
+/// 403 when `name` is an existing cluster of a user the caller may not act
+/// for.
+async fn check_cluster_owner(state: &SharedState, caller: &Caller, name: &str) -> Result<(), ApiError> {
+    if caller.sees_all() {
+        return Ok(());
+    }
+    match state.store.get_cluster(name).await? {
+        Some(cluster) if !caller.may_act_for(&cluster.user_id) => Err(ApiError::forbidden(
+            format!("Cluster {name:?} belongs to another user; only they or an admin can use it."),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Stores a request for `op`; once this returns its id, it is durable.
 async fn accept<B: Serialize>(
     state: &SharedState,
+    caller: &Caller,
     id: String,
     op: Op,
     base: &BaseBody,
     body: &B,
     cluster_name: Option<String>,
 ) -> Result<String, ApiError> {
-    let user_id = base.user_id().unwrap_or(&state.local_user.id).to_owned();
-    let user_name = base
-        .user_name()
-        .unwrap_or(&state.local_user.name)
-        .to_owned();
-    state.remember_user(&user_id, &user_name).await?;
-    let body = serde_json::to_value(body).map_err(ApiError::internal)?;
+    let mut body = serde_json::to_value(body).map_err(ApiError::internal)?;
+    let user_id = match caller.user() {
+        // The proven identity replaces whatever the client says it is, so
+        // the operation acts for (and only for) that user.
+        Some(user) => {
+            set_client_user(&mut body, &user.id, &user.name);
+            user.id.clone()
+        }
+        None => {
+            let user_id = base.user_id().unwrap_or(&state.local_user.id).to_owned();
+            let user_name = base.user_name().unwrap_or(&state.local_user.name);
+            state.remember_user(&user_id, user_name).await?;
+            user_id
+        }
+    };
+    if let Some(name) = &cluster_name {
+        check_cluster_owner(state, caller, name).await?;
+    }
     state
         .executor
         .submit(NewRequest {
@@ -99,52 +142,60 @@ async fn accept<B: Serialize>(
 
 pub async fn status(
     State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<StatusBody>,
 ) -> Result<Response, ApiError> {
-    schedule(&state, Op::Status, &body.base, &body, None).await
+    schedule(&state, &caller, Op::Status, &body.base, &body, None).await
 }
 
 pub async fn check(
     State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<CheckBody>,
 ) -> Result<Response, ApiError> {
-    schedule(&state, Op::Check, &body.base, &body, None).await
+    schedule(&state, &caller, Op::Check, &body.base, &body, None).await
 }
 
 pub async fn jobs_queue(
     State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<JobsQueueBody>,
 ) -> Result<Response, ApiError> {
-    schedule(&state, Op::JobsQueue, &body.base, &body, None).await
+    schedule(&state, &caller, Op::JobsQueue, &body.base, &body, None).await
 }
 
 pub async fn serve_status(
     State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<ServeStatusBody>,
 ) -> Result<Response, ApiError> {
-    schedule(&state, Op::ServeStatus, &body.base, &body, None).await
+    schedule(&state, &caller, Op::ServeStatus, &body.base, &body, None).await
 }
 
 pub async fn pool_status(
     State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<PoolStatusBody>,
 ) -> Result<Response, ApiError> {
-    schedule(&state, Op::PoolStatus, &body.base, &body, None).await
+    schedule(&state, &caller, Op::PoolStatus, &body.base, &body, None).await
 }
 
 pub async fn api_cancel(
     State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<ApiCancelBody>,
 ) -> Result<Response, ApiError> {
-    schedule(&state, Op::ApiCancel, &body.base, &body, None).await
+    schedule(&state, &caller, Op::ApiCancel, &body.base, &body, None).await
 }
 
 pub async fn enabled_clouds(
     State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
     ApiQuery(query): ApiQuery<EnabledCloudsQuery>,
 ) -> Result<Response, ApiError> {
     schedule(
         &state,
+        &caller,
         Op::EnabledClouds,
         &BaseBody::default(),
         &query,
@@ -153,9 +204,13 @@ pub async fn enabled_clouds(
     .await
 }
 
-pub async fn workspaces(State(state): State<SharedState>) -> Result<Response, ApiError> {
+pub async fn workspaces(
+    State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
     schedule(
         &state,
+        &caller,
         Op::WorkspacesGet,
         &BaseBody::default(),
         &serde_json::json!({}),
@@ -180,10 +235,11 @@ macro_rules! cluster_op {
     ($($handler:ident: $body:ty => $op:expr, $cluster:ident;)*) => {$(
         pub async fn $handler(
             State(state): State<SharedState>,
+            Extension(caller): Extension<Caller>,
             ApiJson(body): ApiJson<$body>,
         ) -> Result<Response, ApiError> {
             let cluster = Some(body.$cluster.clone()).filter(|c| !c.is_empty());
-            schedule(&state, $op, &body.base, &body, cluster).await
+            schedule(&state, &caller, $op, &body.base, &body, cluster).await
         }
     )*};
 }
@@ -202,42 +258,47 @@ cluster_op! {
 
 pub async fn launch(
     State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(mut body): ApiJson<LaunchBody>,
 ) -> Result<Response, ApiError> {
     let id = new_request_id();
     body.task = storable_task(&state, &id, std::mem::take(&mut body.task)).await?;
     let cluster = body.cluster_name.clone();
-    schedule_as(&state, id, Op::Launch, &body.base, &body, cluster).await
+    schedule_as(&state, &caller, id, Op::Launch, &body.base, &body, cluster).await
 }
 
 pub async fn exec(
     State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(mut body): ApiJson<ExecBody>,
 ) -> Result<Response, ApiError> {
     let id = new_request_id();
     body.task = storable_task(&state, &id, std::mem::take(&mut body.task)).await?;
     let cluster = Some(body.cluster_name.clone()).filter(|c| !c.is_empty());
-    schedule_as(&state, id, Op::Exec, &body.base, &body, cluster).await
+    schedule_as(&state, &caller, id, Op::Exec, &body.base, &body, cluster).await
 }
 
 /// Optimizing needs no secret, so the stored dag keeps none.
 pub async fn optimize(
     State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(mut body): ApiJson<OptimizeBody>,
 ) -> Result<Response, ApiError> {
     body.dag = skydeck_types::task::redact_task_yaml(&body.dag);
-    schedule(&state, Op::Optimize, &body.base, &body, None).await
+    schedule(&state, &caller, Op::Optimize, &body.base, &body, None).await
 }
 
 /// `/logs` answers with the log stream itself (the id in the header), as
 /// SkyPilot's server does; `/api/get` then gives the job's exit code.
 pub async fn logs(
     State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<LogsBody>,
 ) -> Result<Response, ApiError> {
     let cluster = Some(body.cluster_name.clone());
     let id = accept(
         &state,
+        &caller,
         new_request_id(),
         Op::Logs,
         &body.base,

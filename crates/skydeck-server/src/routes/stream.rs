@@ -5,12 +5,13 @@
 //! sends a heartbeat line while idle, and echoes the id exactly as sent.
 
 use super::SharedState;
-use super::requests::resolve_id;
+use super::requests::resolve_owned_id;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
 use crate::skypilot::{self, control};
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -41,6 +42,7 @@ pub struct StreamQuery {
 
 pub async fn api_stream(
     State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
     ApiQuery(query): ApiQuery<StreamQuery>,
 ) -> Result<Response, ApiError> {
     if query.request_id.is_some() && query.log_path.is_some() {
@@ -55,7 +57,7 @@ pub async fn api_stream(
     }
     let (id, echo) = match &query.request_id {
         Some(prefix) => (
-            resolve_id(&state, prefix, None).await?,
+            resolve_owned_id(&state, &caller, prefix).await?,
             Some(prefix.clone()),
         ),
         None => {
@@ -63,6 +65,10 @@ pub async fn api_stream(
                 .store
                 .list_requests(&RequestFilter {
                     limit: Some(1),
+                    user_id: caller
+                        .user()
+                        .filter(|_| !caller.sees_all())
+                        .map(|user| user.id.clone()),
                     ..Default::default()
                 })
                 .await?;
