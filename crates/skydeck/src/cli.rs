@@ -80,6 +80,107 @@ pub struct StartArgs {
     /// Run in this process instead of in the background.
     #[arg(long)]
     pub foreground: bool,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+/// How callers prove who they are. With none of these, the server trusts
+/// what clients say and refuses to listen anywhere but loopback.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Authentication")]
+pub struct AuthArgs {
+    /// Users log in with a password (bcrypt). The first admin comes from
+    /// SKYDECK_INITIAL_BASIC_AUTH=user:password.
+    #[arg(long, env = "SKYDECK_ENABLE_BASIC_AUTH")]
+    pub enable_basic_auth: bool,
+    /// Accept service-account tokens (`Authorization: Bearer sky_…`).
+    #[arg(long, env = "SKYDECK_ENABLE_SERVICE_ACCOUNTS")]
+    pub enable_service_accounts: bool,
+    /// An auth proxy (oauth2-proxy) in front names the user in a header.
+    #[arg(long, env = "SKYDECK_EXTERNAL_PROXY_AUTH")]
+    pub external_proxy_auth: bool,
+    /// The header the auth proxy puts the user's identity in.
+    #[arg(long, env = "SKYDECK_AUTH_PROXY_HEADER", default_value = "X-Auth-Request-Email")]
+    pub auth_proxy_header: String,
+    /// An ingress in front checks basic auth and passes the user on.
+    #[arg(long, env = "SKYDECK_INGRESS_BASIC_AUTH")]
+    pub ingress_basic_auth: bool,
+    /// The header the ingress passes the user in (`Authorization`: the
+    /// user name of the Basic credentials it checked).
+    #[arg(long, env = "SKYDECK_INGRESS_USER_HEADER", default_value = "Authorization")]
+    pub ingress_user_header: String,
+    /// Addresses (CIDRs) the proxy or ingress connects from; their identity
+    /// headers are ignored from anywhere else. Repeat or comma-separate.
+    #[arg(long = "trusted-proxy", env = "SKYDECK_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Import users and passwords from this htpasswd file at start.
+    #[arg(long, env = "SKYDECK_HTPASSWD_FILE")]
+    pub htpasswd: Option<std::path::PathBuf>,
+    /// Serve without authentication even off loopback. Anyone who can reach
+    /// the server can then run commands as it.
+    #[arg(long, env = "SKYDECK_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+}
+
+impl AuthArgs {
+    /// The server's settings from these flags, on top of `base` (which
+    /// holds what comes from the environment only, e.g. the first admin).
+    pub fn settings(
+        &self,
+        base: skydeck_server::auth::settings::AuthSettings,
+    ) -> anyhow::Result<skydeck_server::auth::settings::AuthSettings> {
+        use anyhow::Context;
+        let header = |name: &str| {
+            axum_header_name(name).with_context(|| format!("{name:?} is not a valid header name"))
+        };
+        Ok(skydeck_server::auth::settings::AuthSettings {
+            basic_auth: self.enable_basic_auth,
+            service_accounts: self.enable_service_accounts,
+            proxy_header: self
+                .external_proxy_auth
+                .then(|| header(&self.auth_proxy_header))
+                .transpose()?,
+            ingress_header: self
+                .ingress_basic_auth
+                .then(|| header(&self.ingress_user_header))
+                .transpose()?,
+            trusted_proxies: self.trusted_proxies.clone(),
+            htpasswd_file: self.htpasswd.clone(),
+            ..base
+        })
+    }
+
+    /// The same flags, for the server started in the background.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        let mut flag = |on: bool, name: &str| {
+            if on {
+                args.push(name.to_owned());
+            }
+        };
+        flag(self.enable_basic_auth, "--enable-basic-auth");
+        flag(self.enable_service_accounts, "--enable-service-accounts");
+        flag(self.external_proxy_auth, "--external-proxy-auth");
+        flag(self.ingress_basic_auth, "--ingress-basic-auth");
+        flag(self.insecure_no_auth, "--insecure-no-auth");
+        if self.external_proxy_auth {
+            args.extend(["--auth-proxy-header".into(), self.auth_proxy_header.clone()]);
+        }
+        if self.ingress_basic_auth {
+            args.extend(["--ingress-user-header".into(), self.ingress_user_header.clone()]);
+        }
+        for cidr in &self.trusted_proxies {
+            args.extend(["--trusted-proxy".into(), cidr.to_string()]);
+        }
+        if let Some(path) = &self.htpasswd {
+            args.extend(["--htpasswd".into(), path.display().to_string()]);
+        }
+        args
+    }
+}
+
+fn axum_header_name(name: &str) -> Option<skydeck_server::auth::settings::HeaderName> {
+    name.to_ascii_lowercase().parse().ok()
 }
 
 impl StartArgs {
@@ -401,6 +502,40 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn auth_flags_become_server_settings_and_survive_the_background_restart() {
+        let parse_start = |args: &[&str]| {
+            let mut argv = vec!["skydeck", "api", "start"];
+            argv.extend_from_slice(args);
+            match Cli::parse_from(argv).command {
+                Command::Api(ApiCommand::Start(args)) => args,
+                _ => panic!("parsed the wrong command"),
+            }
+        };
+        let args = parse_start(&[
+            "--enable-basic-auth",
+            "--external-proxy-auth",
+            "--auth-proxy-header",
+            "X-Forwarded-Email",
+            "--trusted-proxy",
+            "10.0.0.0/8,192.168.1.0/24",
+        ]);
+        let settings = args.auth.settings(Default::default()).unwrap();
+        assert!(settings.basic_auth && !settings.service_accounts);
+        assert_eq!(settings.proxy_header.unwrap(), "x-forwarded-email");
+        assert_eq!(settings.trusted_proxies.len(), 2);
+        assert!(settings.ingress_header.is_none());
+
+        let forwarded: Vec<String> = args.auth.to_args();
+        let forwarded: Vec<&str> = forwarded.iter().map(String::as_str).collect();
+        let again = parse_start(&forwarded);
+        assert_eq!(again.auth.to_args(), args.auth.to_args());
+        assert!(
+            Cli::try_parse_from(["skydeck", "api", "start", "--trusted-proxy", "10.0.0.0/33"])
+                .is_err()
+        );
     }
 
     #[test]

@@ -27,8 +27,12 @@ impl ServerFile {
 /// Serves until SIGTERM or SIGINT, then drains and returns.
 pub async fn run_foreground(paths: Paths, args: &StartArgs) -> anyhow::Result<()> {
     init_tracing();
-    let config = ServerConfig::from_env(paths.clone())?;
+    let mut config = ServerConfig::from_env(paths.clone())?;
+    config.auth = args.auth.settings(config.auth)?;
     let host = args.bind_host();
+    config
+        .auth
+        .check_exposure(host, args.auth.insecure_no_auth)?;
     let listener = tokio::net::TcpListener::bind((host, args.port))
         .await
         .with_context(|| format!("cannot listen on {host}:{}", args.port))?;
@@ -99,6 +103,7 @@ pub async fn start_background(paths: &Paths, args: &StartArgs) -> anyhow::Result
     command
         .args(["api", "start", "--foreground", "--host", args.bind_host()])
         .args(["--port", &args.port.to_string()])
+        .args(args.auth.to_args())
         .env(skydeck_server::config::ENV_HOME, &paths.home)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

@@ -99,6 +99,7 @@ async fn connect(paths: &Paths) -> anyhow::Result<Client> {
         port: endpoint::DEFAULT_PORT,
         deploy: false,
         foreground: false,
+        auth: Default::default(),
     };
     let url = daemon::start_background(paths, &args)
         .await
