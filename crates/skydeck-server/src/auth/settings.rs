@@ -1,7 +1,7 @@
 //! Which ways of proving who you are a server accepts.
 
 use anyhow::bail;
-use axum::http::HeaderName;
+pub use axum::http::HeaderName;
 use ipnet::IpNet;
 use std::net::IpAddr;
 use std::path::PathBuf;

@@ -6,15 +6,17 @@ mod requests;
 mod schedule;
 mod stream;
 mod upload;
+mod users;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::handler::Handler;
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use skydeck_types::version::{
     API_VERSION, HEADER_API_VERSION, HEADER_REQUEST_ID, HEADER_VERSION, MIN_COMPATIBLE_API_VERSION,
     SKYPILOT_COMPAT_VERSION,
@@ -24,41 +26,77 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 pub type SharedState = Arc<AppState>;
 
-/// Every route with its method, for documentation and for the test that
-/// proves each one is covered by authentication.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/health"),
-    ("GET", "/api/health"),
-    ("GET", "/api/get"),
-    ("GET", "/api/stream"),
-    ("GET", "/api/status"),
-    ("POST", "/api/cancel"),
-    ("POST", "/status"),
-    ("POST", "/check"),
-    ("GET", "/enabled_clouds"),
-    ("GET", "/workspaces"),
-    ("GET", "/users/me/workspace"),
-    ("POST", "/jobs/queue/v2"),
-    ("POST", "/serve/status"),
-    ("POST", "/jobs/pool_status"),
-    ("POST", "/launch"),
-    ("POST", "/exec"),
-    ("POST", "/start"),
-    ("POST", "/stop"),
-    ("POST", "/down"),
-    ("POST", "/autostop"),
-    ("POST", "/queue"),
-    ("POST", "/cancel"),
-    ("POST", "/logs"),
-    ("POST", "/job_status"),
-    ("POST", "/endpoints"),
-    ("POST", "/validate"),
-    ("POST", "/optimize"),
-    ("POST", "/download_logs"),
-    ("POST", "/download"),
-    ("GET", "/upload_v2/blob"),
-    ("POST", "/upload_v2"),
-];
+/// One route: method, path and handler.
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    handler: MethodRouter<SharedState>,
+}
+
+impl Route {
+    fn get<H: Handler<T, SharedState>, T: 'static>(path: &'static str, handler: H) -> Self {
+        Self {
+            method: Method::GET,
+            path,
+            handler: get(handler),
+        }
+    }
+
+    fn post<H: Handler<T, SharedState>, T: 'static>(path: &'static str, handler: H) -> Self {
+        Self {
+            method: Method::POST,
+            path,
+            handler: post(handler),
+        }
+    }
+}
+
+/// Every route the server answers. The router is built from this list and
+/// the authentication test walks it, so no route can exist untested.
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/health", health::plain),
+        Route::get("/api/health", health::api_health),
+        Route::get("/api/get", requests::api_get),
+        Route::get("/api/stream", stream::api_stream),
+        Route::get("/api/status", requests::api_status),
+        Route::post("/api/cancel", schedule::api_cancel),
+        Route::post("/status", schedule::status),
+        Route::post("/check", schedule::check),
+        Route::get("/enabled_clouds", schedule::enabled_clouds),
+        Route::get("/workspaces", schedule::workspaces),
+        Route::get("/users/me/workspace", schedule::my_workspace),
+        Route::post("/jobs/queue/v2", schedule::jobs_queue),
+        Route::post("/serve/status", schedule::serve_status),
+        Route::post("/jobs/pool_status", schedule::pool_status),
+        Route::post("/launch", schedule::launch),
+        Route::post("/exec", schedule::exec),
+        Route::post("/start", schedule::start),
+        Route::post("/stop", schedule::stop),
+        Route::post("/down", schedule::down),
+        Route::post("/autostop", schedule::autostop),
+        Route::post("/queue", schedule::queue),
+        Route::post("/cancel", schedule::cancel),
+        Route::post("/logs", schedule::logs),
+        Route::post("/job_status", schedule::job_status),
+        Route::post("/endpoints", schedule::endpoints),
+        Route::post("/validate", schedule::validate),
+        Route::post("/optimize", schedule::optimize),
+        Route::post("/download_logs", schedule::download_logs),
+        Route::post("/download", download::download),
+        Route::get("/upload_v2/blob", upload::blob_exists),
+        Route::post("/upload_v2", upload::upload),
+        Route::get("/users", users::list),
+        Route::get("/users/me", users::me),
+        Route::post("/users/create", users::create),
+        Route::post("/users/update", users::update),
+        Route::post("/users/delete", users::delete),
+        Route::post("/users/import", users::import),
+        Route::get("/users/tokens", users::list_tokens),
+        Route::post("/users/tokens/create", users::create_token),
+        Route::post("/users/tokens/revoke", users::revoke_token),
+    ]
+}
 
 pub fn router(state: SharedState) -> Router {
     router_with(state, Router::new())
@@ -67,38 +105,9 @@ pub fn router(state: SharedState) -> Router {
 /// The router with `extra` routes behind the same middleware (for tests).
 pub fn router_with(state: SharedState, extra: Router<SharedState>) -> Router {
     let body_limit = state.config.max_body_bytes;
-    extra
-        .route("/health", get(health::plain))
-        .route("/api/health", get(health::api_health))
-        .route("/api/get", get(requests::api_get))
-        .route("/api/stream", get(stream::api_stream))
-        .route("/api/status", get(requests::api_status))
-        .route("/api/cancel", post(schedule::api_cancel))
-        .route("/status", post(schedule::status))
-        .route("/check", post(schedule::check))
-        .route("/enabled_clouds", get(schedule::enabled_clouds))
-        .route("/workspaces", get(schedule::workspaces))
-        .route("/users/me/workspace", get(schedule::my_workspace))
-        .route("/jobs/queue/v2", post(schedule::jobs_queue))
-        .route("/serve/status", post(schedule::serve_status))
-        .route("/jobs/pool_status", post(schedule::pool_status))
-        .route("/launch", post(schedule::launch))
-        .route("/exec", post(schedule::exec))
-        .route("/start", post(schedule::start))
-        .route("/stop", post(schedule::stop))
-        .route("/down", post(schedule::down))
-        .route("/autostop", post(schedule::autostop))
-        .route("/queue", post(schedule::queue))
-        .route("/cancel", post(schedule::cancel))
-        .route("/logs", post(schedule::logs))
-        .route("/job_status", post(schedule::job_status))
-        .route("/endpoints", post(schedule::endpoints))
-        .route("/validate", post(schedule::validate))
-        .route("/optimize", post(schedule::optimize))
-        .route("/download_logs", post(schedule::download_logs))
-        .route("/download", post(download::download))
-        .route("/upload_v2/blob", get(upload::blob_exists))
-        .route("/upload_v2", post(upload::upload))
+    routes()
+        .into_iter()
+        .fold(extra, |router, route| router.route(route.path, route.handler))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -1,0 +1,548 @@
+//! Authentication and authorization, in process against a real SQLite store:
+//! every route refuses strangers, each kind of bad credential is refused
+//! with the right status, and users cannot reach each other's work.
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Method, Request, StatusCode};
+use base64::Engine;
+use http_body_util::BodyExt;
+use skydeck_server::Server;
+use skydeck_server::auth::PUBLIC_ROUTES;
+use skydeck_server::auth::settings::{AuthSettings, Credentials, HeaderName};
+use skydeck_server::config::{Paths, ServerConfig};
+use skydeck_store::{ClusterRecord, ClusterStatus, Role, TokenRecord};
+use std::net::SocketAddr;
+use tower::ServiceExt;
+
+const ADMIN_PASSWORD: &str = "admin-pw-4a1f";
+
+struct App {
+    router: axum::Router,
+    server: Server,
+    _home: tempfile::TempDir,
+}
+
+async fn app_with(auth: AuthSettings) -> App {
+    let home = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::for_tests(Paths::new(home.path()));
+    config.auth = auth;
+    let server = Server::open(config).await.unwrap();
+    App {
+        router: server.router(),
+        server,
+        _home: home,
+    }
+}
+
+/// Basic auth and tokens on, with an admin and two users.
+async fn app() -> App {
+    let app = app_with(AuthSettings {
+        basic_auth: true,
+        service_accounts: true,
+        proxy_header: Some(HeaderName::from_static("x-auth-request-email")),
+        trusted_proxies: vec!["10.9.0.0/16".parse().unwrap()],
+        initial_admin: Some(Credentials::parse(&format!("admin:{ADMIN_PASSWORD}")).unwrap()),
+        ..Default::default()
+    })
+    .await;
+    for (name, password) in [("alice", "alice-pw"), ("bob", "bob-pw")] {
+        let answer = app
+            .call(
+                post(
+                    "/users/create",
+                    &format!(r#"{{"name": "{name}", "password": "{password}"}}"#),
+                )
+                .basic("admin", ADMIN_PASSWORD),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    }
+    app
+}
+
+struct Answer {
+    status: StatusCode,
+    body: serde_json::Value,
+}
+
+impl App {
+    async fn call(&self, request: Call) -> Answer {
+        let response = self.router.clone().oneshot(request.0).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into()));
+        Answer { status, body }
+    }
+
+    fn store(&self) -> &dyn skydeck_store::Store {
+        self.server.state().store.as_ref()
+    }
+
+    async fn user_id(&self, name: &str) -> String {
+        self.store()
+            .get_user_by_name(name)
+            .await
+            .unwrap()
+            .unwrap()
+            .id
+    }
+
+    /// A new token for `user` and its secret.
+    async fn token(&self, user: &str, password: &str) -> (String, String) {
+        let answer = self
+            .call(post("/users/tokens/create", r#"{"name": "ci"}"#).basic(user, password))
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+        (
+            answer.body["id"].as_str().unwrap().to_owned(),
+            answer.body["token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// A request submitted by `user`; returns its id.
+    async fn submit_status(&self, user: &str, password: &str) -> String {
+        let response = self
+            .router
+            .clone()
+            .oneshot(post("/status", "{}").basic(user, password).0)
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.headers()["x-skypilot-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+struct Call(Request<Body>);
+
+fn request(method: Method, uri: &str, body: &str) -> Call {
+    Call(
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("X-SkyPilot-API-Version", "62")
+            .header("X-SkyPilot-Version", "0.14.1")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap(),
+    )
+}
+
+fn get(uri: &str) -> Call {
+    request(Method::GET, uri, "")
+}
+
+fn post(uri: &str, body: &str) -> Call {
+    request(Method::POST, uri, body)
+}
+
+impl Call {
+    fn header(mut self, name: &str, value: &str) -> Self {
+        self.0
+            .headers_mut()
+            .insert(HeaderName::try_from(name).unwrap(), value.parse().unwrap());
+        self
+    }
+
+    fn basic(self, user: &str, password: &str) -> Self {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.header("authorization", &format!("Basic {encoded}"))
+    }
+
+    fn bearer(self, token: &str) -> Self {
+        self.header("authorization", &format!("Bearer {token}"))
+    }
+
+    fn from_peer(mut self, peer: &str) -> Self {
+        let addr: SocketAddr = peer.parse().unwrap();
+        self.0.extensions_mut().insert(ConnectInfo(addr));
+        self
+    }
+}
+
+#[tokio::test]
+async fn every_route_but_the_health_checks_refuses_an_unauthenticated_call() {
+    let app = app().await;
+    let routes = skydeck_server::routes::routes();
+    assert!(routes.len() > 30, "the walk covers the whole router");
+    for route in &routes {
+        let body = if route.method == Method::POST { "{}" } else { "" };
+        let public = PUBLIC_ROUTES.contains(&route.path);
+        for (label, call) in [
+            ("no credentials", request(route.method.clone(), route.path, body)),
+            (
+                "a made-up token",
+                request(route.method.clone(), route.path, body).bearer("sky_madeup"),
+            ),
+            (
+                "malformed basic credentials",
+                request(route.method.clone(), route.path, body)
+                    .header("authorization", "Basic !!notbase64"),
+            ),
+        ] {
+            let answer = app.call(call).await;
+            if public {
+                assert_eq!(answer.status, StatusCode::OK, "{} {}", route.method, route.path);
+            } else {
+                assert_eq!(
+                    answer.status,
+                    StatusCode::UNAUTHORIZED,
+                    "{} {} with {label} answered {:?}",
+                    route.method,
+                    route.path,
+                    answer.body
+                );
+            }
+        }
+    }
+    // Paths that are not routes are refused the same way, not probed.
+    let answer = app.call(get("/no/such/route")).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn health_reports_the_modes_and_who_is_calling() {
+    let app = app().await;
+    let anonymous = app.call(get("/api/health")).await;
+    assert_eq!(anonymous.status, StatusCode::OK);
+    assert_eq!(anonymous.body["basic_auth_enabled"], true);
+    assert_eq!(anonymous.body["service_account_token_enabled"], true);
+    assert_eq!(anonymous.body["external_proxy_auth_enabled"], true);
+    assert_eq!(anonymous.body["ingress_basic_auth_enabled"], false);
+    assert!(anonymous.body["user"].is_null());
+
+    let alice = app.call(get("/api/health").basic("alice", "alice-pw")).await;
+    assert_eq!(alice.body["user"]["name"], "alice");
+    assert_eq!(alice.body["user"]["id"], app.user_id("alice").await);
+    let wrong = app.call(get("/api/health").basic("alice", "wrong")).await;
+    assert_eq!(wrong.status, StatusCode::OK);
+    assert!(wrong.body["user"].is_null(), "wrong credentials are nobody");
+}
+
+#[tokio::test]
+async fn wrong_passwords_are_refused_and_then_rate_limited() {
+    let app = app().await;
+    let ok = app.call(get("/users/me").basic("alice", "alice-pw")).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(ok.body["name"], "alice");
+
+    let answer = app.call(get("/users/me").basic("alice", "alice-PW")).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer.body["detail"], "Invalid user name or password.");
+    let answer = app.call(get("/users/me").basic("nobody", "x")).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer.body["detail"], "Invalid user name or password.");
+
+    // Bob guesses from one address until locked out: then even his right
+    // password is refused without being checked, while alice is unaffected.
+    for _ in 0..5 {
+        let answer = app
+            .call(get("/users/me").basic("bob", "guess").from_peer("10.1.1.1:5000"))
+            .await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    }
+    let locked = app
+        .call(get("/users/me").basic("bob", "bob-pw").from_peer("10.1.1.1:5000"))
+        .await;
+    assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        locked.body["detail"].as_str().unwrap().contains("Too many failed logins"),
+        "{:?}",
+        locked.body
+    );
+    let elsewhere = app
+        .call(get("/users/me").basic("bob", "bob-pw").from_peer("10.1.1.2:5000"))
+        .await;
+    assert_eq!(elsewhere.status, StatusCode::OK, "another address is not locked");
+}
+
+#[tokio::test]
+async fn tokens_work_until_revoked_expired_or_their_user_is_deleted() {
+    let app = app().await;
+    let (id, token) = app.token("alice", "alice-pw").await;
+    assert!(token.starts_with("sky_"));
+    let me = app.call(get("/users/me").bearer(&token)).await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(me.body["name"], "alice");
+
+    // Listings never show the secret, and the store holds only its hash.
+    let list = app.call(get("/users/tokens").bearer(&token)).await;
+    assert_eq!(list.body[0]["id"], id.as_str());
+    assert!(!list.body.to_string().contains(&token[4..]));
+    let stored = app.store().list_tokens(None).await.unwrap();
+    assert!(stored.iter().all(|t| t.hash != token && !t.hash.contains(&token[4..])));
+
+    // Revoked.
+    let revoke = app
+        .call(post("/users/tokens/revoke", &format!(r#"{{"id": "{id}"}}"#)).bearer(&token))
+        .await;
+    assert_eq!(revoke.status, StatusCode::OK, "{:?}", revoke.body);
+    let refused = app.call(get("/users/me").bearer(&token)).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert!(refused.body["detail"].as_str().unwrap().contains("revoked"));
+
+    // Expired: a token whose expiry has passed.
+    let expired = "sky_expiredexpiredexpiredexpiredexpiredexpired1";
+    app.store()
+        .insert_token(&TokenRecord {
+            id: "old1".into(),
+            user_id: app.user_id("alice").await,
+            name: "old".into(),
+            hash: skydeck_server::auth::tokens::hash(expired),
+            created_at: 1.0,
+            expires_at: Some(2.0),
+            last_used_at: None,
+            revoked_at: None,
+        })
+        .await
+        .unwrap();
+    let refused = app.call(get("/users/me").bearer(expired)).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert!(refused.body["detail"].as_str().unwrap().contains("expired"));
+
+    // The user is deleted: their other token stops working.
+    let (_, bobs) = app.token("bob", "bob-pw").await;
+    assert_eq!(app.call(get("/users/me").bearer(&bobs)).await.status, StatusCode::OK);
+    let deleted = app
+        .call(post("/users/delete", r#"{"user": "bob"}"#).basic("admin", ADMIN_PASSWORD))
+        .await;
+    assert_eq!(deleted.status, StatusCode::OK, "{:?}", deleted.body);
+    assert_eq!(deleted.body["revoked_tokens"], 1);
+    let refused = app.call(get("/users/me").bearer(&bobs)).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    let refused = app.call(get("/users/me").basic("bob", "bob-pw")).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "the password went too");
+}
+
+#[tokio::test]
+async fn a_proxy_identity_header_counts_only_from_a_trusted_proxy() {
+    let app = app().await;
+    let trusted = app
+        .call(
+            get("/users/me")
+                .header("X-Auth-Request-Email", "carol@example.com")
+                .from_peer("10.9.3.4:40000"),
+        )
+        .await;
+    assert_eq!(trusted.status, StatusCode::OK, "{:?}", trusted.body);
+    assert_eq!(trusted.body["name"], "carol@example.com");
+    assert_eq!(trusted.body["role"], "user");
+
+    for peer in ["10.8.3.4:40000", "127.0.0.1:40000"] {
+        let forged = app
+            .call(
+                get("/users/me")
+                    .header("X-Auth-Request-Email", "admin")
+                    .from_peer(peer),
+            )
+            .await;
+        assert_eq!(forged.status, StatusCode::UNAUTHORIZED, "from {peer}");
+    }
+}
+
+#[tokio::test]
+async fn an_ingress_that_checked_basic_auth_names_the_user() {
+    let app = app_with(AuthSettings {
+        ingress_header: Some(HeaderName::from_static("authorization")),
+        trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()],
+        ..Default::default()
+    })
+    .await;
+    let health = app
+        .call(get("/api/health").basic("dana", "checked-by-ingress").from_peer("10.0.0.7:1"))
+        .await;
+    assert_eq!(health.body["ingress_basic_auth_enabled"], true);
+    assert_eq!(health.body["basic_auth_enabled"], false);
+    assert_eq!(health.body["user"]["name"], "dana");
+    let direct = app
+        .call(get("/users/me").basic("dana", "anything").from_peer("192.168.0.1:1"))
+        .await;
+    assert_eq!(direct.status, StatusCode::UNAUTHORIZED, "not through the ingress");
+}
+
+#[tokio::test]
+async fn users_cannot_read_each_others_requests() {
+    let app = app().await;
+    let alices = app.submit_status("alice", "alice-pw").await;
+    for uri in [
+        format!("/api/get?request_id={alices}"),
+        format!("/api/stream?request_id={alices}"),
+        format!("/api/stream?request_id={}", &alices[..8]),
+    ] {
+        let answer = app.call(get(&uri).basic("bob", "bob-pw")).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{uri}: {:?}", answer.body);
+        assert!(answer.body["detail"].as_str().unwrap().contains("another user"));
+    }
+    let own = app
+        .call(get(&format!("/api/get?request_id={alices}")).basic("alice", "alice-pw"))
+        .await;
+    assert_eq!(own.status, StatusCode::OK, "{:?}", own.body);
+    let admin = app
+        .call(get(&format!("/api/get?request_id={alices}")).basic("admin", ADMIN_PASSWORD))
+        .await;
+    assert_eq!(admin.status, StatusCode::OK);
+
+    let listed = app
+        .call(get("/api/status?all_status=true").basic("bob", "bob-pw"))
+        .await;
+    assert!(!listed.body.to_string().contains(&alices), "{:?}", listed.body);
+    let listed = app
+        .call(get("/api/status?all_status=true").basic("admin", ADMIN_PASSWORD))
+        .await;
+    assert!(listed.body.to_string().contains(&alices));
+
+    // A request's user is the proven one, whatever the body claims.
+    let body = r#"{"env_vars": {"SKYPILOT_USER_ID": "admin0", "SKYPILOT_USER": "admin"}}"#;
+    let response = app
+        .router
+        .clone()
+        .oneshot(post("/status", body).basic("bob", "bob-pw").0)
+        .await
+        .unwrap();
+    let id = response.headers()["x-skypilot-request-id"].to_str().unwrap();
+    let record = app.store().get_request(id).await.unwrap().unwrap();
+    assert_eq!(record.user_id, app.user_id("bob").await);
+    assert_eq!(record.body["env_vars"]["SKYPILOT_USER"], "bob");
+}
+
+#[tokio::test]
+async fn users_cannot_act_on_each_others_clusters() {
+    let app = app().await;
+    let alice = app.user_id("alice").await;
+    app.store()
+        .put_cluster(&ClusterRecord {
+            name: "alices".into(),
+            status: ClusterStatus::Up,
+            user_id: alice,
+            workspace: "default".into(),
+            infra: "local".into(),
+            cluster_hash: "h".into(),
+            launched_at: Some(1.0),
+            status_updated_at: 1.0,
+            num_nodes: 1,
+            resources: serde_json::json!({}),
+            handle: serde_json::json!({}),
+            autostop_minutes: -1,
+            autostop_down: false,
+            ever_up: true,
+            last_use: None,
+        })
+        .await
+        .unwrap();
+    for (path, body) in [
+        ("/stop", r#"{"cluster_name": "alices"}"#),
+        ("/down", r#"{"cluster_name": "alices"}"#),
+        ("/queue", r#"{"cluster_name": "alices"}"#),
+        ("/logs", r#"{"cluster_name": "alices", "job_id": 1}"#),
+        ("/download_logs", r#"{"cluster_name": "alices"}"#),
+        ("/cancel", r#"{"cluster_name": "alices", "all": true}"#),
+        ("/exec", r#"{"cluster_name": "alices", "task": "run: echo hi"}"#),
+        (
+            "/launch",
+            r#"{"cluster_name": "alices", "task": "run: echo hi"}"#,
+        ),
+    ] {
+        let answer = app.call(post(path, body).basic("bob", "bob-pw")).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{path}: {:?}", answer.body);
+        assert!(
+            answer.body["detail"].as_str().unwrap().contains("belongs to another user"),
+            "{path}: {:?}",
+            answer.body
+        );
+    }
+    let own = app
+        .call(post("/queue", r#"{"cluster_name": "alices"}"#).basic("alice", "alice-pw"))
+        .await;
+    assert_eq!(own.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn only_admins_manage_users() {
+    let app = app().await;
+    let answer = app
+        .call(post("/users/create", r#"{"name": "eve", "password": "x"}"#).basic("alice", "alice-pw"))
+        .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert!(answer.body["detail"].as_str().unwrap().contains("Only admins"));
+    let answer = app
+        .call(post("/users/update", r#"{"user": "alice", "role": "admin"}"#).basic("alice", "alice-pw"))
+        .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN, "no promoting yourself");
+    let answer = app
+        .call(get("/users/tokens?all=true").basic("alice", "alice-pw"))
+        .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+
+    // Users may change their own password.
+    let answer = app
+        .call(post("/users/update", r#"{"user": "alice", "password": "new-pw"}"#).basic("alice", "alice-pw"))
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    assert_eq!(
+        app.call(get("/users/me").basic("alice", "alice-pw")).await.status,
+        StatusCode::UNAUTHORIZED,
+        "the old password stops working at once"
+    );
+    assert_eq!(
+        app.call(get("/users/me").basic("alice", "new-pw")).await.status,
+        StatusCode::OK
+    );
+
+    let answer = app
+        .call(post("/users/update", r#"{"user": "alice", "role": "admin"}"#).basic("admin", ADMIN_PASSWORD))
+        .await;
+    assert_eq!(answer.body["role"], "admin");
+    let stored = app.store().get_user_by_name("alice").await.unwrap().unwrap();
+    assert_eq!(stored.role, Role::Admin);
+    let answer = app
+        .call(post("/users/create", r#"{"name": "alice", "password": "x"}"#).basic("admin", ADMIN_PASSWORD))
+        .await;
+    assert_eq!(answer.status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn htpasswd_users_log_in_with_their_imported_passwords() {
+    let app = app().await;
+    // Lines as `htpasswd -nbB`, `-nbm` and `-nbs` write them (password "pw"
+    // for bob and carol, "s3cret" for alice).
+    let file = "erin:$2y$05$XkT/r7IvSDhxkWjH9Sg4d.5zUhuBsZ0YVyGzyrvB7iXuix5qCb6jS\n\
+                frank:$apr1$wFJlD6cn$/cym6ibcUaV068IilBkbw.\n\
+                grace:{SHA}GpHWL3ymc5liWkNopqtdSjuqYHM=\n";
+    let body = serde_json::json!({ "htpasswd": file }).to_string();
+    let answer = app
+        .call(post("/users/import", &body).basic("admin", ADMIN_PASSWORD))
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    assert_eq!(answer.body["imported"], 3);
+    for (user, password) in [("erin", "s3cret"), ("frank", "pw"), ("grace", "pw")] {
+        let me = app.call(get("/users/me").basic(user, password)).await;
+        assert_eq!(me.status, StatusCode::OK, "{user}");
+        assert_eq!(me.body["name"], user);
+    }
+    let bad = serde_json::json!({ "htpasswd": "henry:plain\n" }).to_string();
+    let answer = app
+        .call(post("/users/import", &bad).basic("admin", ADMIN_PASSWORD))
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(answer.body["detail"].as_str().unwrap().contains("line 1 (henry)"));
+}
+
+#[tokio::test]
+async fn without_auth_nothing_is_refused_and_clients_name_themselves() {
+    let app = app_with(AuthSettings::default()).await;
+    for route in skydeck_server::routes::routes() {
+        let body = if route.method == Method::POST { "{}" } else { "" };
+        let answer = app
+            .call(request(route.method.clone(), route.path, body))
+            .await;
+        assert_ne!(answer.status, StatusCode::UNAUTHORIZED, "{}", route.path);
+        assert_ne!(answer.status, StatusCode::FORBIDDEN, "{}", route.path);
+    }
+    let health = app.call(get("/api/health")).await;
+    assert_eq!(health.body["basic_auth_enabled"], false);
+    assert!(health.body["user"]["id"].is_string());
+}
