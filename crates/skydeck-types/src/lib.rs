@@ -7,6 +7,7 @@
 //! needs more than serde (pickled error envelopes, double-encoded values).
 
 pub mod bodies;
+pub mod config;
 pub mod health;
 pub mod request;
 pub mod task;
