@@ -18,6 +18,8 @@ pub const ENV_SHORT_WORKERS: &str = "SKYDECK_SHORT_WORKERS";
 pub const ENV_TEST_HOLD: &str = "SKYDECK_TEST_HOLD_REQUESTS";
 /// `user:password` of the first admin, created at start if missing.
 pub const ENV_INITIAL_BASIC_AUTH: &str = "SKYDECK_INITIAL_BASIC_AUTH";
+/// Seconds a REST admin policy may take to answer (default 30, as SkyPilot).
+pub const ENV_POLICY_TIMEOUT: &str = "SKYDECK_ADMIN_POLICY_TIMEOUT";
 /// The most an upload (workdir and file mounts, unpacked) may hold.
 pub const ENV_MAX_UPLOAD_BYTES: &str = "SKYDECK_MAX_UPLOAD_BYTES";
 
@@ -143,6 +145,7 @@ pub struct ServerConfig {
     pub hold_requests: HashSet<String>,
     /// Who may call, and how they prove it.
     pub auth: crate::auth::settings::AuthSettings,
+    pub admin_policy_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -169,6 +172,10 @@ impl ServerConfig {
                 .filter(|name| !name.is_empty())
                 .map(str::to_owned)
                 .collect(),
+            admin_policy_timeout: env_usize(ENV_POLICY_TIMEOUT)?
+                .map_or(crate::admin_policy::DEFAULT_TIMEOUT, |secs| {
+                    Duration::from_secs(secs as u64)
+                }),
             auth: crate::auth::settings::AuthSettings {
                 initial_admin: match std::env::var(ENV_INITIAL_BASIC_AUTH) {
                     Ok(text) if !text.is_empty() => Some(
@@ -198,6 +205,7 @@ impl ServerConfig {
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             hold_requests: HashSet::new(),
             auth: Default::default(),
+            admin_policy_timeout: crate::admin_policy::DEFAULT_TIMEOUT,
         }
     }
 }

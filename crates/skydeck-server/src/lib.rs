@@ -14,6 +14,7 @@ pub mod error;
 pub mod executor;
 pub mod extract;
 pub mod infra;
+pub mod live_config;
 pub mod ops;
 pub mod request_log;
 pub mod routes;
@@ -62,6 +63,9 @@ impl Server {
             heartbeat_at: now(),
         };
         store.register_server(&me).await?;
+        let live_config = Arc::new(
+            live_config::LiveConfig::open(config.paths.config_file(), store.clone()).await?,
+        );
         let signals = Arc::new(Signals::default());
         let infra = Arc::new(clusters::Infra::new(&config.paths));
         let executor = Executor::new(
@@ -71,6 +75,7 @@ impl Server {
             signals,
             exclusive,
             infra.clone(),
+            live_config.clone(),
         )
         .context("cannot create the request log directory")?;
         let settled = executor.settle_orphans(&me).await?;
@@ -87,7 +92,13 @@ impl Server {
         auth.bootstrap().await?;
         executor.start();
         let state = Arc::new(AppState::new(
-            config, store, executor, local_user, infra, auth,
+            config,
+            store,
+            executor,
+            local_user,
+            infra,
+            auth,
+            live_config,
         ));
         Ok(Self {
             state,
@@ -172,6 +183,7 @@ async fn maintain(state: Arc<AppState>, me: ServerInfo) {
                     tracing::warn!(error = %err, "cannot checkpoint the database");
                 }
                 sweep_secrets(&state).await;
+                state.live_config.refresh().await;
             }
             _ = cancel_check.tick() => {
                 if let Err(err) = state.executor.apply_remote_cancellations().await {

@@ -18,6 +18,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     draining: AtomicBool,
     pub uploads: crate::uploads::Uploads,
+    /// The server config as it is now (workspaces, admin policy…).
+    pub live_config: Arc<crate::live_config::LiveConfig>,
     /// Checks who is calling (see `auth`).
     pub auth: crate::auth::Authenticator,
     /// The infrastructure clusters are launched on.
@@ -35,8 +37,10 @@ impl AppState {
         local_user: User,
         infra: Arc<crate::clusters::Infra>,
         auth: crate::auth::Authenticator,
+        live_config: Arc<crate::live_config::LiveConfig>,
     ) -> Self {
         Self {
+            live_config,
             auth,
             uploads: crate::uploads::Uploads::new(config.paths.uploads(), config.max_upload_bytes),
             infra,

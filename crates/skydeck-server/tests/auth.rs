@@ -157,7 +157,7 @@ impl Call {
         self.header("authorization", &format!("Bearer {token}"))
     }
 
-    fn from_peer(mut self, peer: &str) -> Self {
+    fn via_peer(mut self, peer: &str) -> Self {
         let addr: SocketAddr = peer.parse().unwrap();
         self.0.extensions_mut().insert(ConnectInfo(addr));
         self
@@ -241,12 +241,12 @@ async fn wrong_passwords_are_refused_and_then_rate_limited() {
     // password is refused without being checked, while alice is unaffected.
     for _ in 0..5 {
         let answer = app
-            .call(get("/users/me").basic("bob", "guess").from_peer("10.1.1.1:5000"))
+            .call(get("/users/me").basic("bob", "guess").via_peer("10.1.1.1:5000"))
             .await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
     }
     let locked = app
-        .call(get("/users/me").basic("bob", "bob-pw").from_peer("10.1.1.1:5000"))
+        .call(get("/users/me").basic("bob", "bob-pw").via_peer("10.1.1.1:5000"))
         .await;
     assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(
@@ -255,7 +255,7 @@ async fn wrong_passwords_are_refused_and_then_rate_limited() {
         locked.body
     );
     let elsewhere = app
-        .call(get("/users/me").basic("bob", "bob-pw").from_peer("10.1.1.2:5000"))
+        .call(get("/users/me").basic("bob", "bob-pw").via_peer("10.1.1.2:5000"))
         .await;
     assert_eq!(elsewhere.status, StatusCode::OK, "another address is not locked");
 }
@@ -325,7 +325,7 @@ async fn a_proxy_identity_header_counts_only_from_a_trusted_proxy() {
         .call(
             get("/users/me")
                 .header("X-Auth-Request-Email", "carol@example.com")
-                .from_peer("10.9.3.4:40000"),
+                .via_peer("10.9.3.4:40000"),
         )
         .await;
     assert_eq!(trusted.status, StatusCode::OK, "{:?}", trusted.body);
@@ -337,7 +337,7 @@ async fn a_proxy_identity_header_counts_only_from_a_trusted_proxy() {
             .call(
                 get("/users/me")
                     .header("X-Auth-Request-Email", "admin")
-                    .from_peer(peer),
+                    .via_peer(peer),
             )
             .await;
         assert_eq!(forged.status, StatusCode::UNAUTHORIZED, "from {peer}");
@@ -353,13 +353,13 @@ async fn an_ingress_that_checked_basic_auth_names_the_user() {
     })
     .await;
     let health = app
-        .call(get("/api/health").basic("dana", "checked-by-ingress").from_peer("10.0.0.7:1"))
+        .call(get("/api/health").basic("dana", "checked-by-ingress").via_peer("10.0.0.7:1"))
         .await;
     assert_eq!(health.body["ingress_basic_auth_enabled"], true);
     assert_eq!(health.body["basic_auth_enabled"], false);
     assert_eq!(health.body["user"]["name"], "dana");
     let direct = app
-        .call(get("/users/me").basic("dana", "anything").from_peer("192.168.0.1:1"))
+        .call(get("/users/me").basic("dana", "anything").via_peer("192.168.0.1:1"))
         .await;
     assert_eq!(direct.status, StatusCode::UNAUTHORIZED, "not through the ingress");
 }

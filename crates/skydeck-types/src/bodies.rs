@@ -37,6 +37,16 @@ impl BaseBody {
         }
     }
 
+    /// The workspace the client chose (`active_workspace` in its config,
+    /// which the client sends as an override of the server's).
+    pub fn active_workspace(&self) -> Option<&str> {
+        self.override_skypilot_config
+            .as_ref()?
+            .get("active_workspace")?
+            .as_str()
+            .filter(|name| !name.is_empty())
+    }
+
     /// The caller's local user name, as the client reports it.
     pub fn user_name(&self) -> Option<&str> {
         self.env_vars

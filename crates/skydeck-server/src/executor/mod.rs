@@ -68,6 +68,8 @@ pub struct Executor {
     exclusive: bool,
     peer_timeout: Duration,
     auth_enabled: bool,
+    live_config: Arc<crate::live_config::LiveConfig>,
+    policy_timeout: Duration,
 }
 
 impl Executor {
@@ -78,6 +80,7 @@ impl Executor {
         signals: Arc<Signals>,
         exclusive: bool,
         infra: Arc<crate::clusters::Infra>,
+        live_config: Arc<crate::live_config::LiveConfig>,
     ) -> std::io::Result<Arc<Self>> {
         let pool = |workers| Pool {
             permits: Arc::new(Semaphore::new(workers)),
@@ -100,6 +103,8 @@ impl Executor {
             exclusive,
             peer_timeout: config.peer_timeout,
             auth_enabled: config.auth.is_enabled(),
+            live_config,
+            policy_timeout: config.admin_policy_timeout,
         }))
     }
 
@@ -166,6 +171,7 @@ impl Executor {
                     &request.id,
                     &request.name,
                     &request.user_id,
+                    &request.workspace,
                     request.body.clone(),
                     log,
                 )
@@ -327,6 +333,7 @@ impl Executor {
             &id,
             &request.name,
             &request.user_id,
+            &request.workspace,
             request.body,
             log.clone(),
         );
@@ -353,6 +360,7 @@ impl Executor {
         id: &str,
         name: &str,
         user_id: &str,
+        workspace: &str,
         body: serde_json::Value,
         log: Arc<RequestLog>,
     ) -> Outcome {
@@ -373,6 +381,9 @@ impl Executor {
             infra: self.infra.clone(),
             executor: Arc::downgrade(self),
             auth_enabled: self.auth_enabled,
+            config: self.live_config.get(),
+            workspace: workspace.to_owned(),
+            policy_timeout: self.policy_timeout,
         };
         let hold = self.hold.contains(name);
         let work = std::panic::AssertUnwindSafe(async move {

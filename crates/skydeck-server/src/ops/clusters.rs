@@ -13,6 +13,7 @@ use skydeck_agent::protocol::{Demand, JobSpec};
 use skydeck_infra::{ClusterSpec, ClusterState, Handle, InfraError};
 use skydeck_store::{ClusterRecord, ClusterStatus};
 use skydeck_types::RequestError;
+use skydeck_types::config::PolicyRequestOptions;
 use skydeck_types::bodies::{
     AutostopBody, ExecBody, LaunchBody, StartBody, StatusBody, StopOrDownBody,
 };
@@ -122,7 +123,7 @@ async fn bring_up(
                 name: name.to_owned(),
                 status: ClusterStatus::Init,
                 user_id: ctx.user_id.clone(),
-                workspace: "default".to_owned(),
+                workspace: ctx.workspace.clone(),
                 infra: plan.infra.clone(),
                 cluster_hash: uuid::Uuid::new_v4().to_string(),
                 launched_at: Some(now()),
@@ -324,9 +325,45 @@ async fn load_plan(
     crate::clusters::plan::plan(task, uploaded.as_deref())
 }
 
-pub async fn launch(ctx: &RequestContext, body: LaunchBody) -> OpResult {
+/// Refuses infrastructure the request's workspace (or `allowed_clouds`)
+/// leaves out.
+fn check_infra_allowed(ctx: &RequestContext, plan: &Plan) -> Result<(), RequestError> {
+    ctx.config
+        .infra_allowed(&ctx.workspace, &plan.infra)
+        .map_err(|reason| RequestError::new(exception::PERMISSION_DENIED, format!("Cannot launch: {reason}.")))
+}
+
+/// A cluster is used from the workspace it was launched in.
+fn check_same_workspace(ctx: &RequestContext, cluster: &ClusterRecord) -> Result<(), RequestError> {
+    if cluster.workspace == ctx.workspace {
+        return Ok(());
+    }
+    Err(RequestError::new(
+        exception::PERMISSION_DENIED,
+        format!(
+            "Cluster {:?} belongs to workspace {:?}, not {:?}; switch to that workspace \
+             (active_workspace in your config) to use it.",
+            cluster.name, cluster.workspace, ctx.workspace
+        ),
+    ))
+}
+
+pub async fn launch(ctx: &RequestContext, mut body: LaunchBody) -> OpResult {
     let task = ctx.infra.secrets.original_task(&ctx.id, body.task.clone());
+    let options = PolicyRequestOptions {
+        cluster_name: body.cluster_name.clone(),
+        idle_minutes_to_autostop: body.idle_minutes_to_autostop,
+        down: body.down,
+        dryrun: body.dryrun,
+    };
+    let policed = super::policy::police(ctx, "launch", task, Some(options)).await?;
+    let task = policed.task_yaml;
+    if let Some(options) = policed.options {
+        body.idle_minutes_to_autostop = options.idle_minutes_to_autostop;
+        body.down = options.down;
+    }
     let plan = load_plan(ctx, &task, body.file_mounts_blob_id.as_deref()).await?;
+    check_infra_allowed(ctx, &plan)?;
     let name = body
         .cluster_name
         .clone()
@@ -341,6 +378,7 @@ pub async fn launch(ctx: &RequestContext, body: LaunchBody) -> OpResult {
         .map_err(internal)?
         .filter(|c| c.status != ClusterStatus::Init);
     if let Some(existing) = &existing {
+        check_same_workspace(ctx, existing)?;
         let handle = handle_of(existing)?;
         if let Some(reason) = misfit(&plan, existing, &handle) {
             return Err(RequestError::new(
@@ -391,6 +429,15 @@ pub async fn launch(ctx: &RequestContext, body: LaunchBody) -> OpResult {
 
 pub async fn exec(ctx: &RequestContext, body: ExecBody) -> OpResult {
     let task = ctx.infra.secrets.original_task(&ctx.id, body.task.clone());
+    let options = PolicyRequestOptions {
+        cluster_name: Some(body.cluster_name.clone()),
+        idle_minutes_to_autostop: None,
+        down: false,
+        dryrun: body.dryrun,
+    };
+    let task = super::policy::police(ctx, "exec", task, Some(options))
+        .await?
+        .task_yaml;
     let plan = load_plan(ctx, &task, body.file_mounts_blob_id.as_deref()).await?;
     let record = ctx
         .store
@@ -398,6 +445,7 @@ pub async fn exec(ctx: &RequestContext, body: ExecBody) -> OpResult {
         .await
         .map_err(internal)?
         .ok_or_else(|| not_found(&body.cluster_name))?;
+    check_same_workspace(ctx, &record)?;
     if record.status != ClusterStatus::Up {
         return Err(not_up(&record));
     }

@@ -11,8 +11,28 @@ pub async fn enabled_clouds(_ctx: &RequestContext) -> OpResult {
     Ok(serde_json::json!(names))
 }
 
-pub async fn workspaces(_ctx: &RequestContext) -> OpResult {
-    Ok(serde_json::json!({"default": {}}))
+/// The workspaces the requester may use, each with its settings.
+pub async fn workspaces(ctx: &RequestContext) -> OpResult {
+    let is_admin = ctx.sees_all_users().await?;
+    let name = ctx
+        .store
+        .get_user(&ctx.user_id)
+        .await
+        .map_err(super::internal)?
+        .map(|u| u.name)
+        .unwrap_or_default();
+    let configured = ctx.config.get(&["workspaces"]);
+    let mut out = serde_json::Map::new();
+    for (workspace, settings) in ctx.config.workspaces() {
+        if settings.admits(&ctx.user_id, &name, is_admin) {
+            let shown = configured
+                .and_then(|w| w.get(workspace))
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!({}));
+            out.insert(workspace.clone(), shown);
+        }
+    }
+    Ok(serde_json::Value::Object(out))
 }
 
 pub async fn jobs_queue(_ctx: &RequestContext, _body: JobsQueueBody) -> OpResult {

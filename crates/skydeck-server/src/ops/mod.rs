@@ -9,6 +9,7 @@ mod check;
 pub mod clusters;
 mod jobs;
 mod listings;
+mod policy;
 
 use crate::executor::Executor;
 use crate::request_log::RequestLog;
@@ -191,6 +192,12 @@ pub struct RequestContext {
     /// Whether callers proved who they are; if not, `all_users` flags are
     /// honoured for anyone, as on a single-user machine.
     pub auth_enabled: bool,
+    /// The server config when the operation started.
+    pub config: Arc<skydeck_types::config::SkyConfig>,
+    /// The workspace the request acts in.
+    pub workspace: String,
+    /// How long a REST admin policy may take to answer.
+    pub policy_timeout: std::time::Duration,
 }
 
 impl RequestContext {

@@ -1,5 +1,6 @@
 //! The router: every route the server answers, in one list.
 
+mod config;
 mod download;
 mod health;
 mod requests;
@@ -86,6 +87,8 @@ pub fn routes() -> Vec<Route> {
         Route::post("/download", download::download),
         Route::get("/upload_v2/blob", upload::blob_exists),
         Route::post("/upload_v2", upload::upload),
+        Route::get("/api/config", config::get),
+        Route::post("/api/config", config::set),
         Route::get("/users", users::list),
         Route::get("/users/me", users::me),
         Route::post("/users/create", users::create),

@@ -94,6 +94,37 @@ async fn check_cluster_owner(state: &SharedState, caller: &Caller, name: &str) -
     }
 }
 
+/// The workspace a request acts in: the client's `active_workspace`, else
+/// the server's. 400 for one that does not exist, 403 for one the caller
+/// may not use.
+fn workspace_for(
+    state: &SharedState,
+    caller: &Caller,
+    base: &BaseBody,
+    user_id: &str,
+) -> Result<String, ApiError> {
+    let config = state.live_config.get();
+    let name = base
+        .active_workspace()
+        .unwrap_or_else(|| config.active_workspace())
+        .to_owned();
+    let Some(workspace) = config.workspace(&name) else {
+        return Err(ApiError::bad_request(format!(
+            "Workspace {name:?} does not exist; the workspaces are: {}. Set `active_workspace` \
+             in your config to one of them.",
+            config.workspace_names().join(", ")
+        )));
+    };
+    let user_name = caller.user().map_or("", |u| u.name.as_str());
+    if !workspace.admits(user_id, user_name, caller.sees_all()) {
+        return Err(ApiError::forbidden(format!(
+            "User {user_name:?} is not allowed to use workspace {name:?}; ask an admin to add \
+             you to its allowed_users, or choose another workspace."
+        )));
+    }
+    Ok(name)
+}
+
 /// Stores a request for `op`; once this returns its id, it is durable.
 async fn accept<B: Serialize>(
     state: &SharedState,
@@ -122,6 +153,7 @@ async fn accept<B: Serialize>(
     if let Some(name) = &cluster_name {
         check_cluster_owner(state, caller, name).await?;
     }
+    let workspace = workspace_for(state, caller, base, &user_id)?;
     state
         .executor
         .submit(NewRequest {
@@ -133,7 +165,7 @@ async fn accept<B: Serialize>(
             user_id,
             cluster_name,
             created_at: crate::executor::now(),
-            workspace: "default".to_owned(),
+            workspace,
         })
         .await?;
     tracing::debug!(request.id = %id, request.name = op.name(), "accepted");
@@ -220,13 +252,24 @@ pub async fn workspaces(
 }
 
 /// Answered directly: the client calls it synchronously.
-pub async fn my_workspace() -> Json<UserWorkspace> {
+pub async fn my_workspace(
+    State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
+) -> Json<UserWorkspace> {
+    let config = state.live_config.get();
+    let user = caller.user().unwrap_or(&state.local_user);
+    let accessible = config
+        .workspaces()
+        .iter()
+        .filter(|(_, w)| w.admits(&user.id, &user.name, caller.sees_all()))
+        .map(|(name, _)| name.clone())
+        .collect();
     Json(UserWorkspace {
-        workspace: "default".to_owned(),
+        workspace: config.active_workspace().to_owned(),
         source: None,
         note: None,
         preferred: None,
-        accessible: vec!["default".to_owned()],
+        accessible,
     })
 }
 

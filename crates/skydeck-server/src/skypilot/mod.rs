@@ -25,6 +25,9 @@ pub mod exception {
     pub const REQUEST_INTERRUPTED: &str = "RequestInterruptedError";
     pub const CLUSTER_DOES_NOT_EXIST: &str = "ClusterDoesNotExist";
     pub const NOT_SUPPORTED: &str = "NotSupportedError";
+    pub const PERMISSION_DENIED: &str = "PermissionDeniedError";
+    pub const REJECTED_BY_POLICY: &str = "UserRequestRejectedByPolicy";
+    pub const POLICY_FAILED: &str = "RestfulPolicyError";
 }
 
 /// `{"object": <pickled serialize_exception dict>, "type", "message"}`, the
