@@ -546,3 +546,195 @@ async fn without_auth_nothing_is_refused_and_clients_name_themselves() {
     assert_eq!(health.body["basic_auth_enabled"], false);
     assert!(health.body["user"]["id"].is_string());
 }
+
+impl App {
+    async fn set_config(&self, config: serde_json::Value) -> Answer {
+        let body = serde_json::json!({ "config": config }).to_string();
+        self.call(post("/api/config", &body).basic("admin", ADMIN_PASSWORD))
+            .await
+    }
+
+    /// Submits `body` to `path` as `user` and waits for the result.
+    async fn run(&self, user: &str, password: &str, path: &str, body: &str) -> Answer {
+        let response = self
+            .router
+            .clone()
+            .oneshot(post(path, body).basic(user, password).0)
+            .await
+            .unwrap();
+        let status = response.status();
+        if status != StatusCode::OK {
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            return Answer {
+                status,
+                body: serde_json::from_slice(&bytes).unwrap_or_default(),
+            };
+        }
+        let id = response.headers()["x-skypilot-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        self.call(get(&format!("/api/get?request_id={id}")).basic(user, password))
+            .await
+    }
+}
+
+/// The error text of a failed request as `/api/get` reports it.
+fn request_error(answer: &Answer) -> String {
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR, "{:?}", answer.body);
+    answer.body["detail"]["error"].to_string()
+}
+
+#[tokio::test]
+async fn only_admins_read_and_write_the_config_and_changes_apply_at_once() {
+    let app = app().await;
+    for call in [
+        get("/api/config").basic("alice", "alice-pw"),
+        post("/api/config", r#"{"config": {}}"#).basic("alice", "alice-pw"),
+    ] {
+        let answer = app.call(call).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN);
+        assert!(answer.body["detail"].as_str().unwrap().contains("Only admins"));
+    }
+    let bad = app
+        .set_config(serde_json::json!({"workspaces": {"team-a": {"privat": true}}}))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let detail = bad.body["detail"].as_str().unwrap();
+    assert!(detail.contains("workspaces.team-a.privat"), "{detail}");
+    assert!(detail.contains("private"), "the nearest key is suggested: {detail}");
+
+    let config = serde_json::json!({
+        "api_server": {"service_account_token": "sky_notshownnotshown"},
+        "workspaces": {"team-a": {"private": true, "allowed_users": ["alice"]}},
+    });
+    let saved = app.set_config(config).await;
+    assert_eq!(saved.status, StatusCode::OK, "{:?}", saved.body);
+    assert_eq!(saved.body["source"], "file");
+    let shown = app
+        .call(get("/api/config").basic("admin", ADMIN_PASSWORD))
+        .await;
+    assert_eq!(shown.body["config"]["api_server"]["service_account_token"], "<redacted>");
+    assert!(!shown.body.to_string().contains("notshown"));
+
+    // No restart: the workspace exists for the next request.
+    let answer = app
+        .call(get("/users/me/workspace").basic("alice", "alice-pw"))
+        .await;
+    assert_eq!(answer.body["accessible"], serde_json::json!(["default", "team-a"]));
+    let answer = app
+        .call(get("/users/me/workspace").basic("bob", "bob-pw"))
+        .await;
+    assert_eq!(answer.body["accessible"], serde_json::json!(["default"]));
+}
+
+#[tokio::test]
+async fn a_private_workspace_refuses_users_it_does_not_list() {
+    let app = app().await;
+    let saved = app
+        .set_config(serde_json::json!({
+            "workspaces": {"team-a": {"private": true, "allowed_users": ["alice"]}},
+        }))
+        .await;
+    assert_eq!(saved.status, StatusCode::OK);
+    let in_team_a = r#"{"override_skypilot_config": {"active_workspace": "team-a"}}"#;
+    let refused = app
+        .call(post("/status", in_team_a).basic("bob", "bob-pw"))
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let detail = refused.body["detail"].as_str().unwrap();
+    assert!(detail.contains("\"team-a\""), "{detail}");
+    assert!(detail.contains("bob"), "{detail}");
+    for (user, password) in [("alice", "alice-pw"), ("admin", ADMIN_PASSWORD)] {
+        let answer = app.call(post("/status", in_team_a).basic(user, password)).await;
+        assert_eq!(answer.status, StatusCode::OK, "{user}");
+    }
+    let unknown = app
+        .call(
+            post("/status", r#"{"override_skypilot_config": {"active_workspace": "nope"}}"#)
+                .basic("alice", "alice-pw"),
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert!(unknown.body["detail"].as_str().unwrap().contains("default, team-a"));
+
+    // The request is recorded in its workspace.
+    let response = app
+        .router
+        .clone()
+        .oneshot(post("/status", in_team_a).basic("alice", "alice-pw").0)
+        .await
+        .unwrap();
+    let id = response.headers()["x-skypilot-request-id"].to_str().unwrap();
+    let record = app.store().get_request(id).await.unwrap().unwrap();
+    assert_eq!(record.workspace, "team-a");
+}
+
+#[tokio::test]
+async fn a_launch_on_infra_the_workspace_leaves_out_is_refused() {
+    let app = app().await;
+    app.set_config(serde_json::json!({
+        "workspaces": {"no-local": {"local": {"disabled": true}}},
+    }))
+    .await;
+    let body = serde_json::json!({
+        "cluster_name": "c1",
+        "task": "run: echo hi\n",
+        "override_skypilot_config": {"active_workspace": "no-local"},
+    })
+    .to_string();
+    let answer = app.run("alice", "alice-pw", "/launch", &body).await;
+    let error = request_error(&answer);
+    assert!(error.contains("PermissionDeniedError"), "{error}");
+    assert!(error.contains("no-local"), "{error}");
+    assert!(app.store().get_cluster("c1").await.unwrap().is_none(), "nothing was launched");
+}
+
+#[tokio::test]
+async fn the_declarative_policy_rejects_a_task_over_its_caps() {
+    let app = app().await;
+    app.set_config(serde_json::json!({"admin_policy": {"max_cpus": 2, "required_labels": ["team"]}}))
+        .await;
+    let body = serde_json::json!({
+        "cluster_name": "big",
+        "task": "run: echo hi\nresources:\n  cpus: 8\n  labels:\n    team: ml\n",
+    })
+    .to_string();
+    let error = request_error(&app.run("alice", "alice-pw", "/launch", &body).await);
+    assert!(error.contains("UserRequestRejectedByPolicy"), "{error}");
+    assert!(error.contains("admin_policy.max_cpus"), "{error}");
+    let body = serde_json::json!({"cluster_name": "nolabel", "task": "run: echo hi\n"}).to_string();
+    let error = request_error(&app.run("alice", "alice-pw", "/launch", &body).await);
+    assert!(error.contains("team"), "{error}");
+}
+
+#[tokio::test]
+async fn a_rest_policy_rejection_or_failure_fails_the_request_with_its_text() {
+    use axum::routing::post as route_post;
+    let policy = axum::Router::new()
+        .route(
+            "/reject",
+            route_post(|| async { (StatusCode::BAD_REQUEST, "GPUs need a ticket (POL-7)") }),
+        )
+        .route(
+            "/broken",
+            route_post(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "oops") }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, policy).await });
+
+    let app = app().await;
+    let body = serde_json::json!({"cluster_name": "p1", "task": "run: echo hi\n"}).to_string();
+    app.set_config(serde_json::json!({"admin_policy": format!("http://{address}/reject")}))
+        .await;
+    let error = request_error(&app.run("alice", "alice-pw", "/launch", &body).await);
+    assert!(error.contains("UserRequestRejectedByPolicy"), "{error}");
+    assert!(error.contains("GPUs need a ticket (POL-7)"), "{error}");
+
+    app.set_config(serde_json::json!({"admin_policy": format!("http://{address}/broken")}))
+        .await;
+    let error = request_error(&app.run("alice", "alice-pw", "/launch", &body).await);
+    assert!(error.contains("RestfulPolicyError"), "{error}");
+    assert!(error.contains(&format!("http://{address}/broken")), "{error}");
+}
