@@ -1,6 +1,7 @@
 //! A typed HTTP client for the Skydeck API server (and any server speaking
 //! SkyPilot's protocol). The CLI and the tests use it.
 
+pub mod admin;
 pub mod glob;
 pub mod upload;
 
@@ -38,33 +39,68 @@ pub type Result<T> = std::result::Result<T, ClientError>;
 
 #[derive(Clone)]
 pub struct Client {
-    endpoint: String,
+    /// The server's URL without credentials: what requests are sent to.
+    base_url: String,
+    /// The URL as people may see it: the password, if any, is `***`.
+    shown_endpoint: String,
     http: reqwest::Client,
     token: Option<String>,
+    basic: Option<BasicCredentials>,
+}
+
+/// A user name and password from the endpoint URL. Debug output never
+/// shows the password.
+#[derive(Clone, PartialEq)]
+struct BasicCredentials {
+    user: String,
+    password: Option<String>,
+}
+
+impl std::fmt::Debug for BasicCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BasicCredentials({}, <redacted>)", self.user)
+    }
 }
 
 impl Client {
+    /// A client for `endpoint`. Credentials in the URL
+    /// (`http://USER:PASSWORD@HOST:PORT`) are sent as basic auth on every
+    /// request; a `token` is sent instead when there is one.
     pub fn new(endpoint: &str, token: Option<String>) -> Result<Self> {
         let http = http_client().map_err(|e| ClientError::Decode(e.to_string()))?;
+        let split = split_credentials(endpoint.trim_end_matches('/'));
         Ok(Self {
-            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            base_url: split.base_url,
+            shown_endpoint: split.shown,
             http,
             token,
+            basic: split.credentials,
         })
     }
 
+    /// The endpoint to show people: any password in it reads `***`.
     pub fn endpoint(&self) -> &str {
-        &self.endpoint
+        &self.shown_endpoint
+    }
+
+    /// The endpoint without credentials, e.g. for telling someone with a
+    /// token where to log in.
+    pub fn url(&self) -> &str {
+        &self.base_url
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let mut builder = self
             .http
-            .request(method, format!("{}{path}", self.endpoint))
+            .request(method, format!("{}{path}", self.base_url))
             .header(HEADER_API_VERSION, API_VERSION.to_string())
             .header(HEADER_VERSION, SKYPILOT_COMPAT_VERSION);
+        // One Authorization header: the token is the more specific choice
+        // (set for this shell or this login) over a password in the URL.
         if let Some(token) = &self.token {
             builder = builder.bearer_auth(token);
+        } else if let Some(basic) = &self.basic {
+            builder = builder.basic_auth(&basic.user, basic.password.as_deref());
         }
         builder
     }
@@ -74,7 +110,7 @@ impl Client {
             .send()
             .await
             .map_err(|err| ClientError::Unreachable {
-                endpoint: self.endpoint.clone(),
+                endpoint: self.shown_endpoint.clone(),
                 reason: root_cause(&err),
             })
     }
@@ -275,6 +311,81 @@ pub fn http_client() -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
+/// An endpoint with its credentials taken out.
+#[derive(Debug, PartialEq)]
+struct SplitEndpoint {
+    base_url: String,
+    shown: String,
+    credentials: Option<BasicCredentials>,
+}
+
+/// Takes `USER:PASSWORD@` out of an endpoint URL. reqwest would send them
+/// itself, but it would keep them in the URL this client prints in errors
+/// and `api info`, and send a second Authorization header beside a token.
+fn split_credentials(endpoint: &str) -> SplitEndpoint {
+    let unchanged = || SplitEndpoint {
+        base_url: endpoint.to_owned(),
+        shown: endpoint.to_owned(),
+        credentials: None,
+    };
+    let Ok(mut url) = reqwest::Url::parse(endpoint) else {
+        return unchanged();
+    };
+    if url.username().is_empty() && url.password().is_none() {
+        return unchanged();
+    }
+    // As written (still escaped), for showing.
+    let written_user = url.username().to_owned();
+    let credentials = BasicCredentials {
+        user: percent_decode(url.username()),
+        password: url.password().map(percent_decode),
+    };
+    // Only URLs with an authority have userinfo, so neither can fail.
+    let _ = url.set_password(None);
+    let _ = url.set_username("");
+    let bare = url.as_str().trim_end_matches('/').to_owned();
+    let hidden = if credentials.password.is_some() {
+        format!("{written_user}:***@")
+    } else {
+        format!("{written_user}@")
+    };
+    let shown = match bare.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}://{hidden}{rest}"),
+        None => bare.clone(),
+    };
+    SplitEndpoint {
+        base_url: bare,
+        shown,
+        credentials: Some(credentials),
+    }
+}
+
+/// Undoes `%XX` escapes (URL userinfo escapes `@`, `:` and `/` in
+/// passwords). An escape that is not valid hex is kept as written.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn request_id(response: &reqwest::Response) -> Result<String> {
     response
         .headers()
@@ -316,4 +427,147 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
         cause = source;
     }
     cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn credentials_are_taken_out_of_the_endpoint_and_the_password_hidden() {
+        let split = split_credentials("http://alice:s3cr%40t%3Ax@127.0.0.1:8080");
+        assert_eq!(split.base_url, "http://127.0.0.1:8080");
+        assert_eq!(split.shown, "http://alice:***@127.0.0.1:8080");
+        assert_eq!(
+            split.credentials,
+            Some(BasicCredentials {
+                user: "alice".into(),
+                password: Some("s3cr@t:x".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn an_endpoint_without_credentials_is_used_as_written() {
+        for endpoint in [
+            "http://127.0.0.1:46580",
+            "https://Sky.example.com/base",
+            "not a url",
+        ] {
+            let split = split_credentials(endpoint);
+            assert_eq!(split.base_url, endpoint);
+            assert_eq!(split.shown, endpoint);
+            assert_eq!(split.credentials, None);
+        }
+    }
+
+    #[test]
+    fn a_user_without_a_password_is_shown_as_is() {
+        let split = split_credentials("http://bob@host:1/");
+        assert_eq!(split.base_url, "http://host:1");
+        assert_eq!(split.shown, "http://bob@host:1");
+        assert_eq!(split.credentials.unwrap().password, None);
+    }
+
+    #[test]
+    fn bad_escapes_are_kept_as_written() {
+        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(percent_decode("a%zz%41"), "a%zzA");
+        assert_eq!(percent_decode("%+1"), "%+1");
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_password() {
+        let client = Client::new("http://alice:hunter2@127.0.0.1:1", None).unwrap();
+        assert!(!format!("{:?}", client.basic).contains("hunter2"));
+        assert_eq!(client.endpoint(), "http://alice:***@127.0.0.1:1");
+        assert_eq!(client.url(), "http://127.0.0.1:1");
+    }
+
+    /// Answers one HTTP request with `status` and a JSON `body`; the
+    /// request's head (request line and headers) comes back.
+    async fn answer_once(status: &str, body: &str) -> (String, tokio::task::JoinHandle<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let reply = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let handle = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                socket.read_exact(&mut byte).await.unwrap();
+                head.push(byte[0]);
+            }
+            socket.write_all(reply.as_bytes()).await.unwrap();
+            String::from_utf8(head).unwrap()
+        });
+        (url, handle)
+    }
+
+    fn authorization_headers(head: &str) -> Vec<&str> {
+        head.lines()
+            .filter_map(|line| line.split_once(": "))
+            .filter(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+            .map(|(_, value)| value)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn credentials_in_the_endpoint_are_sent_as_basic_auth() {
+        let (url, request) = answer_once("200 OK", "[]").await;
+        let endpoint = url.replace("http://", "http://alice:s3cr%40t%3Ax@");
+        let client = Client::new(&endpoint, None).unwrap();
+        assert_eq!(client.list_users().await.unwrap(), []);
+        let head = request.await.unwrap();
+        assert!(head.starts_with("GET /users HTTP/1.1"), "{head}");
+        // base64("alice:s3cr@t:x")
+        assert_eq!(authorization_headers(&head), ["Basic YWxpY2U6czNjckB0Ong="]);
+    }
+
+    #[tokio::test]
+    async fn a_token_is_sent_instead_of_credentials_in_the_endpoint() {
+        let (url, request) = answer_once("200 OK", "[]").await;
+        let endpoint = url.replace("http://", "http://alice:pw@");
+        let client = Client::new(&endpoint, Some("sky_abc".into())).unwrap();
+        client.list_tokens(true).await.unwrap();
+        let head = request.await.unwrap();
+        assert!(head.starts_with("GET /users/tokens?all=true "), "{head}");
+        assert_eq!(authorization_headers(&head), ["Bearer sky_abc"]);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_carries_the_servers_detail() {
+        let (url, _request) = answer_once(
+            "403 Forbidden",
+            r#"{"detail": "Only admins can read the config."}"#,
+        )
+        .await;
+        let client = Client::new(&url, None).unwrap();
+        match client.get_config().await {
+            Err(ClientError::Http { status, detail }) => {
+                assert_eq!(status, 403);
+                assert_eq!(detail, "Only admins can read the config.");
+            }
+            other => panic!("expected a 403, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_named_without_its_password() {
+        // A port that was free a moment ago: nothing answers there.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let client = Client::new(&format!("http://alice:hunter2@127.0.0.1:{port}"), None).unwrap();
+        let err = client.me().await.unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, ClientError::Unreachable { .. }), "{text}");
+        assert!(text.contains("alice:***@127.0.0.1"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
 }
