@@ -1,6 +1,6 @@
 //! The command line, as SkyPilot users know it.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use skydeck_types::task::Overrides;
 
 #[derive(Debug, Parser)]
@@ -43,6 +43,15 @@ pub enum Command {
     Endpoints(EndpointsArgs),
     /// Show which infrastructure is available.
     Check(CheckArgs),
+    /// Manage the users of an API server with authentication on.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Manage service-account tokens (for CI and other programs).
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// Show or replace the API server's shared config (admins only).
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// The node runtime each cluster runs (started by the server, not by hand).
     #[command(subcommand)]
     Agent(skydeck_agent::cli::AgentCommand),
@@ -236,6 +245,156 @@ pub struct LoginArgs {
     /// A service-account token (sky_…).
     #[arg(long)]
     pub token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Add a user (admins only).
+    Add(UserAddArgs),
+    /// List users.
+    List,
+    /// Make a user an admin, or a plain user again (admins only).
+    SetRole(UserSetRoleArgs),
+    /// Set a user's password (admins; anyone for their own).
+    SetPassword(UserSetPasswordArgs),
+    /// Delete a user and revoke their tokens (admins only).
+    Delete(UserDeleteArgs),
+    /// Add the users of an htpasswd file, as `htpasswd -nbB` writes it
+    /// (admins only).
+    Import(UserImportArgs),
+}
+
+/// A user's role, as the command line takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    Admin,
+    User,
+}
+
+impl From<RoleArg> for skydeck_client::admin::Role {
+    fn from(role: RoleArg) -> Self {
+        match role {
+            RoleArg::Admin => Self::Admin,
+            RoleArg::User => Self::User,
+        }
+    }
+}
+
+/// Where a new password comes from: the terminal (asked twice, not
+/// echoed) unless a flag says otherwise.
+#[derive(Debug, Clone, Args)]
+pub struct PasswordSource {
+    /// Read the password from stdin (one line), e.g. from a secret store.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UserAddArgs {
+    /// The user's name (what they log in with).
+    pub name: String,
+    /// What the user may do.
+    #[arg(long, value_enum, default_value_t = RoleArg::User)]
+    pub role: RoleArg,
+    #[command(flatten)]
+    pub password: PasswordSource,
+    /// No password: the user can only use service-account tokens.
+    #[arg(long, conflicts_with = "password_stdin")]
+    pub no_password: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UserSetRoleArgs {
+    /// The user's name or id.
+    pub name: String,
+    /// The new role.
+    #[arg(value_enum)]
+    pub role: RoleArg,
+}
+
+#[derive(Debug, Args)]
+pub struct UserSetPasswordArgs {
+    /// The user's name or id (default: you).
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub password: PasswordSource,
+}
+
+#[derive(Debug, Args)]
+pub struct UserDeleteArgs {
+    /// The user's name or id.
+    pub name: String,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UserImportArgs {
+    /// The htpasswd file (bcrypt, MD5 `$apr1$` and SHA-1 `{SHA}` entries).
+    pub file: std::path::PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Make a token; it is shown once.
+    Create(TokenCreateArgs),
+    /// List tokens (never their secrets).
+    List(TokenListArgs),
+    /// Revoke a token: it stops working at once.
+    Revoke(TokenRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// What uses the token, e.g. `ci`.
+    pub name: String,
+    /// Stop working after this many days (default: never).
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub expires_in_days: Option<u32>,
+    /// Make it for this user instead of you (admins only).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenListArgs {
+    /// Everyone's tokens, not only yours (admins only).
+    #[arg(short, long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    /// The token's id (from `skydeck tokens list`).
+    pub id: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the config (secrets read `<redacted>`).
+    Get(ConfigGetArgs),
+    /// Replace the config with a YAML file.
+    Set(ConfigSetArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ConfigFormat {
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigGetArgs {
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = ConfigFormat::Yaml)]
+    pub output: ConfigFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigSetArgs {
+    /// A YAML file holding the whole config (`-` reads stdin).
+    pub file: std::path::PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -619,6 +778,78 @@ mod tests {
         assert_eq!(args.clusters, ["c1", "c2"]);
         assert_eq!(args.idle_minutes, Some(30));
         assert!(args.down);
+    }
+
+    #[test]
+    fn users_add_takes_a_role_and_where_the_password_comes_from() {
+        let Command::Users(UsersCommand::Add(args)) =
+            parse(&["users", "add", "bob", "--role", "admin", "--password-stdin"])
+        else {
+            panic!("parsed the wrong command");
+        };
+        assert_eq!(args.name, "bob");
+        assert_eq!(args.role, RoleArg::Admin);
+        assert!(args.password.password_stdin && !args.no_password);
+        let Command::Users(UsersCommand::Add(args)) =
+            parse(&["users", "add", "ci", "--no-password"])
+        else {
+            panic!("parsed the wrong command");
+        };
+        assert_eq!(args.role, RoleArg::User);
+        assert!(args.no_password);
+        assert!(
+            Cli::try_parse_from([
+                "skydeck",
+                "users",
+                "add",
+                "x",
+                "--no-password",
+                "--password-stdin"
+            ])
+            .is_err()
+        );
+        assert!(Cli::try_parse_from(["skydeck", "users", "add", "x", "--role", "root"]).is_err());
+    }
+
+    #[test]
+    fn a_token_expires_after_at_least_a_day() {
+        let Command::Tokens(TokensCommand::Create(args)) = parse(&[
+            "tokens",
+            "create",
+            "ci",
+            "--expires-in-days",
+            "30",
+            "--user",
+            "bob",
+        ]) else {
+            panic!("parsed the wrong command");
+        };
+        assert_eq!(args.expires_in_days, Some(30));
+        assert_eq!(args.user.as_deref(), Some("bob"));
+        assert!(
+            Cli::try_parse_from([
+                "skydeck",
+                "tokens",
+                "create",
+                "ci",
+                "--expires-in-days",
+                "0"
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn config_get_prints_yaml_unless_asked_for_json() {
+        let Command::Config(ConfigCommand::Get(args)) = parse(&["config", "get"]) else {
+            panic!("parsed the wrong command");
+        };
+        assert_eq!(args.output, ConfigFormat::Yaml);
+        let Command::Config(ConfigCommand::Get(args)) = parse(&["config", "get", "-o", "json"])
+        else {
+            panic!("parsed the wrong command");
+        };
+        assert_eq!(args.output, ConfigFormat::Json);
     }
 
     #[test]

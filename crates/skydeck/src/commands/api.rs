@@ -55,7 +55,11 @@ pub async fn login(paths: &Paths, args: &LoginArgs) -> anyhow::Result<ExitCode> 
         .user
         .map(|u| format!(" as {} ({})", u.name, u.id))
         .unwrap_or_default();
-    println!("Logged into Skydeck API server at {endpoint}{user}.");
+    // The client's endpoint: any password in the URL shows as `***`.
+    println!(
+        "Logged into Skydeck API server at {}{user}.",
+        client.endpoint()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -2,14 +2,18 @@
 
 mod api;
 mod clusters;
+mod config;
 mod follow;
 mod jobs;
 mod launch;
 mod lifecycle;
+mod password;
 mod prompt;
 mod task_args;
+mod tokens;
+mod users;
 
-use crate::cli::{ApiCommand, Cli, Command, StartArgs};
+use crate::cli::{ApiCommand, Cli, Command, ConfigCommand, StartArgs, TokensCommand, UsersCommand};
 use crate::{daemon, endpoint};
 use anyhow::Context;
 use skydeck_client::{Client, ClientError};
@@ -18,6 +22,10 @@ use skydeck_types::bodies::BaseBody;
 use std::process::ExitCode;
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    dispatch(cli).await.map_err(with_next_step)
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Agent(command) = cli.command {
         return skydeck_agent::cli::run(command).await;
     }
@@ -49,6 +57,55 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Autostop(args) => {
             lifecycle::autostop(&paths, &connect(&paths).await?, &args).await
         }
+        Command::Users(command) => {
+            let client = connect(&paths).await?;
+            match command {
+                UsersCommand::Add(args) => users::add(&client, &args).await,
+                UsersCommand::List => users::list(&client).await,
+                UsersCommand::SetRole(args) => users::set_role(&client, &args).await,
+                UsersCommand::SetPassword(args) => users::set_password(&client, &args).await,
+                UsersCommand::Delete(args) => users::delete(&client, &args).await,
+                UsersCommand::Import(args) => users::import(&client, &args).await,
+            }
+        }
+        Command::Tokens(command) => {
+            let client = connect(&paths).await?;
+            match command {
+                TokensCommand::Create(args) => tokens::create(&client, &args).await,
+                TokensCommand::List(args) => tokens::list(&client, &args).await,
+                TokensCommand::Revoke(args) => tokens::revoke(&client, &args).await,
+            }
+        }
+        Command::Config(command) => {
+            let client = connect(&paths).await?;
+            match command {
+                ConfigCommand::Get(args) => config::get(&client, &args).await,
+                ConfigCommand::Set(args) => config::set(&client, &args).await,
+            }
+        }
+    }
+}
+
+/// How to log in with this CLI; the server's own message speaks to any
+/// client (the official one included).
+const LOGIN_HINT: &str = "To log in: `skydeck api login -e http://USER:PASSWORD@HOST:PORT` \
+     (or put USER:PASSWORD@ in SKYDECK_API_SERVER_ENDPOINT), or set \
+     SKYDECK_SERVICE_ACCOUNT_TOKEN to a service-account token (`skydeck tokens create`).";
+
+/// Turns the server refusing who is calling into what to do about it: a
+/// 401 gets how to log in, a 403 the server's reason alone. Other errors
+/// pass unchanged.
+fn with_next_step(err: anyhow::Error) -> anyhow::Error {
+    match err.downcast_ref::<ClientError>() {
+        Some(ClientError::Http {
+            status: 401,
+            detail,
+        }) => anyhow::anyhow!("not logged in: {detail}\n{LOGIN_HINT}"),
+        Some(ClientError::Http {
+            status: 403,
+            detail,
+        }) => anyhow::anyhow!("permission denied: {detail}"),
+        _ => err,
     }
 }
 
