@@ -63,7 +63,8 @@ impl LiveConfig {
             Dialect::Postgres => ConfigSource::Database,
         };
         let (text, stamp) = read_file(&path)?;
-        let invalid = |err: ConfigError| anyhow::anyhow!("invalid config {}: {err}", path.display());
+        let invalid =
+            |err: ConfigError| anyhow::anyhow!("invalid config {}: {err}", path.display());
         let (config, version) = match source {
             ConfigSource::File => (parse_config(&text).map_err(invalid)?, 0),
             ConfigSource::Database => match store.server_config().await? {
@@ -76,7 +77,11 @@ impl LiveConfig {
                 None => {
                     let config = parse_config(&text).map_err(invalid)?;
                     let version = store
-                        .put_server_config(&config.to_yaml(), "seeded from config.yaml", crate::executor::now())
+                        .put_server_config(
+                            &config.to_yaml(),
+                            "seeded from config.yaml",
+                            crate::executor::now(),
+                        )
                         .await?;
                     (config, version)
                 }
@@ -244,8 +249,7 @@ fn write_file(path: &std::path::Path, text: &str) -> anyhow::Result<(SystemTime,
         .with_context(|| format!("cannot write {}", aside.display()))?;
     file.write_all(text.as_bytes())?;
     file.sync_all()?;
-    std::fs::rename(&aside, path)
-        .with_context(|| format!("cannot replace {}", path.display()))?;
+    std::fs::rename(&aside, path).with_context(|| format!("cannot replace {}", path.display()))?;
     file_stamp(path).context("the config file vanished as it was written")
 }
 
@@ -271,7 +275,8 @@ mod tests {
         // What an admin GETs (redacted), edits and POSTs back keeps the
         // password it could not see.
         let mut edited = live.get().redacted_json();
-        edited["workspaces"] = serde_json::json!({"team-a": {"private": true, "allowed_users": ["alice"]}});
+        edited["workspaces"] =
+            serde_json::json!({"team-a": {"private": true, "allowed_users": ["alice"]}});
         live.replace(edited, "admin").await.unwrap();
         let written = std::fs::read_to_string(&path).unwrap();
         assert!(written.contains("hunter2"), "{written}");
@@ -280,7 +285,10 @@ mod tests {
 
         // A bad change names the key and changes nothing.
         let err = live
-            .replace(serde_json::json!({"workspaces": {"x": {"private": "yes"}}}), "admin")
+            .replace(
+                serde_json::json!({"workspaces": {"x": {"private": "yes"}}}),
+                "admin",
+            )
             .await
             .unwrap_err();
         assert!(err.to_string().contains("workspaces.x.private"), "{err}");

@@ -149,7 +149,8 @@ impl Call {
     }
 
     fn basic(self, user: &str, password: &str) -> Self {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         self.header("authorization", &format!("Basic {encoded}"))
     }
 
@@ -170,10 +171,17 @@ async fn every_route_but_the_health_checks_refuses_an_unauthenticated_call() {
     let routes = skydeck_server::routes::routes();
     assert!(routes.len() > 30, "the walk covers the whole router");
     for route in &routes {
-        let body = if route.method == Method::POST { "{}" } else { "" };
+        let body = if route.method == Method::POST {
+            "{}"
+        } else {
+            ""
+        };
         let public = PUBLIC_ROUTES.contains(&route.path);
         for (label, call) in [
-            ("no credentials", request(route.method.clone(), route.path, body)),
+            (
+                "no credentials",
+                request(route.method.clone(), route.path, body),
+            ),
             (
                 "a made-up token",
                 request(route.method.clone(), route.path, body).bearer("sky_madeup"),
@@ -186,7 +194,13 @@ async fn every_route_but_the_health_checks_refuses_an_unauthenticated_call() {
         ] {
             let answer = app.call(call).await;
             if public {
-                assert_eq!(answer.status, StatusCode::OK, "{} {}", route.method, route.path);
+                assert_eq!(
+                    answer.status,
+                    StatusCode::OK,
+                    "{} {}",
+                    route.method,
+                    route.path
+                );
             } else {
                 assert_eq!(
                     answer.status,
@@ -215,7 +229,9 @@ async fn health_reports_the_modes_and_who_is_calling() {
     assert_eq!(anonymous.body["ingress_basic_auth_enabled"], false);
     assert!(anonymous.body["user"].is_null());
 
-    let alice = app.call(get("/api/health").basic("alice", "alice-pw")).await;
+    let alice = app
+        .call(get("/api/health").basic("alice", "alice-pw"))
+        .await;
     assert_eq!(alice.body["user"]["name"], "alice");
     assert_eq!(alice.body["user"]["id"], app.user_id("alice").await);
     let wrong = app.call(get("/api/health").basic("alice", "wrong")).await;
@@ -241,23 +257,42 @@ async fn wrong_passwords_are_refused_and_then_rate_limited() {
     // password is refused without being checked, while alice is unaffected.
     for _ in 0..5 {
         let answer = app
-            .call(get("/users/me").basic("bob", "guess").via_peer("10.1.1.1:5000"))
+            .call(
+                get("/users/me")
+                    .basic("bob", "guess")
+                    .via_peer("10.1.1.1:5000"),
+            )
             .await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
     }
     let locked = app
-        .call(get("/users/me").basic("bob", "bob-pw").via_peer("10.1.1.1:5000"))
+        .call(
+            get("/users/me")
+                .basic("bob", "bob-pw")
+                .via_peer("10.1.1.1:5000"),
+        )
         .await;
     assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(
-        locked.body["detail"].as_str().unwrap().contains("Too many failed logins"),
+        locked.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Too many failed logins"),
         "{:?}",
         locked.body
     );
     let elsewhere = app
-        .call(get("/users/me").basic("bob", "bob-pw").via_peer("10.1.1.2:5000"))
+        .call(
+            get("/users/me")
+                .basic("bob", "bob-pw")
+                .via_peer("10.1.1.2:5000"),
+        )
         .await;
-    assert_eq!(elsewhere.status, StatusCode::OK, "another address is not locked");
+    assert_eq!(
+        elsewhere.status,
+        StatusCode::OK,
+        "another address is not locked"
+    );
 }
 
 #[tokio::test]
@@ -274,7 +309,11 @@ async fn tokens_work_until_revoked_expired_or_their_user_is_deleted() {
     assert_eq!(list.body[0]["id"], id.as_str());
     assert!(!list.body.to_string().contains(&token[4..]));
     let stored = app.store().list_tokens(None).await.unwrap();
-    assert!(stored.iter().all(|t| t.hash != token && !t.hash.contains(&token[4..])));
+    assert!(
+        stored
+            .iter()
+            .all(|t| t.hash != token && !t.hash.contains(&token[4..]))
+    );
 
     // Revoked.
     let revoke = app
@@ -306,7 +345,10 @@ async fn tokens_work_until_revoked_expired_or_their_user_is_deleted() {
 
     // The user is deleted: their other token stops working.
     let (_, bobs) = app.token("bob", "bob-pw").await;
-    assert_eq!(app.call(get("/users/me").bearer(&bobs)).await.status, StatusCode::OK);
+    assert_eq!(
+        app.call(get("/users/me").bearer(&bobs)).await.status,
+        StatusCode::OK
+    );
     let deleted = app
         .call(post("/users/delete", r#"{"user": "bob"}"#).basic("admin", ADMIN_PASSWORD))
         .await;
@@ -315,7 +357,11 @@ async fn tokens_work_until_revoked_expired_or_their_user_is_deleted() {
     let refused = app.call(get("/users/me").bearer(&bobs)).await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
     let refused = app.call(get("/users/me").basic("bob", "bob-pw")).await;
-    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "the password went too");
+    assert_eq!(
+        refused.status,
+        StatusCode::UNAUTHORIZED,
+        "the password went too"
+    );
 }
 
 #[tokio::test]
@@ -353,15 +399,27 @@ async fn an_ingress_that_checked_basic_auth_names_the_user() {
     })
     .await;
     let health = app
-        .call(get("/api/health").basic("dana", "checked-by-ingress").via_peer("10.0.0.7:1"))
+        .call(
+            get("/api/health")
+                .basic("dana", "checked-by-ingress")
+                .via_peer("10.0.0.7:1"),
+        )
         .await;
     assert_eq!(health.body["ingress_basic_auth_enabled"], true);
     assert_eq!(health.body["basic_auth_enabled"], false);
     assert_eq!(health.body["user"]["name"], "dana");
     let direct = app
-        .call(get("/users/me").basic("dana", "anything").via_peer("192.168.0.1:1"))
+        .call(
+            get("/users/me")
+                .basic("dana", "anything")
+                .via_peer("192.168.0.1:1"),
+        )
         .await;
-    assert_eq!(direct.status, StatusCode::UNAUTHORIZED, "not through the ingress");
+    assert_eq!(
+        direct.status,
+        StatusCode::UNAUTHORIZED,
+        "not through the ingress"
+    );
 }
 
 #[tokio::test]
@@ -374,8 +432,18 @@ async fn users_cannot_read_each_others_requests() {
         format!("/api/stream?request_id={}", &alices[..8]),
     ] {
         let answer = app.call(get(&uri).basic("bob", "bob-pw")).await;
-        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{uri}: {:?}", answer.body);
-        assert!(answer.body["detail"].as_str().unwrap().contains("another user"));
+        assert_eq!(
+            answer.status,
+            StatusCode::FORBIDDEN,
+            "{uri}: {:?}",
+            answer.body
+        );
+        assert!(
+            answer.body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("another user")
+        );
     }
     let own = app
         .call(get(&format!("/api/get?request_id={alices}")).basic("alice", "alice-pw"))
@@ -389,7 +457,11 @@ async fn users_cannot_read_each_others_requests() {
     let listed = app
         .call(get("/api/status?all_status=true").basic("bob", "bob-pw"))
         .await;
-    assert!(!listed.body.to_string().contains(&alices), "{:?}", listed.body);
+    assert!(
+        !listed.body.to_string().contains(&alices),
+        "{:?}",
+        listed.body
+    );
     let listed = app
         .call(get("/api/status?all_status=true").basic("admin", ADMIN_PASSWORD))
         .await;
@@ -403,7 +475,9 @@ async fn users_cannot_read_each_others_requests() {
         .oneshot(post("/status", body).basic("bob", "bob-pw").0)
         .await
         .unwrap();
-    let id = response.headers()["x-skypilot-request-id"].to_str().unwrap();
+    let id = response.headers()["x-skypilot-request-id"]
+        .to_str()
+        .unwrap();
     let record = app.store().get_request(id).await.unwrap().unwrap();
     assert_eq!(record.user_id, app.user_id("bob").await);
     assert_eq!(record.body["env_vars"]["SKYPILOT_USER"], "bob");
@@ -440,16 +514,27 @@ async fn users_cannot_act_on_each_others_clusters() {
         ("/logs", r#"{"cluster_name": "alices", "job_id": 1}"#),
         ("/download_logs", r#"{"cluster_name": "alices"}"#),
         ("/cancel", r#"{"cluster_name": "alices", "all": true}"#),
-        ("/exec", r#"{"cluster_name": "alices", "task": "run: echo hi"}"#),
+        (
+            "/exec",
+            r#"{"cluster_name": "alices", "task": "run: echo hi"}"#,
+        ),
         (
             "/launch",
             r#"{"cluster_name": "alices", "task": "run: echo hi"}"#,
         ),
     ] {
         let answer = app.call(post(path, body).basic("bob", "bob-pw")).await;
-        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{path}: {:?}", answer.body);
+        assert_eq!(
+            answer.status,
+            StatusCode::FORBIDDEN,
+            "{path}: {:?}",
+            answer.body
+        );
         assert!(
-            answer.body["detail"].as_str().unwrap().contains("belongs to another user"),
+            answer.body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("belongs to another user"),
             "{path}: {:?}",
             answer.body
         );
@@ -464,14 +549,28 @@ async fn users_cannot_act_on_each_others_clusters() {
 async fn only_admins_manage_users() {
     let app = app().await;
     let answer = app
-        .call(post("/users/create", r#"{"name": "eve", "password": "x"}"#).basic("alice", "alice-pw"))
+        .call(
+            post("/users/create", r#"{"name": "eve", "password": "x"}"#).basic("alice", "alice-pw"),
+        )
         .await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
-    assert!(answer.body["detail"].as_str().unwrap().contains("Only admins"));
+    assert!(
+        answer.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Only admins")
+    );
     let answer = app
-        .call(post("/users/update", r#"{"user": "alice", "role": "admin"}"#).basic("alice", "alice-pw"))
+        .call(
+            post("/users/update", r#"{"user": "alice", "role": "admin"}"#)
+                .basic("alice", "alice-pw"),
+        )
         .await;
-    assert_eq!(answer.status, StatusCode::FORBIDDEN, "no promoting yourself");
+    assert_eq!(
+        answer.status,
+        StatusCode::FORBIDDEN,
+        "no promoting yourself"
+    );
     let answer = app
         .call(get("/users/tokens?all=true").basic("alice", "alice-pw"))
         .await;
@@ -479,27 +578,48 @@ async fn only_admins_manage_users() {
 
     // Users may change their own password.
     let answer = app
-        .call(post("/users/update", r#"{"user": "alice", "password": "new-pw"}"#).basic("alice", "alice-pw"))
+        .call(
+            post(
+                "/users/update",
+                r#"{"user": "alice", "password": "new-pw"}"#,
+            )
+            .basic("alice", "alice-pw"),
+        )
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
     assert_eq!(
-        app.call(get("/users/me").basic("alice", "alice-pw")).await.status,
+        app.call(get("/users/me").basic("alice", "alice-pw"))
+            .await
+            .status,
         StatusCode::UNAUTHORIZED,
         "the old password stops working at once"
     );
     assert_eq!(
-        app.call(get("/users/me").basic("alice", "new-pw")).await.status,
+        app.call(get("/users/me").basic("alice", "new-pw"))
+            .await
+            .status,
         StatusCode::OK
     );
 
     let answer = app
-        .call(post("/users/update", r#"{"user": "alice", "role": "admin"}"#).basic("admin", ADMIN_PASSWORD))
+        .call(
+            post("/users/update", r#"{"user": "alice", "role": "admin"}"#)
+                .basic("admin", ADMIN_PASSWORD),
+        )
         .await;
     assert_eq!(answer.body["role"], "admin");
-    let stored = app.store().get_user_by_name("alice").await.unwrap().unwrap();
+    let stored = app
+        .store()
+        .get_user_by_name("alice")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.role, Role::Admin);
     let answer = app
-        .call(post("/users/create", r#"{"name": "alice", "password": "x"}"#).basic("admin", ADMIN_PASSWORD))
+        .call(
+            post("/users/create", r#"{"name": "alice", "password": "x"}"#)
+                .basic("admin", ADMIN_PASSWORD),
+        )
         .await;
     assert_eq!(answer.status, StatusCode::CONFLICT);
 }
@@ -528,14 +648,23 @@ async fn htpasswd_users_log_in_with_their_imported_passwords() {
         .call(post("/users/import", &bad).basic("admin", ADMIN_PASSWORD))
         .await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
-    assert!(answer.body["detail"].as_str().unwrap().contains("line 1 (henry)"));
+    assert!(
+        answer.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("line 1 (henry)")
+    );
 }
 
 #[tokio::test]
 async fn without_auth_nothing_is_refused_and_clients_name_themselves() {
     let app = app_with(AuthSettings::default()).await;
     for route in skydeck_server::routes::routes() {
-        let body = if route.method == Method::POST { "{}" } else { "" };
+        let body = if route.method == Method::POST {
+            "{}"
+        } else {
+            ""
+        };
         let answer = app
             .call(request(route.method.clone(), route.path, body))
             .await;
@@ -581,7 +710,12 @@ impl App {
 
 /// The error text of a failed request as `/api/get` reports it.
 fn request_error(answer: &Answer) -> String {
-    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR, "{:?}", answer.body);
+    assert_eq!(
+        answer.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{:?}",
+        answer.body
+    );
     answer.body["detail"]["error"].to_string()
 }
 
@@ -594,7 +728,12 @@ async fn only_admins_read_and_write_the_config_and_changes_apply_at_once() {
     ] {
         let answer = app.call(call).await;
         assert_eq!(answer.status, StatusCode::FORBIDDEN);
-        assert!(answer.body["detail"].as_str().unwrap().contains("Only admins"));
+        assert!(
+            answer.body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("Only admins")
+        );
     }
     let bad = app
         .set_config(serde_json::json!({"workspaces": {"team-a": {"privat": true}}}))
@@ -602,7 +741,10 @@ async fn only_admins_read_and_write_the_config_and_changes_apply_at_once() {
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     let detail = bad.body["detail"].as_str().unwrap();
     assert!(detail.contains("workspaces.team-a.privat"), "{detail}");
-    assert!(detail.contains("private"), "the nearest key is suggested: {detail}");
+    assert!(
+        detail.contains("private"),
+        "the nearest key is suggested: {detail}"
+    );
 
     let config = serde_json::json!({
         "api_server": {"service_account_token": "sky_notshownnotshown"},
@@ -614,14 +756,20 @@ async fn only_admins_read_and_write_the_config_and_changes_apply_at_once() {
     let shown = app
         .call(get("/api/config").basic("admin", ADMIN_PASSWORD))
         .await;
-    assert_eq!(shown.body["config"]["api_server"]["service_account_token"], "<redacted>");
+    assert_eq!(
+        shown.body["config"]["api_server"]["service_account_token"],
+        "<redacted>"
+    );
     assert!(!shown.body.to_string().contains("notshown"));
 
     // No restart: the workspace exists for the next request.
     let answer = app
         .call(get("/users/me/workspace").basic("alice", "alice-pw"))
         .await;
-    assert_eq!(answer.body["accessible"], serde_json::json!(["default", "team-a"]));
+    assert_eq!(
+        answer.body["accessible"],
+        serde_json::json!(["default", "team-a"])
+    );
     let answer = app
         .call(get("/users/me/workspace").basic("bob", "bob-pw"))
         .await;
@@ -646,17 +794,27 @@ async fn a_private_workspace_refuses_users_it_does_not_list() {
     assert!(detail.contains("\"team-a\""), "{detail}");
     assert!(detail.contains("bob"), "{detail}");
     for (user, password) in [("alice", "alice-pw"), ("admin", ADMIN_PASSWORD)] {
-        let answer = app.call(post("/status", in_team_a).basic(user, password)).await;
+        let answer = app
+            .call(post("/status", in_team_a).basic(user, password))
+            .await;
         assert_eq!(answer.status, StatusCode::OK, "{user}");
     }
     let unknown = app
         .call(
-            post("/status", r#"{"override_skypilot_config": {"active_workspace": "nope"}}"#)
-                .basic("alice", "alice-pw"),
+            post(
+                "/status",
+                r#"{"override_skypilot_config": {"active_workspace": "nope"}}"#,
+            )
+            .basic("alice", "alice-pw"),
         )
         .await;
     assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
-    assert!(unknown.body["detail"].as_str().unwrap().contains("default, team-a"));
+    assert!(
+        unknown.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("default, team-a")
+    );
 
     // The request is recorded in its workspace.
     let response = app
@@ -665,7 +823,9 @@ async fn a_private_workspace_refuses_users_it_does_not_list() {
         .oneshot(post("/status", in_team_a).basic("alice", "alice-pw").0)
         .await
         .unwrap();
-    let id = response.headers()["x-skypilot-request-id"].to_str().unwrap();
+    let id = response.headers()["x-skypilot-request-id"]
+        .to_str()
+        .unwrap();
     let record = app.store().get_request(id).await.unwrap().unwrap();
     assert_eq!(record.workspace, "team-a");
 }
@@ -687,14 +847,19 @@ async fn a_launch_on_infra_the_workspace_leaves_out_is_refused() {
     let error = request_error(&answer);
     assert!(error.contains("PermissionDeniedError"), "{error}");
     assert!(error.contains("no-local"), "{error}");
-    assert!(app.store().get_cluster("c1").await.unwrap().is_none(), "nothing was launched");
+    assert!(
+        app.store().get_cluster("c1").await.unwrap().is_none(),
+        "nothing was launched"
+    );
 }
 
 #[tokio::test]
 async fn the_declarative_policy_rejects_a_task_over_its_caps() {
     let app = app().await;
-    app.set_config(serde_json::json!({"admin_policy": {"max_cpus": 2, "required_labels": ["team"]}}))
-        .await;
+    app.set_config(
+        serde_json::json!({"admin_policy": {"max_cpus": 2, "required_labels": ["team"]}}),
+    )
+    .await;
     let body = serde_json::json!({
         "cluster_name": "big",
         "task": "run: echo hi\nresources:\n  cpus: 8\n  labels:\n    team: ml\n",
@@ -736,5 +901,8 @@ async fn a_rest_policy_rejection_or_failure_fails_the_request_with_its_text() {
         .await;
     let error = request_error(&app.run("alice", "alice-pw", "/launch", &body).await);
     assert!(error.contains("RestfulPolicyError"), "{error}");
-    assert!(error.contains(&format!("http://{address}/broken")), "{error}");
+    assert!(
+        error.contains(&format!("http://{address}/broken")),
+        "{error}"
+    );
 }

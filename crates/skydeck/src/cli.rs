@@ -1,5 +1,6 @@
 //! The command line, as SkyPilot users know it.
 
+use clap::builder::FalseyValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use skydeck_types::task::Overrides;
 
@@ -100,34 +101,46 @@ pub struct StartArgs {
 pub struct AuthArgs {
     /// Users log in with a password (bcrypt). The first admin comes from
     /// SKYDECK_INITIAL_BASIC_AUTH=user:password.
-    #[arg(long, env = "SKYDECK_ENABLE_BASIC_AUTH")]
+    #[arg(long, env = "SKYDECK_ENABLE_BASIC_AUTH", value_parser = FalseyValueParser::new())]
     pub enable_basic_auth: bool,
     /// Accept service-account tokens (`Authorization: Bearer sky_…`).
-    #[arg(long, env = "SKYDECK_ENABLE_SERVICE_ACCOUNTS")]
+    #[arg(long, env = "SKYDECK_ENABLE_SERVICE_ACCOUNTS", value_parser = FalseyValueParser::new())]
     pub enable_service_accounts: bool,
     /// An auth proxy (oauth2-proxy) in front names the user in a header.
-    #[arg(long, env = "SKYDECK_EXTERNAL_PROXY_AUTH")]
+    #[arg(long, env = "SKYDECK_EXTERNAL_PROXY_AUTH", value_parser = FalseyValueParser::new())]
     pub external_proxy_auth: bool,
     /// The header the auth proxy puts the user's identity in.
-    #[arg(long, env = "SKYDECK_AUTH_PROXY_HEADER", default_value = "X-Auth-Request-Email")]
+    #[arg(
+        long,
+        env = "SKYDECK_AUTH_PROXY_HEADER",
+        default_value = "X-Auth-Request-Email"
+    )]
     pub auth_proxy_header: String,
     /// An ingress in front checks basic auth and passes the user on.
-    #[arg(long, env = "SKYDECK_INGRESS_BASIC_AUTH")]
+    #[arg(long, env = "SKYDECK_INGRESS_BASIC_AUTH", value_parser = FalseyValueParser::new())]
     pub ingress_basic_auth: bool,
     /// The header the ingress passes the user in (`Authorization`: the
     /// user name of the Basic credentials it checked).
-    #[arg(long, env = "SKYDECK_INGRESS_USER_HEADER", default_value = "Authorization")]
+    #[arg(
+        long,
+        env = "SKYDECK_INGRESS_USER_HEADER",
+        default_value = "Authorization"
+    )]
     pub ingress_user_header: String,
     /// Addresses (CIDRs) the proxy or ingress connects from; their identity
     /// headers are ignored from anywhere else. Repeat or comma-separate.
-    #[arg(long = "trusted-proxy", env = "SKYDECK_TRUSTED_PROXIES", value_delimiter = ',')]
+    #[arg(
+        long = "trusted-proxy",
+        env = "SKYDECK_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Import users and passwords from this htpasswd file at start.
     #[arg(long, env = "SKYDECK_HTPASSWD_FILE")]
     pub htpasswd: Option<std::path::PathBuf>,
     /// Serve without authentication even off loopback. Anyone who can reach
     /// the server can then run commands as it.
-    #[arg(long, env = "SKYDECK_INSECURE_NO_AUTH")]
+    #[arg(long, env = "SKYDECK_INSECURE_NO_AUTH", value_parser = FalseyValueParser::new())]
     pub insecure_no_auth: bool,
 }
 
@@ -176,7 +189,10 @@ impl AuthArgs {
             args.extend(["--auth-proxy-header".into(), self.auth_proxy_header.clone()]);
         }
         if self.ingress_basic_auth {
-            args.extend(["--ingress-user-header".into(), self.ingress_user_header.clone()]);
+            args.extend([
+                "--ingress-user-header".into(),
+                self.ingress_user_header.clone(),
+            ]);
         }
         for cidr in &self.trusted_proxies {
             args.extend(["--trusted-proxy".into(), cidr.to_string()]);

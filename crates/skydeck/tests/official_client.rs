@@ -85,6 +85,12 @@ impl Outcome {
 
 impl Sky {
     async fn run(&self, args: &[&str]) -> Outcome {
+        self.run_with(args, &[]).await
+    }
+
+    /// `run` with extra environment variables (set after the caller's
+    /// `SKYPILOT_*` ones are removed).
+    async fn run_with(&self, args: &[&str], envs: &[(&str, &str)]) -> Outcome {
         let mut command = tokio::process::Command::new(&self.executable);
         command.args(args);
         // Nothing inherited may redirect the client: no endpoint, token,
@@ -110,6 +116,7 @@ impl Sky {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        command.envs(envs.iter().copied());
         let rendered = format!("sky {}", args.join(" "));
         let child = command
             .spawn()
@@ -416,5 +423,159 @@ async fn official_sky_client_runs_a_task_through_a_cluster_lifecycle() {
         status.success() && !status.stdout.contains("c1 "),
         "the cluster is gone after down",
     );
+    report.finish();
+}
+
+/// Launches `cluster` through the API as the user in `url`'s credentials
+/// and waits for it to be up.
+async fn launch_as(url: &str, cluster: &str, task: &str) {
+    let body = serde_json::json!({"cluster_name": cluster, "task": task}).to_string();
+    let id = support::submit(url, "/launch", &body).await;
+    let done = support::http("GET", &format!("{url}/api/get?request_id={id}"), None).await;
+    assert_eq!(done.status, 200, "launch of {cluster}: {}", done.body);
+}
+
+/// With basic auth and tokens on: the official client logs in with a
+/// password in the URL and with a service-account token, each user sees
+/// only their own clusters, and no password, token or task secret reaches
+/// the server's logs or the client's listings.
+#[tokio::test(flavor = "multi_thread")]
+async fn official_sky_client_logs_in_by_password_or_token_and_sees_only_its_clusters() {
+    let Some(executable) = official_sky() else {
+        return;
+    };
+    const ADMIN_PASSWORD: &str = "Adm1n-7f3e-pw";
+    const ALICE_PASSWORD: &str = "al1ce-c0rrect-h0rse";
+    const BOB_PASSWORD: &str = "b0b-b4ttery-st4ple";
+    const SECRET: &str = "task-secret-9d2c41";
+    let scratch = tempfile::tempdir().expect("a temporary directory");
+    let server = TestServer::start(
+        &temp_dir(scratch.path(), "server"),
+        &[
+            ("SKYDECK_ENABLE_BASIC_AUTH", "1"),
+            ("SKYDECK_ENABLE_SERVICE_ACCOUNTS", "1"),
+            (
+                "SKYDECK_INITIAL_BASIC_AUTH",
+                &format!("admin:{ADMIN_PASSWORD}"),
+            ),
+        ],
+    );
+    let with = |user: &str, password: &str| {
+        server
+            .url
+            .replacen("http://", &format!("http://{user}:{password}@"), 1)
+    };
+    let admin = with("admin", ADMIN_PASSWORD);
+    for (name, password) in [("alice", ALICE_PASSWORD), ("bob", BOB_PASSWORD)] {
+        let body = serde_json::json!({"name": name, "password": password}).to_string();
+        let created = support::http("POST", &format!("{admin}/users/create"), Some(&body)).await;
+        assert_eq!(created.status, 200, "{}", created.body);
+    }
+    let token = support::http(
+        "POST",
+        &format!("{admin}/users/tokens/create"),
+        Some(r#"{"name": "bob-ci", "user": "bob"}"#),
+    )
+    .await
+    .json()["token"]
+        .as_str()
+        .expect("a token")
+        .to_owned();
+    let secret_task = format!("run: echo ok\nsecrets:\n  API_KEY: {SECRET}\n");
+    launch_as(&with("alice", ALICE_PASSWORD), "alices", &secret_task).await;
+    launch_as(&with("bob", BOB_PASSWORD), "bobs", "run: echo ok\n").await;
+
+    let mut report = Report {
+        server: &server,
+        failures: String::new(),
+    };
+
+    // Alice: the password in the endpoint URL.
+    let alice = Sky {
+        executable: executable.clone(),
+        home: temp_dir(scratch.path(), "alice-home"),
+    };
+    let login = alice
+        .run(&["api", "login", "-e", &with("alice", ALICE_PASSWORD)])
+        .await;
+    report.expect(&login, &["Logged into SkyPilot API server"]);
+    let info = alice.run(&["api", "info"]).await;
+    report.expect(&info, &["alice"]);
+    let status = alice.run(&["status"]).await;
+    report.expect(&status, &["alices"]);
+    report.check(
+        &status,
+        !status.output().contains("bobs"),
+        "alice must not see bob's cluster",
+    );
+    let requests = alice.run(&["api", "status", "-a"]).await;
+    report.expect(&requests, &["sky.status"]);
+
+    // Bob: a service-account token from the environment.
+    let bob = Sky {
+        executable: executable.clone(),
+        home: temp_dir(scratch.path(), "bob-home"),
+    };
+    let token_env = [
+        ("SKYPILOT_SERVICE_ACCOUNT_TOKEN", token.as_str()),
+        ("SKYPILOT_API_SERVER_ENDPOINT", server.url.as_str()),
+    ];
+    let status = bob.run_with(&["status"], &token_env).await;
+    report.expect(&status, &["bobs"]);
+    report.check(
+        &status,
+        !status.output().contains("alices"),
+        "bob must not see alice's cluster",
+    );
+    let info = bob.run_with(&["api", "info"], &token_env).await;
+    report.expect(&info, &["bob"]);
+
+    // A wrong password is refused at login.
+    let stranger = Sky {
+        executable,
+        home: temp_dir(scratch.path(), "stranger-home"),
+    };
+    let refused = stranger
+        .run(&["api", "login", "-e", &with("alice", "wrong-password")])
+        .await;
+    report.check(
+        &refused,
+        !refused.success(),
+        "a wrong password must not log in",
+    );
+
+    // Nothing secret in what the server logged or answered. (`api login`
+    // and `api info` echo the endpoint URL the user typed, password and
+    // all: that is the client's own doing, so they are not checked.)
+    let mut seen = server.stderr();
+    for outcome in [&status, &requests] {
+        seen.push_str(&outcome.output());
+    }
+    if let Ok(entries) = std::fs::read_dir(server.home.join("requests")) {
+        for entry in entries.flatten() {
+            seen.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+        }
+    }
+    for secret in [
+        ADMIN_PASSWORD,
+        ALICE_PASSWORD,
+        BOB_PASSWORD,
+        &token,
+        &token[4..],
+        SECRET,
+    ] {
+        if seen.contains(secret) {
+            let _ = writeln!(
+                report.failures,
+                "\n===== a secret ({}…) appears in the logs or output",
+                &secret[..6]
+            );
+        }
+    }
+    for cluster in ["alices", "bobs"] {
+        let body = serde_json::json!({"cluster_name": cluster}).to_string();
+        let id = support::submit(&admin, "/down", &body).await;
+        support::http("GET", &format!("{admin}/api/get?request_id={id}"), None).await;
+    }
     report.finish();
 }

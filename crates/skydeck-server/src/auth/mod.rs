@@ -124,7 +124,10 @@ impl Authenticator {
 
     /// Forgets cached password checks: a user or password changed.
     pub fn forget_verified(&self) {
-        self.verified.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// The user these headers prove, `None` when they carry no identity.
@@ -219,7 +222,10 @@ impl Authenticator {
                 record.name
             )));
         };
-        if record.last_used_at.is_none_or(|last| now - last > TOUCH_EVERY) {
+        if record
+            .last_used_at
+            .is_none_or(|last| now - last > TOUCH_EVERY)
+        {
             self.store.touch_token(&record.id, now).await?;
         }
         Ok(user)

@@ -145,16 +145,12 @@ fn apr1(password: &[u8], salt: &[u8]) -> String {
         push_crypt64(&mut encoded, value, 4);
     }
     push_crypt64(&mut encoded, u32::from(digest[11]), 2);
-    format!(
-        "{APR1_MAGIC}{}${encoded}",
-        String::from_utf8_lossy(salt)
-    )
+    format!("{APR1_MAGIC}{}${encoded}", String::from_utf8_lossy(salt))
 }
 
 /// crypt(3)'s base-64 alphabet, least significant digit first.
 fn push_crypt64(out: &mut String, mut value: u32, digits: usize) {
-    const ALPHABET: &[u8; 64] =
-        b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    const ALPHABET: &[u8; 64] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     for _ in 0..digits {
         out.push(char::from(ALPHABET[(value & 0x3f) as usize]));
         value >>= 6;

@@ -118,7 +118,9 @@ impl AuthSettings {
 fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| canonical(ip).is_loopback())
+        || host
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| canonical(ip).is_loopback())
 }
 
 /// `::ffff:10.0.0.1` is 10.0.0.1: a dual-stack listener reports IPv4 peers
@@ -140,7 +142,10 @@ mod tests {
         for host in ["127.0.0.1", "::1", "[::1]", "localhost", "127.0.0.2"] {
             assert!(none.check_exposure(host, false).is_ok(), "{host}");
         }
-        let err = none.check_exposure("0.0.0.0", false).unwrap_err().to_string();
+        let err = none
+            .check_exposure("0.0.0.0", false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--enable-basic-auth"), "{err}");
         assert!(err.contains("--insecure-no-auth"), "{err}");
         assert!(none.check_exposure("0.0.0.0", true).is_ok());
@@ -173,7 +178,10 @@ mod tests {
     #[test]
     fn initial_credentials_parse_and_hide_the_password() {
         let creds = Credentials::parse("admin:pa:ss").unwrap();
-        assert_eq!((creds.name.as_str(), creds.password.as_str()), ("admin", "pa:ss"));
+        assert_eq!(
+            (creds.name.as_str(), creds.password.as_str()),
+            ("admin", "pa:ss")
+        );
         assert!(!format!("{creds:?}").contains("pa:ss"));
         assert!(Credentials::parse("admin").is_err());
         assert!(Credentials::parse(":pw").is_err());

@@ -32,10 +32,12 @@ pub fn new_id() -> String {
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
 }
 
 #[cfg(test)]
@@ -51,6 +53,9 @@ mod tests {
         assert_eq!(hash(&a), hash(&a));
         assert_ne!(hash(&a), hash(&b));
         assert_eq!(hash(&a).len(), 64);
-        assert!(!hash(&a).contains(&a[4..]), "the hash does not embed the secret");
+        assert!(
+            !hash(&a).contains(&a[4..]),
+            "the hash does not embed the secret"
+        );
     }
 }

@@ -13,10 +13,10 @@ use skydeck_agent::protocol::{Demand, JobSpec};
 use skydeck_infra::{ClusterSpec, ClusterState, Handle, InfraError};
 use skydeck_store::{ClusterRecord, ClusterStatus};
 use skydeck_types::RequestError;
-use skydeck_types::config::PolicyRequestOptions;
 use skydeck_types::bodies::{
     AutostopBody, ExecBody, LaunchBody, StartBody, StatusBody, StopOrDownBody,
 };
+use skydeck_types::config::PolicyRequestOptions;
 
 fn not_found(name: &str) -> RequestError {
     RequestError::new(
@@ -330,7 +330,12 @@ async fn load_plan(
 fn check_infra_allowed(ctx: &RequestContext, plan: &Plan) -> Result<(), RequestError> {
     ctx.config
         .infra_allowed(&ctx.workspace, &plan.infra)
-        .map_err(|reason| RequestError::new(exception::PERMISSION_DENIED, format!("Cannot launch: {reason}.")))
+        .map_err(|reason| {
+            RequestError::new(
+                exception::PERMISSION_DENIED,
+                format!("Cannot launch: {reason}."),
+            )
+        })
 }
 
 /// A cluster is used from the workspace it was launched in.

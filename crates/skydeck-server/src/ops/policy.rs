@@ -125,7 +125,8 @@ mod tests {
     #[test]
     fn secrets_redacted_for_a_policy_are_restored_in_what_it_returns() {
         let original = "run: echo hi\nsecrets:\n  TOKEN: abc123\n";
-        let returned = "run: echo hi\nsecrets:\n  TOKEN: <redacted>\nresources:\n  labels:\n    team: ml\n";
+        let returned =
+            "run: echo hi\nsecrets:\n  TOKEN: <redacted>\nresources:\n  labels:\n    team: ml\n";
         let restored = restore_secrets(returned, original).unwrap();
         assert!(restored.contains("abc123"), "{restored}");
         assert!(restored.contains("team"), "{restored}");

@@ -43,9 +43,9 @@ pub async fn set(
         .map_or_else(|| state.local_user.name.clone(), |u| u.name.clone());
     match state.live_config.replace(body.config, &by).await {
         Ok(_) => Ok(answer(&state)),
-        Err(ReplaceError::Invalid(err)) => Err(ApiError::bad_request(format!(
-            "Invalid config: {err}"
-        ))),
+        Err(ReplaceError::Invalid(err)) => {
+            Err(ApiError::bad_request(format!("Invalid config: {err}")))
+        }
         Err(ReplaceError::Failed(err)) => Err(ApiError::internal(err)),
     }
 }

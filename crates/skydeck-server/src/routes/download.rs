@@ -2,10 +2,10 @@
 //! `crate::downloads`).
 
 use super::SharedState;
+use crate::auth::Caller;
 use crate::downloads::{DownloadError, Downloads};
 use crate::error::ApiError;
 use crate::extract::ApiJson;
-use crate::auth::Caller;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};

@@ -1,7 +1,7 @@
 use super::SharedState;
+use crate::auth::Caller;
 use crate::skypilot::{self, HealthFacts};
 use axum::Json;
-use crate::auth::Caller;
 use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};

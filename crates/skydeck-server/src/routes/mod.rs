@@ -110,7 +110,9 @@ pub fn router_with(state: SharedState, extra: Router<SharedState>) -> Router {
     let body_limit = state.config.max_body_bytes;
     routes()
         .into_iter()
-        .fold(extra, |router, route| router.route(route.path, route.handler))
+        .fold(extra, |router, route| {
+            router.route(route.path, route.handler)
+        })
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -1,12 +1,12 @@
 //! Reading requests: `/api/get` (wait for the result) and `/api/status`.
 
 use super::SharedState;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::executor::WaitResult;
 use crate::extract::ApiQuery;
 use crate::skypilot;
 use axum::Json;
-use crate::auth::Caller;
 use axum::extract::{Extension, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -65,7 +65,11 @@ pub async fn resolve_owned_id(
     Ok(id)
 }
 
-async fn check_request_owner(state: &SharedState, caller: &Caller, id: &str) -> Result<(), ApiError> {
+async fn check_request_owner(
+    state: &SharedState,
+    caller: &Caller,
+    id: &str,
+) -> Result<(), ApiError> {
     match state.store.get_request(id).await? {
         Some(record) if !caller.may_act_for(&record.user_id) => Err(ApiError::forbidden(format!(
             "Request {id} belongs to another user; only they or an admin can read it."

@@ -2,11 +2,11 @@
 //! with its id at once. The work happens in the executor.
 
 use super::SharedState;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::ops::Op;
 use axum::Json;
-use crate::auth::Caller;
 use axum::extract::{Extension, State};
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
@@ -29,7 +29,16 @@ async fn schedule<B: Serialize>(
     body: &B,
     cluster_name: Option<String>,
 ) -> Result<Response, ApiError> {
-    schedule_as(state, caller, new_request_id(), op, base, body, cluster_name).await
+    schedule_as(
+        state,
+        caller,
+        new_request_id(),
+        op,
+        base,
+        body,
+        cluster_name,
+    )
+    .await
 }
 
 /// [`schedule`] under an id chosen beforehand.
@@ -82,7 +91,11 @@ fn set_client_user(body: &mut serde_json::Value, id: &str, name: &str) {
 
 /// 403 when `name` is an existing cluster of a user the caller may not act
 /// for.
-async fn check_cluster_owner(state: &SharedState, caller: &Caller, name: &str) -> Result<(), ApiError> {
+async fn check_cluster_owner(
+    state: &SharedState,
+    caller: &Caller,
+    name: &str,
+) -> Result<(), ApiError> {
     if caller.sees_all() {
         return Ok(());
     }

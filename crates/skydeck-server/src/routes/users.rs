@@ -37,16 +37,16 @@ async fn find_user(state: &SharedState, name_or_id: &str) -> Result<User, ApiErr
     if let Some(user) = state.store.get_user_by_name(name_or_id).await? {
         return Ok(user);
     }
-    state
-        .store
-        .get_user(name_or_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("No user {name_or_id:?}; see `skydeck users list`.")))
+    state.store.get_user(name_or_id).await?.ok_or_else(|| {
+        ApiError::not_found(format!("No user {name_or_id:?}; see `skydeck users list`."))
+    })
 }
 
 fn parse_role(role: &str) -> Result<Role, ApiError> {
     Role::from_str(role).map_err(|_| {
-        ApiError::bad_request(format!("Unknown role {role:?}; a role is `admin` or `user`."))
+        ApiError::bad_request(format!(
+            "Unknown role {role:?}; a role is `admin` or `user`."
+        ))
     })
 }
 
@@ -75,7 +75,10 @@ pub async fn me(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<UserView>, ApiError> {
-    let user = caller.user().cloned().unwrap_or_else(|| state.local_user.clone());
+    let user = caller
+        .user()
+        .cloned()
+        .unwrap_or_else(|| state.local_user.clone());
     Ok(Json(view(&state, user).await?))
 }
 
@@ -137,13 +140,15 @@ pub async fn update(
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> Result<Json<UserView>, ApiError> {
     let user = find_user(&state, &body.user).await?;
-    let own_password_only =
-        body.role.is_none() && caller.user().is_some_and(|me| me.id == user.id);
+    let own_password_only = body.role.is_none() && caller.user().is_some_and(|me| me.id == user.id);
     if !own_password_only {
         caller.require_admin("change other users or roles")?;
     }
     if let Some(role) = &body.role {
-        state.store.set_user_role(&user.id, parse_role(role)?).await?;
+        state
+            .store
+            .set_user_role(&user.id, parse_role(role)?)
+            .await?;
     }
     if let Some(password) = body.password {
         let hash = hash(password).await?;
@@ -285,7 +290,9 @@ pub async fn create_token(
 ) -> Result<Json<CreatedToken>, ApiError> {
     let name = body.name.trim();
     if name.is_empty() {
-        return Err(ApiError::bad_request("Give the token a name (what uses it)."));
+        return Err(ApiError::bad_request(
+            "Give the token a name (what uses it).",
+        ));
     }
     let me = acting_user(&state, &caller).clone();
     let owner = match &body.user {
@@ -335,8 +342,12 @@ pub async fn revoke_token(
     Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<RevokeTokenBody>,
 ) -> Result<Json<TokenView>, ApiError> {
-    let not_found =
-        || ApiError::not_found(format!("No token {:?}; see `skydeck tokens list`.", body.id));
+    let not_found = || {
+        ApiError::not_found(format!(
+            "No token {:?}; see `skydeck tokens list`.",
+            body.id
+        ))
+    };
     let token = state
         .store
         .list_tokens(None)
