@@ -601,3 +601,68 @@ async fn autostop_stops_or_tears_down_an_idle_cluster() {
     assert!(!home.path().join("clusters/goner").exists());
     assert_no_processes_left(home.path()).await;
 }
+
+/// A REST admin policy (a small HTTP service on loopback) that adds an
+/// environment variable to every task, recording what it was sent.
+async fn mutating_policy() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::extract::State;
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+    async fn mutate(State(seen): State<Seen>, body: String) -> String {
+        seen.lock().unwrap().push(body.clone());
+        // SkyPilot sends the request JSON-encoded as a JSON string.
+        let outer: Value = serde_json::from_str(&body).expect("JSON");
+        let request: Value = match outer {
+            Value::String(inner) => serde_json::from_str(&inner).expect("inner JSON"),
+            other => other,
+        };
+        let mut task: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(request["task"].as_str().unwrap()).unwrap();
+        task["envs"]["POLICY_SAYS"] = "mutated".into();
+        let answer = json!({
+            "task": serde_yaml_ng::to_string(&task).unwrap(),
+            "skypilot_config": request["skypilot_config"],
+        });
+        serde_json::to_string(&answer.to_string()).unwrap()
+    }
+    let seen = Seen::default();
+    let app = axum::Router::new()
+        .route("/policy", axum::routing::post(mutate))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/policy", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rest_admin_policy_mutates_the_task_without_seeing_its_secrets() {
+    let (policy, seen) = mutating_policy().await;
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("config.yaml"),
+        format!("admin_policy: {policy}\n"),
+    )
+    .unwrap();
+    let server = TestServer::start(home.path(), &[]);
+    let api = client(&server);
+    let secret = "sk_policy_must_not_see_this";
+    let reversed: String = secret.chars().rev().collect();
+    let task = format!(
+        "run: |\n  echo \"policy=$POLICY_SAYS\"\n  \
+         test \"$(printf %s \"$API_KEY\" | rev)\" = {reversed} && echo secret-restored\n\
+         secrets:\n  API_KEY: {secret}\n"
+    );
+    let request = launch(&api, "policed", &task).await;
+    let job = job_of(&api, &request).await;
+    wait_job(&api, "policed", job, "SUCCEEDED").await;
+    let log = job_log(&server, "policed", job).await;
+    assert!(log.contains("policy=mutated"), "{log}");
+    assert!(log.contains("secret-restored"), "{log}");
+
+    let sent = seen.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1, "one launch, one policy call");
+    assert!(sent[0].contains("launch"), "{}", sent[0]);
+    assert!(sent[0].contains("<redacted>"), "{}", sent[0]);
+    assert!(!sent[0].contains(secret), "the policy saw the secret");
+    down(&api, "policed").await;
+}
