@@ -109,7 +109,7 @@ impl AuthSettings {
             "refusing to listen on {host} without authentication: anyone who can reach it could \
              run commands as this server. Turn on an auth mode: --enable-basic-auth (with \
              SKYDECK_INITIAL_BASIC_AUTH=admin:PASSWORD for the first admin), \
-             --enable-service-accounts, or --auth-proxy-header with --trusted-proxy. On a \
+             --enable-service-accounts, or --external-proxy-auth with --trusted-proxy. On a \
              network you trust completely, --insecure-no-auth skips this check."
         )
     }
