@@ -101,15 +101,15 @@ impl App {
         )
     }
 
-    /// A request submitted by `user`; returns its id.
-    async fn submit_status(&self, user: &str, password: &str) -> String {
+    /// Submits `body` to `path` as `user`; returns the request id.
+    async fn submit(&self, user: &str, password: &str, path: &str, body: &str) -> String {
         let response = self
             .router
             .clone()
-            .oneshot(post("/status", "{}").basic(user, password).0)
+            .oneshot(post(path, body).basic(user, password).0)
             .await
             .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
         response.headers()["x-skypilot-request-id"]
             .to_str()
             .unwrap()
@@ -425,7 +425,7 @@ async fn an_ingress_that_checked_basic_auth_names_the_user() {
 #[tokio::test]
 async fn users_cannot_read_each_others_requests() {
     let app = app().await;
-    let alices = app.submit_status("alice", "alice-pw").await;
+    let alices = app.submit("alice", "alice-pw", "/status", "{}").await;
     for uri in [
         format!("/api/get?request_id={alices}"),
         format!("/api/stream?request_id={alices}"),
@@ -469,15 +469,7 @@ async fn users_cannot_read_each_others_requests() {
 
     // A request's user is the proven one, whatever the body claims.
     let body = r#"{"env_vars": {"SKYPILOT_USER_ID": "admin0", "SKYPILOT_USER": "admin"}}"#;
-    let response = app
-        .router
-        .clone()
-        .oneshot(post("/status", body).basic("bob", "bob-pw").0)
-        .await
-        .unwrap();
-    let id = response.headers()["x-skypilot-request-id"]
-        .to_str()
-        .unwrap();
+    let id = &app.submit("bob", "bob-pw", "/status", body).await;
     let record = app.store().get_request(id).await.unwrap().unwrap();
     assert_eq!(record.user_id, app.user_id("bob").await);
     assert_eq!(record.body["env_vars"]["SKYPILOT_USER"], "bob");
@@ -817,15 +809,7 @@ async fn a_private_workspace_refuses_users_it_does_not_list() {
     );
 
     // The request is recorded in its workspace.
-    let response = app
-        .router
-        .clone()
-        .oneshot(post("/status", in_team_a).basic("alice", "alice-pw").0)
-        .await
-        .unwrap();
-    let id = response.headers()["x-skypilot-request-id"]
-        .to_str()
-        .unwrap();
+    let id = &app.submit("alice", "alice-pw", "/status", in_team_a).await;
     let record = app.store().get_request(id).await.unwrap().unwrap();
     assert_eq!(record.workspace, "team-a");
 }

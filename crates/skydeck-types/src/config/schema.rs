@@ -332,56 +332,42 @@ macro_rules! context_keys {
     };
 }
 
-const KUBERNETES_CONTEXT: Shape = Shape::Map(
-    context_keys![
-        ("allowed_nodes", ANY_MAP),
-        ("rdma", ANY_MAP),
-        ("networking", Shape::Word(&["portforward", "nodeport"])),
-        ("ports", Shape::Word(&["loadbalancer", "ingress", "podip"])),
-        ("namespace", Shape::Str),
-        ("autoscaler", Shape::Str),
-        ("high_availability", ANY_MAP),
-        ("kueue", ANY_MAP),
-        ("quota", ANY_MAP),
-        ("dws", ANY_MAP),
-        ("remote_identity", KUBERNETES_REMOTE_IDENTITY),
-        ("post_provision_runcmd", STRINGS),
-        ("apt_mirrors", STRINGS),
-        (
-            "set_pod_resource_limits",
-            Shape::Either(&[Shape::Bool, Shape::Num])
-        ),
-        ("pricing", ANY_MAP),
-        ("auto_mounts", Shape::List(&ANY_MAP)),
-        ("enable_docker", Shape::Any),
-    ],
-    Others::Reject,
-);
+/// Keys a Kubernetes context may set, both at the top of `kubernetes:` and
+/// under `context_configs.<name>`.
+macro_rules! kubernetes_context_keys {
+    ($($extra:expr),* $(,)?) => {
+        context_keys![
+            $($extra,)*
+            ("allowed_nodes", ANY_MAP),
+            ("rdma", ANY_MAP),
+            ("networking", Shape::Word(&["portforward", "nodeport"])),
+            ("ports", Shape::Word(&["loadbalancer", "ingress", "podip"])),
+            ("namespace", Shape::Str),
+            ("autoscaler", Shape::Str),
+            ("high_availability", ANY_MAP),
+            ("kueue", ANY_MAP),
+            ("quota", ANY_MAP),
+            ("dws", ANY_MAP),
+            ("remote_identity", KUBERNETES_REMOTE_IDENTITY),
+            ("post_provision_runcmd", STRINGS),
+            ("apt_mirrors", STRINGS),
+            (
+                "set_pod_resource_limits",
+                Shape::Either(&[Shape::Bool, Shape::Num])
+            ),
+            ("pricing", ANY_MAP),
+            ("auto_mounts", Shape::List(&ANY_MAP)),
+            ("enable_docker", Shape::Any),
+        ]
+    };
+}
+
+const KUBERNETES_CONTEXT: Shape = Shape::Map(kubernetes_context_keys![], Others::Reject);
 
 const KUBERNETES: Shape = Shape::Map(
-    context_keys![
+    kubernetes_context_keys![
         ("allowed_contexts", STRINGS_OR_ALL),
         ("context_configs", Shape::MapOf(&KUBERNETES_CONTEXT)),
-        ("allowed_nodes", ANY_MAP),
-        ("rdma", ANY_MAP),
-        ("networking", Shape::Word(&["portforward", "nodeport"])),
-        ("ports", Shape::Word(&["loadbalancer", "ingress", "podip"])),
-        ("namespace", Shape::Str),
-        ("autoscaler", Shape::Str),
-        ("high_availability", ANY_MAP),
-        ("kueue", ANY_MAP),
-        ("quota", ANY_MAP),
-        ("dws", ANY_MAP),
-        ("remote_identity", KUBERNETES_REMOTE_IDENTITY),
-        ("post_provision_runcmd", STRINGS),
-        ("apt_mirrors", STRINGS),
-        (
-            "set_pod_resource_limits",
-            Shape::Either(&[Shape::Bool, Shape::Num])
-        ),
-        ("pricing", ANY_MAP),
-        ("auto_mounts", Shape::List(&ANY_MAP)),
-        ("enable_docker", Shape::Any),
     ],
     Others::Reject,
 );
