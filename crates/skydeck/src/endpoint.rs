@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 pub const DEFAULT_PORT: u16 = 46580;
 pub const ENV_ENDPOINT: &str = "SKYDECK_API_SERVER_ENDPOINT";
 pub const ENV_TOKEN: &str = "SKYDECK_SERVICE_ACCOUNT_TOKEN";
+/// The workspace requests act in; overrides `active_workspace` in the
+/// client's config.yaml.
+pub const ENV_WORKSPACE: &str = "SKYDECK_WORKSPACE";
 
 pub fn local_default() -> String {
     format!("http://127.0.0.1:{DEFAULT_PORT}")
@@ -132,5 +135,25 @@ pub fn base_body(paths: &Paths) -> serde_json::Map<String, serde_json::Value> {
         serde_json::json!(command.join(" ")),
     );
     body.insert("using_remote_api_server".into(), serde_json::json!(true));
+    if let Some(workspace) = active_workspace(paths) {
+        // Sent as SkyPilot's client sends it: an override of the server's
+        // config.
+        body.insert(
+            "override_skypilot_config".into(),
+            serde_json::json!({ "active_workspace": workspace }),
+        );
+    }
     body
+}
+
+/// `SKYDECK_WORKSPACE`, else `active_workspace` in config.yaml.
+fn active_workspace(paths: &Paths) -> Option<String> {
+    if let Some(workspace) = std::env::var(ENV_WORKSPACE).ok().filter(|w| !w.is_empty()) {
+        return Some(workspace);
+    }
+    read_config(paths)
+        .ok()?
+        .get("active_workspace")?
+        .as_str()
+        .map(str::to_owned)
 }

@@ -636,3 +636,47 @@ async fn without_credentials_the_cli_says_how_to_log_in() {
             "SKYDECK_SERVICE_ACCOUNT_TOKEN",
         ]);
 }
+
+/// `active_workspace` in the client's config.yaml (or SKYDECK_WORKSPACE)
+/// picks the workspace; a private one refuses users it does not list.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_acts_in_the_workspace_its_config_names() {
+    let scratch = tempfile::tempdir().unwrap();
+    let server = AuthServer::start(scratch.path());
+    let admin = server.as_admin();
+    for (name, password) in [("alice", "alice-pw-1"), ("bob", "bob-pw-1")] {
+        admin
+            .run_with_stdin(
+                &["users", "add", name, "--password-stdin"],
+                Some(&format!("{password}\n")),
+            )
+            .await
+            .expect_success();
+    }
+    let team = scratch.path().join("team.yaml");
+    std::fs::write(
+        &team,
+        "workspaces:\n  team-a:\n    private: true\n    allowed_users: [alice]\n",
+    )
+    .unwrap();
+    admin
+        .run(&["config", "set", team.to_str().unwrap()])
+        .await
+        .expect_success();
+    std::fs::write(
+        server.client_home.join("config.yaml"),
+        "active_workspace: team-a\n",
+    )
+    .unwrap();
+    server
+        .as_user("bob", "bob-pw-1")
+        .run(&["status"])
+        .await
+        .expect_failure()
+        .stderr_has(&["team-a", "not allowed"]);
+    server
+        .as_user("alice", "alice-pw-1")
+        .run(&["status"])
+        .await
+        .expect_success();
+}
