@@ -20,6 +20,9 @@ pub const ENV_TEST_HOLD: &str = "SKYDECK_TEST_HOLD_REQUESTS";
 pub const ENV_INITIAL_BASIC_AUTH: &str = "SKYDECK_INITIAL_BASIC_AUTH";
 /// Seconds a REST admin policy may take to answer (default 30, as SkyPilot).
 pub const ENV_POLICY_TIMEOUT: &str = "SKYDECK_ADMIN_POLICY_TIMEOUT";
+/// Seconds a stopping server gives running short requests (the Helm chart
+/// sets it from the pod's termination grace period).
+pub const ENV_GRACE_PERIOD: &str = "SKYDECK_GRACE_PERIOD_SECONDS";
 /// The most an upload (workdir and file mounts, unpacked) may hold.
 pub const ENV_MAX_UPLOAD_BYTES: &str = "SKYDECK_MAX_UPLOAD_BYTES";
 
@@ -172,6 +175,10 @@ impl ServerConfig {
                 .filter(|name| !name.is_empty())
                 .map(str::to_owned)
                 .collect(),
+            shutdown_grace: env_usize(ENV_GRACE_PERIOD)?.map_or(DEFAULT_SHUTDOWN_GRACE, |secs| {
+                // Leave a few seconds of the pod's grace to close connections.
+                Duration::from_secs((secs as u64).saturating_sub(5).max(1))
+            }),
             admin_policy_timeout: env_usize(ENV_POLICY_TIMEOUT)?
                 .map_or(crate::admin_policy::DEFAULT_TIMEOUT, |secs| {
                     Duration::from_secs(secs as u64)
@@ -197,7 +204,7 @@ impl ServerConfig {
             paths,
             long_workers: 8,
             short_workers: 16,
-            shutdown_grace: Duration::from_secs(10),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             heartbeat_interval: Duration::from_secs(5),
             peer_timeout: Duration::from_secs(30),
             stream_heartbeat: Duration::from_secs(30),
@@ -209,6 +216,8 @@ impl ServerConfig {
         }
     }
 }
+
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// 2 GiB: room for a code tree with some data, not for datasets (those
 /// belong in buckets).

@@ -15,6 +15,7 @@ pub mod executor;
 pub mod extract;
 pub mod infra;
 pub mod live_config;
+pub mod metrics;
 pub mod ops;
 pub mod request_log;
 pub mod routes;
@@ -50,7 +51,11 @@ impl Server {
         let lock = lock_state_dir(&config)?;
         let store = SqlStore::open(&config.database_url).await?;
         let exclusive = store.dialect() == Dialect::Sqlite;
-        let store: Arc<dyn Store> = Arc::new(store);
+        let metrics = Arc::new(metrics::Metrics::new());
+        let store: Arc<dyn Store> = Arc::new(metrics::InstrumentedStore::new(
+            Arc::new(store),
+            metrics.clone(),
+        ));
 
         let me = ServerInfo {
             id: uuid::Uuid::new_v4().to_string(),
@@ -67,17 +72,14 @@ impl Server {
             live_config::LiveConfig::open(config.paths.config_file(), store.clone()).await?,
         );
         let signals = Arc::new(Signals::default());
-        let infra = Arc::new(clusters::Infra::new(&config.paths));
-        let executor = Executor::new(
-            store.clone(),
-            me.id.clone(),
-            &config,
-            signals,
-            exclusive,
-            infra.clone(),
-            live_config.clone(),
-        )
-        .context("cannot create the request log directory")?;
+        let services = state::Services {
+            store: store.clone(),
+            infra: Arc::new(clusters::Infra::new(&config.paths)),
+            live_config,
+            metrics,
+        };
+        let executor = Executor::new(&services, me.id.clone(), &config, signals, exclusive)
+            .context("cannot create the request log directory")?;
         let settled = executor.settle_orphans(&me).await?;
         if settled > 0 {
             tracing::info!(
@@ -91,15 +93,7 @@ impl Server {
         let auth = auth::Authenticator::new(config.auth.clone(), store.clone());
         auth.bootstrap().await?;
         executor.start();
-        let state = Arc::new(AppState::new(
-            config,
-            store,
-            executor,
-            local_user,
-            infra,
-            auth,
-            live_config,
-        ));
+        let state = Arc::new(AppState::new(config, services, executor, local_user, auth));
         Ok(Self {
             state,
             me,
@@ -113,6 +107,21 @@ impl Server {
 
     pub fn router(&self) -> axum::Router {
         routes::router(self.state.clone())
+    }
+
+    /// Serves `/metrics` on `listener` until the API server has stopped.
+    pub fn serve_metrics(&self, listener: TcpListener) -> tokio::task::JoinHandle<()> {
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            let stopped = state.shutdown.clone();
+            let app = metrics::router(state);
+            if let Err(err) = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stopped.cancelled().await })
+                .await
+            {
+                tracing::error!(error = %err, "the metrics endpoint failed");
+            }
+        })
     }
 
     /// Serves on `listener` until `stop` completes, then drains: new
@@ -220,19 +229,41 @@ async fn reconcile_clusters(state: &AppState) {
             return;
         }
     };
-    for cluster in clusters
+    let up: Vec<&skydeck_store::ClusterRecord> = clusters
         .iter()
         .filter(|c| c.status == skydeck_store::ClusterStatus::Up)
-    {
+        .collect();
+    for cluster in &up {
         // A launch in progress holds the lock; its cluster is not idle.
         let lock = state.infra.lock(&cluster.name);
         let Ok(_guard) = lock.try_lock() else {
             continue;
         };
-        if let Err(err) =
-            ops::clusters::reconcile(state.store.as_ref(), &state.infra, cluster).await
-        {
-            tracing::warn!(cluster = %cluster.name, error = %err.message, "cannot check the cluster");
+        match ops::clusters::reconcile(state.store.as_ref(), &state.infra, cluster).await {
+            Ok(Some(now)) if now.status == skydeck_store::ClusterStatus::Up => {
+                count_jobs(state, &now).await;
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(cluster = %cluster.name, error = %err.message, "cannot check the cluster");
+            }
+        }
+    }
+    let names: Vec<&str> = up.iter().map(|c| c.name.as_str()).collect();
+    state.metrics.retain_cluster_jobs(&names);
+}
+
+/// Refreshes the `skydeck_jobs` counts of one UP cluster.
+async fn count_jobs(state: &AppState, cluster: &skydeck_store::ClusterRecord) {
+    let Ok(agent) = state.infra.agent(cluster) else {
+        return;
+    };
+    match agent.queue(None, false).await {
+        Ok(jobs) => state
+            .metrics
+            .set_cluster_jobs(&cluster.name, jobs.iter().map(|job| job.status.as_str())),
+        Err(err) => {
+            tracing::debug!(cluster = %cluster.name, error = %err, "cannot count the cluster's jobs");
         }
     }
 }

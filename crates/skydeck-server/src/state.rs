@@ -24,22 +24,38 @@ pub struct AppState {
     pub auth: crate::auth::Authenticator,
     /// The infrastructure clusters are launched on.
     pub infra: Arc<crate::clusters::Infra>,
+    /// What `/metrics` on the metrics port reports.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Users already written to the database, so a request costs no extra
     /// write for a caller we have seen.
     known_users: Mutex<HashMap<String, String>>,
 }
 
+/// The long-lived parts the executor and the handlers both use.
+#[derive(Clone)]
+pub struct Services {
+    pub store: Arc<dyn Store>,
+    pub infra: Arc<crate::clusters::Infra>,
+    pub live_config: Arc<crate::live_config::LiveConfig>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
 impl AppState {
     pub fn new(
         config: ServerConfig,
-        store: Arc<dyn Store>,
+        services: Services,
         executor: Arc<Executor>,
         local_user: User,
-        infra: Arc<crate::clusters::Infra>,
         auth: crate::auth::Authenticator,
-        live_config: Arc<crate::live_config::LiveConfig>,
     ) -> Self {
+        let Services {
+            store,
+            infra,
+            live_config,
+            metrics,
+        } = services;
         Self {
+            metrics,
             live_config,
             auth,
             uploads: crate::uploads::Uploads::new(config.paths.uploads(), config.max_upload_bytes),

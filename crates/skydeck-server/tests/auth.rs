@@ -240,6 +240,26 @@ async fn health_reports_the_modes_and_who_is_calling() {
 }
 
 #[tokio::test]
+async fn the_initial_admin_may_be_given_as_an_htpasswd_line_as_helm_charts_do() {
+    // `openssl passwd -apr1 -salt c1h4rNxt hunter2`, the format SkyPilot's
+    // chart puts in `initialBasicAuthCredentials`.
+    let line = "root:$apr1$c1h4rNxt$3tSOaYWcrHVOof67K0IUg0";
+    let app = app_with(AuthSettings {
+        basic_auth: true,
+        initial_admin: Some(Credentials::parse(line).unwrap()),
+        ..Default::default()
+    })
+    .await;
+    let me = app.call(get("/users/me").basic("root", "hunter2")).await;
+    assert_eq!(me.status, StatusCode::OK, "{:?}", me.body);
+    assert_eq!(me.body["role"], "admin", "{:?}", me.body);
+    let hash_as_password = app
+        .call(get("/users/me").basic("root", "$apr1$c1h4rNxt$3tSOaYWcrHVOof67K0IUg0"))
+        .await;
+    assert_eq!(hash_as_password.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn wrong_passwords_are_refused_and_then_rate_limited() {
     let app = app().await;
     let ok = app.call(get("/users/me").basic("alice", "alice-pw")).await;

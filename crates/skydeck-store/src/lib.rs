@@ -115,6 +115,9 @@ pub trait Store: Send + Sync + 'static {
     /// Statuses of the given requests, for executors watching for
     /// cancellations made through another replica.
     async fn request_statuses(&self, ids: &[String]) -> Result<Vec<(String, RequestStatus)>>;
+    /// How many requests are waiting or running, per pool and status (only
+    /// pairs with at least one request): the queue depth metrics.
+    async fn active_request_counts(&self) -> Result<Vec<(ScheduleType, RequestStatus, i64)>>;
 
     // ---- clusters
     /// Creates the cluster or replaces every field of it.

@@ -833,6 +833,27 @@ impl Store for SqlStore {
         Ok(statuses)
     }
 
+    async fn active_request_counts(&self) -> Result<Vec<(ScheduleType, RequestStatus, i64)>> {
+        let rows = sqlx::query(
+            "SELECT schedule_type, status, COUNT(*) AS n FROM requests \
+             WHERE status IN ('PENDING', 'WAITING', 'RUNNING') \
+             GROUP BY schedule_type, status",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let schedule: String = row.try_get("schedule_type")?;
+                let status: String = row.try_get("status")?;
+                Ok((
+                    ScheduleType::from_str(&schedule).map_err(|e| corrupt("requests", e))?,
+                    RequestStatus::from_str(&status).map_err(|e| corrupt("requests", e))?,
+                    row.try_get("n")?,
+                ))
+            })
+            .collect()
+    }
+
     async fn put_cluster(&self, cluster: &ClusterRecord) -> Result<()> {
         let sql = format!(
             "INSERT INTO clusters ({CLUSTER_COLUMNS}) \

@@ -116,6 +116,7 @@ conformance!(
     requests_inserted_finished_keep_their_outcome,
     cancel_stops_pending_and_running_but_not_finished_requests,
     statuses_are_reported_for_many_ids,
+    active_requests_are_counted_per_pool_and_status,
     servers_register_heartbeat_and_leave,
     clusters_are_stored_updated_listed_and_deleted,
     the_server_config_is_replaced_whole_and_versioned,
@@ -808,6 +809,39 @@ async fn statuses_are_reported_for_many_ids(store: Arc<SqlStore>) {
         .map(|(id, _)| id.as_str())
         .collect();
     assert_eq!(cancelled, ["r007"]);
+}
+
+async fn active_requests_are_counted_per_pool_and_status(store: Arc<SqlStore>) {
+    assert!(store.active_request_counts().await.unwrap().is_empty());
+    for (id, pool) in [
+        ("s1", ScheduleType::Short),
+        ("s2", ScheduleType::Short),
+        ("s3", ScheduleType::Short),
+        ("l1", ScheduleType::Long),
+        ("l2", ScheduleType::Long),
+    ] {
+        store
+            .insert_request(&new_request(id, "sky.status", pool, 1.0))
+            .await
+            .unwrap();
+    }
+    store
+        .claim_next(ScheduleType::Long, "srv", 2.0)
+        .await
+        .unwrap()
+        .unwrap();
+    store.cancel_request("s3", 3.0).await.unwrap();
+    let mut counts = store.active_request_counts().await.unwrap();
+    counts.sort_by_key(|(pool, status, _)| (pool.as_str(), status.as_str()));
+    assert_eq!(
+        counts,
+        [
+            (ScheduleType::Long, RequestStatus::Pending, 1),
+            (ScheduleType::Long, RequestStatus::Running, 1),
+            (ScheduleType::Short, RequestStatus::Pending, 2),
+        ],
+        "finished requests are not counted"
+    );
 }
 
 async fn servers_register_heartbeat_and_leave(store: Arc<SqlStore>) {

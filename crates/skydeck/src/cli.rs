@@ -74,6 +74,16 @@ pub enum ApiCommand {
     Cancel(ApiCancelArgs),
     /// Save the endpoint (and token) of a remote API server.
     Login(LoginArgs),
+    /// Exit 0 if the API server answers healthy (for container health
+    /// checks; never starts a server).
+    Health(HealthArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The API server to ask.
+    #[arg(long, default_value = "http://127.0.0.1:46580")]
+    pub endpoint: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -90,6 +100,12 @@ pub struct StartArgs {
     /// Run in this process instead of in the background.
     #[arg(long)]
     pub foreground: bool,
+    /// Serve Prometheus metrics at `/metrics` on --metrics-port.
+    #[arg(long, env = "SKYDECK_METRICS", value_parser = FalseyValueParser::new())]
+    pub metrics: bool,
+    /// Port of the metrics endpoint, on the same address as the API.
+    #[arg(long, env = "SKYDECK_METRICS_PORT", default_value_t = 9090)]
+    pub metrics_port: u16,
     #[command(flatten)]
     pub auth: AuthArgs,
 }

@@ -37,13 +37,28 @@ pub async fn run_foreground(paths: Paths, args: &StartArgs) -> anyhow::Result<()
         .await
         .with_context(|| format!("cannot listen on {host}:{}", args.port))?;
     let address = listener.local_addr()?;
-    let server = Server::open(config).await?;
-    let url_host = if address.ip().is_unspecified() {
-        "127.0.0.1".to_owned()
-    } else {
-        address.ip().to_string()
+    // Bound before the server opens, so a taken port fails the start.
+    let metrics_listener = match args.metrics {
+        true => Some(
+            tokio::net::TcpListener::bind((host, args.metrics_port))
+                .await
+                .with_context(|| {
+                    format!("cannot listen for metrics on {host}:{}", args.metrics_port)
+                })?,
+        ),
+        false => None,
     };
-    let url = format!("http://{url_host}:{}", address.port());
+    let server = Server::open(config).await?;
+    if let Some(listener) = metrics_listener {
+        let address = listener.local_addr()?;
+        tracing::info!(%address, "serving metrics");
+        println!(
+            "Skydeck metrics at http://{}/metrics",
+            display_host(address)
+        );
+        server.serve_metrics(listener);
+    }
+    let url = format!("http://{}", display_host(address));
     let file = ServerFile {
         pid: std::process::id(),
         url: url.clone(),
@@ -58,6 +73,15 @@ pub async fn run_foreground(paths: Paths, args: &StartArgs) -> anyhow::Result<()
         let _ = std::fs::remove_file(paths.server_info());
     }
     result
+}
+
+/// `host:port` to show for a bound address; all-interfaces shows loopback.
+fn display_host(address: std::net::SocketAddr) -> String {
+    if address.ip().is_unspecified() {
+        format!("127.0.0.1:{}", address.port())
+    } else {
+        address.to_string()
+    }
 }
 
 async fn stop_signal() {
@@ -104,6 +128,18 @@ pub async fn start_background(paths: &Paths, args: &StartArgs) -> anyhow::Result
         .args(["api", "start", "--foreground", "--host", args.bind_host()])
         .args(["--port", &args.port.to_string()])
         .args(args.auth.to_args())
+        .args(
+            args.metrics
+                .then(|| {
+                    [
+                        "--metrics".to_owned(),
+                        "--metrics-port".to_owned(),
+                        args.metrics_port.to_string(),
+                    ]
+                })
+                .into_iter()
+                .flatten(),
+        )
         .env(skydeck_server::config::ENV_HOME, &paths.home)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

@@ -300,9 +300,15 @@ impl Authenticator {
         if let Some(admin) = &self.settings.initial_admin {
             let user = get_or_create_user(self.store.as_ref(), &admin.name, Role::Admin).await?;
             if self.store.password_hash(&user.id).await?.is_none() {
-                let password = admin.password.clone();
-                let hash = tokio::task::spawn_blocking(move || password::hash_password(&password))
-                    .await??;
+                // SkyPilot's Helm chart passes an htpasswd line
+                // (`user:$apr1$…`): its hash is stored as it is.
+                let hash = if password::is_supported_hash(&admin.password) {
+                    admin.password.clone()
+                } else {
+                    let password = admin.password.clone();
+                    tokio::task::spawn_blocking(move || password::hash_password(&password))
+                        .await??
+                };
                 self.store.set_password_hash(&user.id, Some(&hash)).await?;
                 self.store.set_user_role(&user.id, Role::Admin).await?;
                 tracing::info!(user = %admin.name, "created the initial admin");

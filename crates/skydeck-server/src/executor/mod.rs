@@ -70,18 +70,23 @@ pub struct Executor {
     auth_enabled: bool,
     live_config: Arc<crate::live_config::LiveConfig>,
     policy_timeout: Duration,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Executor {
     pub fn new(
-        store: Arc<dyn Store>,
+        services: &crate::state::Services,
         server_id: String,
         config: &ServerConfig,
         signals: Arc<Signals>,
         exclusive: bool,
-        infra: Arc<crate::clusters::Infra>,
-        live_config: Arc<crate::live_config::LiveConfig>,
     ) -> std::io::Result<Arc<Self>> {
+        let crate::state::Services {
+            store,
+            infra,
+            live_config,
+            metrics,
+        } = services.clone();
         let pool = |workers| Pool {
             permits: Arc::new(Semaphore::new(workers)),
             wake: Notify::new(),
@@ -105,6 +110,7 @@ impl Executor {
             auth_enabled: config.auth.is_enabled(),
             live_config,
             policy_timeout: config.admin_policy_timeout,
+            metrics,
         }))
     }
 
@@ -181,7 +187,7 @@ impl Executor {
                 .insert_finished_request(&request, started_at, &outcome, now())
                 .await?;
             drop(permit);
-            self.finished.insert(record);
+            self.remember_finished(record);
             return Ok(());
         }
         let record = self
@@ -204,8 +210,25 @@ impl Executor {
         if previous.is_some() {
             self.interrupt_local(id);
             self.signals.notify(id);
+            // Cancellations are rare; reading the row back for its name and
+            // age keeps the cancel query itself simple.
+            if let Ok(Some(record)) = self.store.get_request(id).await {
+                self.count_finished(&record);
+            }
         }
         Ok(previous)
+    }
+
+    /// Keeps a finished request for waiting clients and counts it.
+    fn remember_finished(&self, record: RequestRecord) {
+        self.count_finished(&record);
+        self.finished.insert(record);
+    }
+
+    fn count_finished(&self, record: &RequestRecord) {
+        let ended = record.finished_at.unwrap_or_else(now);
+        self.metrics
+            .observe_request(&record.name, record.status, ended - record.created_at);
     }
 
     fn interrupt_local(&self, id: &str) {
@@ -416,7 +439,7 @@ impl Executor {
                 .await
             {
                 Ok(Some(record)) => {
-                    self.finished.insert(record);
+                    self.remember_finished(record);
                     return;
                 }
                 // Cancelled meanwhile: the cancellation stands.

@@ -123,6 +123,10 @@ pub fn router_with(state: SharedState, extra: Router<SharedState>) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), drain_gate))
         .layer(middleware::from_fn(versions))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::record_http,
+        ))
         .with_state(state)
 }
 

@@ -1,6 +1,6 @@
 //! `skydeck api …`: the server and its requests.
 
-use crate::cli::{ApiCancelArgs, ApiLogsArgs, ApiStatusArgs, LoginArgs, StartArgs};
+use crate::cli::{ApiCancelArgs, ApiLogsArgs, ApiStatusArgs, HealthArgs, LoginArgs, StartArgs};
 use crate::table::{Table, ago};
 use crate::{daemon, endpoint};
 use anyhow::bail;
@@ -61,6 +61,24 @@ pub async fn login(paths: &Paths, args: &LoginArgs) -> anyhow::Result<ExitCode> 
         client.endpoint()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+pub async fn health(args: &HealthArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&args.endpoint, None)?;
+    match client.health().await {
+        Ok(health) if health.status == skydeck_types::health::HealthStatus::Healthy => {
+            println!("healthy");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(health) => {
+            println!("unhealthy: {:?}", health.status);
+            Ok(ExitCode::FAILURE)
+        }
+        Err(err) => {
+            println!("unhealthy: {err}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 pub async fn info(client: &Client) -> anyhow::Result<ExitCode> {

@@ -35,6 +35,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Api(ApiCommand::Start(args)) => api::start(&paths, &args).await,
         Command::Api(ApiCommand::Stop) => api::stop(&paths).await,
         Command::Api(ApiCommand::Login(args)) => api::login(&paths, &args).await,
+        Command::Api(ApiCommand::Health(args)) => api::health(&args).await,
         Command::Api(ApiCommand::Info) => api::info(&connect(&paths).await?).await,
         Command::Api(ApiCommand::Status(args)) => api::status(&connect(&paths).await?, &args).await,
         Command::Api(ApiCommand::Logs(args)) => api::logs(&connect(&paths).await?, &args).await,
@@ -156,6 +157,8 @@ async fn connect(paths: &Paths) -> anyhow::Result<Client> {
         port: endpoint::DEFAULT_PORT,
         deploy: false,
         foreground: false,
+        metrics: false,
+        metrics_port: 0,
         auth: Default::default(),
     };
     let url = daemon::start_background(paths, &args)

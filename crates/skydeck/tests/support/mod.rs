@@ -16,6 +16,8 @@ pub const BINARY: &str = env!("CARGO_BIN_EXE_skydeck");
 /// A `skydeck api start --foreground` process on a state directory.
 pub struct TestServer {
     pub url: String,
+    /// `http://…/metrics`, when the server was started with metrics on.
+    pub metrics_url: Option<String>,
     pub home: PathBuf,
     child: Option<Child>,
 }
@@ -53,9 +55,13 @@ impl TestServer {
         let mut child = command.spawn().expect("cannot start skydeck");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
+        let mut metrics_url = None;
         let url = loop {
             match lines.next() {
                 Some(Ok(line)) => {
+                    if let Some(url) = line.strip_prefix("Skydeck metrics at ") {
+                        metrics_url = Some(url.trim().to_owned());
+                    }
                     if let Some(url) = line.strip_prefix("Skydeck API server listening on ") {
                         break url.trim().to_owned();
                     }
@@ -72,6 +78,7 @@ impl TestServer {
         std::thread::spawn(move || for _ in lines {});
         Self {
             url,
+            metrics_url,
             home: home.to_owned(),
             child: Some(child),
         }
