@@ -185,6 +185,23 @@ impl SqlStore {
         migrate::latest_version()
     }
 
+    /// Creates the database at `url` with schema `version` exactly, as the
+    /// Skydeck that shipped that schema would have: for the upgrade tests'
+    /// fixtures. No store is opened; SQLite keeps its default journal so
+    /// the result is one self-contained file.
+    pub async fn create_at_schema(url: &str, version: i64) -> Result<()> {
+        sqlx::any::install_default_drivers();
+        let location = redact_url(url);
+        let url = match Dialect::from_url(url)? {
+            Dialect::Sqlite => sqlite_url_with_create(url),
+            Dialect::Postgres => url.to_owned(),
+        };
+        let mut conn = AnyConnection::connect(&url).await?;
+        migrate::run_through(&mut conn, &location, version).await?;
+        conn.close().await?;
+        Ok(())
+    }
+
     pub async fn close(&self) {
         self.reader.close().await;
         match &self.writer {
