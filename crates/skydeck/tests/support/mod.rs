@@ -133,13 +133,28 @@ impl Drop for TestServer {
     }
 }
 
+/// Stops the agents under `home` and waits until they have exited, as if
+/// the machine they ran on was lost.
+pub fn stop_agents_and_wait(home: &Path) {
+    let pids = stop_agents(home);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pids
+        .iter()
+        .any(|pid| Path::new(&format!("/proc/{pid}")).exists())
+    {
+        assert!(Instant::now() < deadline, "agents {pids:?} did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Stops the cluster agents the server started under `home` (they outlive
 /// it by design), so a test that fails before `down` leaves nothing behind.
 /// Only a live `agent daemon` whose command line names this home is
-/// signalled; it stops its jobs as it exits.
-fn stop_agents(home: &Path) {
+/// signalled; it stops its jobs as it exits. Returns the PIDs signalled.
+fn stop_agents(home: &Path) -> Vec<i32> {
+    let mut signalled = Vec::new();
     let Ok(clusters) = std::fs::read_dir(home.join("clusters")) else {
-        return;
+        return signalled;
     };
     for cluster in clusters.flatten() {
         let pid_file = cluster.path().join("agent").join("daemon.pid");
@@ -157,8 +172,10 @@ fn stop_agents(home: &Path) {
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGTERM,
             );
+            signalled.push(pid);
         }
     }
+    signalled
 }
 
 /// An HTTP call to the server with the official client's version headers.
