@@ -356,6 +356,8 @@ class KubernetesSchemaTest(unittest.TestCase):
         cases = [("defaults", ())] + [(f, (f,)) for f in scenario_files()]
         cases += [
             ("metrics-dedicated", ("metrics.yaml",), ("prometheus.useDedicatedScrapeConfig=true",)),
+            ("oauth2-grafana", ("oauth2-proxy.yaml",), ("grafana.enabled=true",)),
+            ("no-storage", (BASIC,), ("storage.enabled=false", "ingress.tls.enabled=true")),
             ("upgrade", (BASIC,), (), ("--is-upgrade",)),
         ]
         for case in cases:
@@ -1336,6 +1338,17 @@ class ProxyAuthTest(unittest.TestCase):
         r.get("Deployment", "skydeck-oauth2-proxy-redis")
         r.get("Service", "skydeck-oauth2-proxy-redis")
         self.assertIn("ENDPOINT=http://skydeck.example.com", r.notes)
+
+    def test_grafana_behind_oauth2_proxy(self):
+        r = ok("oauth2-proxy.yaml", sets=["grafana.enabled=true"])
+        gi = r.get("Ingress", "skydeck-grafana-authed")
+        ann = gi["metadata"]["annotations"]
+        self.assertEqual(ann["nginx.ingress.kubernetes.io/auth-url"], "https://$host/oauth2/auth")
+        # The user comes from oauth2-proxy's answer, never from the client's headers.
+        snippet = ann["nginx.ingress.kubernetes.io/configuration-snippet"]
+        self.assertIn("auth_request_set $skydeck_grafana_user $upstream_http_x_auth_request_email;", snippet)
+        self.assertNotIn("$http_", snippet)
+        self.assertEqual(gi["spec"]["rules"][0]["host"], "skydeck.example.com")
 
     def test_auth_oauth_keys(self):
         r = ok("auth-oauth.yaml")
