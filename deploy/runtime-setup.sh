@@ -32,3 +32,8 @@ useradd --uid "$uid" --gid "$gid" --home-dir "$home" --create-home \
 # The state directory (SKYDECK_HOME): made here, owned by the user, so a
 # volume mounted on it starts with the right owner.
 install -d -o "$uid" -g "$gid" -m 0700 "$home/.skydeck"
+# Where credentials and keys are mounted (see charts/skydeck): made here so
+# that the parents of nested mounts (~/.config/vastai, …) belong to the
+# user rather than being created for root by the container runtime.
+install -d -o "$uid" -g "$gid" -m 0700 "$home/.ssh"
+install -d -o "$uid" -g "$gid" -m 0755 "$home/.config" "$home/.kube" "$home/.sky"

@@ -9,7 +9,7 @@ export SKYDECK_CACHE=${SKYDECK_CACHE:-$HOME/.cache/skydeck-ci}
 mkdir -p "$SKYDECK_CACHE"
 
 if ! command -v cargo >/dev/null; then
-  echo "test.sh: cargo not found; install Rust 1.85 or newer (rustup) first" >&2
+  echo "test.sh: cargo not found; install Rust 1.89 or newer (rustup) first" >&2
   exit 1
 fi
 missing=()
@@ -32,6 +32,13 @@ export SKYDECK_TEST_POSTGRES_URL
 echo "== official sky client (skypilot 0.14.1)" >&2
 SKYDECK_TEST_SKY=$(bash scripts/sky-venv.sh | tail -n 1)
 export SKYDECK_TEST_SKY
+
+echo "== Helm chart (charts/skydeck)" >&2
+bash scripts/chart-test.sh
+
+echo "== container image and VM deployment test tools (hadolint, shellcheck, debootstrap, systemd-analyze)" >&2
+SKYDECK_TEST_DEPLOY_TOOLS=$(bash scripts/image-test.sh | tail -n 1)
+export SKYDECK_TEST_DEPLOY_TOOLS
 
 echo "== format and lints" >&2
 cargo fmt --all -- --check

@@ -299,6 +299,26 @@ async fn a_killed_agent_fails_its_running_job_and_is_restarted() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn jobs_do_not_inherit_the_servers_own_settings() {
+    let home = tempfile::tempdir().unwrap();
+    // Read by the server; stands in for its database URL and first admin.
+    let server = TestServer::start(home.path(), &[("SKYDECK_MAX_UPLOAD_BYTES", "123456789")]);
+    let api = client(&server);
+    let task = "run: |\n  env | grep '^SKYDECK_' | sed 's/^/seen=/'\n  echo listed\n";
+    let request = launch(&api, "scrubbed", task).await;
+    let job = job_of(&api, &request).await;
+    wait_job(&api, "scrubbed", job, "SUCCEEDED").await;
+    let log = job_log(&server, "scrubbed", job).await;
+    assert!(log.contains("listed"), "{log}");
+    assert!(!log.contains("SKYDECK_MAX_UPLOAD_BYTES"), "{log}");
+    assert!(
+        !log.contains("seen=SKYDECK_HOME="),
+        "the server's state directory leaked: {log}"
+    );
+    down(&api, "scrubbed").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn secret_values_reach_the_job_but_not_the_database_or_request_listings() {
     let home = tempfile::tempdir().unwrap();
     let server = TestServer::start(home.path(), &[]);

@@ -96,7 +96,17 @@ impl LocalProvider {
         // Its own process group: the agent outlives the server (a restart
         // must not take running jobs with it) and a signal to the server's
         // group does not reach it.
-        let mut child = tokio::process::Command::new(&self.program)
+        let mut command = tokio::process::Command::new(&self.program);
+        // The server's own settings (its database URL with a password, the
+        // first admin's password, …) are no business of the agent or of the
+        // jobs it runs; the agent's settings are `SKYDECK_AGENT_*`.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("SKYDECK_") && !name.starts_with("SKYDECK_AGENT_") {
+                command.env_remove(&*name);
+            }
+        }
+        let mut child = command
             .args(["agent", "daemon", "--cluster-dir"])
             .arg(dir)
             .process_group(0)
