@@ -87,8 +87,17 @@ impl Server {
                 "settled requests left running by a previous server"
             );
         }
-        let local_user = local_user(&config)?;
+        let mut local_user = local_user(&config)?;
         store.upsert_user(&local_user).await?;
+        if config.auth.is_enabled() {
+            // Nobody calls as the machine's user once callers must prove
+            // who they are; left an admin, it would hand its rights to any
+            // login or proxy user who happens to share its name.
+            local_user.role = skydeck_store::Role::User;
+            store
+                .set_user_role(&local_user.id, skydeck_store::Role::User)
+                .await?;
+        }
         config.auth.validate()?;
         let auth = auth::Authenticator::new(config.auth.clone(), store.clone());
         auth.bootstrap().await?;

@@ -260,6 +260,30 @@ async fn the_initial_admin_may_be_given_as_an_htpasswd_line_as_helm_charts_do() 
 }
 
 #[tokio::test]
+async fn a_proxy_user_named_like_the_servers_own_user_gets_no_admin_rights() {
+    let app = app().await;
+    let local = app.server.state().local_user.name.clone();
+    let me = app
+        .call(
+            get("/users/me")
+                .header("x-auth-request-email", &local)
+                .via_peer("10.9.0.7:1234"),
+        )
+        .await;
+    assert_eq!(me.status, StatusCode::OK, "{:?}", me.body);
+    assert_eq!(me.body["name"], local.as_str());
+    assert_eq!(me.body["role"], "user", "{:?}", me.body);
+    let config = app
+        .call(
+            get("/api/config")
+                .header("x-auth-request-email", &local)
+                .via_peer("10.9.0.7:1234"),
+        )
+        .await;
+    assert_eq!(config.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
 async fn wrong_passwords_are_refused_and_then_rate_limited() {
     let app = app().await;
     let ok = app.call(get("/users/me").basic("alice", "alice-pw")).await;
