@@ -245,7 +245,7 @@ http://{{ $name }}.{{ .Release.Namespace }}.svc:80{{ $server.prefixURL | default
 {{- end -}}
 
 {{- if and $v.apiService.config $externalDb -}}
-{{- fail "apiService.config must be null when an external database is configured (apiService.dbConnectionSecretName or apiService.dbConnectionString): the config then lives in the database. Install without it, then set it with `skydeck config set FILE` (or `sky api` config in the dashboard)." -}}
+{{- fail "apiService.config must be null when an external database is configured (apiService.dbConnectionSecretName or apiService.dbConnectionString): the config then lives in the database. Install without it, then set it with `skydeck config set FILE` (admins; it uses POST /api/config)." -}}
 {{- end -}}
 
 {{- if eq (int $v.apiService.metrics.port) 46580 -}}
