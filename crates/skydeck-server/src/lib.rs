@@ -89,10 +89,12 @@ impl Server {
         }
         let mut local_user = local_user(&config)?;
         store.upsert_user(&local_user).await?;
-        if config.auth.is_enabled() {
-            // Nobody calls as the machine's user once callers must prove
-            // who they are; left an admin, it would hand its rights to any
-            // login or proxy user who happens to share its name.
+        // Nobody calls as the machine's user once callers must prove who
+        // they are; left an admin, it would hand its rights to any proxy or
+        // ingress user who happens to share its name. Once it has a password
+        // it is a real login (the chart's first admin is called `skydeck`,
+        // like the pod's user), and its role is the admins' to set.
+        if config.auth.is_enabled() && store.password_hash(&local_user.id).await?.is_none() {
             local_user.role = skydeck_store::Role::User;
             store
                 .set_user_role(&local_user.id, skydeck_store::Role::User)

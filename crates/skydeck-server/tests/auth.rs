@@ -284,6 +284,37 @@ async fn a_proxy_user_named_like_the_servers_own_user_gets_no_admin_rights() {
 }
 
 #[tokio::test]
+async fn a_first_admin_named_like_the_servers_own_user_stays_admin_across_restarts() {
+    let home = tempfile::tempdir().unwrap();
+    let open = || async {
+        let mut config = ServerConfig::for_tests(Paths::new(home.path()));
+        config.auth = AuthSettings {
+            basic_auth: true,
+            initial_admin: None,
+            ..Default::default()
+        };
+        let server = Server::open(config.clone()).await.unwrap();
+        let name = server.state().local_user.name.clone();
+        drop(server);
+        config.auth.initial_admin = Some(Credentials::parse(&format!("{name}:pw-1")).unwrap());
+        (config, name)
+    };
+    let (config, name) = open().await;
+    for start in 0..2 {
+        let server = Server::open(config.clone()).await.unwrap();
+        let router = server.router();
+        let app = App {
+            router,
+            server,
+            _home: tempfile::tempdir().unwrap(),
+        };
+        let me = app.call(get("/users/me").basic(&name, "pw-1")).await;
+        assert_eq!(me.status, StatusCode::OK, "start {start}: {:?}", me.body);
+        assert_eq!(me.body["role"], "admin", "start {start}: {:?}", me.body);
+    }
+}
+
+#[tokio::test]
 async fn wrong_passwords_are_refused_and_then_rate_limited() {
     let app = app().await;
     let ok = app.call(get("/users/me").basic("alice", "alice-pw")).await;
