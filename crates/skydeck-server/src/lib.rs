@@ -251,7 +251,9 @@ async fn reconcile_clusters(state: &AppState) {
             continue;
         };
         match ops::clusters::reconcile(state.store.as_ref(), &state.infra, cluster).await {
-            Ok(Some(now)) if now.status == skydeck_store::ClusterStatus::Up => {
+            Ok(Some(now))
+                if now.status == skydeck_store::ClusterStatus::Up && state.metrics.is_serving() =>
+            {
                 count_jobs(state, &now).await;
             }
             Ok(_) => {}

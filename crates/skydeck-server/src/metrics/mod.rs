@@ -12,13 +12,18 @@ mod store;
 pub use http::record_http;
 pub use store::InstrumentedStore;
 
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use skydeck_store::{ClusterStatus, Store};
 use skydeck_types::{RequestStatus, ScheduleType};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Job statuses as the agent reports them, listed so that each has a series
@@ -48,6 +53,9 @@ pub struct Metrics {
     db_duration: HistogramVec,
     /// The last job counts seen on each cluster, by status.
     cluster_jobs: Mutex<HashMap<String, BTreeMap<String, i64>>>,
+    /// Whether anyone can scrape: counting jobs costs a call to every
+    /// cluster's agent, made only when it is.
+    serving: AtomicBool,
 }
 
 impl Metrics {
@@ -127,6 +135,7 @@ impl Metrics {
             )
             .expect("valid metric"),
             cluster_jobs: Mutex::new(HashMap::new()),
+            serving: AtomicBool::new(false),
             registry,
         };
         let collectors: [Box<dyn prometheus::core::Collector>; 9] = [
@@ -179,6 +188,11 @@ impl Metrics {
         self.db_duration
             .with_label_values(&[op])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Whether the metrics endpoint is up (and job counts worth their cost).
+    pub fn is_serving(&self) -> bool {
+        self.serving.load(Ordering::Relaxed)
     }
 
     /// Replaces what is known of the jobs on one cluster.
@@ -269,29 +283,22 @@ const REQUEST_BUCKETS: [f64; 14] = [
 ];
 
 /// The metrics endpoint: `GET /metrics`, and nothing else.
-pub fn router(state: std::sync::Arc<crate::state::AppState>) -> axum::Router {
-    use axum::http::header;
-    use axum::response::IntoResponse;
+pub fn router(state: Arc<AppState>) -> axum::Router {
+    state.metrics.serving.store(true, Ordering::Relaxed);
     axum::Router::new()
-        .route(
-            "/metrics",
-            axum::routing::get(
-                |axum::extract::State(state): axum::extract::State<
-                    std::sync::Arc<crate::state::AppState>,
-                >| async move {
-                    let text = state.metrics.render(state.store.as_ref()).await;
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
-                        text,
-                    )
-                        .into_response()
-                },
-            ),
-        )
+        .route("/metrics", axum::routing::get(scrape))
         .with_state(state)
+}
+
+async fn scrape(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let text = state.metrics.render(state.store.as_ref()).await;
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
 }
 
 #[cfg(test)]
