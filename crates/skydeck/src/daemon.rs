@@ -27,6 +27,7 @@ impl ServerFile {
 /// Serves until SIGTERM or SIGINT, then drains and returns.
 pub async fn run_foreground(paths: Paths, args: &StartArgs) -> anyhow::Result<()> {
     init_tracing();
+    let stop = stop_signal()?;
     let mut config = ServerConfig::from_env(paths.clone())?;
     config.auth = args.auth.settings(config.auth)?;
     let host = args.bind_host();
@@ -68,7 +69,7 @@ pub async fn run_foreground(paths: Paths, args: &StartArgs) -> anyhow::Result<()
     // Scripts and tests read this line to learn the port.
     println!("Skydeck API server listening on {url}");
     std::io::stdout().flush()?;
-    let result = server.serve(listener, stop_signal()).await;
+    let result = server.serve(listener, stop).await;
     if ServerFile::read(&paths).is_some_and(|f| f.pid == std::process::id()) {
         let _ = std::fs::remove_file(paths.server_info());
     }
@@ -84,14 +85,20 @@ fn display_host(address: std::net::SocketAddr) -> String {
     }
 }
 
-async fn stop_signal() {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is
+/// called, not when the future is first polled: a signal that arrives while
+/// the server opens, or just after it says it listens, must drain it rather
+/// than kill it with the default action.
+fn stop_signal() -> anyhow::Result<impl Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }
 
 fn init_tracing() {
