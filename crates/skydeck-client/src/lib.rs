@@ -89,6 +89,11 @@ impl Client {
         &self.base_url
     }
 
+    /// Whether the endpoint carried a user name (and password) to send.
+    pub fn has_basic_credentials(&self) -> bool {
+        self.basic.is_some()
+    }
+
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let mut builder = self
             .http

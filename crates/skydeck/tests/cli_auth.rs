@@ -621,6 +621,56 @@ async fn the_password_in_the_endpoint_is_never_printed() {
         .stderr_has(&[&format!("admin:***@127.0.0.1:{port}")]);
 }
 
+/// `/api/health` answers anyone, so a login with a wrong password must be
+/// caught from the answer, refused, and leave the saved login alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_the_server_does_not_accept_is_refused_and_saves_nothing() {
+    let scratch = tempfile::tempdir().unwrap();
+    let server = AuthServer::start(scratch.path());
+    let admin = server.as_admin();
+    let endpoint = admin.endpoint.clone().unwrap();
+    admin
+        .run(&["api", "login", "-e", &endpoint])
+        .await
+        .expect_success();
+    let saved = As {
+        endpoint: None,
+        ..server.as_admin()
+    };
+
+    let wrong = server.as_user("admin", "Wrong-Pw-0000");
+    let wrong_endpoint = wrong.endpoint.clone().unwrap();
+    let refused = As {
+        endpoint: None,
+        ..wrong
+    }
+    .run(&["api", "login", "-e", &wrong_endpoint])
+    .await;
+    refused
+        .expect_failure()
+        .stderr_has(&["did not accept the user name and password", "admin:***@"]);
+    assert!(
+        !refused.stderr.contains("Wrong-Pw-0000"),
+        "{}",
+        refused.stderr
+    );
+    let anonymous = server.anonymous();
+    let bare = anonymous.endpoint.clone().unwrap();
+    As {
+        endpoint: None,
+        ..anonymous
+    }
+    .run(&["api", "login", "-e", &bare])
+    .await
+    .expect_failure()
+    .stderr_has(&["requires a login", "--token"]);
+    saved
+        .run(&["users", "list"])
+        .await
+        .expect_success()
+        .stdout_has(&["admin"]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn without_credentials_the_cli_says_how_to_log_in() {
     let scratch = tempfile::tempdir().unwrap();

@@ -6,6 +6,7 @@ use crate::{daemon, endpoint};
 use anyhow::bail;
 use skydeck_client::{Client, ClientError};
 use skydeck_server::config::Paths;
+use skydeck_types::health::{HealthResponse, HealthStatus};
 use std::process::ExitCode;
 
 pub async fn start(paths: &Paths, args: &StartArgs) -> anyhow::Result<ExitCode> {
@@ -50,6 +51,7 @@ pub async fn login(paths: &Paths, args: &LoginArgs) -> anyhow::Result<ExitCode> 
     }
     let client = Client::new(endpoint, args.token.clone())?;
     let health = client.health().await?;
+    check_login(&client, &health, args.token.is_some())?;
     endpoint::save_login(paths, endpoint, args.token.as_deref())?;
     let user = health
         .user
@@ -61,6 +63,47 @@ pub async fn login(paths: &Paths, args: &LoginArgs) -> anyhow::Result<ExitCode> 
         client.endpoint()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses a login the server did not accept, before anything is saved:
+/// `/api/health` answers anyone, so a wrong password only shows as a
+/// missing user while the server has authentication on.
+fn check_login(client: &Client, health: &HealthResponse, has_token: bool) -> anyhow::Result<()> {
+    let shown = client.endpoint();
+    match health.status {
+        HealthStatus::Healthy => {}
+        HealthStatus::NeedsAuth => bail!(
+            "the API server at {url} asks for a browser login through its auth proxy, which \
+             `skydeck api login` does not do; ask an admin for a service-account token and run \
+             `skydeck api login -e {url} --token sky_…`",
+            url = client.url()
+        ),
+        status => bail!("the API server at {shown} is not healthy ({status:?})"),
+    }
+    let auth_on = health.basic_auth_enabled
+        || health.service_account_token_enabled
+        || health.ingress_basic_auth_enabled
+        || health.external_proxy_auth_enabled;
+    if health.user.is_none() && auth_on {
+        if has_token {
+            bail!(
+                "the API server at {shown} did not accept the token: it is unknown, revoked or \
+                 expired; ask an admin for a new one (`skydeck tokens create`)"
+            );
+        }
+        if client.has_basic_credentials() {
+            bail!(
+                "the API server at {shown} did not accept the user name and password in the \
+                 endpoint; check them, or ask an admin to reset the password"
+            );
+        }
+        bail!(
+            "the API server at {shown} requires a login: \
+             `skydeck api login -e http://USER:PASSWORD@HOST:PORT`, or `--token sky_…` with a \
+             service-account token"
+        );
+    }
+    Ok(())
 }
 
 pub async fn health(args: &HealthArgs) -> anyhow::Result<ExitCode> {
