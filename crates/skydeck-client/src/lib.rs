@@ -406,10 +406,31 @@ async fn check_status(response: reqwest::Response) -> Result<reqwest::Response> 
     }
     let status = response.status().as_u16();
     let text = response.text().await.unwrap_or_default();
-    let detail = serde_json::from_str::<serde_json::Value>(&text)
-        .map(|v| detail_text(&v))
-        .unwrap_or(text);
+    let detail = match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(body) => detail_text(&body),
+        Err(_) => page_summary(&text),
+    };
     Err(ClientError::Http { status, detail })
+}
+
+/// An error page that is not the server's JSON comes from something in
+/// front of it (an ingress, a load balancer): its title says what happened
+/// without pasting the page into the terminal.
+fn page_summary(text: &str) -> String {
+    let text = text.trim();
+    let lower = text.to_ascii_lowercase();
+    if !lower.starts_with('<') {
+        return text.to_owned();
+    }
+    let title = ["title", "h1"].iter().find_map(|tag| {
+        let start = lower.find(&format!("<{tag}>"))? + tag.len() + 2;
+        let end = start + lower[start..].find(&format!("</{tag}>"))?;
+        Some(text[start..end].trim().to_owned())
+    });
+    let what = title
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "an HTML page".to_owned());
+    format!("{what} (answered by a proxy in front of the API server, not by Skydeck)")
 }
 
 /// The human part of a `{"detail": …}` body (or a version-mismatch body).
@@ -560,6 +581,35 @@ mod tests {
             }
             other => panic!("expected a 403, got {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_proxys_error_page_is_summed_up_by_its_title() {
+        let page = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n\
+                    <center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n\
+                    </body>\r\n</html>\r\n";
+        let (url, _request) = answer_once("502 Bad Gateway", page).await;
+        let client = Client::new(&url, None).unwrap();
+        match client.get_config().await {
+            Err(ClientError::Http { status, detail }) => {
+                assert_eq!(status, 502);
+                assert_eq!(
+                    detail,
+                    "502 Bad Gateway (answered by a proxy in front of the API server, not by \
+                     Skydeck)"
+                );
+            }
+            other => panic!("expected a 502, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn plain_text_errors_are_kept_and_untitled_pages_named() {
+        assert_eq!(page_summary("  upstream timed out\n"), "upstream timed out");
+        assert_eq!(
+            page_summary("<!DOCTYPE html><body>oops</body>"),
+            "an HTML page (answered by a proxy in front of the API server, not by Skydeck)"
+        );
     }
 
     #[tokio::test]
