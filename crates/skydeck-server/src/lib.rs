@@ -101,7 +101,11 @@ impl Server {
                 .await?;
         }
         config.auth.validate()?;
-        let auth = auth::Authenticator::new(config.auth.clone(), store.clone());
+        let auth = auth::Authenticator::new(
+            config.auth.clone(),
+            store.clone(),
+            services.live_config.clone(),
+        );
         auth.bootstrap().await?;
         executor.start();
         let state = Arc::new(AppState::new(config, services, executor, local_user, auth));

@@ -465,6 +465,41 @@ async fn a_proxy_identity_header_counts_only_from_a_trusted_proxy() {
     }
 }
 
+/// `rbac.default_role` decides the role of users first seen after it is
+/// set; users already known keep theirs. Unset, new users are plain users.
+#[tokio::test]
+async fn new_proxy_users_get_the_configs_default_role() {
+    let app = app().await;
+    let me = |name: &'static str| {
+        get("/users/me")
+            .header("X-Auth-Request-Email", name)
+            .via_peer("10.9.3.4:40000")
+    };
+    assert_eq!(app.call(me("carol@example.com")).await.body["role"], "user");
+    let answer = app
+        .set_config(serde_json::json!({"rbac": {"default_role": "admin"}}))
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    assert_eq!(app.call(me("dave@example.com")).await.body["role"], "admin");
+    assert_eq!(app.call(me("carol@example.com")).await.body["role"], "user");
+    let refused = app
+        .set_config(serde_json::json!({"rbac": {"default_role": "viewer"}}))
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "{:?}",
+        refused.body
+    );
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("rbac.default_role")),
+        "{:?}",
+        refused.body
+    );
+}
+
 #[tokio::test]
 async fn an_ingress_that_checked_basic_auth_names_the_user() {
     let app = app_with(AuthSettings {

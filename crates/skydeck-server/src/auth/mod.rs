@@ -9,6 +9,7 @@ pub mod tokens;
 
 use crate::error::ApiError;
 use crate::executor::now;
+use crate::live_config::LiveConfig;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -18,6 +19,7 @@ use limiter::LoginLimiter;
 use settings::AuthSettings;
 use sha2::{Digest, Sha256};
 use skydeck_store::{Role, Store, StoreError, User};
+use skydeck_types::config::SkyConfig;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -92,6 +94,8 @@ impl From<StoreError> for AuthError {
 pub struct Authenticator {
     settings: AuthSettings,
     store: Arc<dyn Store>,
+    /// For `rbac.default_role`, read when a user is first seen.
+    live_config: Arc<LiveConfig>,
     limiter: LoginLimiter,
     /// Passwords checked recently, by a hash of name and password, so a
     /// client sending basic auth on every call pays bcrypt once a minute
@@ -109,10 +113,15 @@ const VERIFIED_FOR: Duration = Duration::from_secs(60);
 const TOUCH_EVERY: f64 = 60.0;
 
 impl Authenticator {
-    pub fn new(settings: AuthSettings, store: Arc<dyn Store>) -> Self {
+    pub fn new(
+        settings: AuthSettings,
+        store: Arc<dyn Store>,
+        live_config: Arc<LiveConfig>,
+    ) -> Self {
         Self {
             settings,
             store,
+            live_config,
             limiter: LoginLimiter::default(),
             verified: Mutex::new(HashMap::new()),
         }
@@ -290,9 +299,11 @@ impl Authenticator {
         }
     }
 
-    /// The user a trusted proxy vouched for, created on first sight.
+    /// The user a trusted proxy vouched for, created on first sight with
+    /// the config's `rbac.default_role`.
     async fn named_user(&self, name: &str) -> Result<User, AuthError> {
-        Ok(get_or_create_user(self.store.as_ref(), name, Role::User).await?)
+        let role = default_role(&self.live_config.get());
+        Ok(get_or_create_user(self.store.as_ref(), name, role).await?)
     }
 
     /// Creates the first admin and imports the htpasswd file, if configured.
@@ -320,20 +331,37 @@ impl Authenticator {
             })?;
             let entries = password::parse_htpasswd(&text)
                 .map_err(|err| anyhow::anyhow!("htpasswd file {}: {err}", path.display()))?;
-            let count = import_htpasswd(self.store.as_ref(), &entries).await?;
+            let role = default_role(&self.live_config.get());
+            let count = import_htpasswd(self.store.as_ref(), &entries, role).await?;
             tracing::info!(users = count, file = %path.display(), "imported htpasswd users");
         }
         Ok(())
     }
 }
 
-/// Sets the password of each entry's user, creating users as needed.
+/// The role of a user Skydeck creates on first sight (named by a proxy or
+/// an htpasswd file): `rbac.default_role` in the server config. Unlike
+/// SkyPilot, whose default is `admin`, an unset value means `user`: a
+/// team's server should not hand admin rights to whoever signs in first.
+pub fn default_role(config: &SkyConfig) -> Role {
+    match config
+        .get(&["rbac", "default_role"])
+        .and_then(|v| v.as_str())
+    {
+        Some("admin") => Role::Admin,
+        _ => Role::User,
+    }
+}
+
+/// Sets the password of each entry's user, creating users as needed with
+/// `role` (existing users keep theirs).
 pub async fn import_htpasswd(
     store: &dyn Store,
     entries: &[password::HtpasswdEntry],
+    role: Role,
 ) -> Result<usize, StoreError> {
     for entry in entries {
-        let user = get_or_create_user(store, &entry.name, Role::User).await?;
+        let user = get_or_create_user(store, &entry.name, role).await?;
         store.set_password_hash(&user.id, Some(&entry.hash)).await?;
     }
     Ok(entries.len())

@@ -204,7 +204,8 @@ pub async fn import(
     caller.require_admin("import users")?;
     let entries = password::parse_htpasswd(&body.htpasswd)
         .map_err(|err| ApiError::bad_request(format!("Invalid htpasswd file: {err}")))?;
-    let imported = import_htpasswd(state.store.as_ref(), &entries).await?;
+    let role = crate::auth::default_role(&state.live_config.get());
+    let imported = import_htpasswd(state.store.as_ref(), &entries, role).await?;
     state.auth.forget_verified();
     Ok(Json(serde_json::json!({"imported": imported})))
 }

@@ -305,7 +305,9 @@ const DASHBOARD: Shape = Shape::Map(
 
 const RBAC: Shape = Shape::Map(
     &[
-        ("default_role", Shape::Word(&["admin", "user", "viewer"])),
+        // SkyPilot also has `viewer`. Skydeck has no read-only role yet, and
+        // reading it as `user` would give more than the admin meant.
+        ("default_role", Shape::Word(&["admin", "user"])),
         ("restrict_config_to_admins", Shape::Bool),
         ("roles", Shape::MapOf(&ANY_MAP)),
     ],
@@ -719,7 +721,12 @@ mod tests {
             (
                 json!({"rbac": {"default_role": "root"}}),
                 "rbac.default_role",
-                "one of admin, user, viewer",
+                "one of admin, user",
+            ),
+            (
+                json!({"rbac": {"default_role": "viewer"}}),
+                "rbac.default_role",
+                "one of admin, user",
             ),
             (json!({"db": 5}), "db", "expected a string, got 5"),
         ];
