@@ -402,7 +402,10 @@ fn request_id(response: &reqwest::Response) -> Result<String> {
 
 async fn check_status(response: reqwest::Response) -> Result<reqwest::Response> {
     if response.status().is_success() {
-        return Ok(response);
+        return match web_page(&response) {
+            Some(detail) => Err(detail),
+            None => Ok(response),
+        };
     }
     let status = response.status().as_u16();
     let text = response.text().await.unwrap_or_default();
@@ -411,6 +414,42 @@ async fn check_status(response: reqwest::Response) -> Result<reqwest::Response> 
         Err(_) => page_summary(&text),
     };
     Err(ClientError::Http { status, detail })
+}
+
+/// Skydeck's API never answers a web page. A successful HTML answer is a
+/// proxy in front of it: usually an SSO proxy (oauth2-proxy) that sent a
+/// caller without a session to its sign-in page. That is a missing login,
+/// so it reads as a 401 and the CLI says how to log in.
+fn web_page(response: &reqwest::Response) -> Option<ClientError> {
+    let html = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.to_ascii_lowercase().starts_with("text/html"));
+    if !html {
+        return None;
+    }
+    let url = response.url();
+    let path = url.path().to_ascii_lowercase();
+    let sign_in = ["oauth2", "login", "signin", "sign_in", "auth"]
+        .iter()
+        .any(|word| path.contains(word));
+    // Where it landed, without the query (it may carry state or tokens).
+    let landed = format!("{}{}", url.origin().ascii_serialization(), url.path());
+    Some(if sign_in {
+        ClientError::Http {
+            status: 401,
+            detail: format!(
+                "the request was sent to the sign-in page {landed}: an auth proxy in front of \
+                 the API server wants a browser login, which this CLI cannot do; use a \
+                 service-account token"
+            ),
+        }
+    } else {
+        ClientError::Decode(format!(
+            "a web page ({landed}) answered instead of Skydeck's API; check the endpoint"
+        ))
+    })
 }
 
 /// An error page that is not the server's JSON comes from something in
@@ -600,6 +639,70 @@ mod tests {
                 );
             }
             other => panic!("expected a 502, got {other:?}"),
+        }
+    }
+
+    /// Answers one connection after another with `replies`, each a full
+    /// HTTP response; returns the base URL.
+    async fn answer_in_turn(replies: Vec<String>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            for reply in replies {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    socket.read_exact(&mut byte).await.unwrap();
+                    head.push(byte[0]);
+                }
+                socket.write_all(reply.as_bytes()).await.unwrap();
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_redirect_to_a_sign_in_page_is_a_missing_login() {
+        let page = "<html><title>Sign In</title></html>";
+        let url = answer_in_turn(vec![
+            "HTTP/1.1 302 Found\r\nLocation: /oauth2/start?rd=%2Fapi%2Fhealth\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n"
+                .to_owned(),
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                page.len()
+            ),
+        ])
+        .await;
+        let client = Client::new(&url, None).unwrap();
+        match client.health().await {
+            Err(ClientError::Http { status, detail }) => {
+                assert_eq!(status, 401);
+                assert!(detail.contains(&format!("{url}/oauth2/start")), "{detail}");
+                assert!(!detail.contains("rd="), "{detail}");
+                assert!(detail.contains("service-account token"), "{detail}");
+            }
+            other => panic!("expected a missing login, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_web_page_at_the_endpoint_is_not_taken_for_the_api() {
+        let page = "<html><title>Welcome to nginx!</title></html>";
+        let url = answer_in_turn(vec![format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{page}",
+            page.len()
+        )])
+        .await;
+        let client = Client::new(&url, None).unwrap();
+        match client.health().await {
+            Err(ClientError::Decode(detail)) => {
+                assert!(detail.contains("check the endpoint"), "{detail}");
+            }
+            other => panic!("expected a decode error, got {other:?}"),
         }
     }
 
