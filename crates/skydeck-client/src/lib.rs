@@ -553,23 +553,37 @@ mod tests {
     /// Answers one HTTP request with `status` and a JSON `body`; the
     /// request's head (request line and headers) comes back.
     async fn answer_once(status: &str, body: &str) -> (String, tokio::task::JoinHandle<String>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let reply = format!(
             "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
              Connection: close\r\n\r\n{body}",
             body.len()
         );
+        let (url, heads) = answer_in_turn(vec![reply]).await;
+        let handle = tokio::spawn(async move { heads.await.unwrap().remove(0) });
+        (url, handle)
+    }
+
+    /// Answers one connection after another with `replies`, each a whole
+    /// HTTP response; the handle gives the heads of the requests.
+    async fn answer_in_turn(
+        replies: Vec<String>,
+    ) -> (String, tokio::task::JoinHandle<Vec<String>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
         let handle = tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                socket.read_exact(&mut byte).await.unwrap();
-                head.push(byte[0]);
+            let mut heads = Vec::new();
+            for reply in replies {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    socket.read_exact(&mut byte).await.unwrap();
+                    head.push(byte[0]);
+                }
+                socket.write_all(reply.as_bytes()).await.unwrap();
+                heads.push(String::from_utf8(head).unwrap());
             }
-            socket.write_all(reply.as_bytes()).await.unwrap();
-            String::from_utf8(head).unwrap()
+            heads
         });
         (url, handle)
     }
@@ -642,30 +656,10 @@ mod tests {
         }
     }
 
-    /// Answers one connection after another with `replies`, each a full
-    /// HTTP response; returns the base URL.
-    async fn answer_in_turn(replies: Vec<String>) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            for reply in replies {
-                let (mut socket, _) = listener.accept().await.unwrap();
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    socket.read_exact(&mut byte).await.unwrap();
-                    head.push(byte[0]);
-                }
-                socket.write_all(reply.as_bytes()).await.unwrap();
-            }
-        });
-        url
-    }
-
     #[tokio::test]
     async fn a_redirect_to_a_sign_in_page_is_a_missing_login() {
         let page = "<html><title>Sign In</title></html>";
-        let url = answer_in_turn(vec![
+        let (url, _requests) = answer_in_turn(vec![
             "HTTP/1.1 302 Found\r\nLocation: /oauth2/start?rd=%2Fapi%2Fhealth\r\n\
              Content-Length: 0\r\nConnection: close\r\n\r\n"
                 .to_owned(),
@@ -691,7 +685,7 @@ mod tests {
     #[tokio::test]
     async fn a_web_page_at_the_endpoint_is_not_taken_for_the_api() {
         let page = "<html><title>Welcome to nginx!</title></html>";
-        let url = answer_in_turn(vec![format!(
+        let (url, _requests) = answer_in_turn(vec![format!(
             "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\
              Connection: close\r\n\r\n{page}",
             page.len()
