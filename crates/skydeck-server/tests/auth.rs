@@ -66,6 +66,17 @@ struct Answer {
     body: serde_json::Value,
 }
 
+impl Answer {
+    /// Asserts the call was refused with `status` and a detail that says
+    /// `needle`.
+    #[track_caller]
+    fn expect_refused(&self, status: StatusCode, needle: &str) {
+        assert_eq!(self.status, status, "{:?}", self.body);
+        let detail = self.body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(needle), "{needle:?} not in {:?}", self.body);
+    }
+}
+
 impl App {
     async fn call(&self, request: Call) -> Answer {
         let response = self.router.clone().oneshot(request.0).await.unwrap();
@@ -347,15 +358,7 @@ async fn wrong_passwords_are_refused_and_then_rate_limited() {
                 .via_peer("10.1.1.1:5000"),
         )
         .await;
-    assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS);
-    assert!(
-        locked.body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("Too many failed logins"),
-        "{:?}",
-        locked.body
-    );
+    locked.expect_refused(StatusCode::TOO_MANY_REQUESTS, "Too many failed logins");
     let elsewhere = app
         .call(
             get("/users/me")
@@ -396,8 +399,7 @@ async fn tokens_work_until_revoked_expired_or_their_user_is_deleted() {
         .await;
     assert_eq!(revoke.status, StatusCode::OK, "{:?}", revoke.body);
     let refused = app.call(get("/users/me").bearer(&token)).await;
-    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
-    assert!(refused.body["detail"].as_str().unwrap().contains("revoked"));
+    refused.expect_refused(StatusCode::UNAUTHORIZED, "revoked");
 
     // Expired: a token whose expiry has passed.
     let expired = "sky_expiredexpiredexpiredexpiredexpiredexpired1";
@@ -415,8 +417,7 @@ async fn tokens_work_until_revoked_expired_or_their_user_is_deleted() {
         .await
         .unwrap();
     let refused = app.call(get("/users/me").bearer(expired)).await;
-    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
-    assert!(refused.body["detail"].as_str().unwrap().contains("expired"));
+    refused.expect_refused(StatusCode::UNAUTHORIZED, "expired");
 
     // The user is deleted: their other token stops working.
     let (_, bobs) = app.token("bob", "bob-pw").await;
@@ -485,19 +486,7 @@ async fn new_proxy_users_get_the_configs_default_role() {
     let refused = app
         .set_config(serde_json::json!({"rbac": {"default_role": "viewer"}}))
         .await;
-    assert_eq!(
-        refused.status,
-        StatusCode::BAD_REQUEST,
-        "{:?}",
-        refused.body
-    );
-    assert!(
-        refused.body["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("rbac.default_role")),
-        "{:?}",
-        refused.body
-    );
+    refused.expect_refused(StatusCode::BAD_REQUEST, "rbac.default_role");
 }
 
 #[tokio::test]
@@ -542,18 +531,7 @@ async fn users_cannot_read_each_others_requests() {
         format!("/api/stream?request_id={}", &alices[..8]),
     ] {
         let answer = app.call(get(&uri).basic("bob", "bob-pw")).await;
-        assert_eq!(
-            answer.status,
-            StatusCode::FORBIDDEN,
-            "{uri}: {:?}",
-            answer.body
-        );
-        assert!(
-            answer.body["detail"]
-                .as_str()
-                .unwrap()
-                .contains("another user")
-        );
+        answer.expect_refused(StatusCode::FORBIDDEN, "another user");
     }
     let own = app
         .call(get(&format!("/api/get?request_id={alices}")).basic("alice", "alice-pw"))
@@ -626,20 +604,7 @@ async fn users_cannot_act_on_each_others_clusters() {
         ),
     ] {
         let answer = app.call(post(path, body).basic("bob", "bob-pw")).await;
-        assert_eq!(
-            answer.status,
-            StatusCode::FORBIDDEN,
-            "{path}: {:?}",
-            answer.body
-        );
-        assert!(
-            answer.body["detail"]
-                .as_str()
-                .unwrap()
-                .contains("belongs to another user"),
-            "{path}: {:?}",
-            answer.body
-        );
+        answer.expect_refused(StatusCode::FORBIDDEN, "belongs to another user");
     }
     let own = app
         .call(post("/queue", r#"{"cluster_name": "alices"}"#).basic("alice", "alice-pw"))
@@ -655,13 +620,7 @@ async fn only_admins_manage_users() {
             post("/users/create", r#"{"name": "eve", "password": "x"}"#).basic("alice", "alice-pw"),
         )
         .await;
-    assert_eq!(answer.status, StatusCode::FORBIDDEN);
-    assert!(
-        answer.body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("Only admins")
-    );
+    answer.expect_refused(StatusCode::FORBIDDEN, "Only admins");
     let answer = app
         .call(
             post("/users/update", r#"{"user": "alice", "role": "admin"}"#)
@@ -749,13 +708,7 @@ async fn htpasswd_users_log_in_with_their_imported_passwords() {
     let answer = app
         .call(post("/users/import", &bad).basic("admin", ADMIN_PASSWORD))
         .await;
-    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
-    assert!(
-        answer.body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("line 1 (henry)")
-    );
+    answer.expect_refused(StatusCode::BAD_REQUEST, "line 1 (henry)");
 }
 
 #[tokio::test]
@@ -829,13 +782,7 @@ async fn only_admins_read_and_write_the_config_and_changes_apply_at_once() {
         post("/api/config", r#"{"config": {}}"#).basic("alice", "alice-pw"),
     ] {
         let answer = app.call(call).await;
-        assert_eq!(answer.status, StatusCode::FORBIDDEN);
-        assert!(
-            answer.body["detail"]
-                .as_str()
-                .unwrap()
-                .contains("Only admins")
-        );
+        answer.expect_refused(StatusCode::FORBIDDEN, "Only admins");
     }
     let bad = app
         .set_config(serde_json::json!({"workspaces": {"team-a": {"privat": true}}}))
@@ -910,13 +857,7 @@ async fn a_private_workspace_refuses_users_it_does_not_list() {
             .basic("alice", "alice-pw"),
         )
         .await;
-    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
-    assert!(
-        unknown.body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("default, team-a")
-    );
+    unknown.expect_refused(StatusCode::BAD_REQUEST, "default, team-a");
 
     // The request is recorded in its workspace.
     let id = &app.submit("alice", "alice-pw", "/status", in_team_a).await;
