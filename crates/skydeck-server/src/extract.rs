@@ -43,6 +43,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 format!("JSON decode error: {inner}"),
                 "json_invalid",
             )
+        } else if skydeck_types::names::is_name_error(&inner.to_string()) {
+            // A name that breaks its rule is the caller's mistake to fix, not
+            // a malformed body: 400 with the rule, naming the field.
+            let field = path.trim_start_matches('.');
+            ApiError::bad_request(format!("Invalid `{field}`: {inner}"))
         } else {
             let mut loc: Vec<serde_json::Value> = vec!["body".into()];
             loc.extend(
@@ -260,5 +265,19 @@ mod tests {
         assert_eq!(err.detail[0]["type"], "json_invalid");
         let err = parse_json::<Body>(b"").unwrap_err();
         assert_eq!(err.detail[0]["type"], "missing");
+    }
+
+    #[test]
+    fn a_name_that_breaks_its_rule_is_a_400_stating_the_rule() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Body {
+            cluster_name: skydeck_types::names::ClusterName,
+        }
+        let err = parse_json::<Body>(br#"{"cluster_name": "../../state"}"#).unwrap_err();
+        assert_eq!(err.status, axum::http::StatusCode::BAD_REQUEST);
+        let detail = err.detail.as_str().unwrap();
+        assert!(detail.contains("cluster_name"), "{detail}");
+        assert!(detail.contains("starts with a letter"), "{detail}");
     }
 }

@@ -9,6 +9,7 @@
 pub mod bodies;
 pub mod config;
 pub mod health;
+pub mod names;
 pub mod request;
 pub mod task;
 pub mod version;
