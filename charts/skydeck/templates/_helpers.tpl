@@ -61,27 +61,6 @@ Usage: include "skydeck.image" (dict "root" $ "image" "repo/name:tag")
 {{- .Values.kubernetesCredentials.inclusterNamespace | default .Release.Namespace -}}
 {{- end -}}
 
-{{/* Namespace of Skydeck's system components (object-store mounting). */}}
-{{- define "skydeck.systemNamespace" -}}
-skydeck-system
-{{- end -}}
-
-{{/* A Namespace object, unless the namespace already exists (lookup; always rendered by helm template). */}}
-{{- define "skydeck.ensureNamespace" -}}
-{{- if not (lookup "v1" "Namespace" "" .name) }}
----
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: {{ .name }}
-  labels:
-    {{- include "skydeck.labels" .root | nindent 4 }}
-  annotations:
-    # Kept on uninstall: clusters running there keep working.
-    helm.sh/resource-policy: keep
-{{- end }}
-{{- end -}}
-
 {{/* ---------------------------------------------------------------------
      Authentication modes. Each helper prints "true" or "false".
      --------------------------------------------------------------------- */}}

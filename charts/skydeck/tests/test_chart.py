@@ -611,7 +611,8 @@ class DefaultsTest(unittest.TestCase):
             self.assertNotIn(absent, env)
         self.assertEqual(r.script().splitlines()[-1], "exec skydeck api start --deploy --foreground")
         self.assertEqual(r.pod()["terminationGracePeriodSeconds"], 60)
-        self.assertTrue(r.pod()["automountServiceAccountToken"])
+        # No backend uses the Kubernetes API yet: `local` jobs in this pod get no token.
+        self.assertIs(r.pod()["automountServiceAccountToken"], False)
         # State volume: PVC <N>-state, subPaths .skydeck and .ssh.
         pvc = r.get("PersistentVolumeClaim", "skydeck-state")
         self.assertEqual(pvc["spec"]["accessModes"], ["ReadWriteOnce"])
@@ -652,36 +653,15 @@ class DefaultsTest(unittest.TestCase):
         self.assertIsNone(r.find("Secret", "skydeck-initial-basic-auth"))
 
     def test_rbac_defaults(self):
+        # A ServiceAccount without a token in the pod and without any
+        # permission: no Role, no ClusterRole, no binding, no Namespace.
         r = ok()
         sa = r.get("ServiceAccount", "skydeck-api-sa")
         self.assertEqual(r.pod()["serviceAccountName"], "skydeck-api-sa")
         self.assertNotIn("annotations", sa["metadata"])
-        role = r.get("Role", "skydeck-api-role")
-        self.assertEqual(role["metadata"]["namespace"], NAMESPACE)
-        res = {tuple(rule["resources"]): rule["verbs"] for rule in role["rules"]}
-        self.assertEqual(res[("pods", "pods/status", "pods/exec", "pods/portforward")], ["*"])
-        self.assertEqual(res[("configmaps",)], ["get", "patch"])
-        self.assertEqual(res[("roles", "rolebindings")], ["*"])
-        self.assertEqual(res[("serviceaccounts",)], ["*"])
-        rb = r.get("RoleBinding", "skydeck-api-role-binding")
-        self.assertEqual(rb["subjects"], [{"kind": "ServiceAccount", "name": "skydeck-api-sa", "namespace": NAMESPACE}])
-        cr = r.get("ClusterRole", "skydeck-skydeck-api-role")
-        cres = {tuple(rule["resources"]): rule["verbs"] for rule in cr["rules"]}
-        self.assertEqual(cres[("nodes",)], ["get", "list", "watch"])
-        self.assertEqual(cres[("clusterroles", "clusterrolebindings")], ["*"])
-        self.assertEqual(cres[("storageclasses",)], ["get", "list", "watch"])
-        crb = r.get("ClusterRoleBinding", "skydeck-skydeck-api-role-binding")
-        self.assertEqual(crb["roleRef"]["name"], "skydeck-skydeck-api-role")
-        # System components namespace.
-        ns = r.get("Namespace", "skydeck-system")
-        self.assertEqual(ns["metadata"]["annotations"]["helm.sh/resource-policy"], "keep")
-        sr = r.get("Role", "skydeck-system-role")
-        self.assertEqual(sr["metadata"]["namespace"], "skydeck-system")
-        self.assertIn(["daemonsets"], [rule["resources"] for rule in sr["rules"]])
-        r.get("RoleBinding", "skydeck-system-role-binding")
-        scr = r.get("ClusterRole", "skydeck-skydeck-system-cluster-role")
-        self.assertEqual(scr["rules"][0]["resourceNames"], ["skydeck-system"])
-        self.assertNotIn("create", scr["rules"][0]["verbs"])
+        self.assertIs(sa["automountServiceAccountToken"], False)
+        for kind in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "Namespace"):
+            self.assertEqual(r.names(kind), [], kind)
 
 
 class BasicAuthTest(unittest.TestCase):
@@ -965,8 +945,8 @@ class CredentialsTest(unittest.TestCase):
         role = r.get("Role", "deck-api-role")
         self.assertEqual(role["metadata"]["namespace"], "skydeck-clusters")
         self.assertEqual(r.get("RoleBinding", "deck-api-role-binding")["subjects"][0]["namespace"], NAMESPACE)
-        ns = r.get("Namespace", "skydeck-clusters")
-        self.assertEqual(ns["metadata"]["annotations"]["helm.sh/resource-policy"], "keep")
+        # The namespace must exist: a chart-made one would belong to one release.
+        self.assertEqual(r.names("Namespace"), [])
 
 
 class StorageTest(unittest.TestCase):
@@ -1163,25 +1143,49 @@ class DashboardTest(unittest.TestCase):
         self.assertEqual(seen, set(self.LABELS), "metrics without a panel")
 
 
+RBAC_RESOURCES = {"roles", "rolebindings", "clusterroles", "clusterrolebindings"}
+
+
 class RbacTest(unittest.TestCase):
-    def test_minimal(self):
-        r = ok("rbac-minimal.yaml")
+    def test_no_scenario_lets_the_server_write_cluster_rbac_or_escalate(self):
+        for name, r in [("defaults", ok())] + [(f, ok(f, release=release_for((f,)))) for f in scenario_files()]:
+            for role in r.all("Role") + r.all("ClusterRole"):
+                for rule in role["rules"]:
+                    with self.subTest(scenario=name, role=role["metadata"]["name"], rule=rule):
+                        rbac = set(rule["resources"]) & RBAC_RESOURCES
+                        self.assertFalse(rbac & {"clusterroles", "clusterrolebindings"})
+                        if rbac:
+                            self.assertFalse({"*", "escalate", "bind", "impersonate"} & set(rule["verbs"]))
+
+    def test_kubernetes_backend_rules(self):
+        r = ok("rbac-kubernetes.yaml")
+        self.assertIs(r.pod()["automountServiceAccountToken"], True)
         role = r.get("Role", "skydeck-api-role")
-        text = json.dumps(role["rules"])
-        self.assertNotIn("rolebindings", text)
-        self.assertNotIn("serviceaccounts", text)
-        self.assertNotIn("clusterroles", json.dumps(r.get("ClusterRole", "skydeck-skydeck-api-role")["rules"]))
-        self.assertIsNone(r.find("Namespace", "skydeck-system"))
-        self.assertEqual([d for d in r.docs if d["metadata"].get("namespace") == "skydeck-system"], [])
-        self.assertIsNone(r.find("ClusterRole", "skydeck-skydeck-system-cluster-role"))
-        cfg = yaml.safe_load(r.get("ConfigMap", "skydeck-config")["data"]["config.yaml"])
-        self.assertEqual(cfg, {"kubernetes": {"remote_identity": "skydeck-cluster-sa"}})
+        self.assertEqual(role["metadata"]["namespace"], NAMESPACE)
+        res = {tuple(rule["resources"]): rule["verbs"] for rule in role["rules"]}
+        self.assertEqual(res[("pods", "pods/status", "pods/exec", "pods/portforward")], ["*"])
+        manage = ["get", "list", "watch", "create", "update", "patch", "delete"]
+        self.assertEqual(res[("roles", "rolebindings")], manage)
+        self.assertEqual(res[("serviceaccounts",)], manage)
+        self.assertNotIn(("secrets",), res)
+        cr = r.get("ClusterRole", "skydeck-skydeck-api-role")
+        self.assertEqual([rule["resources"] for rule in cr["rules"]], [["nodes"], ["runtimeclasses"]])
+        crb = r.get("ClusterRoleBinding", "skydeck-skydeck-api-role-binding")
+        self.assertEqual(crb["roleRef"]["name"], "skydeck-skydeck-api-role")
+        self.assertEqual(crb["subjects"], [{"kind": "ServiceAccount", "name": "skydeck-api-sa", "namespace": NAMESPACE}])
+        # System components: the release's own namespace, no shared one.
+        sr = r.get("Role", "skydeck-system-role")
+        self.assertEqual(sr["metadata"]["namespace"], NAMESPACE)
+        self.assertEqual(sr["rules"], [{"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": manage}])
+        self.assertEqual(r.names("Namespace"), [])
+        self.assertFalse([d for d in r.docs if d["metadata"].get("namespace", NAMESPACE) != NAMESPACE])
 
     def test_existing_service_account(self):
         r = ok("rbac-existing-sa.yaml")
         for kind in ("ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "Namespace"):
             self.assertEqual(r.names(kind), [], kind)
         self.assertEqual(r.pod()["serviceAccountName"], "skydeck-api")
+        self.assertIs(r.pod()["automountServiceAccountToken"], False)
         cfg = yaml.safe_load(r.get("ConfigMap", "skydeck-config")["data"]["config.yaml"])
         self.assertEqual(cfg["allowed_clouds"], ["kubernetes"])
 
@@ -1192,9 +1196,33 @@ class RbacTest(unittest.TestCase):
         r = ok(BASIC, set_json=['rbac.clusterRules=[{"apiGroups":[""],"resources":["nodes"],"verbs":["list"]}]',
                                 'rbac.namespaceRules=[{"apiGroups":[""],"resources":["pods"],"verbs":["get"]}]'])
         cr = r.get("ClusterRole", "skydeck-skydeck-api-role")["rules"]
-        self.assertEqual(cr[0], {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]})
-        self.assertEqual(r.get("Role", "skydeck-api-role")["rules"][0],
-                         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]})
+        self.assertEqual(cr, [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]}])
+        self.assertEqual(r.get("Role", "skydeck-api-role")["rules"],
+                         [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}])
+
+
+class TwoReleasesTest(unittest.TestCase):
+    """A second release, in the same namespace or another, renders nothing
+    that the first release owns already (helm refuses to install over an
+    object of another release), whatever the RBAC values."""
+
+    def objects(self, r):
+        return {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"])
+                for d in r.docs if not d["metadata"]["name"].startswith("stub-")}
+
+    def test_no_object_is_shared(self):
+        # The namespace of clusters may be shared by both releases.
+        shared = ("kubernetesCredentials.inclusterNamespace=clusters",)
+        for vfiles, sets in (((), ()), (("rbac-kubernetes.yaml",), ()), (("rbac-kubernetes.yaml",), shared)):
+            a = ok(*vfiles, sets=sets, release="skydeck-a")
+            for ns in (NAMESPACE, "other"):
+                b = ok(*vfiles, sets=sets, release="skydeck-b", extra=("-n", ns))
+                with self.subTest(values=vfiles, namespace=ns):
+                    self.assertEqual(self.objects(a) & self.objects(b), set())
+                    self.assertEqual(a.names("Namespace") + b.names("Namespace"), [])
+            # One release name in two namespaces: the cluster-wide objects differ.
+            same = ok(*vfiles, sets=sets, release="skydeck-a", extra=("-n", "other"))
+            self.assertEqual({o for o in self.objects(a) & self.objects(same) if o[1] is None}, set())
 
 
 class PodTest(unittest.TestCase):
