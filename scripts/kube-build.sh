@@ -78,7 +78,8 @@ if [ ! -x "$bin/kube-apiserver" ]; then
       (cd "$dir/dl" && apt-get source --download-only kubernetes >/dev/null)
     }
     (cd "$dir/dl" && dpkg-source -x ./kubernetes_*.dsc "$src" >"$dir/logs/dpkg-source.log" 2>&1)
-    rm -rf "$dir/dl"
+    # dpkg-source leaves a copy of the orig tarball next to the tree.
+    rm -rf "$dir/dl" "$dir"/kubernetes_*.orig.tar.*
   fi
   # The Makefile wants the tree inside a GOPATH (as debian/rules does), and
   # generates zz_generated.openapi.go, which a bare `go build` would lack.
