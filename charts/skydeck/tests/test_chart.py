@@ -9,8 +9,16 @@ No cluster and no network: the subcharts (ingress-nginx, prometheus, grafana)
 are replaced, in a temporary copy of the chart, by stubs of the same name and
 version that render the values they receive as a ConfigMap.
 
+With SKYDECK_KUBECONFIG set (scripts/chart-test.sh starts a real
+kube-apiserver with scripts/kube-apiserver-up.sh), the chart is also
+installed into that API server with `helm install`, and what the server's
+ServiceAccount may and may not do is asked with `kubectl auth can-i`.
+
 Environment:
   SKYDECK_HELM            helm binary (default: `helm` on PATH)
+  SKYDECK_KUBECONFIG      admin kubeconfig of a real API server (optional;
+                          required when CI is set)
+  SKYDECK_KUBECTL         kubectl binary (default: `kubectl` on PATH)
   SKYDECK_KUBE_VALIDATE_PYTHON
                           a Python with kubernetes-validate installed (default:
                           this one); tests/kube_validate.py runs its checks
@@ -38,6 +46,8 @@ CHART = os.path.dirname(HERE)
 VALUES_DIR = os.path.join(HERE, "values")
 EXAMPLES_DIR = os.path.join(CHART, "examples")
 HELM = os.environ.get("SKYDECK_HELM", "helm")
+KUBECONFIG = os.environ.get("SKYDECK_KUBECONFIG")
+KUBECTL = os.environ.get("SKYDECK_KUBECTL", "kubectl")
 KUBE_VALIDATE = [
     os.environ.get("SKYDECK_KUBE_VALIDATE_PYTHON") or sys.executable,
     os.path.join(HERE, "kube_validate.py"),
@@ -78,7 +88,8 @@ NOTES_PROBE_TEMPLATE = """\
 apiVersion: v1
 kind: ConfigMap
 metadata:
-  name: %s
+  # Per release, so that two releases can be installed side by side.
+  name: {{ .Release.Name }}-%s
 data:
   NOTES.txt: {{ tpl (.Files.Get "notes-probe/NOTES.txt") . | quote }}
 """ % NOTES_PROBE
@@ -160,7 +171,7 @@ class Render:
             for doc in yaml.safe_load_all(self.stdout):
                 if not doc:
                     continue
-                if doc.get("kind") == "ConfigMap" and doc["metadata"]["name"] == NOTES_PROBE:
+                if doc.get("kind") == "ConfigMap" and doc["metadata"]["name"].endswith("-" + NOTES_PROBE):
                     self.notes = doc["data"]["NOTES.txt"]
                 else:
                     self.docs.append(doc)
@@ -1223,6 +1234,113 @@ class TwoReleasesTest(unittest.TestCase):
             # One release name in two namespaces: the cluster-wide objects differ.
             same = ok(*vfiles, sets=sets, release="skydeck-a", extra=("-n", "other"))
             self.assertEqual({o for o in self.objects(a) & self.objects(same) if o[1] is None}, set())
+
+
+def kubectl(*args):
+    return subprocess.run([KUBECTL, "--kubeconfig", KUBECONFIG, *args], capture_output=True, text=True)
+
+
+class ApiServerTest(unittest.TestCase):
+    """The chart installed into a real kube-apiserver (RBAC on, nothing
+    runs): what the API server's ServiceAccount may do is what the API
+    server answers, not what the manifests seem to say."""
+
+    @classmethod
+    def setUpClass(cls):
+        if not KUBECONFIG:
+            if os.environ.get("CI"):
+                raise AssertionError("CI must run the API server tests: set SKYDECK_KUBECONFIG "
+                                     "(scripts/chart-test.sh does)")
+            raise unittest.SkipTest("SKYDECK_KUBECONFIG unset (scripts/chart-test.sh sets it)")
+        # Both helm versions run against one API server: namespaces of their own.
+        cls.prefix = "t%s" % os.urandom(3).hex()
+
+    def namespace(self, name):
+        ns = "%s-%s" % (self.prefix, name)
+        p = kubectl("create", "namespace", ns)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return ns
+
+    def install(self, release, ns, *args):
+        p = helm("install", release, CHART_COPY, "-n", ns, "--kubeconfig", KUBECONFIG,
+                 "--set", "ingress-nginx.enabled=false", *args)
+        self.assertEqual(p.returncode, 0, "helm install %s: %s" % (release, p.stderr))
+
+    def can_i(self, sa, verb, resource, ns=None, subresource=None):
+        args = ["auth", "can-i", verb, resource, "--as", sa]
+        args += ["-n", ns] if ns else ["--all-namespaces"]
+        if subresource:
+            args += ["--subresource", subresource]
+        p = kubectl(*args)
+        answer = p.stdout.strip()
+        self.assertIn(answer, ("yes", "no"), p.stderr)
+        return answer == "yes"
+
+    def assertMayNot(self, sa, checks):
+        for check in checks:
+            with self.subTest(sa=sa, may_not=check):
+                self.assertFalse(self.can_i(sa, *check))
+
+    def assertMay(self, sa, checks):
+        for check in checks:
+            with self.subTest(sa=sa, may=check):
+                self.assertTrue(self.can_i(sa, *check))
+
+    def test_the_default_service_account_may_do_nothing(self):
+        ns = self.namespace("defaults")
+        self.install("deck", ns)
+        sa = "system:serviceaccount:%s:deck-api-sa" % ns
+        p = kubectl("get", "serviceaccount", "deck-api-sa", "-n", ns,
+                    "-o", "jsonpath={.automountServiceAccountToken}")
+        self.assertEqual(p.stdout, "false", p.stderr)
+        self.assertMayNot(sa, [
+            ("create", "clusterrolebindings"), ("create", "clusterroles"),
+            ("escalate", "clusterroles"), ("bind", "clusterroles"),
+            ("create", "roles", ns), ("create", "rolebindings", ns),
+            ("get", "secrets", ns), ("list", "secrets"), ("get", "configmaps", ns),
+            ("list", "pods", ns), ("create", "pods", ns), ("create", "pods", ns, "exec"),
+            ("create", "serviceaccounts", ns, "token"), ("impersonate", "users"),
+            ("get", "nodes"), ("list", "namespaces"), ("create", "daemonsets.apps", ns),
+        ])
+
+    def test_kubernetes_backend_rules_hold_at_the_api_server(self):
+        ns = self.namespace("backend")
+        other = self.namespace("other")
+        self.install("deck", ns, "-f", os.path.join(VALUES_DIR, "rbac-kubernetes.yaml"))
+        sa = "system:serviceaccount:%s:deck-api-sa" % ns
+        self.assertMay(sa, [
+            ("list", "pods", ns), ("create", "pods", ns, "exec"), ("get", "nodes"),
+            ("create", "roles", ns), ("create", "serviceaccounts", ns),
+            ("create", "daemonsets.apps", ns),
+        ])
+        self.assertMayNot(sa, [
+            ("create", "clusterrolebindings"), ("create", "clusterroles"),
+            ("escalate", "roles", ns), ("bind", "roles", ns), ("bind", "clusterroles"),
+            ("get", "secrets", ns), ("list", "secrets"), ("create", "pods", other),
+            ("create", "roles", other), ("impersonate", "serviceaccounts", ns),
+        ])
+        # Creating roles without `escalate`: only what the account holds.
+        p = kubectl("create", "role", "grab-secrets", "--verb=get", "--resource=secrets",
+                    "-n", ns, "--as", sa)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("forbidden", p.stderr)
+        p = kubectl("create", "rolebinding", "grab-admin", "--clusterrole=cluster-admin",
+                    "--serviceaccount=%s:deck-api-sa" % ns, "-n", ns, "--as", sa)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("forbidden", p.stderr)
+        p = kubectl("create", "role", "read-pods", "--verb=get", "--resource=pods", "-n", ns, "--as", sa)
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+    def test_a_second_release_installs_beside_the_first(self):
+        # Each with the RBAC of the coming Kubernetes backend, which used
+        # to bring a namespace that one release owned.
+        rbac = ("-f", os.path.join(VALUES_DIR, "rbac-kubernetes.yaml"))
+        ns = self.namespace("two")
+        other = self.namespace("two-other")
+        self.install("first", ns, *rbac)
+        self.install("second", ns, *rbac)
+        self.install("third", other, *rbac)
+        self.install("fourth", ns, "--dry-run", *rbac)
 
 
 class PodTest(unittest.TestCase):
