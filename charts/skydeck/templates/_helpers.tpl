@@ -56,6 +56,13 @@ Usage: include "skydeck.image" (dict "root" $ "image" "repo/name:tag")
 {{- end -}}
 {{- end -}}
 
+{{/* Env variables with secrets that the API container's PID 1 hands to the
+     server through a file rather than its own environment (readable by
+     `local` jobs, which run as the same user). */}}
+{{- define "skydeck.handedOverEnv" -}}
+SKYDECK_DB_CONNECTION_URI SKYDECK_INITIAL_BASIC_AUTH
+{{- end -}}
+
 {{/* Namespace of the pods of clusters in this cluster (the namespaced Role goes there). */}}
 {{- define "skydeck.clusterNamespace" -}}
 {{- .Values.kubernetesCredentials.inclusterNamespace | default .Release.Namespace -}}

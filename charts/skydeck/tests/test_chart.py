@@ -542,7 +542,11 @@ class InvariantsTest(unittest.TestCase):
                 self.assertTrue(sc["runAsNonRoot"])
                 self.assertEqual(api["securityContext"]["capabilities"]["drop"], ["ALL"])
                 self.assertIs(api["securityContext"]["allowPrivilegeEscalation"], False)
-                self.assertEqual(api["command"], ["/usr/bin/tini", "--"])
+                # PID 1 hands the secrets over and becomes tini without them.
+                self.assertEqual(api["command"][:2], ["/bin/sh", "-c"])
+                self.assertIn("/usr/bin/tini --", api["command"][2])
+                self.assertEqual(r.mounts(fullname)["/var/skydeck/handoff"]["name"], "secret-handoff")
+                self.assertEqual(r.volumes(fullname)["secret-handoff"]["emptyDir"]["medium"], "Memory")
                 for probe in ("livenessProbe", "readinessProbe"):
                     self.assertEqual(api[probe]["httpGet"], {"path": "/api/health", "port": 46580})
                 self.assertEqual(api["livenessProbe"]["periodSeconds"], 30)
@@ -1005,6 +1009,45 @@ class DatabaseTest(unittest.TestCase):
         # Never in the pod spec itself.
         self.assertNotIn("s3cret", json.dumps(r.deployment()))
 
+    def test_secrets_never_reach_the_environment_of_pid_1(self):
+        # `local` jobs run in this container as the same user: they can read
+        # /proc/1/environ. Run the real start scripts with tini and the
+        # server replaced by stubs that record their environment.
+        r = ok("database-string.yaml", sets=["apiService.enableUserManagement=true"])
+        api = r.container()
+        outer = api["command"][2]
+        inner = api["args"][2]
+        # The part of the start script that takes the secrets over.
+        takeover = inner[:inner.index("done\n") + len("done\n")]
+        d = tempfile.mkdtemp(dir=WORK)
+        handoff = os.path.join(d, "handoff")
+        os.makedirs(handoff)
+        tini = os.path.join(d, "tini")
+        with open(tini, "w") as f:
+            f.write('#!/bin/sh\nenv > "%s/tini.env"\n[ "$1" = -- ] && shift\nexec "$@"\n' % d)
+        os.chmod(tini, 0o755)
+        outer = outer.replace("/usr/bin/tini", tini).replace("/var/skydeck/handoff", handoff)
+        server = takeover.replace("/var/skydeck/handoff", handoff) + 'env > "%s/server.env"\n' % d
+        uri = "postgresql://skydeck:s3 c'r\"e$t@db:5432/skydeck"
+        # The kubelet still gives both from their secrets, to PID 1 only.
+        self.assertEqual(r.env_secret("SKYDECK_DB_CONNECTION_URI"), ("skydeck-db-connection", "connection_string"))
+        self.assertEqual(r.env_secret("SKYDECK_INITIAL_BASIC_AUTH"), ("skydeck-initial-basic-auth", "auth"))
+        env = {"PATH": os.environ["PATH"], "SKYDECK_DB_CONNECTION_URI": uri,
+               "SKYDECK_INITIAL_BASIC_AUTH": "admin:$apr1$x$y"}
+        p = subprocess.run(["/bin/sh", "-c", outer, "skydeck-init", "/bin/sh", "-c", server],
+                           env=env, capture_output=True, text=True, timeout=10)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(os.path.join(d, "tini.env")) as f:
+            tini_env = f.read()
+        self.assertNotIn("SKYDECK_DB_CONNECTION_URI", tini_env)
+        self.assertNotIn("s3 c", tini_env)
+        self.assertNotIn("SKYDECK_INITIAL_BASIC_AUTH", tini_env)
+        with open(os.path.join(d, "server.env")) as f:
+            server_env = f.read().splitlines()
+        self.assertIn("SKYDECK_DB_CONNECTION_URI=" + uri, server_env)
+        self.assertIn("SKYDECK_INITIAL_BASIC_AUTH=admin:$apr1$x$y", server_env)
+        self.assertEqual(os.listdir(handoff), [], "the handed-over files are deleted once read")
+
     def test_secret_name_wins(self):
         r = ok("database-string.yaml", sets=["apiService.dbConnectionSecretName=other"])
         self.assertEqual(r.env_secret("SKYDECK_DB_CONNECTION_URI"), ("other", "connection_string"))
@@ -1347,6 +1390,8 @@ class PodTest(unittest.TestCase):
     def test_pre_deploy_hook_and_config(self):
         r = ok("pre-deploy-hook.yaml")
         lines = r.script().splitlines()
+        # The hook runs first after the secrets are taken over.
+        lines = lines[:1] + lines[lines.index("done") + 1:]
         self.assertEqual(lines[0:4], ["set -e", 'echo "fetching the admin policy rules"',
                                       'mkdir -p "$HOME/policy"', "printf 'max_cpus: 16\\n' > \"$HOME/policy/rules.yaml\""])
         cfg = yaml.safe_load(r.get("ConfigMap", "skydeck-config")["data"]["config.yaml"])

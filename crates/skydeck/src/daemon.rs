@@ -27,6 +27,10 @@ impl ServerFile {
 /// Serves until SIGTERM or SIGINT, then drains and returns.
 pub async fn run_foreground(paths: Paths, args: &StartArgs) -> anyhow::Result<()> {
     init_tracing();
+    // `local` jobs run as this server's user. Dumpable, the server would let
+    // them read its environment (the database URL), memory and open files
+    // through /proc and ptrace; jobs are dumpable again once they exec.
+    nix::sys::prctl::set_dumpable(false).context("cannot make the server non-dumpable")?;
     let stop = stop_signal()?;
     let mut config = ServerConfig::from_env(paths.clone())?;
     config.auth = args.auth.settings(config.auth)?;
