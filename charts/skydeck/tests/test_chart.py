@@ -1034,6 +1034,11 @@ class DatabaseTest(unittest.TestCase):
         self.assertEqual(r.env_secret("SKYDECK_INITIAL_BASIC_AUTH"), ("skydeck-initial-basic-auth", "auth"))
         env = {"PATH": os.environ["PATH"], "SKYDECK_DB_CONNECTION_URI": uri,
                "SKYDECK_INITIAL_BASIC_AUTH": "admin:$apr1$x$y"}
+        # A job's leftovers from before a container restart: neither a
+        # variable of its choosing nor a stale value reaches the server.
+        for name, value in (("SKYDECK_INSECURE_NO_AUTH", "true"), (".SKYDECK_X", "1")):
+            with open(os.path.join(handoff, name), "w") as f:
+                f.write(value)
         p = subprocess.run(["/bin/sh", "-c", outer, "skydeck-init", "/bin/sh", "-c", server],
                            env=env, capture_output=True, text=True, timeout=10)
         self.assertEqual(p.returncode, 0, p.stderr)
@@ -1046,6 +1051,7 @@ class DatabaseTest(unittest.TestCase):
             server_env = f.read().splitlines()
         self.assertIn("SKYDECK_DB_CONNECTION_URI=" + uri, server_env)
         self.assertIn("SKYDECK_INITIAL_BASIC_AUTH=admin:$apr1$x$y", server_env)
+        self.assertFalse([l for l in server_env if l.startswith(("SKYDECK_INSECURE", ".SKYDECK"))])
         self.assertEqual(os.listdir(handoff), [], "the handed-over files are deleted once read")
 
     def test_secret_name_wins(self):
