@@ -1071,7 +1071,8 @@ class DatabaseTest(unittest.TestCase):
         os.makedirs(handoff)
         tini = os.path.join(d, "tini")
         with open(tini, "w") as f:
-            f.write('#!/bin/sh\nenv > "%s/tini.env"\n[ "$1" = -- ] && shift\nexec "$@"\n' % d)
+            f.write('#!/bin/sh\nenv > "%s/tini.env"\nstat -c "%%n %%a" "%s"/* > "%s/modes"\n'
+                    '[ "$1" = -- ] && shift\nexec "$@"\n' % (d, handoff, d))
         os.chmod(tini, 0o755)
         outer = outer.replace("/usr/bin/tini", tini).replace("/var/skydeck/handoff", handoff)
         server = takeover.replace("/var/skydeck/handoff", handoff) + 'env > "%s/server.env"\n' % d
@@ -1100,6 +1101,9 @@ class DatabaseTest(unittest.TestCase):
         self.assertIn("SKYDECK_INITIAL_BASIC_AUTH=admin:$apr1$x$y", server_env)
         self.assertFalse([l for l in server_env if l.startswith(("SKYDECK_INSECURE", ".SKYDECK"))])
         self.assertEqual(os.listdir(handoff), [], "the handed-over files are deleted once read")
+        with open(os.path.join(d, "modes")) as f:
+            modes = sorted(line.split()[1] for line in f.read().splitlines())
+        self.assertEqual(modes, ["600", "600"], "only the two secrets, readable by their owner only")
 
     def test_secret_name_wins(self):
         r = ok("database-string.yaml", sets=["apiService.dbConnectionSecretName=other"])
