@@ -43,9 +43,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 format!("JSON decode error: {inner}"),
                 "json_invalid",
             )
-        } else if skydeck_types::names::is_name_error(&inner.to_string()) {
-            // A name that breaks its rule is the caller's mistake to fix, not
-            // a malformed body: 400 with the rule, naming the field.
+        } else if skydeck_types::names::is_name_error(&inner.to_string())
+            || skydeck_types::limits::is_limit_error(&inner.to_string())
+        {
+            // A name that breaks its rule, or a value over a limit, is the
+            // caller's mistake to fix, not a malformed body: 400 with the
+            // rule, naming the field.
             let field = path.trim_start_matches('.');
             ApiError::bad_request(format!("Invalid `{field}`: {inner}"))
         } else {

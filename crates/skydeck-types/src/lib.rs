@@ -8,7 +8,9 @@
 
 pub mod bodies;
 pub mod config;
+pub mod glob;
 pub mod health;
+pub mod limits;
 pub mod names;
 pub mod request;
 pub mod task;

@@ -437,11 +437,33 @@ async fn a_plain_user_is_refused_admin_actions_but_may_change_their_own_password
         .expect_failure()
         .stderr_has(&["permission denied"]);
 
-    // Her own password, without naming herself.
+    // Whoever holds only her token cannot change her password: the CLI
+    // asks for the current one, and a wrong one is refused.
+    let (token, _) = carol.create_token("laptop", None).await;
+    let with_token = server.with_token(&token);
+    with_token
+        .run_with_stdin(
+            &["users", "set-password", "--password-stdin"],
+            Some("taken-over\n"),
+        )
+        .await
+        .expect_failure()
+        .stderr_has(&["current password first"]);
+    with_token
+        .run_with_stdin(
+            &["users", "set-password", "--password-stdin"],
+            Some("a-guess\ntaken-over\n"),
+        )
+        .await
+        .expect_failure()
+        .stderr_has(&["current password is wrong"]);
+
+    // Her own password, without naming herself: the current one, then
+    // the new one.
     carol
         .run_with_stdin(
             &["users", "set-password", "--password-stdin"],
-            Some("carol-New-Pw-5d\n"),
+            Some("carol-Pw-33c1\ncarol-New-Pw-5d\n"),
         )
         .await
         .expect_success()
