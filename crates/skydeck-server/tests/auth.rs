@@ -1175,3 +1175,35 @@ async fn a_status_pattern_that_would_backtrack_forever_answers() {
         .await
         .expect_refused(StatusCode::BAD_REQUEST, "at most 100");
 }
+
+#[tokio::test]
+async fn secrets_on_an_official_clients_command_line_are_stored_redacted() {
+    let app = app().await;
+    // As SkyPilot's client sends it: the whole command line, and the task
+    // with the secret values the flags gave.
+    let line = "sky launch --secret HF_TOKEN=hf_Sekrit_one --env DB_PASS=db_Sekrit_two \
+                --env A=visible -c c1 t.yaml";
+    let body = serde_json::json!({
+        "entrypoint": "sky.client.cli.command.launch",
+        "entrypoint_command": line,
+        "task": "run: echo hi\nsecrets:\n  HF_TOKEN: hf_Sekrit_one\n  DB_PASS: db_Sekrit_two\n",
+        "cluster_name": "c1",
+        "dryrun": true,
+    });
+    let id = app
+        .submit("alice", "alice-pw", "/launch", &body.to_string())
+        .await;
+    let record = app.store().get_request(&id).await.unwrap().unwrap();
+    let stored = format!("{} {}", record.entrypoint, record.body);
+    let shown = app
+        .call(get(&format!("/api/status?request_ids={id}")).basic("alice", "alice-pw"))
+        .await
+        .body
+        .to_string();
+    for text in [&stored, &shown] {
+        assert!(!text.contains("Sekrit"), "{text}");
+        assert!(text.contains("HF_TOKEN=<redacted>"), "{text}");
+        assert!(text.contains("DB_PASS=<redacted>"), "{text}");
+        assert!(text.contains("A=visible"), "{text}");
+    }
+}

@@ -7,6 +7,7 @@
 //! needs more than serde (pickled error envelopes, double-encoded values).
 
 pub mod bodies;
+pub mod command_line;
 pub mod config;
 pub mod glob;
 pub mod health;

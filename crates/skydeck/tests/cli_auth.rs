@@ -752,3 +752,67 @@ async fn the_cli_acts_in_the_workspace_its_config_names() {
         .await
         .expect_success();
 }
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_given_on_the_command_line_are_never_stored_or_shown() {
+    let scratch = tempfile::tempdir().unwrap();
+    let server = AuthServer::start(scratch.path());
+    let secrets = ["hf_Sekrit_9f2c41", "wandb_Sekrit_77e0"];
+    server
+        .as_admin()
+        .run(&[
+            "launch",
+            "--dryrun",
+            "-c",
+            "sec",
+            "--secret",
+            &format!("HF_TOKEN={}", secrets[0]),
+            &format!("--secret=WANDB_KEY={}", secrets[1]),
+            "echo",
+            "hi",
+        ])
+        .await
+        .expect_success();
+
+    // What `/api/status` shows (the body holds the command line)…
+    let shown = skydeck_client::http_client()
+        .unwrap()
+        .get(format!("{}/api/status?all_status=true", server.server.url))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(shown.contains("HF_TOKEN=<redacted>"), "{shown}");
+    // … and every file of the server's state: the database, its logs.
+    let mut checked = vec![shown];
+    for path in files_under(&server.server.home) {
+        let bytes = std::fs::read(&path).unwrap();
+        checked.push(format!(
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&bytes)
+        ));
+    }
+    for text in &checked {
+        for secret in secrets {
+            assert!(!text.contains(secret), "{secret} stored or shown in {text}");
+        }
+    }
+}

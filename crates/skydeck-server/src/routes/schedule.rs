@@ -167,12 +167,20 @@ async fn accept<B: Serialize>(
         check_cluster_owner(state, caller, name).await?;
     }
     let workspace = workspace_for(state, caller, base, &user_id)?;
+    let entrypoint = crate::secrets::redact_command_lines(
+        &state.infra.secrets,
+        &id,
+        &mut body,
+        &base.entrypoint,
+    )
+    .await
+    .map_err(ApiError::internal)?;
     state
         .executor
         .submit(NewRequest {
             id: id.clone(),
             name: op.name().to_owned(),
-            entrypoint: base.entrypoint.clone(),
+            entrypoint,
             body,
             schedule_type: op.schedule(),
             user_id,
