@@ -1207,3 +1207,30 @@ async fn secrets_on_an_official_clients_command_line_are_stored_redacted() {
         assert!(text.contains("A=visible"), "{text}");
     }
 }
+
+#[tokio::test]
+async fn a_task_over_its_limits_is_refused_when_submitted_naming_the_limit() {
+    let app = app().await;
+    let mut envs = String::from("run: echo hi\nenvs:\n");
+    for i in 0..1001 {
+        envs.push_str(&format!("  V{i}: a\n"));
+    }
+    let huge = format!("run: echo {}\n", "x".repeat(1024 * 1024));
+    for (task, limit) in [
+        (envs.as_str(), "at most 1000 environment variables"),
+        (huge.as_str(), "at most 1048576 bytes"),
+    ] {
+        for path in ["/launch", "/exec"] {
+            let body = serde_json::json!({"cluster_name": "c1", "task": task});
+            app.call(post(path, &body.to_string()).basic("alice", "alice-pw"))
+                .await
+                .expect_refused(StatusCode::BAD_REQUEST, limit);
+        }
+        let body = serde_json::json!({ "dag": task });
+        let answer = app
+            .call(post("/validate", &body.to_string()).basic("alice", "alice-pw"))
+            .await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+        assert!(answer.body.to_string().contains(limit), "{:?}", answer.body);
+    }
+}
