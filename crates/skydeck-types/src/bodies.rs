@@ -150,7 +150,7 @@ pub struct PoolStatusBody {
 pub struct ApiCancelBody {
     #[serde(flatten)]
     pub base: BaseBody,
-    pub request_ids: Option<Vec<String>>,
+    pub request_ids: Option<Vec<crate::names::RequestIdPrefix>>,
     pub user_id: Option<String>,
 }
 

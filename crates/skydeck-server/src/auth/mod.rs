@@ -2,6 +2,7 @@
 //! any auth mode is on (see `AuthSettings`). The middleware attaches a
 //! [`Caller`] to each request; handlers decide what that caller may see.
 
+pub mod hashing;
 pub mod limiter;
 pub mod password;
 pub mod settings;
@@ -15,6 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use hashing::HashingPool;
 use limiter::LoginLimiter;
 use settings::AuthSettings;
 use sha2::{Digest, Sha256};
@@ -101,13 +103,8 @@ pub struct Authenticator {
     /// client sending basic auth on every call pays bcrypt once a minute
     /// rather than per call.
     verified: Mutex<HashMap<[u8; 32], (String, Instant)>>,
-    /// Password hashes computed at once; see [`Self::hashing`].
-    hashing_slots: tokio::sync::Semaphore,
-}
-
-/// Half the cores (at least one) may hash passwords at the same time.
-fn hashing_slots() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+    /// Where passwords are hashed and checked, a few at a time.
+    hashing: HashingPool,
 }
 
 /// How long a checked password is believed without checking it again. A
@@ -131,7 +128,7 @@ impl Authenticator {
             live_config,
             limiter: LoginLimiter::default(),
             verified: Mutex::new(HashMap::new()),
-            hashing_slots: tokio::sync::Semaphore::new(hashing_slots()),
+            hashing: HashingPool::for_this_machine(),
         }
     }
 
@@ -342,20 +339,12 @@ impl Authenticator {
         }
     }
 
-    /// Runs password hashing (bcrypt: a quarter second of CPU) on the
-    /// blocking pool, at most [`hashing_slots`] at a time: a flood of
-    /// logins queues here instead of taking every core from the async
-    /// workers that serve everyone else.
+    /// Runs password hashing on the bounded pool (see `hashing.rs`).
     pub async fn hashing<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, tokio::task::JoinError> {
-        let _slot = self
-            .hashing_slots
-            .acquire()
-            .await
-            .expect("the hashing semaphore is never closed");
-        tokio::task::spawn_blocking(work).await
+        self.hashing.run(work).await
     }
 
     /// The user a trusted proxy vouched for, created on first sight with
