@@ -393,6 +393,10 @@ async fn tokens_work_until_revoked_expired_or_their_user_is_deleted() {
             .all(|t| t.hash != token && !t.hash.contains(&token[4..]))
     );
 
+    // Someone else's token reads as no token at all.
+    app.call(post("/users/tokens/revoke", &format!(r#"{{"id": "{id}"}}"#)).basic("bob", "bob-pw"))
+        .await
+        .expect_refused(StatusCode::NOT_FOUND, "No token");
     // Revoked.
     let revoke = app
         .call(post("/users/tokens/revoke", &format!(r#"{{"id": "{id}"}}"#)).bearer(&token))

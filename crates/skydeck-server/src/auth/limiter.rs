@@ -103,6 +103,12 @@ impl LoginLimiter {
             let forget_after = self.forget_after;
             attempts.retain(|_, a| now.duration_since(a.last) < forget_after);
         }
+        if attempts.len() >= SWEEP_AT {
+            // Still full of recent pairs (made-up names from many
+            // addresses): keep only those already being slowed down.
+            let free = self.free_failures;
+            attempts.retain(|_, a| a.failures >= free);
+        }
         let entry = attempts
             .entry((user.to_owned(), address))
             .or_insert(Attempts {
@@ -166,6 +172,23 @@ mod tests {
                 .check_at("alice", A, now + Duration::from_secs(3600))
                 .is_ok(),
             "forgotten after an idle hour"
+        );
+    }
+
+    #[test]
+    fn a_flood_of_made_up_names_cannot_grow_the_table_without_bound() {
+        let limiter = limiter();
+        let now = Instant::now();
+        for _ in 0..4 {
+            limiter.failed_at("alice", A, now);
+        }
+        for i in 0..3 * SWEEP_AT {
+            limiter.failed_at(&format!("nobody{i}"), B, now);
+        }
+        assert!(limiter.lock().len() <= SWEEP_AT);
+        assert!(
+            limiter.check_at("alice", A, now).is_err(),
+            "the slowed pair is kept"
         );
     }
 

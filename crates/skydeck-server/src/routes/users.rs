@@ -375,18 +375,15 @@ pub async fn revoke_token(
             body.id
         ))
     };
+    // Another user's token answers as one that does not exist, so token
+    // ids cannot be probed.
     let token = state
         .store
         .list_tokens(None)
         .await?
         .into_iter()
-        .find(|t| t.id == body.id)
+        .find(|t| t.id == body.id && caller.may_act_for(&t.user_id))
         .ok_or_else(not_found)?;
-    if !caller.may_act_for(&token.user_id) {
-        return Err(ApiError::forbidden(
-            "This token belongs to another user; only they or an admin can revoke it.",
-        ));
-    }
     if !state.store.revoke_token(&token.id, now()).await? {
         return Err(ApiError::conflict(format!(
             "Token {:?} was already revoked.",
