@@ -771,24 +771,29 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 async fn secrets_given_on_the_command_line_are_never_stored_or_shown() {
     let scratch = tempfile::tempdir().unwrap();
     let server = AuthServer::start(scratch.path());
+    let admin = server.as_admin();
     let secrets = ["hf_Sekrit_9f2c41", "wandb_Sekrit_77e0"];
-    server
-        .as_admin()
+    admin
         .run(&[
             "launch",
-            "--dryrun",
+            "-y",
             "-c",
             "sec",
             "--secret",
             &format!("HF_TOKEN={}", secrets[0]),
             &format!("--secret=WANDB_KEY={}", secrets[1]),
+            "--",
             "echo",
-            "hi",
+            "job-ran",
         ])
         .await
-        .expect_success();
+        .expect_success()
+        .stdout_has(&["job-ran"]);
 
-    // What `/api/status` shows (the body holds the command line)…
+    // What `status -v` shows (the command that last used the cluster)…
+    let status = admin.run(&["status", "-v"]).await;
+    status.expect_success().stdout_has(&["HF_TOKEN=<redacted>"]);
+    // … what `/api/status` shows (the body holds the command line)…
     let shown = skydeck_client::http_client()
         .unwrap()
         .get(format!("{}/api/status?all_status=true", server.server.url))
@@ -800,9 +805,13 @@ async fn secrets_given_on_the_command_line_are_never_stored_or_shown() {
         .await
         .unwrap();
     assert!(shown.contains("HF_TOKEN=<redacted>"), "{shown}");
-    // … and every file of the server's state: the database, its logs.
-    let mut checked = vec![shown];
+    // … and the server's own state: the database, request logs, its log.
+    // (The cluster's files hold the job's environment: it needs them.)
+    let mut checked = vec![status.describe(), shown];
     for path in files_under(&server.server.home) {
+        if path.components().any(|c| c.as_os_str() == "clusters") {
+            continue;
+        }
         let bytes = std::fs::read(&path).unwrap();
         checked.push(format!(
             "{}: {}",
@@ -815,4 +824,5 @@ async fn secrets_given_on_the_command_line_are_never_stored_or_shown() {
             assert!(!text.contains(secret), "{secret} stored or shown in {text}");
         }
     }
+    admin.run(&["down", "sec", "-y"]).await.expect_success();
 }
