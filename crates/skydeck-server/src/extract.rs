@@ -10,10 +10,14 @@ use serde::de::DeserializeOwned;
 /// field; an oversized body is 413.
 pub struct ApiJson<T>(pub T);
 
+/// Bodies larger than this are decoded on the blocking pool: up to the
+/// body limit, decoding takes long enough to hold up an async worker.
+const DECODE_INLINE_BYTES: usize = 64 * 1024;
+
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
     S: Send + Sync,
-    T: DeserializeOwned,
+    T: DeserializeOwned + Send + 'static,
 {
     type Rejection = ApiError;
 
@@ -21,7 +25,13 @@ where
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|rejection| ApiError::new(rejection.status(), rejection.body_text()))?;
-        parse_json(&bytes).map(ApiJson)
+        if bytes.len() <= DECODE_INLINE_BYTES {
+            return parse_json(&bytes).map(ApiJson);
+        }
+        tokio::task::spawn_blocking(move || parse_json(&bytes))
+            .await
+            .map_err(ApiError::internal)?
+            .map(ApiJson)
     }
 }
 

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use skydeck_store::RequestFilter;
 use skydeck_types::RequestStatus;
+use skydeck_types::limits::limit_error;
 use skydeck_types::names::RequestIdPrefix;
 
 /// What a request id or prefix that matches nothing the caller may see
@@ -135,6 +136,9 @@ struct StatusQuery {
     cluster_name: Option<String>,
 }
 
+/// Request ids one `/api/status` call may name: each is a query.
+const MAX_STATUS_IDS: usize = 100;
+
 fn parse_status_query(raw: &str) -> Result<StatusQuery, ApiError> {
     let mut query = StatusQuery::default();
     let invalid = |name: &str, value: &str, expected: &str| {
@@ -146,6 +150,11 @@ fn parse_status_query(raw: &str) -> Result<StatusQuery, ApiError> {
     };
     for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
         match key.as_ref() {
+            "request_ids" if query.request_ids.len() == MAX_STATUS_IDS => {
+                return Err(ApiError::bad_request(limit_error(format_args!(
+                    "`/api/status` takes at most {MAX_STATUS_IDS} request ids at once"
+                ))));
+            }
             "request_ids" => query.request_ids.push(value.into_owned()),
             "all_status" => {
                 query.all_status = match value.to_ascii_lowercase().as_str() {
@@ -240,6 +249,14 @@ mod tests {
         assert!(q.all_status);
         assert_eq!(q.limit, Some(50));
         assert_eq!(q.request_ids, ["ab", "cd"]);
+    }
+
+    #[test]
+    fn too_many_request_ids_are_refused_naming_the_limit() {
+        let many = vec!["request_ids=ab"; MAX_STATUS_IDS + 1].join("&");
+        let err = parse_status_query(&many).unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert!(parse_status_query(&many[15..]).is_ok());
     }
 
     #[test]
