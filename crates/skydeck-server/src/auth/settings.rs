@@ -96,7 +96,13 @@ impl AuthSettings {
             .collect();
         let mut client = peer.map(canonical);
         for entry in forwarded.iter().rev() {
-            let Ok(ip) = entry.parse::<IpAddr>() else {
+            // Some proxies add the client's port (`1.2.3.4:5678`,
+            // `[2001:db8::1]:5678`).
+            let Some(ip) = entry
+                .parse::<IpAddr>()
+                .ok()
+                .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+            else {
                 break;
             };
             client = Some(canonical(ip));
@@ -238,6 +244,14 @@ mod tests {
             "an unreadable entry is not believed"
         );
         assert_eq!(settings.client_address(&HeaderMap::new(), proxy), proxy);
+        assert_eq!(
+            settings.client_address(&headers("203.0.113.7:5678"), proxy),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            settings.client_address(&headers("[2001:db8::1]:5678"), proxy),
+            ip("2001:db8::1")
+        );
         let stranger = ip("198.51.100.1");
         assert_eq!(
             settings.client_address(&headers("203.0.113.7"), stranger),
