@@ -1122,6 +1122,28 @@ async fn changing_your_own_password_needs_the_current_one() {
         )
         .await;
     assert_eq!(reset.status, StatusCode::OK, "{:?}", reset.body);
+    // A user with only tokens gets a first password from an admin: a
+    // token is not enough to add one.
+    let added = app
+        .call(post("/users/create", r#"{"name": "robot"}"#).basic("admin", ADMIN_PASSWORD))
+        .await;
+    assert_eq!(added.status, StatusCode::OK, "{:?}", added.body);
+    let made = app
+        .call(
+            post("/users/tokens/create", r#"{"name": "ci", "user": "robot"}"#)
+                .basic("admin", ADMIN_PASSWORD),
+        )
+        .await;
+    let robot_token = made.body["token"].as_str().unwrap().to_owned();
+    app.call(
+        post(
+            "/users/update",
+            r#"{"user": "robot", "password": "mine-now"}"#,
+        )
+        .bearer(&robot_token),
+    )
+    .await
+    .expect_refused(StatusCode::FORBIDDEN, "no password yet");
     // But their own, like anyone, only with the current one.
     app.call(
         post("/users/update", r#"{"user": "admin", "password": "x"}"#)

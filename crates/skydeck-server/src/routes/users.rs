@@ -158,8 +158,16 @@ pub async fn update(
     }
     if own && body.password.is_some() {
         let has_password = state.store.password_hash(&user.id).await?.is_some();
-        // Admins may set anyone's password, their own first one included.
-        if has_password || !caller.sees_all() {
+        // Admins may set anyone's password, their own first one included;
+        // a user with only tokens gets a first password from an admin, so
+        // that holding a token is not enough to add one.
+        if !has_password && !caller.sees_all() {
+            return Err(ApiError::forbidden(
+                "You have no password yet; an admin sets the first one \
+                 (`skydeck users set-password NAME`).",
+            ));
+        }
+        if has_password {
             let peer = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
             if let Some(refusal) = state
                 .auth
