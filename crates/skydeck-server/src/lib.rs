@@ -23,6 +23,7 @@ pub mod secrets;
 pub mod signals;
 pub mod skypilot;
 pub mod state;
+pub mod task_limits;
 pub mod uploads;
 
 use anyhow::Context;
