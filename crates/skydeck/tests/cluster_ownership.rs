@@ -1,0 +1,245 @@
+//! Cluster names as a hostile user tries them, against the real binary
+//! with basic auth on and two non-admin users: a name that is a path is a
+//! 400 stating the rule; a name launched by both at once has one owner,
+//! and the other can neither run on it nor read it; a cluster larger than
+//! the machine is refused with nothing made.
+
+mod support;
+
+use serde_json::{Value, json};
+use skydeck_client::admin::{NewUser, Role};
+use skydeck_client::{Client, ClientError};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use support::TestServer;
+
+const ADMIN_PASSWORD: &str = "Adm1n-Owner-Race-9";
+const DEADLINE: Duration = Duration::from_secs(120);
+const LAUNCHES_EACH: usize = 10;
+/// Printed by the owner's jobs: the other user must never see it.
+const OWNER_SECRET: &str = "only-the-owner-reads-this";
+
+fn start(scratch: &Path) -> TestServer {
+    TestServer::start(
+        &scratch.join("server"),
+        &[
+            ("SKYDECK_ENABLE_BASIC_AUTH", "true"),
+            (
+                "SKYDECK_INITIAL_BASIC_AUTH",
+                &format!("admin:{ADMIN_PASSWORD}"),
+            ),
+        ],
+    )
+}
+
+fn client_as(server: &TestServer, user: &str, password: &str) -> Client {
+    let endpoint = server
+        .url
+        .replace("http://", &format!("http://{user}:{password}@"));
+    Client::new(&endpoint, None).unwrap()
+}
+
+async fn add_user(server: &TestServer, admin: &Client, name: &str) -> Client {
+    let password = format!("{name}-pw-1234");
+    admin
+        .create_user(&NewUser {
+            name: name.to_owned(),
+            password: Some(password.clone()),
+            role: Some(Role::User),
+        })
+        .await
+        .unwrap();
+    client_as(server, name, &password)
+}
+
+/// Submits and waits; the request's error text (or the HTTP refusal's)
+/// when it fails.
+async fn run(client: &Client, path: &str, body: &Value) -> Result<Value, String> {
+    let id = client
+        .submit(path, body)
+        .await
+        .map_err(|err| err.to_string())?;
+    tokio::time::timeout(DEADLINE, client.wait(&id))
+        .await
+        .unwrap_or_else(|_| panic!("{path} did not finish"))
+        .map_err(|err| err.to_string())
+}
+
+fn assert_foreign(result: &Result<Value, String>, what: &str) {
+    match result {
+        Err(message) => assert!(
+            message.contains("belongs to another user"),
+            "{what}: {message}"
+        ),
+        Ok(value) => panic!("{what} on another user's cluster succeeded: {value}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_launches_of_one_name_give_one_owner_and_nothing_to_the_other() {
+    let scratch = tempfile::tempdir().unwrap();
+    let server = start(scratch.path());
+    let admin = client_as(&server, "admin", ADMIN_PASSWORD);
+    let alice = add_user(&server, &admin, "alice").await;
+    let bob = add_user(&server, &admin, "bob").await;
+
+    let mut launches = Vec::new();
+    for i in 0..LAUNCHES_EACH * 2 {
+        let (who, client) = if i % 2 == 0 {
+            ("alice", alice.clone())
+        } else {
+            ("bob", bob.clone())
+        };
+        launches.push(tokio::spawn(async move {
+            let task = format!("run: echo {OWNER_SECRET}-{who}\n");
+            let body = json!({"task": task, "cluster_name": "contested"});
+            (who, run(&client, "/launch", &body).await)
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for launch in launches {
+        outcomes.push(launch.await.unwrap());
+    }
+    let succeeded = |who: &str| {
+        outcomes
+            .iter()
+            .filter(|(w, r)| *w == who && r.is_ok())
+            .count()
+    };
+    let (owner, owner_client, other, other_client) = if succeeded("alice") > 0 {
+        ("alice", &alice, "bob", &bob)
+    } else {
+        ("bob", &bob, "alice", &alice)
+    };
+    assert_eq!(
+        succeeded(owner),
+        LAUNCHES_EACH,
+        "every launch of the owner runs: {outcomes:?}"
+    );
+    for (who, result) in &outcomes {
+        if *who == other {
+            assert_foreign(result, "a racing launch");
+        }
+    }
+
+    // One owner, and only the owner's jobs on the cluster.
+    let clusters = run(&admin, "/status", &json!({"all_users": true}))
+        .await
+        .unwrap();
+    let contested: Vec<&Value> = clusters
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "contested")
+        .collect();
+    assert_eq!(contested.len(), 1, "{clusters}");
+    assert_eq!(contested[0]["user_name"], owner, "{clusters}");
+    let jobs = run(
+        owner_client,
+        "/queue",
+        &json!({"cluster_name": "contested", "all_users": true}),
+    )
+    .await
+    .unwrap();
+    let jobs = jobs.as_array().unwrap();
+    assert_eq!(jobs.len(), LAUNCHES_EACH, "{jobs:?}");
+    for job in jobs {
+        assert_eq!(job["username"], owner, "a foreign job: {job}");
+    }
+
+    // The other user can do nothing with it, and reads none of it.
+    let name = json!("contested");
+    for (path, body) in [
+        ("/exec", json!({"cluster_name": name, "task": "run: echo intruder\n"})),
+        ("/queue", json!({"cluster_name": name, "all_users": true})),
+        ("/job_status", json!({"cluster_name": name})),
+        ("/cancel", json!({"cluster_name": name, "all": true})),
+        ("/download_logs", json!({"cluster_name": name})),
+        ("/endpoints", json!({"cluster": name})),
+        ("/autostop", json!({"cluster_name": name, "idle_minutes": 0, "down": true})),
+        ("/stop", json!({"cluster_name": name})),
+        ("/down", json!({"cluster_name": name})),
+    ] {
+        assert_foreign(&run(other_client, path, &body).await, path);
+    }
+    match other_client
+        .submit_streaming("/logs", &json!({"cluster_name": name, "follow": false}))
+        .await
+    {
+        Err(ClientError::Http { status, detail }) => {
+            assert_eq!(status, 403, "{detail}");
+            assert!(detail.contains("belongs to another user"), "{detail}");
+            assert!(!detail.contains(OWNER_SECRET), "{detail}");
+        }
+        Err(other) => panic!("logs refused unclearly: {other}"),
+        Ok(_) => panic!("the other user could open the owner's log"),
+    }
+    // Still there, still the owner's.
+    let jobs = run(owner_client, "/queue", &json!({"cluster_name": name}))
+        .await
+        .unwrap();
+    assert_eq!(jobs.as_array().unwrap().len(), LAUNCHES_EACH);
+    run(owner_client, "/down", &json!({"cluster_name": name}))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_that_are_paths_and_oversized_clusters_are_refused_with_nothing_made() {
+    let scratch = tempfile::tempdir().unwrap();
+    let server = start(scratch.path());
+    let admin = client_as(&server, "admin", ADMIN_PASSWORD);
+    let mallory = add_user(&server, &admin, "mallory").await;
+    let clusters_dir = server.home.join("clusters");
+    let outside = scratch.path().join("outside");
+
+    for bad in ["..", "../outside", "/tmp/x", "a/b", ".", "", "-x", "x\n"] {
+        for (path, field) in [
+            ("/launch", "cluster_name"),
+            ("/down", "cluster_name"),
+            ("/logs", "cluster_name"),
+            ("/endpoints", "cluster"),
+        ] {
+            let body = json!({field: bad, "task": "run: echo hi\n"});
+            match mallory.submit(path, &body).await {
+                Err(ClientError::Http { status, detail }) => {
+                    assert_eq!(status, 400, "{path} {bad:?}: {detail}");
+                    assert!(detail.contains("starts with a letter"), "{detail}");
+                    assert!(detail.contains(field), "{detail}");
+                }
+                other => panic!("{path} with {bad:?} was not a 400: {other:?}"),
+            }
+        }
+    }
+    assert!(!outside.exists());
+    assert!(server.home.join("state.db").exists());
+
+    let started = Instant::now();
+    let huge = run(
+        &mallory,
+        "/launch",
+        &json!({"task": "num_nodes: 1000000\nrun: echo hi\n", "cluster_name": "huge"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(huge.contains("num_nodes"), "{huge}");
+    assert!(huge.contains("1 to 1000"), "{huge}");
+    let big = run(
+        &mallory,
+        "/launch",
+        &json!({"task": "num_nodes: 65\nrun: echo hi\n", "cluster_name": "big"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(big.contains("SKYDECK_LOCAL_MAX_NODES"), "{big}");
+    assert!(big.contains("at most 64"), "{big}");
+    assert!(started.elapsed() < DEADLINE);
+    let made: Vec<_> = std::fs::read_dir(&clusters_dir)
+        .map(|dir| dir.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(made.is_empty(), "cluster directories made: {made:?}");
+    let clusters = run(&admin, "/status", &json!({"all_users": true}))
+        .await
+        .unwrap();
+    assert_eq!(clusters, json!([]), "no cluster recorded");
+}
