@@ -4,7 +4,9 @@
 //! cluster too large for one machine is refused before anything is made.
 
 use skydeck_infra::local::{DEFAULT_MAX_NODES, ENV_MAX_NODES, LocalProvider};
-use skydeck_infra::{Capacity, ClusterName, ClusterSpec, Handle, InfraError, NodeRequest, Provider};
+use skydeck_infra::{
+    Capacity, ClusterName, ClusterSpec, Handle, InfraError, NodeRequest, Provider,
+};
 use std::path::{Path, PathBuf};
 
 struct Setup {
@@ -52,7 +54,11 @@ fn assert_refused(result: Result<(), InfraError>) {
 #[tokio::test]
 async fn a_handle_pointing_outside_its_cluster_directory_is_refused() {
     let s = setup();
-    for dir in [s.victim.clone(), s.root.clone(), s.root.join("c1/../../state")] {
+    for dir in [
+        s.victim.clone(),
+        s.root.clone(),
+        s.root.join("c1/../../state"),
+    ] {
         assert_refused(s.provider.terminate(&handle("c1", &dir)).await);
         assert!(s.victim.join("state.db").exists(), "{dir:?}");
         assert!(s.root.exists());
@@ -104,13 +110,20 @@ async fn a_cluster_larger_than_one_machine_hosts_is_refused_before_anything_is_m
         match s.provider.provision(&spec(num_nodes)).await {
             Err(InfraError::Unsatisfiable(message)) => {
                 assert!(message.contains(&num_nodes.to_string()), "{message}");
-                assert!(message.contains(&DEFAULT_MAX_NODES.to_string()), "{message}");
+                assert!(
+                    message.contains(&DEFAULT_MAX_NODES.to_string()),
+                    "{message}"
+                );
                 assert!(message.contains(ENV_MAX_NODES), "{message}");
             }
             other => panic!("expected a refusal, got {other:?}"),
         }
     }
-    assert_eq!(std::fs::read_dir(&s.root).unwrap().count(), 0, "nothing made");
+    assert_eq!(
+        std::fs::read_dir(&s.root).unwrap().count(),
+        0,
+        "nothing made"
+    );
     // The cap is the server's to set.
     let small = LocalProvider::new(s.root.clone(), PathBuf::from("skydeck")).with_max_nodes(2);
     assert!(small.admits(&spec(2)).is_ok());

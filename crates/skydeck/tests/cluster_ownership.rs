@@ -65,6 +65,13 @@ async fn run(client: &Client, path: &str, body: &Value) -> Result<Value, String>
         .map_err(|err| err.to_string())
 }
 
+async fn run_to_end(client: &Client, id: &str) -> Result<Value, String> {
+    tokio::time::timeout(DEADLINE, client.wait(id))
+        .await
+        .unwrap_or_else(|_| panic!("request {id} did not finish"))
+        .map_err(|err| err.to_string())
+}
+
 fn assert_foreign(result: &Result<Value, String>, what: &str) {
     match result {
         Err(message) => assert!(
@@ -75,30 +82,93 @@ fn assert_foreign(result: &Result<Value, String>, what: &str) {
     }
 }
 
+/// An agent program that waits at the door of `agent daemon` until the
+/// test opens a gate, so a launch can be held mid-provisioning.
+fn gated_agent(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let arrived = dir.join("agent-arrived");
+    let gate = dir.join("agent-gate");
+    let script = dir.join("gated-agent.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\
+             if [ \"$2\" = daemon ]; then\n\
+               touch '{arrived}'\n\
+               while [ ! -e '{gate}' ]; do sleep 0.05; done\n\
+             fi\n\
+             exec '{binary}' \"$@\"\n",
+            arrived = arrived.display(),
+            gate = gate.display(),
+            binary = support::BINARY,
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (script, arrived, gate)
+}
+
+async fn wait_for_file(path: &Path) {
+    let started = Instant::now();
+    while !path.exists() {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "{} never appeared",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_launches_of_one_name_give_one_owner_and_nothing_to_the_other() {
     let scratch = tempfile::tempdir().unwrap();
-    let server = start(scratch.path());
+    // One long worker, held by a launch stuck in provisioning: every racing
+    // launch is accepted (the name is free at accept time) before any of
+    // them runs, so the accept-time check cannot settle the race and the
+    // operations must.
+    let (agent, arrived, gate) = gated_agent(scratch.path());
+    let server = TestServer::start(
+        &scratch.path().join("server"),
+        &[
+            ("SKYDECK_ENABLE_BASIC_AUTH", "true"),
+            (
+                "SKYDECK_INITIAL_BASIC_AUTH",
+                &format!("admin:{ADMIN_PASSWORD}"),
+            ),
+            ("SKYDECK_LONG_WORKERS", "1"),
+            ("SKYDECK_AGENT_PROGRAM", agent.to_str().unwrap()),
+        ],
+    );
     let admin = client_as(&server, "admin", ADMIN_PASSWORD);
     let alice = add_user(&server, &admin, "alice").await;
     let bob = add_user(&server, &admin, "bob").await;
+    let blocker = admin
+        .submit(
+            "/launch",
+            &json!({"task": "run: echo held\n", "cluster_name": "blocker"}),
+        )
+        .await
+        .unwrap();
+    wait_for_file(&arrived).await;
 
-    let mut launches = Vec::new();
+    let mut accepted = Vec::new();
     for i in 0..LAUNCHES_EACH * 2 {
         let (who, client) = if i % 2 == 0 {
-            ("alice", alice.clone())
+            ("alice", &alice)
         } else {
-            ("bob", bob.clone())
+            ("bob", &bob)
         };
-        launches.push(tokio::spawn(async move {
-            let task = format!("run: echo {OWNER_SECRET}-{who}\n");
-            let body = json!({"task": task, "cluster_name": "contested"});
-            (who, run(&client, "/launch", &body).await)
-        }));
+        let task = format!("run: echo {OWNER_SECRET}-{who}\n");
+        let body = json!({"task": task, "cluster_name": "contested"});
+        let id = client.submit("/launch", &body).await.unwrap();
+        accepted.push((who, client.clone(), id));
     }
+    std::fs::write(&gate, b"").unwrap();
+    run_to_end(&admin, &blocker).await.unwrap();
     let mut outcomes = Vec::new();
-    for launch in launches {
-        outcomes.push(launch.await.unwrap());
+    for (who, client, id) in accepted {
+        outcomes.push((who, run_to_end(&client, &id).await));
     }
     let succeeded = |who: &str| {
         outcomes
@@ -150,13 +220,19 @@ async fn racing_launches_of_one_name_give_one_owner_and_nothing_to_the_other() {
     // The other user can do nothing with it, and reads none of it.
     let name = json!("contested");
     for (path, body) in [
-        ("/exec", json!({"cluster_name": name, "task": "run: echo intruder\n"})),
+        (
+            "/exec",
+            json!({"cluster_name": name, "task": "run: echo intruder\n"}),
+        ),
         ("/queue", json!({"cluster_name": name, "all_users": true})),
         ("/job_status", json!({"cluster_name": name})),
         ("/cancel", json!({"cluster_name": name, "all": true})),
         ("/download_logs", json!({"cluster_name": name})),
         ("/endpoints", json!({"cluster": name})),
-        ("/autostop", json!({"cluster_name": name, "idle_minutes": 0, "down": true})),
+        (
+            "/autostop",
+            json!({"cluster_name": name, "idle_minutes": 0, "down": true}),
+        ),
         ("/stop", json!({"cluster_name": name})),
         ("/down", json!({"cluster_name": name})),
     ] {
@@ -180,6 +256,9 @@ async fn racing_launches_of_one_name_give_one_owner_and_nothing_to_the_other() {
         .unwrap();
     assert_eq!(jobs.as_array().unwrap().len(), LAUNCHES_EACH);
     run(owner_client, "/down", &json!({"cluster_name": name}))
+        .await
+        .unwrap();
+    run(&admin, "/down", &json!({"cluster_name": "blocker"}))
         .await
         .unwrap();
 }
