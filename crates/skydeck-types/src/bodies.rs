@@ -196,6 +196,36 @@ mod tests {
     }
 
     #[test]
+    fn cluster_names_in_bodies_follow_the_rule() {
+        let body: StopOrDownBody = serde_json::from_str(r#"{"cluster_name": "c1"}"#).unwrap();
+        assert_eq!(body.cluster_name, "c1");
+        for bad in [r#""../x""#, r#""/etc""#, r#""a/b""#, r#""""#, "null"] {
+            let text = format!(r#"{{"cluster_name": {bad}}}"#);
+            assert!(
+                serde_json::from_str::<StopOrDownBody>(&text).is_err(),
+                "{bad}"
+            );
+            assert!(serde_json::from_str::<LogsBody>(&text).is_err(), "{bad}");
+        }
+        let err = serde_json::from_str::<EndpointsBody>(r#"{"cluster": ".."}"#).unwrap_err();
+        assert!(crate::names::is_name_error(&err.to_string()), "{err}");
+        // A body that must name a cluster and does not is refused.
+        assert!(serde_json::from_str::<QueueBody>("{}").is_err());
+        // Launch's name is optional (a generated one), but checked if given.
+        let launch: LaunchBody = serde_json::from_str("{}").unwrap();
+        assert!(launch.cluster_name.is_none());
+        assert!(serde_json::from_str::<LaunchBody>(r#"{"cluster_name": ".."}"#).is_err());
+    }
+
+    #[test]
+    fn autostop_without_minutes_turns_autostop_off() {
+        let body: AutostopBody = serde_json::from_str(r#"{"cluster_name": "c1"}"#).unwrap();
+        assert_eq!(body.idle_minutes, -1);
+        let name = crate::names::ClusterName::new("c1").unwrap();
+        assert_eq!(AutostopBody::new(name).idle_minutes, -1);
+    }
+
+    #[test]
     fn a_wrong_type_is_rejected() {
         assert!(serde_json::from_str::<StatusBody>(r#"{"all_users": "yes"}"#).is_err());
     }

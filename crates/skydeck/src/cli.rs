@@ -740,6 +740,21 @@ mod tests {
         assert_eq!(args.port, 46580);
     }
 
+    #[test]
+    fn a_cluster_name_that_breaks_the_rule_is_refused_before_anything_is_sent() {
+        for args in [
+            &["launch", "-c", "../state", "echo", "hi"][..],
+            &["exec", "a/b", "echo", "hi"],
+            &["logs", "/etc"],
+            &["endpoints", ".."],
+        ] {
+            let err = Cli::try_parse_from(std::iter::once("skydeck").chain(args.iter().copied()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(ClusterName::RULE), "{args:?}: {err}");
+        }
+    }
+
     fn parse(args: &[&str]) -> Command {
         Cli::try_parse_from(std::iter::once("skydeck").chain(args.iter().copied()))
             .unwrap_or_else(|e| panic!("{args:?}: {e}"))
