@@ -322,3 +322,74 @@ async fn names_that_are_paths_and_oversized_clusters_are_refused_with_nothing_ma
         .unwrap();
     assert_eq!(clusters, json!([]), "no cluster recorded");
 }
+
+/// A cluster row an older version stored under a name that is a path, with
+/// a handle whose agent asked for the cluster to be torn down: the server
+/// says so at start and leaves it alone instead of removing the directory
+/// the handle names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_cluster_with_an_invalid_name_is_never_acted_on() {
+    let scratch = tempfile::tempdir().unwrap();
+    let home = scratch.path().join("server");
+    TestServer::start(&home, &[]).stop();
+
+    let victim = home.join("outside");
+    std::fs::create_dir_all(victim.join("agent")).unwrap();
+    std::fs::write(victim.join("cluster.json"), b"{}").unwrap();
+    std::fs::write(
+        victim.join("agent").join("autostop.json"),
+        br#"{"action": "down", "at": 1.0}"#,
+    )
+    .unwrap();
+    let store =
+        skydeck_store::SqlStore::open(&format!("sqlite://{}", home.join("state.db").display()))
+            .await
+            .unwrap();
+    use skydeck_store::Store;
+    store
+        .put_cluster(&skydeck_store::ClusterRecord {
+            name: "../outside".to_owned(),
+            status: skydeck_store::ClusterStatus::Up,
+            user_id: "someone".to_owned(),
+            workspace: "default".to_owned(),
+            infra: "local".to_owned(),
+            cluster_hash: "old".to_owned(),
+            launched_at: Some(1.0),
+            status_updated_at: 1.0,
+            num_nodes: 1,
+            resources: json!({}),
+            handle: json!({
+                "cluster_name": "../outside",
+                "cluster_dir": victim.display().to_string(),
+                "nodes": [],
+                "capacity": {},
+            }),
+            autostop_minutes: 0,
+            autostop_down: true,
+            ever_up: true,
+            last_use: None,
+        })
+        .await
+        .unwrap();
+    store.close().await;
+
+    let server = TestServer::start(&home, &[]);
+    let api = Client::new(&server.url, None).unwrap();
+    let clusters = run(
+        &api,
+        "/status",
+        &json!({"refresh": "FORCE", "all_users": true}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(clusters[0]["name"], "../outside", "{clusters}");
+    assert!(
+        victim.join("cluster.json").exists(),
+        "the victim was removed"
+    );
+    let log = server.stderr();
+    assert!(
+        log.contains("skipping a stored cluster whose name is invalid"),
+        "{log}"
+    );
+}
