@@ -110,8 +110,8 @@ pub trait Provider: Send + Sync {
     /// it: calling it again on a half-made cluster continues.
     async fn provision(&self, spec: &ClusterSpec) -> Result<Handle>;
     /// Refuses, before anything is made, a cluster this infrastructure
-    /// cannot host (more nodes than it allows, a node larger than a
-    /// machine), saying what to change. `provision` checks it too.
+    /// can never host (more nodes than it allows), saying what to change;
+    /// no retry lifts it. `provision` checks it too.
     fn admits(&self, spec: &ClusterSpec) -> Result<()>;
     async fn query(&self, handle: &Handle) -> Result<ClusterState>;
     /// Stops everything running on the cluster; its nodes and files stay.

@@ -305,14 +305,17 @@ impl Provider for LocalProvider {
                 spec.num_nodes, self.max_nodes
             )));
         }
-        Machine::probe()
-            .fits(&spec.node)
-            .map_err(InfraError::Unsatisfiable)
+        Ok(())
     }
 
     async fn provision(&self, spec: &ClusterSpec) -> Result<Handle> {
         self.admits(spec)?;
+        // What the machine has free may change (`--retry-until-up` waits
+        // for it); what `admits` refuses never does.
         let machine = Machine::probe();
+        machine
+            .fits(&spec.node)
+            .map_err(InfraError::Unsatisfiable)?;
         let handle = self.handle_for(spec, &machine)?;
         let dir = self.dir_of(&handle)?;
         for node in &handle.nodes {
