@@ -393,3 +393,44 @@ async fn a_stored_cluster_with_an_invalid_name_is_never_acted_on() {
         "{log}"
     );
 }
+
+/// `SKYDECK_LOCAL_MAX_NODES` sets the cap; a value that is not a number
+/// of nodes stops the server at start, naming the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_node_cap_is_configurable() {
+    let scratch = tempfile::tempdir().unwrap();
+    let server = TestServer::start(
+        &scratch.path().join("server"),
+        &[("SKYDECK_LOCAL_MAX_NODES", "2")],
+    );
+    let api = Client::new(&server.url, None).unwrap();
+    let refused = run(
+        &api,
+        "/launch",
+        &json!({"task": "num_nodes: 3\nrun: echo hi\n", "cluster_name": "three"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(refused.contains("at most 2"), "{refused}");
+    assert!(!server.home.join("clusters").join("three").exists());
+    drop(server);
+
+    let output = std::process::Command::new(support::BINARY)
+        .args([
+            "api",
+            "start",
+            "--foreground",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ])
+        .env("SKYDECK_HOME", scratch.path().join("bad"))
+        .env("SKYDECK_LOCAL_MAX_NODES", "lots")
+        .env_remove("SKYDECK_DB_CONNECTION_URI")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("SKYDECK_LOCAL_MAX_NODES"), "{stderr}");
+}
