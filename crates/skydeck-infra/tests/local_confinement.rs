@@ -132,3 +132,23 @@ async fn a_cluster_larger_than_one_machine_hosts_is_refused_before_anything_is_m
         Err(InfraError::Unsatisfiable(_))
     ));
 }
+
+#[tokio::test]
+async fn a_clusters_directory_under_another_state_directory_counts_only_if_it_is_that_cluster() {
+    let s = setup();
+    // Shaped like another server's cluster directory, but with no
+    // description of the cluster in it: refused, left alone.
+    let elsewhere = s.victim.join("clusters").join("c1");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("state.db"), b"precious").unwrap();
+    assert_refused(s.provider.terminate(&handle("c1", &elsewhere)).await);
+    assert!(elsewhere.join("state.db").exists());
+    // A description naming another cluster does not make it this one's.
+    std::fs::write(
+        elsewhere.join("cluster.json"),
+        br#"{"name": "c2", "num_nodes": 1, "nodes": [{"rank": 0, "ip": "127.0.0.1", "dir": "/x"}]}"#,
+    )
+    .unwrap();
+    assert_refused(s.provider.terminate(&handle("c1", &elsewhere)).await);
+    assert!(elsewhere.join("state.db").exists());
+}

@@ -80,20 +80,32 @@ impl LocalProvider {
         })
     }
 
-    /// The directory a handle may act on: its cluster's own, whatever the
-    /// stored handle says, and never a symbolic link (which would take a
-    /// recursive removal somewhere else).
+    /// The directory a handle may act on, never a symbolic link (which
+    /// would take a recursive removal somewhere else).
+    ///
+    /// Normally the cluster's own directory under this server's root. A
+    /// server on a shared database but another state directory (a new pod,
+    /// a moved home) finds handles made under the old root; such a
+    /// directory is used only if it is provably a cluster directory of this
+    /// very cluster: an absolute, `..`-free `…/clusters/<name>` that is not
+    /// a link and holds a `cluster.json` naming the cluster.
     fn dir_of(&self, handle: &Handle) -> Result<PathBuf> {
-        let dir = self.cluster_dir(&handle.cluster_name)?;
-        if Path::new(&handle.cluster_dir) != dir {
+        let own = self.cluster_dir(&handle.cluster_name)?;
+        let stored = Path::new(&handle.cluster_dir);
+        let dir = if stored == own {
+            own
+        } else if is_plain_absolute(stored) && !stored.exists() {
+            // Whatever made it is gone; only our own directory can be acted on.
+            own
+        } else if is_cluster_dir_of(stored, &handle.cluster_name) {
+            stored.to_path_buf()
+        } else {
             return Err(InfraError::Refused(format!(
-                "the stored handle of cluster {} points at {:?}, not at its directory {}; \
-                 refusing to touch it (the record was changed outside Skydeck)",
-                handle.cluster_name,
-                handle.cluster_dir,
-                dir.display()
+                "the stored handle of cluster {} points at {:?}, which is not a directory of \
+                 that cluster; refusing to touch it (the record was changed outside Skydeck)",
+                handle.cluster_name, handle.cluster_dir,
             )));
-        }
+        };
         refuse_link(&dir)?;
         Ok(dir)
     }
@@ -102,7 +114,10 @@ impl LocalProvider {
         AgentClient::new(
             self.head_runner(handle),
             self.program.display().to_string(),
-            self.own_dir(&handle.cluster_name).display().to_string(),
+            self.dir_of(handle)
+                .unwrap_or_else(|_| self.own_dir(&handle.cluster_name))
+                .display()
+                .to_string(),
         )
     }
 
@@ -254,6 +269,34 @@ fn daemon_pid(cluster_dir: &Path) -> Option<Pid> {
         })
         .unwrap_or(true);
     (is_agent && !zombie).then(|| Pid::from_raw(pid))
+}
+
+/// Whether `dir` is `…/clusters/<name>` made for cluster `name`: absolute,
+/// plain components only, no link anywhere on the way, and a readable
+/// `cluster.json` that names the cluster.
+fn is_cluster_dir_of(dir: &Path, name: &ClusterName) -> bool {
+    let plain = is_plain_absolute(dir);
+    let shaped = dir.file_name().is_some_and(|n| n == name.as_str())
+        && dir
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|n| n == "clusters");
+    let unlinked = std::fs::canonicalize(dir).is_ok_and(|real| real == dir);
+    plain
+        && shaped
+        && unlinked
+        && ClusterInfo::load(&dir.join("cluster.json")).is_ok_and(|info| info.name == name.as_str())
+}
+
+/// An absolute path of plain components only (no `.`, no `..`).
+fn is_plain_absolute(path: &Path) -> bool {
+    path.is_absolute()
+        && path.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::RootDir | std::path::Component::Normal(_)
+            )
+        })
 }
 
 /// Refuses a symbolic link where a directory of ours should be.
@@ -428,7 +471,9 @@ impl Provider for LocalProvider {
 
     fn head_runner(&self, handle: &Handle) -> Arc<dyn CommandRunner> {
         Arc::new(LocalRunner {
-            dir: self.own_dir(&handle.cluster_name),
+            dir: self
+                .dir_of(handle)
+                .unwrap_or_else(|_| self.own_dir(&handle.cluster_name)),
         })
     }
 
