@@ -52,7 +52,12 @@ async fn a_killed_server_runs_pending_and_settles_running_requests_on_restart() 
     );
     let url = server.url.clone();
     let resumable = submit(&url, "/check", "{}").await;
-    let not_resumable = submit(&url, "/api/cancel", r#"{"request_ids": ["00000000-0000-4000-8000-000000000000"]}"#).await;
+    let not_resumable = submit(
+        &url,
+        "/api/cancel",
+        r#"{"request_ids": ["00000000-0000-4000-8000-000000000000"]}"#,
+    )
+    .await;
     wait_running(&url, &resumable).await;
     wait_running(&url, &not_resumable).await;
     let pending = submit(&url, "/status", STATUS_BODY).await;
