@@ -215,7 +215,7 @@ pub struct LaunchBody {
     pub down: bool,
     pub no_setup: bool,
     pub fast: bool,
-    pub file_mounts_blob_id: Option<String>,
+    pub file_mounts_blob_id: Option<crate::names::BlobId>,
     pub include_credentials: bool,
 }
 
@@ -229,7 +229,7 @@ pub struct ExecBody {
     pub cluster_name: String,
     pub dryrun: bool,
     pub down: bool,
-    pub file_mounts_blob_id: Option<String>,
+    pub file_mounts_blob_id: Option<crate::names::BlobId>,
 }
 
 /// `/stop` and `/down`.
