@@ -184,3 +184,73 @@ impl Plan {
         format!("{}x[{}]", self.num_nodes, parts.join(", "))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(task: &str, uploaded: Option<&Path>, files: Files) -> String {
+        plan(task, uploaded, files).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn without_an_upload_a_local_source_is_refused_by_name() {
+        for (task, source) in [
+            ("workdir: /\nrun: ls\n", "\"/\""),
+            (
+                "file_mounts:\n  /x: ~/.skydeck/state.db\nrun: ls\n",
+                "\"~/.skydeck/state.db\"",
+            ),
+        ] {
+            let message = error(task, None, Files::All);
+            assert!(message.contains(source), "{message}");
+            assert!(message.contains("no files were uploaded"), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_source_the_upload_lacks_or_that_climbs_out_of_it_is_refused_by_name() {
+        let upload = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(upload.path().join("home/u/proj")).unwrap();
+        for task in [
+            "workdir: /home/u/other\n",
+            "workdir: /home/u/proj/../../../../etc\n",
+            "workdir: /home/u/proj\nfile_mounts_mapping:\n  /home/u/proj: /../../etc\n",
+            "file_mounts:\n  /x: ~/.skydeck/state.db\n",
+        ] {
+            let message = error(task, Some(upload.path()), Files::All);
+            assert!(
+                message.contains("not among the files uploaded"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn sources_in_the_upload_are_found_through_the_mapping() {
+        let upload = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(upload.path().join("home/u/proj")).unwrap();
+        std::fs::write(upload.path().join("home/u/data.txt"), "x").unwrap();
+        let task = "workdir: /home/u/proj\nfile_mounts:\n  /d.txt: ~/data.txt\n\
+                    file_mounts_mapping:\n  /home/u/proj: /home/u/proj\n  ~/data.txt: /home/u/data.txt\n";
+        let plan = plan(task, Some(upload.path()), Files::All).unwrap();
+        assert_eq!(
+            plan.workdir.unwrap().path(),
+            upload.path().join("home/u/proj")
+        );
+        assert_eq!(
+            plan.file_mounts[0].1.path(),
+            upload.path().join("home/u/data.txt")
+        );
+    }
+
+    #[test]
+    fn exec_looks_at_the_workdir_only() {
+        let upload = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(upload.path().join("p")).unwrap();
+        let task = "workdir: /p\nfile_mounts:\n  /x: /not/uploaded\n";
+        let plan = plan(task, Some(upload.path()), Files::WorkdirOnly).unwrap();
+        assert!(plan.file_mounts.is_empty());
+        assert!(error(task, Some(upload.path()), Files::All).contains("/not/uploaded"));
+    }
+}
