@@ -505,3 +505,58 @@ fn the_sweep_removes_only_what_was_left_untouched_too_long() {
     );
     assert!(uploads.exists(&alice, &done), "complete blobs stay");
 }
+
+#[test]
+fn a_zip_from_the_official_client_unpacks_to_the_id_it_computed() {
+    // Made by skypilot 0.14.1's `storage_utils.zip_files_and_folders` from
+    // [proj, proj/src/main.py] (so main.py is in it twice), where proj holds
+    // a non-ASCII name, an empty directory, a link to a file, a link to a
+    // directory (stored as `/…/srclink/`), and a dangling link; the id is
+    // what its `_compute_zip_blob_id` printed.
+    let zip = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(zip.path(), include_bytes!("testdata/official-client.zip")).unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    let id = unpack(zip.path(), dest.path(), &limits()).unwrap();
+    assert_eq!(
+        id,
+        "fc805ab61f80b4c64627c3f926f08b1ed569cdc6bc463d743367fbd262424f7e"
+    );
+    let proj = dest.path().join("tmp/sky-fixture/proj");
+    assert_eq!(
+        std::fs::read_to_string(proj.join("link.py")).unwrap(),
+        "print(1)\n"
+    );
+    assert_eq!(
+        std::fs::read_link(proj.join("srclink")).unwrap(),
+        Path::new("src")
+    );
+    assert!(proj.join("empty").is_dir());
+    assert_eq!(
+        std::fs::read(proj.join("café.txt")).unwrap(),
+        "café".as_bytes()
+    );
+}
+
+#[test]
+fn chunks_completing_at_once_unpack_the_upload_once() {
+    let members = [File("x", b"1")];
+    let (uploads, _root) = uploads(limits());
+    let (alice, id) = (user("alice"), blob(&id_of(&members)));
+    let bytes = zip_bytes(&members);
+    let (first, second) = bytes.split_at(bytes.len() / 2);
+    std::fs::write(uploads.chunk_path(&alice, &id, 0).unwrap(), first).unwrap();
+    std::fs::write(uploads.chunk_path(&alice, &id, 1).unwrap(), second).unwrap();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| uploads.complete(&alice, &id, 2)))
+            .collect();
+        for worker in workers {
+            assert_eq!(worker.join().unwrap().unwrap(), Progress::Completed);
+        }
+    });
+    assert!(uploads.exists(&alice, &id));
+    assert!(
+        uploads.finishing.lock().unwrap().is_empty(),
+        "no lock is kept"
+    );
+}
