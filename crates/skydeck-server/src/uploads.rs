@@ -32,16 +32,20 @@
 //!   absolute is refused, and so is one whose target, resolved inside the
 //!   unpacked tree (through the other links, as the kernel would), climbs
 //!   out of the blob. Clients send relative targets (both rewrite absolute
-//!   ones), so honest uploads never hit this.
+//!   ones), so honest uploads never hit this. Links are checked in memory,
+//!   within a budget of steps per upload, so a crafted web of links costs
+//!   bounded time.
 //! - Size: at most `max_bytes` unpacked, counted from the declared sizes
 //!   before anything is written and from the bytes actually inflated while
 //!   writing (a member may not inflate past its declared size); a member
 //!   may not declare more than [`MAX_RATIO`] times its compressed size (more
 //!   than deflate can honestly reach: a forged header); only stored and
 //!   deflated members are read.
-//! - Entries: at most `max_entries`, counted from the central directory's
-//!   signatures before the zip is parsed (parsing holds every entry in
-//!   memory).
+//! - Entries: at most `max_entries` (names zipped twice count twice). As
+//!   parsing holds every entry in memory, a zip with more than
+//!   [`PARSE_MARGIN`] times that many central directory signatures is
+//!   refused before it is parsed (the margin is for zips stored inside the
+//!   upload, whose own signatures may show through).
 //!
 //! Every refusal removes everything of that upload (chunks, the assembled
 //! zip, the staging directory) and is a 4xx saying what was wrong.
@@ -71,6 +75,10 @@ pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(3600);
 /// Deflate cannot inflate more than about 1032 bytes per compressed byte;
 /// a member that declares more is forged.
 pub const MAX_RATIO: u64 = 1100;
+
+/// How many times `max_entries` central directory signatures a zip may
+/// show before it is parsed.
+pub const PARSE_MARGIN: u64 = 4;
 
 /// Longest symbolic link target (Linux's `PATH_MAX`).
 const MAX_LINK_TARGET: u64 = 4096;
@@ -316,8 +324,9 @@ impl Uploads {
         }
         // Parsing the central directory holds every entry in memory: count
         // the entries' signatures first, so a zip of millions of empty
-        // members is refused before it is parsed.
-        if signatures.count > self.limits.max_entries as u64 {
+        // members is refused before it is parsed. The exact count is
+        // checked once parsed.
+        if signatures.count > (self.limits.max_entries as u64).saturating_mul(PARSE_MARGIN) {
             return Err(UploadError::TooManyEntries {
                 limit: self.limits.max_entries,
             });
@@ -501,7 +510,8 @@ pub fn unpack(zip_path: &Path, dest: &Path, limits: &Limits) -> Result<String, U
     let mut written: u64 = 0;
     let mut digests: Vec<(String, [u8; 32])> = Vec::with_capacity(archive.len());
     let mut seen: HashMap<PathBuf, (Kind, [u8; 32])> = HashMap::new();
-    let mut links: Vec<PathBuf> = Vec::new();
+    let mut links = Links::default();
+    let mut link_paths: Vec<PathBuf> = Vec::new();
     let mut counted = 0;
     for i in 0..archive.len() {
         let mut entry = archive
@@ -524,7 +534,12 @@ pub fn unpack(zip_path: &Path, dest: &Path, limits: &Limits) -> Result<String, U
         let declared = entry.size();
         let member = |err: std::io::Error| member_error(&name, err);
         let target = dest.join(&relative);
-        refuse_symlinked_parents(dest, &relative)?;
+        if let Some(link) = links.link_above(&relative) {
+            return Err(UploadError::Invalid(format!(
+                "zip member {name:?} would be written through the symbolic link {:?}",
+                link.display()
+            )));
+        }
         let duplicate = seen.get(&relative).copied();
         let digest: [u8; 32] = match kind {
             Kind::Directory => {
@@ -547,7 +562,8 @@ pub fn unpack(zip_path: &Path, dest: &Path, limits: &Limits) -> Result<String, U
                         std::fs::create_dir_all(parent).map_err(member)?;
                     }
                     std::os::unix::fs::symlink(&link_target, &target).map_err(member)?;
-                    links.push(relative.clone());
+                    links.insert(&relative, link_target.clone());
+                    link_paths.push(relative.clone());
                 }
                 Sha256::digest(link_target.as_os_str().as_encoded_bytes()).into()
             }
@@ -625,8 +641,9 @@ pub fn unpack(zip_path: &Path, dest: &Path, limits: &Limits) -> Result<String, U
                 .to_owned(),
         ));
     }
-    for link in &links {
-        confine_link(dest, link)?;
+    let mut budget = LINK_STEPS;
+    for link in &link_paths {
+        links.confine(link, &mut budget)?;
     }
     Ok(blob_id_of(digests))
 }
@@ -760,58 +777,144 @@ fn link_target_path(name: &str, target: Vec<u8>) -> Result<PathBuf, UploadError>
     Ok(path)
 }
 
-/// Refuses the link at `link` (relative to `dest`) if its target, resolved
-/// as the kernel would through the links unpacked beside it, leaves `dest`.
-fn confine_link(dest: &Path, link: &Path) -> Result<(), UploadError> {
-    let mut at: Vec<OsString> = link
-        .parent()
-        .into_iter()
-        .flat_map(Path::components)
-        .map(|c| c.as_os_str().to_owned())
-        .collect();
-    let target = std::fs::read_link(dest.join(link))?;
-    let mut hops = 0;
-    if resolve_inside(dest, &mut at, &target, &mut hops) {
-        Ok(())
-    } else {
-        Err(UploadError::Invalid(format!(
-            "symbolic link {:?} points outside the upload (to {:?}); only links to paths inside \
-             the upload are accepted",
-            link.display(),
-            target.display()
-        )))
-    }
+/// The links unpacked so far, as a tree of path components: checking a
+/// path against them costs one lookup per component and no filesystem
+/// call, whatever a hostile zip holds. Only `unpack` writes into its
+/// destination, so this is every link there is.
+#[derive(Default)]
+struct Links {
+    children: HashMap<OsString, Links>,
+    target: Option<PathBuf>,
 }
 
-/// Walks `target` from the directory `at` (components under `dest`),
-/// following links; false if it ever climbs above `dest`, meets an
-/// absolute link, or follows too many links.
-fn resolve_inside(dest: &Path, at: &mut Vec<OsString>, target: &Path, hops: &mut usize) -> bool {
-    for component in target.components() {
-        match component {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if at.pop().is_none() {
-                    return false;
-                }
+/// Steps all the links of one upload may take to resolve: far more than
+/// honest links need, and a bound on what a crafted chain can cost.
+const LINK_STEPS: usize = 10_000_000;
+
+impl Links {
+    fn insert(&mut self, path: &Path, target: PathBuf) {
+        let mut node = self;
+        for component in path.components() {
+            node = node
+                .children
+                .entry(component.as_os_str().to_owned())
+                .or_default();
+        }
+        node.target = Some(target);
+    }
+
+    /// The first link among the parent directories of `path`: writing
+    /// through it would land wherever it points.
+    fn link_above(&self, path: &Path) -> Option<PathBuf> {
+        let components: Vec<Component> = path.components().collect();
+        let mut node = self;
+        let mut at = PathBuf::new();
+        for component in &components[..components.len().saturating_sub(1)] {
+            node = node.children.get(component.as_os_str())?;
+            at.push(component);
+            if node.target.is_some() {
+                return Some(at);
             }
-            Component::RootDir | Component::Prefix(_) => return false,
-            Component::Normal(part) => {
-                at.push(part.to_owned());
-                let here: PathBuf = std::iter::once(dest.as_os_str())
-                    .chain(at.iter().map(OsString::as_os_str))
-                    .collect();
-                if let Ok(next) = std::fs::read_link(&here) {
-                    *hops += 1;
+        }
+        None
+    }
+
+    /// Refuses the link at `link` if its target, resolved as the kernel
+    /// would through the other links, leaves the upload.
+    fn confine(&self, link: &Path, budget: &mut usize) -> Result<(), UploadError> {
+        let mut at: Vec<Option<&Links>> = vec![Some(self)];
+        let mut node = Some(self);
+        let parents: Vec<Component> = link
+            .parent()
+            .into_iter()
+            .flat_map(Path::components)
+            .collect();
+        for component in parents {
+            node = node.and_then(|n| n.children.get(component.as_os_str()));
+            at.push(node);
+        }
+        let Some(target) = self.target_of(link) else {
+            return Ok(());
+        };
+        let mut hops = 0;
+        match self.resolve(&mut at, target, &mut hops, budget) {
+            Resolved::Inside => Ok(()),
+            Resolved::Outside => Err(UploadError::Invalid(format!(
+                "symbolic link {:?} points outside the upload (to {:?}), or through more than \
+                 {MAX_LINK_HOPS} links; only links to paths inside the upload are accepted",
+                link.display(),
+                target.display()
+            ))),
+            Resolved::TooCostly => Err(UploadError::Invalid(format!(
+                "the upload's symbolic links take more than {LINK_STEPS} steps to check; send \
+                 fewer or shorter links"
+            ))),
+        }
+    }
+
+    fn target_of(&self, link: &Path) -> Option<&Path> {
+        let mut node = self;
+        for component in link.components() {
+            node = node.children.get(component.as_os_str())?;
+        }
+        node.target.as_deref()
+    }
+
+    /// Walks `target` from the directory `at` (the tree nodes from the
+    /// root down, `None` below any path no link is under), following
+    /// links.
+    fn resolve<'a>(
+        &'a self,
+        at: &mut Vec<Option<&'a Links>>,
+        target: &'a Path,
+        hops: &mut usize,
+        budget: &mut usize,
+    ) -> Resolved {
+        for component in target.components() {
+            if *budget == 0 {
+                return Resolved::TooCostly;
+            }
+            *budget -= 1;
+            match component {
+                Component::CurDir => {}
+                Component::ParentDir => {
+                    // The root stays: popping it is climbing out.
+                    if at.len() == 1 {
+                        return Resolved::Outside;
+                    }
                     at.pop();
-                    if *hops > MAX_LINK_HOPS || !resolve_inside(dest, at, &next, hops) {
-                        return false;
+                }
+                Component::RootDir | Component::Prefix(_) => return Resolved::Outside,
+                Component::Normal(part) => {
+                    let node = at
+                        .last()
+                        .copied()
+                        .flatten()
+                        .and_then(|n| n.children.get(part));
+                    match node.and_then(|n| n.target.as_deref()) {
+                        Some(next) => {
+                            *hops += 1;
+                            if *hops > MAX_LINK_HOPS {
+                                return Resolved::Outside;
+                            }
+                            match self.resolve(at, next, hops, budget) {
+                                Resolved::Inside => {}
+                                other => return other,
+                            }
+                        }
+                        None => at.push(node),
                     }
                 }
             }
         }
+        Resolved::Inside
     }
-    true
+}
+
+enum Resolved {
+    Inside,
+    Outside,
+    TooCostly,
 }
 
 /// The member name as a path inside the destination, or why not. Leading
@@ -841,24 +944,6 @@ fn safe_relative(name: &str) -> Result<PathBuf, UploadError> {
         )));
     }
     Ok(path)
-}
-
-/// Writing through a symbolic link unpacked earlier would land wherever it
-/// points: refuse any member whose parent directories include a link.
-fn refuse_symlinked_parents(dest: &Path, relative: &Path) -> Result<(), UploadError> {
-    let mut current = dest.to_owned();
-    let parents: Vec<Component> = relative.components().collect();
-    for component in &parents[..parents.len().saturating_sub(1)] {
-        current.push(component);
-        if std::fs::symlink_metadata(&current).is_ok_and(|m| m.file_type().is_symlink()) {
-            return Err(UploadError::Invalid(format!(
-                "zip member {:?} would be written through the symbolic link {:?}",
-                relative.display(),
-                current.strip_prefix(dest).unwrap_or(&current).display()
-            )));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -277,8 +277,23 @@ fn entries_past_the_cap_are_refused_before_parsing() {
         matches!(err, UploadError::TooManyEntries { limit: 10 }),
         "{err}"
     );
+    // Names zipped twice count twice.
+    let twice = [File("a", b""), File("a", b"")];
+    let zip = zip_of_duplicates(&twice);
+    let dest = tempfile::tempdir().unwrap();
+    let one = Limits {
+        max_entries: 1,
+        ..Limits::new(1 << 20)
+    };
+    let err = unpack(zip.path(), dest.path(), &one).unwrap_err();
+    assert!(
+        matches!(err, UploadError::TooManyEntries { limit: 1 }),
+        "{err}"
+    );
     // Through an upload, the central directory's signatures are counted
-    // before the zip is parsed.
+    // before the zip is parsed: past the margin, it never is.
+    let many: Vec<String> = (0..41).map(|i| format!("g{i}")).collect();
+    let members: Vec<Member> = many.iter().map(|n| File(n, b"")).collect();
     let (uploads, root) = uploads(limits);
     let (alice, id) = (user("alice"), blob(&id_of(&members)));
     let err = send(&uploads, &alice, &id, &zip_bytes(&members)).unwrap_err();
@@ -559,4 +574,21 @@ fn chunks_completing_at_once_unpack_the_upload_once() {
         uploads.finishing.lock().unwrap().is_empty(),
         "no lock is kept"
     );
+}
+
+#[test]
+fn links_that_cost_too_much_to_check_are_refused() {
+    // A chain of 40 links, each spelt with 100 `x/../`, and 1,500 links to
+    // its start: each costs about 8,000 steps to resolve, 12 million in all.
+    let padding = "x/../".repeat(100);
+    let mut targets: Vec<(String, String)> = (0..39)
+        .map(|i| (format!("c{i}"), format!("{padding}c{}", i + 1)))
+        .collect();
+    targets.push(("c39".to_owned(), ".".to_owned()));
+    targets.extend((0..1500).map(|k| (format!("l{k}"), "c0".to_owned())));
+    let members: Vec<Member> = targets.iter().map(|(n, t)| Link(n, t)).collect();
+    let started = std::time::Instant::now();
+    let (err, _dest) = unpack_err(&members, &limits());
+    assert_invalid(&err, "take more than");
+    eprintln!("refused in {:?}", started.elapsed());
 }
