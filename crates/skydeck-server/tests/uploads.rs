@@ -261,14 +261,32 @@ async fn a_blob_is_its_uploaders_alone() {
     // Sending the same content gives bob his own copy; alice's is untouched.
     let answer = app.upload("bob", &id, zip).await;
     assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
-    let alice = app.user_id("alice").await;
+    let alice_id = app.user_id("alice").await;
     let file = app
         .uploads()
         .join("users")
-        .join(&alice)
+        .join(&alice_id)
         .join(&id)
         .join("files/home/alice/proj/a.py");
     assert_eq!(std::fs::read_to_string(file).unwrap(), "print('alice')");
+
+    // A stranger can neither ask nor send.
+    let (stranger_zip, stranger_id) = zip_of(&[("s", b"stranger")]);
+    for request in [
+        Request::get(format!("/upload_v2/blob?blob_id={id}&user_hash={alice_id}"))
+            .header("X-SkyPilot-API-Version", "62")
+            .body(Body::empty())
+            .unwrap(),
+        Request::post(format!(
+            "/upload_v2?upload_id={stranger_id}&user_hash={alice_id}"
+        ))
+        .header("X-SkyPilot-API-Version", "62")
+        .body(Body::from(stranger_zip))
+        .unwrap(),
+    ] {
+        assert_eq!(app.call(request).await.status, StatusCode::UNAUTHORIZED);
+    }
+    assert!(!app.exists("alice", &stranger_id).await);
 
     // Alice's launch finds her blob; bob's launch naming it finds none of
     // his own (until he uploads it, as above).

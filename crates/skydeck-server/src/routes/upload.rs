@@ -30,8 +30,17 @@ pub struct BlobQuery {
 /// Whose blobs a call reads or writes: the proven caller, else (auth off)
 /// the user the client names, else the server's local user.
 fn uploader(state: &SharedState, caller: &Caller, user_hash: &str) -> Result<UserId, ApiError> {
-    if let Some(user) = caller.user() {
-        return UserId::new(user.id.as_str()).map_err(ApiError::internal);
+    match caller {
+        Caller::User(user) => return UserId::new(user.id.as_str()).map_err(ApiError::internal),
+        // The auth layer turns strangers away first; never let one name a
+        // user's scope.
+        Caller::Anonymous => {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "Log in to upload files (`sky api login`).",
+            ));
+        }
+        Caller::Trusted => {}
     }
     let named = if user_hash.is_empty() {
         state.local_user.id.as_str()
