@@ -56,30 +56,16 @@ Usage: include "skydeck.image" (dict "root" $ "image" "repo/name:tag")
 {{- end -}}
 {{- end -}}
 
+{{/* Env variables with secrets that the API container's PID 1 hands to the
+     server through a file rather than its own environment (readable by
+     `local` jobs, which run as the same user). */}}
+{{- define "skydeck.handedOverEnv" -}}
+SKYDECK_DB_CONNECTION_URI SKYDECK_INITIAL_BASIC_AUTH
+{{- end -}}
+
 {{/* Namespace of the pods of clusters in this cluster (the namespaced Role goes there). */}}
 {{- define "skydeck.clusterNamespace" -}}
 {{- .Values.kubernetesCredentials.inclusterNamespace | default .Release.Namespace -}}
-{{- end -}}
-
-{{/* Namespace of Skydeck's system components (object-store mounting). */}}
-{{- define "skydeck.systemNamespace" -}}
-skydeck-system
-{{- end -}}
-
-{{/* A Namespace object, unless the namespace already exists (lookup; always rendered by helm template). */}}
-{{- define "skydeck.ensureNamespace" -}}
-{{- if not (lookup "v1" "Namespace" "" .name) }}
----
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: {{ .name }}
-  labels:
-    {{- include "skydeck.labels" .root | nindent 4 }}
-  annotations:
-    # Kept on uninstall: clusters running there keep working.
-    helm.sh/resource-policy: keep
-{{- end }}
 {{- end -}}
 
 {{/* ---------------------------------------------------------------------

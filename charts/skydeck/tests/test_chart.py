@@ -9,8 +9,16 @@ No cluster and no network: the subcharts (ingress-nginx, prometheus, grafana)
 are replaced, in a temporary copy of the chart, by stubs of the same name and
 version that render the values they receive as a ConfigMap.
 
+With SKYDECK_KUBECONFIG set (scripts/chart-test.sh starts a real
+kube-apiserver with scripts/kube-apiserver-up.sh), the chart is also
+installed into that API server with `helm install`, and what the server's
+ServiceAccount may and may not do is asked with `kubectl auth can-i`.
+
 Environment:
   SKYDECK_HELM            helm binary (default: `helm` on PATH)
+  SKYDECK_KUBECONFIG      admin kubeconfig of a real API server (optional;
+                          required when CI is set)
+  SKYDECK_KUBECTL         kubectl binary (default: `kubectl` on PATH)
   SKYDECK_KUBE_VALIDATE_PYTHON
                           a Python with kubernetes-validate installed (default:
                           this one); tests/kube_validate.py runs its checks
@@ -38,6 +46,8 @@ CHART = os.path.dirname(HERE)
 VALUES_DIR = os.path.join(HERE, "values")
 EXAMPLES_DIR = os.path.join(CHART, "examples")
 HELM = os.environ.get("SKYDECK_HELM", "helm")
+KUBECONFIG = os.environ.get("SKYDECK_KUBECONFIG")
+KUBECTL = os.environ.get("SKYDECK_KUBECTL", "kubectl")
 KUBE_VALIDATE = [
     os.environ.get("SKYDECK_KUBE_VALIDATE_PYTHON") or sys.executable,
     os.path.join(HERE, "kube_validate.py"),
@@ -78,7 +88,8 @@ NOTES_PROBE_TEMPLATE = """\
 apiVersion: v1
 kind: ConfigMap
 metadata:
-  name: %s
+  # Per release, so that two releases can be installed side by side.
+  name: {{ .Release.Name }}-%s
 data:
   NOTES.txt: {{ tpl (.Files.Get "notes-probe/NOTES.txt") . | quote }}
 """ % NOTES_PROBE
@@ -160,7 +171,7 @@ class Render:
             for doc in yaml.safe_load_all(self.stdout):
                 if not doc:
                     continue
-                if doc.get("kind") == "ConfigMap" and doc["metadata"]["name"] == NOTES_PROBE:
+                if doc.get("kind") == "ConfigMap" and doc["metadata"]["name"].endswith("-" + NOTES_PROBE):
                     self.notes = doc["data"]["NOTES.txt"]
                 else:
                     self.docs.append(doc)
@@ -317,9 +328,22 @@ class ToolsTest(unittest.TestCase):
             self.assertEqual(d["condition"], name + ".enabled")
             self.assertTrue(d["repository"].startswith("https://"))
 
-    def test_no_stub_subcharts_committed(self):
-        # A real `helm dependency build` must find an empty charts/.
-        self.assertFalse(os.path.isdir(os.path.join(CHART, "charts", "ingress-nginx", "templates")))
+    def test_committed_subcharts_are_placeholders(self):
+        # One placeholder per dependency, of its name and version, that only
+        # fails (scripts/chart-placeholders.sh); nothing real is vendored.
+        import tarfile
+        with open(os.path.join(CHART, "Chart.yaml")) as f:
+            deps = yaml.safe_load(f)["dependencies"]
+        committed = sorted(os.listdir(os.path.join(CHART, "charts")))
+        self.assertEqual(committed, sorted("%s-%s.tgz" % (d["name"], d["version"]) for d in deps))
+        for d in deps:
+            with tarfile.open(os.path.join(CHART, "charts", "%s-%s.tgz" % (d["name"], d["version"]))) as t:
+                self.assertEqual(sorted(t.getnames()),
+                                 [d["name"] + "/Chart.yaml", d["name"] + "/templates/placeholder.yaml"])
+                meta = yaml.safe_load(t.extractfile(d["name"] + "/Chart.yaml"))
+                template = t.extractfile(d["name"] + "/templates/placeholder.yaml").read().decode()
+            self.assertEqual((meta["name"], meta["version"]), (d["name"], d["version"]))
+            self.assertTrue(template.startswith("{{- fail "), template)
 
     def test_package_leaves_tests_out_and_keeps_dashboard(self):
         out = os.path.join(WORK, "pkg")
@@ -332,6 +356,40 @@ class ToolsTest(unittest.TestCase):
         self.assertIn("skydeck/dashboards/skydeck-overview.json", names)
         self.assertIn("skydeck/values.schema.json", names)
         self.assertFalse([n for n in names if "/tests/" in n or "/examples/" in n], names)
+
+
+ALL_SUBCHARTS_OFF = ("ingress-nginx.enabled=false", "prometheus.enabled=false", "grafana.enabled=false")
+
+
+def committed_chart_copy():
+    """The chart as a clone has it: placeholders, no downloaded subcharts."""
+    dest = os.path.join(WORK, "committed", "skydeck")
+    if not os.path.isdir(dest):
+        shutil.copytree(CHART, dest, ignore=shutil.ignore_patterns("tests", "__pycache__"))
+    return dest
+
+
+class AirGappedTest(unittest.TestCase):
+    """A clone installs with no download while every subchart is off; an
+    enabled one fails and says how to get it."""
+
+    def test_renders_with_every_subchart_off(self):
+        p = helm("template", "skydeck", committed_chart_copy(), "-n", NAMESPACE,
+                 *[a for s in ALL_SUBCHARTS_OFF for a in ("--set", s)])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        kinds = [d["kind"] for d in yaml.safe_load_all(p.stdout) if d]
+        self.assertIn("Deployment", kinds)
+
+    def test_an_enabled_subchart_says_to_download_it(self):
+        for name in ("ingress-nginx", "prometheus", "grafana"):
+            sets = [s for s in ALL_SUBCHARTS_OFF if not s.startswith(name + ".")]
+            sets.append(name + ".enabled=true")
+            p = helm("template", "skydeck", committed_chart_copy(), "-n", NAMESPACE,
+                     *[a for s in sets for a in ("--set", s)])
+            with self.subTest(subchart=name):
+                self.assertNotEqual(p.returncode, 0)
+                self.assertIn("%s.enabled=true needs the %s chart" % (name, name), p.stderr)
+                self.assertIn("helm dependency build charts/skydeck", p.stderr)
 
 
 class LintTest(unittest.TestCase):
@@ -531,7 +589,11 @@ class InvariantsTest(unittest.TestCase):
                 self.assertTrue(sc["runAsNonRoot"])
                 self.assertEqual(api["securityContext"]["capabilities"]["drop"], ["ALL"])
                 self.assertIs(api["securityContext"]["allowPrivilegeEscalation"], False)
-                self.assertEqual(api["command"], ["/usr/bin/tini", "--"])
+                # PID 1 hands the secrets over and becomes tini without them.
+                self.assertEqual(api["command"][:2], ["/bin/sh", "-c"])
+                self.assertIn("/usr/bin/tini --", api["command"][2])
+                self.assertEqual(r.mounts(fullname)["/var/skydeck/handoff"]["name"], "secret-handoff")
+                self.assertEqual(r.volumes(fullname)["secret-handoff"]["emptyDir"]["medium"], "Memory")
                 for probe in ("livenessProbe", "readinessProbe"):
                     self.assertEqual(api[probe]["httpGet"], {"path": "/api/health", "port": 46580})
                 self.assertEqual(api["livenessProbe"]["periodSeconds"], 30)
@@ -611,7 +673,8 @@ class DefaultsTest(unittest.TestCase):
             self.assertNotIn(absent, env)
         self.assertEqual(r.script().splitlines()[-1], "exec skydeck api start --deploy --foreground")
         self.assertEqual(r.pod()["terminationGracePeriodSeconds"], 60)
-        self.assertTrue(r.pod()["automountServiceAccountToken"])
+        # No backend uses the Kubernetes API yet: `local` jobs in this pod get no token.
+        self.assertIs(r.pod()["automountServiceAccountToken"], False)
         # State volume: PVC <N>-state, subPaths .skydeck and .ssh.
         pvc = r.get("PersistentVolumeClaim", "skydeck-state")
         self.assertEqual(pvc["spec"]["accessModes"], ["ReadWriteOnce"])
@@ -652,36 +715,15 @@ class DefaultsTest(unittest.TestCase):
         self.assertIsNone(r.find("Secret", "skydeck-initial-basic-auth"))
 
     def test_rbac_defaults(self):
+        # A ServiceAccount without a token in the pod and without any
+        # permission: no Role, no ClusterRole, no binding, no Namespace.
         r = ok()
         sa = r.get("ServiceAccount", "skydeck-api-sa")
         self.assertEqual(r.pod()["serviceAccountName"], "skydeck-api-sa")
         self.assertNotIn("annotations", sa["metadata"])
-        role = r.get("Role", "skydeck-api-role")
-        self.assertEqual(role["metadata"]["namespace"], NAMESPACE)
-        res = {tuple(rule["resources"]): rule["verbs"] for rule in role["rules"]}
-        self.assertEqual(res[("pods", "pods/status", "pods/exec", "pods/portforward")], ["*"])
-        self.assertEqual(res[("configmaps",)], ["get", "patch"])
-        self.assertEqual(res[("roles", "rolebindings")], ["*"])
-        self.assertEqual(res[("serviceaccounts",)], ["*"])
-        rb = r.get("RoleBinding", "skydeck-api-role-binding")
-        self.assertEqual(rb["subjects"], [{"kind": "ServiceAccount", "name": "skydeck-api-sa", "namespace": NAMESPACE}])
-        cr = r.get("ClusterRole", "skydeck-skydeck-api-role")
-        cres = {tuple(rule["resources"]): rule["verbs"] for rule in cr["rules"]}
-        self.assertEqual(cres[("nodes",)], ["get", "list", "watch"])
-        self.assertEqual(cres[("clusterroles", "clusterrolebindings")], ["*"])
-        self.assertEqual(cres[("storageclasses",)], ["get", "list", "watch"])
-        crb = r.get("ClusterRoleBinding", "skydeck-skydeck-api-role-binding")
-        self.assertEqual(crb["roleRef"]["name"], "skydeck-skydeck-api-role")
-        # System components namespace.
-        ns = r.get("Namespace", "skydeck-system")
-        self.assertEqual(ns["metadata"]["annotations"]["helm.sh/resource-policy"], "keep")
-        sr = r.get("Role", "skydeck-system-role")
-        self.assertEqual(sr["metadata"]["namespace"], "skydeck-system")
-        self.assertIn(["daemonsets"], [rule["resources"] for rule in sr["rules"]])
-        r.get("RoleBinding", "skydeck-system-role-binding")
-        scr = r.get("ClusterRole", "skydeck-skydeck-system-cluster-role")
-        self.assertEqual(scr["rules"][0]["resourceNames"], ["skydeck-system"])
-        self.assertNotIn("create", scr["rules"][0]["verbs"])
+        self.assertIs(sa["automountServiceAccountToken"], False)
+        for kind in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "Namespace"):
+            self.assertEqual(r.names(kind), [], kind)
 
 
 class BasicAuthTest(unittest.TestCase):
@@ -965,8 +1007,8 @@ class CredentialsTest(unittest.TestCase):
         role = r.get("Role", "deck-api-role")
         self.assertEqual(role["metadata"]["namespace"], "skydeck-clusters")
         self.assertEqual(r.get("RoleBinding", "deck-api-role-binding")["subjects"][0]["namespace"], NAMESPACE)
-        ns = r.get("Namespace", "skydeck-clusters")
-        self.assertEqual(ns["metadata"]["annotations"]["helm.sh/resource-policy"], "keep")
+        # The namespace must exist: a chart-made one would belong to one release.
+        self.assertEqual(r.names("Namespace"), [])
 
 
 class StorageTest(unittest.TestCase):
@@ -1013,6 +1055,55 @@ class DatabaseTest(unittest.TestCase):
         self.assertEqual(sec["stringData"]["connection_string"], "postgresql://skydeck:s3cret@db.internal:5432/skydeck")
         # Never in the pod spec itself.
         self.assertNotIn("s3cret", json.dumps(r.deployment()))
+
+    def test_secrets_never_reach_the_environment_of_pid_1(self):
+        # `local` jobs run in this container as the same user: they can read
+        # /proc/1/environ. Run the real start scripts with tini and the
+        # server replaced by stubs that record their environment.
+        r = ok("database-string.yaml", sets=["apiService.enableUserManagement=true"])
+        api = r.container()
+        outer = api["command"][2]
+        inner = api["args"][2]
+        # The part of the start script that takes the secrets over.
+        takeover = inner[:inner.index("done\n") + len("done\n")]
+        d = tempfile.mkdtemp(dir=WORK)
+        handoff = os.path.join(d, "handoff")
+        os.makedirs(handoff)
+        tini = os.path.join(d, "tini")
+        with open(tini, "w") as f:
+            f.write('#!/bin/sh\nenv > "%s/tini.env"\nstat -c "%%n %%a" "%s"/* > "%s/modes"\n'
+                    '[ "$1" = -- ] && shift\nexec "$@"\n' % (d, handoff, d))
+        os.chmod(tini, 0o755)
+        outer = outer.replace("/usr/bin/tini", tini).replace("/var/skydeck/handoff", handoff)
+        server = takeover.replace("/var/skydeck/handoff", handoff) + 'env > "%s/server.env"\n' % d
+        uri = "postgresql://skydeck:s3 c'r\"e$t@db:5432/skydeck"
+        # The kubelet still gives both from their secrets, to PID 1 only.
+        self.assertEqual(r.env_secret("SKYDECK_DB_CONNECTION_URI"), ("skydeck-db-connection", "connection_string"))
+        self.assertEqual(r.env_secret("SKYDECK_INITIAL_BASIC_AUTH"), ("skydeck-initial-basic-auth", "auth"))
+        env = {"PATH": os.environ["PATH"], "SKYDECK_DB_CONNECTION_URI": uri,
+               "SKYDECK_INITIAL_BASIC_AUTH": "admin:$apr1$x$y"}
+        # A job's leftovers from before a container restart: neither a
+        # variable of its choosing nor a stale value reaches the server.
+        for name, value in (("SKYDECK_INSECURE_NO_AUTH", "true"), (".SKYDECK_X", "1")):
+            with open(os.path.join(handoff, name), "w") as f:
+                f.write(value)
+        p = subprocess.run(["/bin/sh", "-c", outer, "skydeck-init", "/bin/sh", "-c", server],
+                           env=env, capture_output=True, text=True, timeout=10)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(os.path.join(d, "tini.env")) as f:
+            tini_env = f.read()
+        self.assertNotIn("SKYDECK_DB_CONNECTION_URI", tini_env)
+        self.assertNotIn("s3 c", tini_env)
+        self.assertNotIn("SKYDECK_INITIAL_BASIC_AUTH", tini_env)
+        with open(os.path.join(d, "server.env")) as f:
+            server_env = f.read().splitlines()
+        self.assertIn("SKYDECK_DB_CONNECTION_URI=" + uri, server_env)
+        self.assertIn("SKYDECK_INITIAL_BASIC_AUTH=admin:$apr1$x$y", server_env)
+        self.assertFalse([l for l in server_env if l.startswith(("SKYDECK_INSECURE", ".SKYDECK"))])
+        self.assertEqual(os.listdir(handoff), [], "the handed-over files are deleted once read")
+        with open(os.path.join(d, "modes")) as f:
+            modes = sorted(line.split()[1] for line in f.read().splitlines())
+        self.assertEqual(modes, ["600", "600"], "only the two secrets, readable by their owner only")
 
     def test_secret_name_wins(self):
         r = ok("database-string.yaml", sets=["apiService.dbConnectionSecretName=other"])
@@ -1163,25 +1254,49 @@ class DashboardTest(unittest.TestCase):
         self.assertEqual(seen, set(self.LABELS), "metrics without a panel")
 
 
+RBAC_RESOURCES = {"roles", "rolebindings", "clusterroles", "clusterrolebindings"}
+
+
 class RbacTest(unittest.TestCase):
-    def test_minimal(self):
-        r = ok("rbac-minimal.yaml")
+    def test_no_scenario_lets_the_server_write_cluster_rbac_or_escalate(self):
+        for name, r in [("defaults", ok())] + [(f, ok(f, release=release_for((f,)))) for f in scenario_files()]:
+            for role in r.all("Role") + r.all("ClusterRole"):
+                for rule in role["rules"]:
+                    with self.subTest(scenario=name, role=role["metadata"]["name"], rule=rule):
+                        rbac = set(rule["resources"]) & RBAC_RESOURCES
+                        self.assertFalse(rbac & {"clusterroles", "clusterrolebindings"})
+                        if rbac:
+                            self.assertFalse({"*", "escalate", "bind", "impersonate"} & set(rule["verbs"]))
+
+    def test_kubernetes_backend_rules(self):
+        r = ok("rbac-kubernetes.yaml")
+        self.assertIs(r.pod()["automountServiceAccountToken"], True)
         role = r.get("Role", "skydeck-api-role")
-        text = json.dumps(role["rules"])
-        self.assertNotIn("rolebindings", text)
-        self.assertNotIn("serviceaccounts", text)
-        self.assertNotIn("clusterroles", json.dumps(r.get("ClusterRole", "skydeck-skydeck-api-role")["rules"]))
-        self.assertIsNone(r.find("Namespace", "skydeck-system"))
-        self.assertEqual([d for d in r.docs if d["metadata"].get("namespace") == "skydeck-system"], [])
-        self.assertIsNone(r.find("ClusterRole", "skydeck-skydeck-system-cluster-role"))
-        cfg = yaml.safe_load(r.get("ConfigMap", "skydeck-config")["data"]["config.yaml"])
-        self.assertEqual(cfg, {"kubernetes": {"remote_identity": "skydeck-cluster-sa"}})
+        self.assertEqual(role["metadata"]["namespace"], NAMESPACE)
+        res = {tuple(rule["resources"]): rule["verbs"] for rule in role["rules"]}
+        self.assertEqual(res[("pods", "pods/status", "pods/exec", "pods/portforward")], ["*"])
+        manage = ["get", "list", "watch", "create", "update", "patch", "delete"]
+        self.assertEqual(res[("roles", "rolebindings")], manage)
+        self.assertEqual(res[("serviceaccounts",)], manage)
+        self.assertNotIn(("secrets",), res)
+        cr = r.get("ClusterRole", "skydeck-skydeck-api-role")
+        self.assertEqual([rule["resources"] for rule in cr["rules"]], [["nodes"], ["runtimeclasses"]])
+        crb = r.get("ClusterRoleBinding", "skydeck-skydeck-api-role-binding")
+        self.assertEqual(crb["roleRef"]["name"], "skydeck-skydeck-api-role")
+        self.assertEqual(crb["subjects"], [{"kind": "ServiceAccount", "name": "skydeck-api-sa", "namespace": NAMESPACE}])
+        # System components: the release's own namespace, no shared one.
+        sr = r.get("Role", "skydeck-system-role")
+        self.assertEqual(sr["metadata"]["namespace"], NAMESPACE)
+        self.assertEqual(sr["rules"], [{"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": manage}])
+        self.assertEqual(r.names("Namespace"), [])
+        self.assertFalse([d for d in r.docs if d["metadata"].get("namespace", NAMESPACE) != NAMESPACE])
 
     def test_existing_service_account(self):
         r = ok("rbac-existing-sa.yaml")
         for kind in ("ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "Namespace"):
             self.assertEqual(r.names(kind), [], kind)
         self.assertEqual(r.pod()["serviceAccountName"], "skydeck-api")
+        self.assertIs(r.pod()["automountServiceAccountToken"], False)
         cfg = yaml.safe_load(r.get("ConfigMap", "skydeck-config")["data"]["config.yaml"])
         self.assertEqual(cfg["allowed_clouds"], ["kubernetes"])
 
@@ -1192,15 +1307,156 @@ class RbacTest(unittest.TestCase):
         r = ok(BASIC, set_json=['rbac.clusterRules=[{"apiGroups":[""],"resources":["nodes"],"verbs":["list"]}]',
                                 'rbac.namespaceRules=[{"apiGroups":[""],"resources":["pods"],"verbs":["get"]}]'])
         cr = r.get("ClusterRole", "skydeck-skydeck-api-role")["rules"]
-        self.assertEqual(cr[0], {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]})
-        self.assertEqual(r.get("Role", "skydeck-api-role")["rules"][0],
-                         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]})
+        self.assertEqual(cr, [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]}])
+        self.assertEqual(r.get("Role", "skydeck-api-role")["rules"],
+                         [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}])
+
+
+class TwoReleasesTest(unittest.TestCase):
+    """A second release, in the same namespace or another, renders nothing
+    that the first release owns already (helm refuses to install over an
+    object of another release), whatever the RBAC values."""
+
+    def objects(self, r):
+        return {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"])
+                for d in r.docs if not d["metadata"]["name"].startswith("stub-")}
+
+    def test_no_object_is_shared(self):
+        # The namespace of clusters may be shared by both releases.
+        shared = ("kubernetesCredentials.inclusterNamespace=clusters",)
+        for vfiles, sets in (((), ()), (("rbac-kubernetes.yaml",), ()), (("rbac-kubernetes.yaml",), shared)):
+            a = ok(*vfiles, sets=sets, release="skydeck-a")
+            for ns in (NAMESPACE, "other"):
+                b = ok(*vfiles, sets=sets, release="skydeck-b", extra=("-n", ns))
+                with self.subTest(values=vfiles, namespace=ns):
+                    self.assertEqual(self.objects(a) & self.objects(b), set())
+                    self.assertEqual(a.names("Namespace") + b.names("Namespace"), [])
+            # One release name in two namespaces: the cluster-wide objects differ.
+            same = ok(*vfiles, sets=sets, release="skydeck-a", extra=("-n", "other"))
+            self.assertEqual({o for o in self.objects(a) & self.objects(same) if o[1] is None}, set())
+
+
+def kubectl(*args):
+    return subprocess.run([KUBECTL, "--kubeconfig", KUBECONFIG, *args], capture_output=True, text=True)
+
+
+class ApiServerTest(unittest.TestCase):
+    """The chart installed into a real kube-apiserver (RBAC on, nothing
+    runs): what the API server's ServiceAccount may do is what the API
+    server answers, not what the manifests seem to say."""
+
+    @classmethod
+    def setUpClass(cls):
+        if not KUBECONFIG:
+            if os.environ.get("CI"):
+                raise AssertionError("CI must run the API server tests: set SKYDECK_KUBECONFIG "
+                                     "(scripts/chart-test.sh does)")
+            raise unittest.SkipTest("SKYDECK_KUBECONFIG unset (scripts/chart-test.sh sets it)")
+        # Both helm versions run against one API server: namespaces of their own.
+        cls.prefix = "t%s" % os.urandom(3).hex()
+
+    def namespace(self, name):
+        ns = "%s-%s" % (self.prefix, name)
+        p = kubectl("create", "namespace", ns)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return ns
+
+    def install(self, release, ns, *args):
+        p = helm("install", release, CHART_COPY, "-n", ns, "--kubeconfig", KUBECONFIG,
+                 "--set", "ingress-nginx.enabled=false", *args)
+        self.assertEqual(p.returncode, 0, "helm install %s: %s" % (release, p.stderr))
+
+    def can_i(self, sa, verb, resource, ns=None, subresource=None):
+        args = ["auth", "can-i", verb, resource, "--as", sa]
+        args += ["-n", ns] if ns else ["--all-namespaces"]
+        if subresource:
+            args += ["--subresource", subresource]
+        p = kubectl(*args)
+        answer = p.stdout.strip()
+        self.assertIn(answer, ("yes", "no"), p.stderr)
+        return answer == "yes"
+
+    def assertMayNot(self, sa, checks):
+        for check in checks:
+            with self.subTest(sa=sa, may_not=check):
+                self.assertFalse(self.can_i(sa, *check))
+
+    def assertMay(self, sa, checks):
+        for check in checks:
+            with self.subTest(sa=sa, may=check):
+                self.assertTrue(self.can_i(sa, *check))
+
+    def test_the_default_service_account_may_do_nothing(self):
+        ns = self.namespace("defaults")
+        self.install("deck", ns)
+        sa = "system:serviceaccount:%s:deck-api-sa" % ns
+        p = kubectl("get", "serviceaccount", "deck-api-sa", "-n", ns,
+                    "-o", "jsonpath={.automountServiceAccountToken}")
+        self.assertEqual(p.stdout, "false", p.stderr)
+        self.assertMayNot(sa, [
+            ("create", "clusterrolebindings"), ("create", "clusterroles"),
+            ("escalate", "clusterroles"), ("bind", "clusterroles"),
+            ("create", "roles", ns), ("create", "rolebindings", ns),
+            ("get", "secrets", ns), ("list", "secrets"), ("get", "configmaps", ns),
+            ("list", "pods", ns), ("create", "pods", ns), ("create", "pods", ns, "exec"),
+            ("create", "serviceaccounts", ns, "token"), ("impersonate", "users"),
+            ("get", "nodes"), ("list", "namespaces"), ("create", "daemonsets.apps", ns),
+        ])
+
+    def test_kubernetes_backend_rules_hold_at_the_api_server(self):
+        ns = self.namespace("backend")
+        other = self.namespace("other")
+        self.install("deck", ns, "-f", os.path.join(VALUES_DIR, "rbac-kubernetes.yaml"))
+        sa = "system:serviceaccount:%s:deck-api-sa" % ns
+        self.assertMay(sa, [
+            ("list", "pods", ns), ("create", "pods", ns, "exec"), ("get", "nodes"),
+            ("create", "roles", ns), ("create", "serviceaccounts", ns),
+            ("create", "daemonsets.apps", ns),
+        ])
+        self.assertMayNot(sa, [
+            ("create", "clusterrolebindings"), ("create", "clusterroles"),
+            ("escalate", "roles", ns), ("bind", "roles", ns), ("bind", "clusterroles"),
+            ("get", "secrets", ns), ("list", "secrets"), ("create", "pods", other),
+            ("create", "roles", other), ("impersonate", "serviceaccounts", ns),
+        ])
+        # Creating roles without `escalate`: only what the account holds.
+        p = kubectl("create", "role", "grab-secrets", "--verb=get", "--resource=secrets",
+                    "-n", ns, "--as", sa)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("forbidden", p.stderr)
+        p = kubectl("create", "rolebinding", "grab-admin", "--clusterrole=cluster-admin",
+                    "--serviceaccount=%s:deck-api-sa" % ns, "-n", ns, "--as", sa)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("forbidden", p.stderr)
+        p = kubectl("create", "role", "read-pods", "--verb=get", "--resource=pods", "-n", ns, "--as", sa)
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+    def test_a_clone_installs_air_gapped_with_every_subchart_off(self):
+        ns = self.namespace("air-gapped")
+        p = helm("install", "deck", committed_chart_copy(), "-n", ns, "--kubeconfig", KUBECONFIG,
+                 *[a for s in ALL_SUBCHARTS_OFF for a in ("--set", s)])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        p = kubectl("get", "deployment", "deck-api-server", "-n", ns)
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+    def test_a_second_release_installs_beside_the_first(self):
+        # Each with the RBAC of the coming Kubernetes backend, which used
+        # to bring a namespace that one release owned.
+        rbac = ("-f", os.path.join(VALUES_DIR, "rbac-kubernetes.yaml"))
+        ns = self.namespace("two")
+        other = self.namespace("two-other")
+        self.install("first", ns, *rbac)
+        self.install("second", ns, *rbac)
+        self.install("third", other, *rbac)
+        self.install("fourth", ns, "--dry-run", *rbac)
 
 
 class PodTest(unittest.TestCase):
     def test_pre_deploy_hook_and_config(self):
         r = ok("pre-deploy-hook.yaml")
         lines = r.script().splitlines()
+        # The hook runs first after the secrets are taken over.
+        lines = lines[:1] + lines[lines.index("done") + 1:]
         self.assertEqual(lines[0:4], ["set -e", 'echo "fetching the admin policy rules"',
                                       'mkdir -p "$HOME/policy"', "printf 'max_cpus: 16\\n' > \"$HOME/policy/rules.yaml\""])
         cfg = yaml.safe_load(r.get("ConfigMap", "skydeck-config")["data"]["config.yaml"])

@@ -54,6 +54,9 @@ pub struct UserUpdate {
     pub user: String,
     pub role: Option<Role>,
     pub password: Option<String>,
+    /// Your current password: needed to change your own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_password: Option<String>,
 }
 
 /// What `POST /users/delete` did.
@@ -164,6 +167,10 @@ impl std::fmt::Debug for UserUpdate {
             .field("user", &self.user)
             .field("role", &self.role)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field(
+                "current_password",
+                &self.current_password.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -349,8 +356,10 @@ mod tests {
             user: "bob".into(),
             role: None,
             password: Some("hunter2".into()),
+            current_password: Some("hunter1".into()),
         };
         assert!(!format!("{update:?}").contains("hunter2"));
+        assert!(!format!("{update:?}").contains("hunter1"));
     }
 
     #[test]

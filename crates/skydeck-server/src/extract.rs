@@ -10,10 +10,14 @@ use serde::de::DeserializeOwned;
 /// field; an oversized body is 413.
 pub struct ApiJson<T>(pub T);
 
+/// Bodies larger than this are decoded on the blocking pool: up to the
+/// body limit, decoding takes long enough to hold up an async worker.
+const DECODE_INLINE_BYTES: usize = 64 * 1024;
+
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
     S: Send + Sync,
-    T: DeserializeOwned,
+    T: DeserializeOwned + Send + 'static,
 {
     type Rejection = ApiError;
 
@@ -21,7 +25,13 @@ where
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|rejection| ApiError::new(rejection.status(), rejection.body_text()))?;
-        parse_json(&bytes).map(ApiJson)
+        if bytes.len() <= DECODE_INLINE_BYTES {
+            return parse_json(&bytes).map(ApiJson);
+        }
+        tokio::task::spawn_blocking(move || parse_json(&bytes))
+            .await
+            .map_err(ApiError::internal)?
+            .map(ApiJson)
     }
 }
 
@@ -43,9 +53,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 format!("JSON decode error: {inner}"),
                 "json_invalid",
             )
-        } else if skydeck_types::names::is_name_error(&inner.to_string()) {
-            // A name that breaks its rule is the caller's mistake to fix, not
-            // a malformed body: 400 with the rule, naming the field.
+        } else if skydeck_types::names::is_name_error(&inner.to_string())
+            || skydeck_types::limits::is_limit_error(&inner.to_string())
+        {
+            // A name that breaks its rule, or a value over a limit, is the
+            // caller's mistake to fix, not a malformed body: 400 with the
+            // rule, naming the field.
             let field = path.trim_start_matches('.');
             ApiError::bad_request(format!("Invalid `{field}`: {inner}"))
         } else {

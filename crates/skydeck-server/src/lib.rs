@@ -23,6 +23,7 @@ pub mod secrets;
 pub mod signals;
 pub mod skypilot;
 pub mod state;
+pub mod task_limits;
 pub mod uploads;
 
 use anyhow::Context;
@@ -87,7 +88,7 @@ impl Server {
                 "settled requests left running by a previous server"
             );
         }
-        let mut local_user = local_user(&config)?;
+        let mut local_user = local_user(&config, store.as_ref()).await?;
         store.upsert_user(&local_user).await?;
         // Nobody calls as the machine's user once callers must prove who
         // they are; left an admin, it would hand its rights to any proxy or
@@ -306,18 +307,27 @@ fn lock_state_dir(config: &ServerConfig) -> anyhow::Result<nix::fcntl::Flock<std
 }
 
 /// The user requests are attributed to when a caller names none: this
-/// machine's user, with a random id kept in the state directory.
-fn local_user(config: &ServerConfig) -> anyhow::Result<User> {
+/// machine's user. Its id lives in the database, so that every server on one
+/// database is one user, however new its state directory (a pod with an
+/// emptyDir and an external database); the copy in the state directory is
+/// for the CLI on this machine, and the id a pre-existing state directory
+/// proposes is kept when the database has none yet.
+async fn local_user(config: &ServerConfig, store: &dyn Store) -> anyhow::Result<User> {
     let path = config.paths.user_hash();
-    let id = match std::fs::read_to_string(&path) {
-        Ok(id) if is_user_hash(id.trim()) => id.trim().to_owned(),
-        _ => {
-            let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
-            std::fs::write(&path, &id)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            id
-        }
-    };
+    let on_disk = std::fs::read_to_string(&path)
+        .ok()
+        .map(|id| id.trim().to_owned())
+        .filter(|id| is_user_hash(id));
+    let proposed = on_disk
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_owned());
+    let id = store
+        .server_user_id(&proposed)
+        .await
+        .context("cannot read the server's own user from the database")?;
+    if on_disk.as_deref() != Some(id.as_str()) {
+        std::fs::write(&path, &id).with_context(|| format!("cannot write {}", path.display()))?;
+    }
     let name = std::env::var("USER")
         .ok()
         .filter(|n| !n.is_empty())

@@ -7,7 +7,9 @@
 //! is over. A server that crashes mid-launch finds it there on restart, so a
 //! resumed launch still has its secrets.
 
-use skydeck_types::task::redact_task_yaml;
+use serde_json::Value;
+use skydeck_types::command_line;
+use skydeck_types::task::{parse_tasks, redact_task_yaml};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -90,6 +92,67 @@ impl SecretStash {
     }
 }
 
+/// The fields of a request body that hold the command line that made it.
+const COMMAND_LINE_FIELDS: &[&str] = &["entrypoint", "entrypoint_command"];
+
+/// Secrets typed on the command line (`--secret NAME=VALUE`, or `--env
+/// NAME=VALUE` for a NAME under the task's `secrets:`), removed from the
+/// request's stored command lines: `entrypoint` (returned, for the
+/// request's column) and the body's `entrypoint`/`entrypoint_command`,
+/// which `status -v`, `/api/status` and the database show. The task's
+/// secret values are also removed wherever they appear, so a value with
+/// spaces (split when the client joined its arguments) goes whole.
+pub async fn redact_command_lines(
+    stash: &SecretStash,
+    request_id: &str,
+    body: &mut Value,
+    entrypoint: &str,
+) -> std::io::Result<String> {
+    let mentions_flags = |line: &str| line.contains("--secret") || line.contains("--env");
+    let lines: Vec<&str> = COMMAND_LINE_FIELDS
+        .iter()
+        .filter_map(|field| body.get(*field)?.as_str())
+        .chain([entrypoint])
+        .collect();
+    if !lines.into_iter().any(mentions_flags) {
+        return Ok(entrypoint.to_owned());
+    }
+    // The task as sent (with its secret values) is in the stash when it
+    // had any; parsing it is CPU work, so not on an async worker.
+    let task = body
+        .get("task")
+        .or_else(|| body.get("dag"))
+        .and_then(Value::as_str)
+        .map(|stored| stash.original_task(request_id, stored.to_owned()));
+    let mut owned = body.take();
+    let entrypoint = entrypoint.to_owned();
+    let (owned, entrypoint) = tokio::task::spawn_blocking(move || {
+        let tasks = task
+            .as_deref()
+            .and_then(|yaml| parse_tasks(yaml).ok())
+            .unwrap_or_default();
+        let names: Vec<&str> = tasks
+            .iter()
+            .flat_map(|t| t.secrets.keys().map(String::as_str))
+            .collect();
+        let values: Vec<&str> = tasks.iter().flat_map(|t| t.secret_values()).collect();
+        let redact = |line: &str| {
+            command_line::redact_line(&command_line::redact_values(line, &values), &names)
+        };
+        for field in COMMAND_LINE_FIELDS {
+            if let Some(Value::String(line)) = owned.get_mut(*field) {
+                *line = redact(line);
+            }
+        }
+        let entrypoint = redact(&entrypoint);
+        (owned, entrypoint)
+    })
+    .await
+    .map_err(std::io::Error::other)?;
+    *body = owned;
+    Ok(entrypoint)
+}
+
 /// Writes a file readable by its owner only, whole or not at all.
 fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let partial = path.with_extension("partial");
@@ -139,6 +202,30 @@ mod tests {
         let task = "run: echo hi\nenvs:\n  A: b\n";
         assert_eq!(stash.stash_task("abc", task).unwrap(), task);
         assert!(!dir.path().join("secrets").exists());
+    }
+
+    #[tokio::test]
+    async fn secrets_typed_on_the_command_line_are_stored_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let stash = SecretStash::new(dir.path().join("secrets"));
+        let id = "0b7c6c1e-9a43-4a57-8d0e-2f1f4b3c9d11";
+        let task = "run: echo hi\nsecrets:\n  HF_TOKEN: hf two words\n  DB: null\n";
+        let stored = stash.stash_task(id, task).unwrap();
+        let line = "sky launch --secret HF_TOKEN=hf two words --env DB=pw-db9 --env A=1 t.yaml";
+        let mut body = serde_json::json!({
+            "task": stored,
+            "entrypoint": "sky launch",
+            "entrypoint_command": line,
+        });
+        let entrypoint = redact_command_lines(&stash, id, &mut body, "sky launch")
+            .await
+            .unwrap();
+        assert_eq!(entrypoint, "sky launch");
+        assert_eq!(
+            body["entrypoint_command"],
+            "sky launch --secret HF_TOKEN=<redacted> --env DB=<redacted> --env A=1 t.yaml"
+        );
+        assert_eq!(body["task"], stored.as_str(), "the rest is untouched");
     }
 
     #[test]

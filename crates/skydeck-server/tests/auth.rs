@@ -393,6 +393,10 @@ async fn tokens_work_until_revoked_expired_or_their_user_is_deleted() {
             .all(|t| t.hash != token && !t.hash.contains(&token[4..]))
     );
 
+    // Someone else's token reads as no token at all.
+    app.call(post("/users/tokens/revoke", &format!(r#"{{"id": "{id}"}}"#)).basic("bob", "bob-pw"))
+        .await
+        .expect_refused(StatusCode::NOT_FOUND, "No token");
     // Revoked.
     let revoke = app
         .call(post("/users/tokens/revoke", &format!(r#"{{"id": "{id}"}}"#)).bearer(&token))
@@ -525,14 +529,59 @@ async fn an_ingress_that_checked_basic_auth_names_the_user() {
 async fn users_cannot_read_each_others_requests() {
     let app = app().await;
     let alices = app.submit("alice", "alice-pw", "/status", "{}").await;
-    for uri in [
-        format!("/api/get?request_id={alices}"),
-        format!("/api/stream?request_id={alices}"),
-        format!("/api/stream?request_id={}", &alices[..8]),
-    ] {
-        let answer = app.call(get(&uri).basic("bob", "bob-pw")).await;
-        answer.expect_refused(StatusCode::FORBIDDEN, "another user");
+    // Another user's request answers exactly as one that does not exist,
+    // whole id or prefix, down to one character.
+    let missing = "0123abcd-0000-4000-8000-000000000000";
+    for prefix in [alices.as_str(), &alices[..8], &alices[..1]] {
+        for uri in ["/api/get", "/api/stream"] {
+            let theirs = app
+                .call(get(&format!("{uri}?request_id={prefix}")).basic("bob", "bob-pw"))
+                .await;
+            let nobodys = app
+                .call(get(&format!("{uri}?request_id={missing}")).basic("bob", "bob-pw"))
+                .await;
+            assert_eq!(theirs.status, StatusCode::NOT_FOUND, "{uri} {prefix}");
+            assert_eq!(nobodys.status, StatusCode::NOT_FOUND);
+            assert_eq!(
+                theirs.body["detail"],
+                format!("Request {prefix:?} not found")
+            );
+            assert_eq!(
+                nobodys.body["detail"],
+                format!("Request {missing:?} not found")
+            );
+            if prefix.len() < alices.len() {
+                assert!(!theirs.body.to_string().contains(&alices), "{prefix}");
+            }
+        }
+        let listed = app
+            .call(get(&format!("/api/status?request_ids={prefix}")).basic("bob", "bob-pw"))
+            .await;
+        assert_eq!(listed.status, StatusCode::OK);
+        assert_eq!(listed.body, serde_json::json!([]), "{prefix}");
     }
+    // Cancelling by her prefix finds nothing of hers either.
+    let cancel = app
+        .submit(
+            "bob",
+            "bob-pw",
+            "/api/cancel",
+            &format!(r#"{{"request_ids": ["{}"]}}"#, &alices[..1]),
+        )
+        .await;
+    let cancelled = app
+        .call(get(&format!("/api/get?request_id={cancel}")).basic("bob", "bob-pw"))
+        .await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{:?}", cancelled.body);
+    assert!(
+        !cancelled.body.to_string().contains(&alices),
+        "{:?}",
+        cancelled.body
+    );
+    let bad = app
+        .call(get("/api/get?request_id=../x").basic("bob", "bob-pw"))
+        .await;
+    bad.expect_refused(StatusCode::BAD_REQUEST, "request id");
     let own = app
         .call(get(&format!("/api/get?request_id={alices}")).basic("alice", "alice-pw"))
         .await;
@@ -637,12 +686,12 @@ async fn only_admins_manage_users() {
         .await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
 
-    // Users may change their own password.
+    // Users may change their own password, given the current one.
     let answer = app
         .call(
             post(
                 "/users/update",
-                r#"{"user": "alice", "password": "new-pw"}"#,
+                r#"{"user": "alice", "password": "new-pw", "current_password": "alice-pw"}"#,
             )
             .basic("alice", "alice-pw"),
         )
@@ -940,4 +989,274 @@ async fn a_rest_policy_rejection_or_failure_fails_the_request_with_its_text() {
         error.contains(&format!("http://{address}/broken")),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn an_attacker_behind_the_same_ingress_cannot_lock_the_admin_out() {
+    let app = app().await;
+    // Every client comes through the ingress at 10.9.0.5 (a trusted
+    // proxy), which appends the address it saw to X-Forwarded-For.
+    let through_ingress = |call: Call, client: &str| {
+        call.via_peer("10.9.0.5:40000")
+            .header("x-forwarded-for", client)
+    };
+    for _ in 0..8 {
+        let answer = app
+            .call(through_ingress(
+                get("/users/me").basic("admin", "guess"),
+                "203.0.113.66",
+            ))
+            .await;
+        assert!(
+            [StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS].contains(&answer.status),
+            "{:?}",
+            answer.body
+        );
+    }
+    let slowed = app
+        .call(through_ingress(
+            get("/users/me").basic("admin", ADMIN_PASSWORD),
+            "203.0.113.66",
+        ))
+        .await;
+    slowed.expect_refused(StatusCode::TOO_MANY_REQUESTS, "try again in");
+    // A client claiming the admin's address in a header of its own: the
+    // ingress appends the real one, which is what counts.
+    let forged = app
+        .call(through_ingress(
+            get("/users/me").basic("admin", "guess"),
+            "198.51.100.7, 203.0.113.66",
+        ))
+        .await;
+    assert_eq!(forged.status, StatusCode::TOO_MANY_REQUESTS);
+
+    let admin = app
+        .call(through_ingress(
+            get("/users/me").basic("admin", ADMIN_PASSWORD),
+            "198.51.100.7",
+        ))
+        .await;
+    assert_eq!(admin.status, StatusCode::OK, "{:?}", admin.body);
+    assert_eq!(admin.body["name"], "admin");
+
+    // Outside a trusted proxy, the header is the client's own word and
+    // counts for nothing: the peer is the address.
+    for _ in 0..6 {
+        app.call(
+            get("/users/me")
+                .basic("bob", "guess")
+                .via_peer("192.0.2.1:5000")
+                .header("x-forwarded-for", "198.51.100.99"),
+        )
+        .await;
+    }
+    let bob = app
+        .call(
+            get("/users/me")
+                .basic("bob", "bob-pw")
+                .via_peer("192.0.2.1:5000")
+                .header("x-forwarded-for", "198.51.100.100"),
+        )
+        .await;
+    assert_eq!(bob.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn changing_your_own_password_needs_the_current_one() {
+    let app = app().await;
+    let (_, token) = app.token("alice", "alice-pw").await;
+    let change = |current: Option<&str>| {
+        let mut body = serde_json::json!({"user": "alice", "password": "taken-over"});
+        if let Some(current) = current {
+            body["current_password"] = current.into();
+        }
+        post("/users/update", &body.to_string())
+    };
+    // Whoever holds only her token cannot take over her account.
+    app.call(change(None).bearer(&token))
+        .await
+        .expect_refused(StatusCode::FORBIDDEN, "needs your current one");
+    app.call(change(Some("wrong")).bearer(&token))
+        .await
+        .expect_refused(StatusCode::FORBIDDEN, "current password is wrong");
+    app.call(change(None).basic("alice", "alice-pw"))
+        .await
+        .expect_refused(StatusCode::FORBIDDEN, "needs your current one");
+    assert_eq!(
+        app.call(get("/users/me").basic("alice", "alice-pw"))
+            .await
+            .status,
+        StatusCode::OK,
+        "nothing was changed"
+    );
+    // Guessing the current password here is slowed as a login is.
+    for _ in 0..6 {
+        app.call(change(Some("guess")).bearer(&token).via_peer("10.2.0.1:1"))
+            .await;
+    }
+    app.call(
+        change(Some("alice-pw"))
+            .bearer(&token)
+            .via_peer("10.2.0.1:1"),
+    )
+    .await
+    .expect_refused(StatusCode::TOO_MANY_REQUESTS, "try again in");
+
+    let changed = app.call(change(Some("alice-pw")).bearer(&token)).await;
+    assert_eq!(changed.status, StatusCode::OK, "{:?}", changed.body);
+    assert_eq!(
+        app.call(get("/users/me").basic("alice", "taken-over"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // An admin sets another user's password without knowing it.
+    let reset = app
+        .call(
+            post(
+                "/users/update",
+                r#"{"user": "bob", "password": "reset-pw"}"#,
+            )
+            .basic("admin", ADMIN_PASSWORD),
+        )
+        .await;
+    assert_eq!(reset.status, StatusCode::OK, "{:?}", reset.body);
+    // A user with only tokens gets a first password from an admin: a
+    // token is not enough to add one.
+    let added = app
+        .call(post("/users/create", r#"{"name": "robot"}"#).basic("admin", ADMIN_PASSWORD))
+        .await;
+    assert_eq!(added.status, StatusCode::OK, "{:?}", added.body);
+    let made = app
+        .call(
+            post("/users/tokens/create", r#"{"name": "ci", "user": "robot"}"#)
+                .basic("admin", ADMIN_PASSWORD),
+        )
+        .await;
+    let robot_token = made.body["token"].as_str().unwrap().to_owned();
+    app.call(
+        post(
+            "/users/update",
+            r#"{"user": "robot", "password": "mine-now"}"#,
+        )
+        .bearer(&robot_token),
+    )
+    .await
+    .expect_refused(StatusCode::FORBIDDEN, "no password yet");
+    // But their own, like anyone, only with the current one.
+    app.call(
+        post("/users/update", r#"{"user": "admin", "password": "x"}"#)
+            .basic("admin", ADMIN_PASSWORD),
+    )
+    .await
+    .expect_refused(StatusCode::FORBIDDEN, "needs your current one");
+}
+
+#[tokio::test]
+async fn a_status_pattern_that_would_backtrack_forever_answers() {
+    let app = app().await;
+    let alice = app.user_id("alice").await;
+    let name = format!("a{}", "a".repeat(62));
+    app.store()
+        .put_cluster(&ClusterRecord {
+            name: name.clone(),
+            status: ClusterStatus::Up,
+            user_id: alice,
+            workspace: "default".into(),
+            infra: "local".into(),
+            cluster_hash: "h".into(),
+            launched_at: Some(1.0),
+            status_updated_at: 1.0,
+            num_nodes: 1,
+            resources: serde_json::json!({}),
+            handle: serde_json::json!({}),
+            autostop_minutes: -1,
+            autostop_down: false,
+            ever_up: true,
+            last_use: None,
+        })
+        .await
+        .unwrap();
+    // Exponential for a matcher that tries every split at every star.
+    let evil = format!("{}b", "*a".repeat(30));
+    let body = serde_json::json!({"cluster_names": [evil, "a*"], "refresh": "NONE"});
+    let id = app
+        .submit("alice", "alice-pw", "/status", &body.to_string())
+        .await;
+    let answer = app
+        .call(get(&format!("/api/get?request_id={id}")).basic("alice", "alice-pw"))
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    let records: serde_json::Value =
+        serde_json::from_str(answer.body["return_value"].as_str().unwrap()).unwrap();
+    assert_eq!(records[0]["name"], name.as_str());
+
+    let too_long = serde_json::json!({"cluster_names": ["*".repeat(129)]});
+    app.call(post("/status", &too_long.to_string()).basic("alice", "alice-pw"))
+        .await
+        .expect_refused(StatusCode::BAD_REQUEST, "at most 128 characters");
+    let too_many = serde_json::json!({"cluster_names": vec!["c"; 101]});
+    app.call(post("/status", &too_many.to_string()).basic("alice", "alice-pw"))
+        .await
+        .expect_refused(StatusCode::BAD_REQUEST, "at most 100");
+}
+
+#[tokio::test]
+async fn secrets_on_an_official_clients_command_line_are_stored_redacted() {
+    let app = app().await;
+    // As SkyPilot's client sends it: the whole command line, and the task
+    // with the secret values the flags gave.
+    let line = "sky launch --secret HF_TOKEN=hf_Sekrit_one --env DB_PASS=db_Sekrit_two \
+                --env A=visible -c c1 t.yaml";
+    let body = serde_json::json!({
+        "entrypoint": "sky.client.cli.command.launch",
+        "entrypoint_command": line,
+        "task": "run: echo hi\nsecrets:\n  HF_TOKEN: hf_Sekrit_one\n  DB_PASS: db_Sekrit_two\n",
+        "cluster_name": "c1",
+        "dryrun": true,
+    });
+    let id = app
+        .submit("alice", "alice-pw", "/launch", &body.to_string())
+        .await;
+    let record = app.store().get_request(&id).await.unwrap().unwrap();
+    let stored = format!("{} {}", record.entrypoint, record.body);
+    let shown = app
+        .call(get(&format!("/api/status?request_ids={id}")).basic("alice", "alice-pw"))
+        .await
+        .body
+        .to_string();
+    for text in [&stored, &shown] {
+        assert!(!text.contains("Sekrit"), "{text}");
+        assert!(text.contains("HF_TOKEN=<redacted>"), "{text}");
+        assert!(text.contains("DB_PASS=<redacted>"), "{text}");
+        assert!(text.contains("A=visible"), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_task_over_its_limits_is_refused_when_submitted_naming_the_limit() {
+    let app = app().await;
+    let mut envs = String::from("run: echo hi\nenvs:\n");
+    for i in 0..1001 {
+        envs.push_str(&format!("  V{i}: a\n"));
+    }
+    let huge = format!("run: echo {}\n", "x".repeat(1024 * 1024));
+    for (task, limit) in [
+        (envs.as_str(), "at most 1000 environment variables"),
+        (huge.as_str(), "at most 1048576 bytes"),
+    ] {
+        for path in ["/launch", "/exec"] {
+            let body = serde_json::json!({"cluster_name": "c1", "task": task});
+            app.call(post(path, &body.to_string()).basic("alice", "alice-pw"))
+                .await
+                .expect_refused(StatusCode::BAD_REQUEST, limit);
+        }
+        let body = serde_json::json!({ "dag": task });
+        let answer = app
+            .call(post("/validate", &body.to_string()).basic("alice", "alice-pw"))
+            .await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+        assert!(answer.body.to_string().contains(limit), "{:?}", answer.body);
+    }
 }

@@ -161,8 +161,15 @@ async fn unknown_and_ambiguous_request_ids_are_404_and_400() {
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
     assert_eq!(answer.body["detail"], "Request \"ffffffff\" not found");
 
+    // Not an id at all: the rule, not a lookup.
     let answer = call(&app, client_get("/api/get?request_id=../../etc/passwd")).await;
-    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(
+        answer.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("request id")
+    );
 
     let answer = call(&app, client_get("/api/get")).await;
     assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);

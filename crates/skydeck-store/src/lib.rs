@@ -45,6 +45,10 @@ pub trait Store: Send + Sync + 'static {
     async fn password_hash(&self, id: &str) -> Result<Option<String>>;
     /// Deletes the user and revokes every token of theirs, at once.
     async fn delete_user(&self, id: &str, now: f64) -> Result<bool>;
+    /// The id of the API servers' own user on this database: the one
+    /// recorded first, else `proposed`, recorded now. Servers starting at
+    /// once on one database get the same answer.
+    async fn server_user_id(&self, proposed: &str) -> Result<String>;
 
     // ---- service-account tokens
     async fn insert_token(&self, token: &TokenRecord) -> Result<()>;

@@ -23,6 +23,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "workspaces_config",
         include_str!("../migrations/0004_workspaces_config.sql"),
     ),
+    (
+        5,
+        "server_identity",
+        include_str!("../migrations/0005_server_identity.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

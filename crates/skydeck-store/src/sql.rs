@@ -489,6 +489,23 @@ impl Store for SqlStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn server_user_id(&self, proposed: &str) -> Result<String> {
+        // Insert-if-absent, then read what won: no window in which two
+        // servers could each record their own.
+        let mut conn = self.write().await?;
+        sqlx::query(
+            "INSERT INTO server_identity (id, user_id) VALUES (1, $1) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(proposed)
+        .execute(&mut *conn)
+        .await?;
+        let row = sqlx::query("SELECT user_id FROM server_identity WHERE id = 1")
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(row.try_get("user_id")?)
+    }
+
     async fn insert_token(&self, token: &TokenRecord) -> Result<()> {
         let sql =
             format!("INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");

@@ -105,6 +105,8 @@ conformance!(
     users_are_created_renamed_and_listed,
     roles_and_passwords_are_set_and_deleting_a_user_revokes_their_tokens,
     tokens_are_found_by_hash_listed_touched_and_revoked,
+    the_servers_user_id_is_recorded_once_and_shared,
+    the_servers_first_user_id_wins_a_race,
     requests_round_trip_every_field,
     prefixes_resolve_within_a_users_requests,
     listing_filters_and_orders_newest_first,
@@ -314,6 +316,40 @@ async fn tokens_are_found_by_hash_listed_touched_and_revoked(store: Arc<SqlStore
     let mut clash = token("t9", "u1", 40.0);
     clash.hash = "hash-of-t1".into();
     assert!(store.insert_token(&clash).await.is_err());
+}
+
+async fn the_servers_user_id_is_recorded_once_and_shared(store: Arc<SqlStore>) {
+    assert_eq!(store.server_user_id("aaaa1111").await.unwrap(), "aaaa1111");
+    // A later server proposes its own id (a fresh state directory) and gets
+    // the recorded one.
+    assert_eq!(store.server_user_id("bbbb2222").await.unwrap(), "aaaa1111");
+    // Servers starting at once all agree.
+    let mut starts = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        starts.push(tokio::spawn(async move {
+            store.server_user_id(&format!("cccc{i:04}")).await.unwrap()
+        }));
+    }
+    for start in starts {
+        assert_eq!(start.await.unwrap(), "aaaa1111");
+    }
+}
+
+async fn the_servers_first_user_id_wins_a_race(store: Arc<SqlStore>) {
+    let mut starts = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        starts.push(tokio::spawn(async move {
+            store.server_user_id(&format!("dddd{i:04}")).await.unwrap()
+        }));
+    }
+    let mut ids = HashSet::new();
+    for start in starts {
+        ids.insert(start.await.unwrap());
+    }
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert!(ids.iter().all(|id| id.starts_with("dddd")));
 }
 
 async fn requests_round_trip_every_field(store: Arc<SqlStore>) {

@@ -91,6 +91,10 @@ const SEED: &[(i64, &str)] = &[
         "INSERT INTO server_config (id, yaml, version, updated_at, updated_by) VALUES \
          (1, 'workspaces:\n  team-a: {}\n', 3, 600.0, 'u-alice')",
     ),
+    (
+        5,
+        "INSERT INTO server_identity (id, user_id) VALUES (1, 'u-bob')",
+    ),
 ];
 
 /// Tables whose rows must all survive, with the version that created them.
@@ -101,6 +105,7 @@ const TABLES: &[(i64, &str)] = &[
     (2, "clusters"),
     (3, "tokens"),
     (4, "server_config"),
+    (5, "server_identity"),
 ];
 
 fn fixtures() -> PathBuf {
@@ -235,6 +240,13 @@ async fn check_upgraded(store: &SqlStore, version: i64) {
     } else {
         assert_eq!(store.server_config().await.unwrap(), None);
     }
+    // Before v5 no server's user was recorded: the first to start records
+    // its own.
+    let expected_server_user = if version >= 5 { "u-bob" } else { "s-local" };
+    assert_eq!(
+        store.server_user_id("s-local").await.unwrap(),
+        expected_server_user
+    );
 }
 
 #[test]

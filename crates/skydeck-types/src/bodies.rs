@@ -95,7 +95,9 @@ impl RefreshArg {
 pub struct StatusBody {
     #[serde(flatten)]
     pub base: BaseBody,
-    pub cluster_names: Option<Vec<String>>,
+    /// Names or glob patterns, bounded in length and number.
+    #[serde(deserialize_with = "crate::glob::deserialize_patterns")]
+    pub cluster_names: Option<Vec<crate::glob::GlobPattern>>,
     pub refresh: RefreshArg,
     pub all_users: bool,
     pub include_credentials: bool,
@@ -148,7 +150,7 @@ pub struct PoolStatusBody {
 pub struct ApiCancelBody {
     #[serde(flatten)]
     pub base: BaseBody,
-    pub request_ids: Option<Vec<String>>,
+    pub request_ids: Option<Vec<crate::names::RequestIdPrefix>>,
     pub user_id: Option<String>,
 }
 

@@ -7,8 +7,11 @@
 //! needs more than serde (pickled error envelopes, double-encoded values).
 
 pub mod bodies;
+pub mod command_line;
 pub mod config;
+pub mod glob;
 pub mod health;
+pub mod limits;
 pub mod names;
 pub mod request;
 pub mod task;

@@ -317,6 +317,7 @@ impl From<RoleArg> for skydeck_client::admin::Role {
 #[derive(Debug, Clone, Args)]
 pub struct PasswordSource {
     /// Read the password from stdin (one line), e.g. from a secret store.
+    /// To change your own password: two lines, the current one first.
     #[arg(long)]
     pub password_stdin: bool,
 }

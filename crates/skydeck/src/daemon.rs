@@ -27,6 +27,10 @@ impl ServerFile {
 /// Serves until SIGTERM or SIGINT, then drains and returns.
 pub async fn run_foreground(paths: Paths, args: &StartArgs) -> anyhow::Result<()> {
     init_tracing();
+    // `local` jobs run as this server's user. Dumpable, the server would let
+    // them read its environment (the database URL), memory and open files
+    // through /proc and ptrace; jobs are dumpable again once they exec.
+    nix::sys::prctl::set_dumpable(false).context("cannot make the server non-dumpable")?;
     let stop = stop_signal()?;
     let mut config = ServerConfig::from_env(paths.clone())?;
     config.auth = args.auth.settings(config.auth)?;
@@ -66,8 +70,9 @@ pub async fn run_foreground(paths: Paths, args: &StartArgs) -> anyhow::Result<()
     };
     std::fs::write(paths.server_info(), serde_json::to_string(&file)?)?;
     tracing::info!(%address, "listening");
-    // Scripts and tests read this line to learn the port.
-    println!("Skydeck API server listening on {url}");
+    // Scripts and tests read this line to learn the port: its last word is
+    // the URL to reach the server from this machine.
+    println!("{}", listening_line(address));
     std::io::stdout().flush()?;
     let result = server.serve(listener, stop).await;
     if ServerFile::read(&paths).is_some_and(|f| f.pid == std::process::id()) {
@@ -76,7 +81,24 @@ pub async fn run_foreground(paths: Paths, args: &StartArgs) -> anyhow::Result<()
     result
 }
 
-/// `host:port` to show for a bound address; all-interfaces shows loopback.
+/// What the server says once it listens. An all-interfaces bind names
+/// itself as such: a log that said 127.0.0.1 there would hide that the
+/// server is reachable from every network the machine is on.
+fn listening_line(address: std::net::SocketAddr) -> String {
+    let url = format!("http://{}", display_host(address));
+    if address.ip().is_unspecified() {
+        format!(
+            "Skydeck API server listening on every address ({address}), \
+             port {}; from this machine: {url}",
+            address.port()
+        )
+    } else {
+        format!("Skydeck API server listening on {url}")
+    }
+}
+
+/// `host:port` a client on this machine uses for a bound address; an
+/// all-interfaces bind is reached through loopback.
 fn display_host(address: std::net::SocketAddr) -> String {
     if address.ip().is_unspecified() {
         format!("127.0.0.1:{}", address.port())
@@ -225,4 +247,31 @@ fn tail(path: &std::path::Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listening_line;
+
+    #[test]
+    fn the_start_line_names_the_real_bind_address() {
+        assert_eq!(
+            listening_line("127.0.0.1:46580".parse().unwrap()),
+            "Skydeck API server listening on http://127.0.0.1:46580"
+        );
+        assert_eq!(
+            listening_line("10.1.2.3:8080".parse().unwrap()),
+            "Skydeck API server listening on http://10.1.2.3:8080"
+        );
+        assert_eq!(
+            listening_line("0.0.0.0:46580".parse().unwrap()),
+            "Skydeck API server listening on every address (0.0.0.0:46580), port 46580; \
+             from this machine: http://127.0.0.1:46580"
+        );
+        assert_eq!(
+            listening_line("[::]:46580".parse().unwrap()),
+            "Skydeck API server listening on every address ([::]:46580), port 46580; \
+             from this machine: http://127.0.0.1:46580"
+        );
+    }
 }

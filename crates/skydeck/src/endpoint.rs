@@ -123,7 +123,10 @@ pub fn base_body(paths: &Paths) -> serde_json::Map<String, serde_json::Value> {
     if !user_name.is_empty() {
         env_vars.insert("SKYPILOT_USER", user_name);
     }
-    let command: Vec<String> = std::env::args().collect();
+    // `--secret` values stay on this machine: the server stores and shows
+    // the command line.
+    let args: Vec<String> = std::env::args().collect();
+    let command = skydeck_types::command_line::redact_args(&args, &[]);
     let mut body = serde_json::Map::new();
     body.insert("env_vars".into(), serde_json::json!(env_vars));
     body.insert(

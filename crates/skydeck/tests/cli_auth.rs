@@ -437,11 +437,33 @@ async fn a_plain_user_is_refused_admin_actions_but_may_change_their_own_password
         .expect_failure()
         .stderr_has(&["permission denied"]);
 
-    // Her own password, without naming herself.
+    // Whoever holds only her token cannot change her password: the CLI
+    // asks for the current one, and a wrong one is refused.
+    let (token, _) = carol.create_token("laptop", None).await;
+    let with_token = server.with_token(&token);
+    with_token
+        .run_with_stdin(
+            &["users", "set-password", "--password-stdin"],
+            Some("taken-over\n"),
+        )
+        .await
+        .expect_failure()
+        .stderr_has(&["current password first"]);
+    with_token
+        .run_with_stdin(
+            &["users", "set-password", "--password-stdin"],
+            Some("a-guess\ntaken-over\n"),
+        )
+        .await
+        .expect_failure()
+        .stderr_has(&["current password is wrong"]);
+
+    // Her own password, without naming herself: the current one, then
+    // the new one.
     carol
         .run_with_stdin(
             &["users", "set-password", "--password-stdin"],
-            Some("carol-New-Pw-5d\n"),
+            Some("carol-Pw-33c1\ncarol-New-Pw-5d\n"),
         )
         .await
         .expect_success()
@@ -729,4 +751,78 @@ async fn the_cli_acts_in_the_workspace_its_config_names() {
         .run(&["status"])
         .await
         .expect_success();
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_given_on_the_command_line_are_never_stored_or_shown() {
+    let scratch = tempfile::tempdir().unwrap();
+    let server = AuthServer::start(scratch.path());
+    let admin = server.as_admin();
+    let secrets = ["hf_Sekrit_9f2c41", "wandb_Sekrit_77e0"];
+    admin
+        .run(&[
+            "launch",
+            "-y",
+            "-c",
+            "sec",
+            "--secret",
+            &format!("HF_TOKEN={}", secrets[0]),
+            &format!("--secret=WANDB_KEY={}", secrets[1]),
+            "--",
+            "echo",
+            "job-ran",
+        ])
+        .await
+        .expect_success()
+        .stdout_has(&["job-ran"]);
+
+    // What `status -v` shows (the command that last used the cluster)…
+    let status = admin.run(&["status", "-v"]).await;
+    status.expect_success().stdout_has(&["HF_TOKEN=<redacted>"]);
+    // … what `/api/status` shows (the body holds the command line)…
+    let shown = skydeck_client::http_client()
+        .unwrap()
+        .get(format!("{}/api/status?all_status=true", server.server.url))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(shown.contains("HF_TOKEN=<redacted>"), "{shown}");
+    // … and the server's own state: the database, request logs, its log.
+    // (The cluster's files hold the job's environment: it needs them.)
+    let mut checked = vec![status.describe(), shown];
+    for path in files_under(&server.server.home) {
+        if path.components().any(|c| c.as_os_str() == "clusters") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        checked.push(format!(
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&bytes)
+        ));
+    }
+    for text in &checked {
+        for secret in secrets {
+            assert!(!text.contains(secret), "{secret} stored or shown in {text}");
+        }
+    }
+    admin.run(&["down", "sec", "-y"]).await.expect_success();
 }

@@ -1083,7 +1083,14 @@ fn rootfs_runs_the_image_command_as_uid_1000_in_its_own_namespaces() {
         &argv,
         scratch.path().join("server.log"),
     );
-    let url = server.wait_for_line("Skydeck API server listening on ");
+    // `--deploy` listens on every address, and the start line says so
+    // rather than naming loopback; its last word is the local URL.
+    let line = server.wait_for_line("Skydeck API server listening on ");
+    assert!(
+        line.starts_with(&format!("every address (0.0.0.0:{})", image.expose)),
+        "{line}"
+    );
+    let url = line.rsplit(' ').next().unwrap().to_owned();
     assert_eq!(url, format!("http://127.0.0.1:{}", image.expose));
 
     // tini is PID 1 as uid 1000, and the server its child, also uid 1000.
@@ -1379,7 +1386,8 @@ async fn api_server_example_serves_from_a_cluster_on_the_local_infrastructure() 
         let log = text(&logs.stdout);
         if let Some(url) = log.lines().find_map(|l| {
             l.split_once("Skydeck API server listening on ")
-                .map(|(_, url)| url.trim().to_owned())
+                .and_then(|(_, rest)| rest.split_whitespace().last())
+                .map(str::to_owned)
         }) {
             assert!(
                 !log.contains("Skydeck metrics at"),

@@ -235,6 +235,52 @@ async fn a_new_server_on_the_same_postgres_database_finds_everything() {
     drop_database(&admin_url, &database).await;
 }
 
+/// A pod with an external database and no state volume starts on a fresh
+/// state directory each time: it must come back as the same server user,
+/// not add another user named `skydeck` at every start.
+#[tokio::test]
+async fn servers_on_fresh_state_directories_and_one_database_are_one_user() {
+    let Ok(admin_url) = std::env::var("SKYDECK_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run this on PostgreSQL: set SKYDECK_TEST_POSTGRES_URL"
+        );
+        eprintln!("SKYDECK_TEST_POSTGRES_URL unset: skipping");
+        return;
+    };
+    let database = create_database(&admin_url).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut ids = Vec::new();
+    for start in ["first", "second", "third"] {
+        let home = dir.path().join(start);
+        let server = TestServer::start(
+            &home,
+            &[
+                ("SKYDECK_DB_CONNECTION_URI", &database),
+                ("USER", "skydeck"),
+            ],
+        );
+        assert_eq!(server.stop().code(), Some(0));
+        // The CLI on the machine reads the id from the state directory.
+        ids.push(std::fs::read_to_string(home.join("user_hash")).unwrap());
+    }
+    assert!(ids.iter().all(|id| id == &ids[0]), "{ids:?}");
+    let users = {
+        use sqlx::{Connection, Row};
+        let mut conn = sqlx::PgConnection::connect(&database).await.unwrap();
+        let rows = sqlx::query("SELECT id FROM users WHERE name = 'skydeck'")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        rows.iter()
+            .map(|row| row.get::<String, _>("id"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(users, vec![ids[0].clone()]);
+    drop_database(&admin_url, &database).await;
+}
+
 #[tokio::test]
 async fn a_database_from_a_newer_skydeck_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -287,7 +333,10 @@ fn copy_dir(from: &Path, to: &Path) {
 /// A new database on the test server; the URL to reach it.
 async fn create_database(admin_url: &str) -> String {
     use sqlx::Connection;
-    let name = format!("skydeck_carry_{}", std::process::id());
+    // Unique per test, also when the tests of this file share a process.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("skydeck_carry_{}_{n}", std::process::id());
     let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
     for statement in [
         format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),

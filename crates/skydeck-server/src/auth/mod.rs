@@ -2,6 +2,7 @@
 //! any auth mode is on (see `AuthSettings`). The middleware attaches a
 //! [`Caller`] to each request; handlers decide what that caller may see.
 
+pub mod hashing;
 pub mod limiter;
 pub mod password;
 pub mod settings;
@@ -15,6 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use hashing::HashingPool;
 use limiter::LoginLimiter;
 use settings::AuthSettings;
 use sha2::{Digest, Sha256};
@@ -101,6 +103,8 @@ pub struct Authenticator {
     /// client sending basic auth on every call pays bcrypt once a minute
     /// rather than per call.
     verified: Mutex<HashMap<[u8; 32], (String, Instant)>>,
+    /// Where passwords are hashed and checked, a few at a time.
+    hashing: HashingPool,
 }
 
 /// How long a checked password is believed without checking it again. A
@@ -124,6 +128,7 @@ impl Authenticator {
             live_config,
             limiter: LoginLimiter::default(),
             verified: Mutex::new(HashMap::new()),
+            hashing: HashingPool::for_this_machine(),
         }
     }
 
@@ -156,7 +161,8 @@ impl Authenticator {
                     return self.named_user(&name).await.map(Some);
                 }
                 if self.settings.basic_auth {
-                    return self.password_user(&name, &password, peer).await.map(Some);
+                    let client = self.settings.client_address(headers, peer);
+                    return self.password_user(&name, &password, client).await.map(Some);
                 }
                 return Err(AuthError::Invalid(
                     "This API server does not accept passwords; use a service-account token."
@@ -240,12 +246,18 @@ impl Authenticator {
         Ok(user)
     }
 
+    /// Checks a password, failures counted per `client` address.
     async fn password_user(
         &self,
         name: &str,
         password: &str,
-        peer: Option<IpAddr>,
+        client: Option<IpAddr>,
     ) -> Result<User, AuthError> {
+        // Before the cache: a guess that happens to be right must wait
+        // like any other, or the wait would tell right from wrong.
+        if let Err(retry_after) = self.limiter.check(name, client) {
+            return Err(AuthError::RateLimited(retry_after));
+        }
         let key: [u8; 32] = Sha256::new()
             .chain_update(name.as_bytes())
             .chain_update([0])
@@ -264,27 +276,24 @@ impl Authenticator {
         {
             return Ok(user);
         }
-        if let Err(retry_after) = self.limiter.check(name, peer) {
-            return Err(AuthError::RateLimited(retry_after));
-        }
         let user = self.store.get_user_by_name(name).await?;
         let stored = match &user {
             Some(user) => self.store.password_hash(&user.id).await?,
             None => None,
         };
         let password = password.to_owned();
-        // bcrypt takes a quarter second of CPU: not on an async worker. An
-        // unknown user is checked against a dummy hash so that the answer
-        // takes as long as for a real one.
-        let matches = tokio::task::spawn_blocking(move || {
-            let hash = stored.as_deref().unwrap_or(DUMMY_BCRYPT);
-            password::verify_password(&password, hash) && stored.is_some()
-        })
-        .await
-        .unwrap_or(false);
+        // An unknown user is checked against a dummy hash so that the
+        // answer takes as long as for a real one.
+        let matches = self
+            .hashing(move || {
+                let hash = stored.as_deref().unwrap_or(DUMMY_BCRYPT);
+                password::verify_password(&password, hash) && stored.is_some()
+            })
+            .await
+            .unwrap_or(false);
         match user {
             Some(user) if matches => {
-                self.limiter.succeeded(name, peer);
+                self.limiter.succeeded(name, client);
                 self.verified
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -292,11 +301,50 @@ impl Authenticator {
                 Ok(user)
             }
             _ => {
-                self.limiter.failed(name, peer);
-                tracing::warn!(user = %name, peer = ?peer, "failed login");
+                self.limiter.failed(name, client);
+                tracing::warn!(user = %name, client = ?client, "failed login");
                 Err(AuthError::Invalid("Invalid user name or password.".into()))
             }
         }
+    }
+
+    /// Checks that `current` is `user`'s password before it is changed,
+    /// as a login would: the same slow-down per user and address, so this
+    /// is no way around it for someone holding only a token. `Some`: the
+    /// refusal to send.
+    pub async fn check_current_password(
+        &self,
+        user: &User,
+        current: Option<&str>,
+        headers: &HeaderMap,
+        peer: Option<IpAddr>,
+    ) -> Option<Response> {
+        let refused = |message: &str| Some(ApiError::forbidden(message).into_response());
+        let Some(current) = current.filter(|c| !c.is_empty()) else {
+            return refused(
+                "Changing your password needs your current one (`current_password`); \
+                 `skydeck users set-password` asks for it. If you forgot it, ask an admin to \
+                 set a new one.",
+            );
+        };
+        let client = self.settings.client_address(headers, peer);
+        match self.password_user(&user.name, current, client).await {
+            Ok(checked) if checked.id == user.id => None,
+            Ok(_) | Err(AuthError::Invalid(_)) => refused(
+                "The current password is wrong; nothing was changed. If you forgot it, ask an \
+                 admin to set a new one.",
+            ),
+            Err(AuthError::RateLimited(retry_after)) => Some(too_many_failures(retry_after)),
+            Err(AuthError::Store(err)) => Some(ApiError::from(err).into_response()),
+        }
+    }
+
+    /// Runs password hashing on the bounded pool (see `hashing.rs`).
+    pub async fn hashing<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
+        self.hashing.run(work).await
     }
 
     /// The user a trusted proxy vouched for, created on first sight with
@@ -317,7 +365,7 @@ impl Authenticator {
                     admin.password.clone()
                 } else {
                     let password = admin.password.clone();
-                    tokio::task::spawn_blocking(move || password::hash_password(&password))
+                    self.hashing(move || password::hash_password(&password))
                         .await??
                 };
                 self.store.set_password_hash(&user.id, Some(&hash)).await?;
@@ -437,25 +485,25 @@ pub async fn authenticate(
         // mean "nobody", which the client turns into a clear login error.
         Err(AuthError::Invalid(_)) if public => Caller::Anonymous,
         Err(AuthError::Invalid(message)) => return unauthorized(auth.settings(), &message),
-        Err(AuthError::RateLimited(retry_after)) => {
-            let mut response = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "Too many failed logins; try again in {} s.",
-                    retry_after.as_secs().max(1)
-                ),
-            )
-            .into_response();
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(retry_after.as_secs().max(1)),
-            );
-            return response;
-        }
+        Err(AuthError::RateLimited(retry_after)) => return too_many_failures(retry_after),
         Err(AuthError::Store(err)) => return ApiError::from(err).into_response(),
     };
     request.extensions_mut().insert(caller);
     next.run(request).await
+}
+
+/// 429 with `Retry-After`: this user failed too often from this address.
+fn too_many_failures(retry_after: Duration) -> Response {
+    let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("Too many failed logins; try again in {seconds} s."),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
 }
 
 fn needs_login(settings: &AuthSettings) -> String {

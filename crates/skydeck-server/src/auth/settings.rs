@@ -1,10 +1,14 @@
 //! Which ways of proving who you are a server accepts.
 
 use anyhow::bail;
+use axum::http::HeaderMap;
 pub use axum::http::HeaderName;
 use ipnet::IpNet;
 use std::net::IpAddr;
 use std::path::PathBuf;
+
+/// Where proxies and ingresses append the address they saw.
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
 /// oauth2-proxy's header for the signed-in user.
 pub const DEFAULT_PROXY_HEADER: &str = "x-auth-request-email";
@@ -72,6 +76,41 @@ impl AuthSettings {
             let ip = canonical(ip);
             self.trusted_proxies.iter().any(|net| net.contains(&ip))
         })
+    }
+
+    /// The address a request really comes from: the TCP peer, or, when the
+    /// peer is a trusted proxy, the nearest address in its
+    /// `X-Forwarded-For` that is not itself a trusted proxy. Proxies append
+    /// the address they saw, so that entry was written by ours; anything
+    /// to its left is what the client claimed and is never believed.
+    pub fn client_address(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<IpAddr> {
+        if !self.is_trusted_proxy(peer) {
+            return peer.map(canonical);
+        }
+        let forwarded: Vec<&str> = headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+            .collect();
+        let mut client = peer.map(canonical);
+        for entry in forwarded.iter().rev() {
+            // Some proxies add the client's port (`1.2.3.4:5678`,
+            // `[2001:db8::1]:5678`).
+            let Some(ip) = entry
+                .parse::<IpAddr>()
+                .ok()
+                .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+            else {
+                break;
+            };
+            client = Some(canonical(ip));
+            if !self.is_trusted_proxy(client) {
+                break;
+            }
+        }
+        client
     }
 
     /// Refuses combinations that cannot work, before the server starts.
@@ -173,6 +212,52 @@ mod tests {
             ..settings
         };
         assert!(untrusting.validate().is_err());
+    }
+
+    #[test]
+    fn the_client_address_comes_from_a_trusted_proxy_only() {
+        let settings = AuthSettings {
+            trusted_proxies: vec!["10.9.0.0/16".parse().unwrap()],
+            ..Default::default()
+        };
+        let headers = |xff: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(X_FORWARDED_FOR, xff.parse().unwrap());
+            headers
+        };
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        let proxy = ip("10.9.0.5");
+        // The rightmost entry that is not a proxy; what the client wrote
+        // further left is ignored.
+        assert_eq!(
+            settings.client_address(&headers("1.2.3.4, 203.0.113.7"), proxy),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            settings.client_address(&headers("203.0.113.7, 10.9.0.6"), proxy),
+            ip("203.0.113.7"),
+            "a chain of trusted proxies is walked through"
+        );
+        assert_eq!(
+            settings.client_address(&headers("garbage"), proxy),
+            proxy,
+            "an unreadable entry is not believed"
+        );
+        assert_eq!(settings.client_address(&HeaderMap::new(), proxy), proxy);
+        assert_eq!(
+            settings.client_address(&headers("203.0.113.7:5678"), proxy),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            settings.client_address(&headers("[2001:db8::1]:5678"), proxy),
+            ip("2001:db8::1")
+        );
+        let stranger = ip("198.51.100.1");
+        assert_eq!(
+            settings.client_address(&headers("203.0.113.7"), stranger),
+            stranger,
+            "anyone else's header is ignored"
+        );
     }
 
     #[test]

@@ -21,7 +21,8 @@ pub async fn cancel(ctx: &RequestContext, mut body: ApiCancelBody) -> OpResult {
                     .await
                     .map_err(internal)?;
                 if matches.is_empty() {
-                    ctx.log.line(&format!("No request matches {prefix:?}."));
+                    ctx.log
+                        .line(&format!("No request matches {:?}.", prefix.as_str()));
                 }
                 ids.extend(matches);
             }

@@ -18,6 +18,7 @@ use skydeck_types::bodies::{
     AutostopBody, ExecBody, LaunchBody, StartBody, StatusBody, StopOrDownBody,
 };
 use skydeck_types::config::PolicyRequestOptions;
+use skydeck_types::glob::GlobPattern;
 use skydeck_types::names::{BlobId, UserId};
 
 fn not_found(name: &str) -> RequestError {
@@ -675,14 +676,13 @@ pub async fn status(ctx: &RequestContext, body: StatusBody) -> OpResult {
     let owner = (!sees_all).then_some(ctx.user_id.as_str());
     let clusters = ctx.store.list_clusters(owner).await.map_err(internal)?;
     let wanted = body.cluster_names.as_deref();
+    let clusters = match body.cluster_names.clone() {
+        Some(patterns) => matching_clusters(clusters, patterns).await?,
+        None => clusters,
+    };
     let refresh = body.refresh.mode() != skydeck_types::bodies::RefreshMode::None;
     let mut out = Vec::new();
     for cluster in clusters {
-        if let Some(names) = wanted
-            && !names.iter().any(|n| glob_match(n, &cluster.name))
-        {
-            continue;
-        }
         if !body.all_users && wanted.is_none() && cluster.user_id != ctx.user_id {
             continue;
         }
@@ -710,29 +710,20 @@ pub async fn status(ctx: &RequestContext, body: StatusBody) -> OpResult {
     Ok(Value::Array(out))
 }
 
-/// SkyPilot accepts glob patterns (`sky status 'dev-*'`).
-fn glob_match(pattern: &str, name: &str) -> bool {
-    fn matches(p: &[u8], n: &[u8]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => matches(&p[1..], n) || (!n.is_empty() && matches(p, &n[1..])),
-            (Some(b'?'), Some(_)) => matches(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => matches(&p[1..], &n[1..]),
-            _ => false,
-        }
-    }
-    matches(pattern.as_bytes(), name.as_bytes())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob_match;
-
-    #[test]
-    fn globs_match_like_the_shell() {
-        assert!(glob_match("dev-*", "dev-1"));
-        assert!(glob_match("c?", "c1"));
-        assert!(!glob_match("c?", "c12"));
-        assert!(glob_match("exact", "exact"));
-    }
+/// The clusters a name or glob pattern of `patterns` matches (SkyPilot
+/// accepts globs: `sky status 'dev-*'`). Matching is linear per pair, but
+/// many patterns over many clusters is still CPU work: not on the async
+/// workers.
+async fn matching_clusters(
+    clusters: Vec<ClusterRecord>,
+    patterns: Vec<GlobPattern>,
+) -> Result<Vec<ClusterRecord>, RequestError> {
+    tokio::task::spawn_blocking(move || {
+        clusters
+            .into_iter()
+            .filter(|cluster| patterns.iter().any(|p| p.matches(&cluster.name)))
+            .collect()
+    })
+    .await
+    .map_err(internal)
 }

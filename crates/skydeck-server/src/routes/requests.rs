@@ -13,69 +13,70 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use skydeck_store::RequestFilter;
 use skydeck_types::RequestStatus;
+use skydeck_types::limits::limit_error;
+use skydeck_types::names::RequestIdPrefix;
+
+/// What a request id or prefix that matches nothing the caller may see
+/// answers: the same whether it matches nothing at all or only another
+/// user's requests, so ids cannot be probed.
+fn no_such_request(prefix: &str) -> ApiError {
+    ApiError::not_found(format!("Request {prefix:?} not found"))
+}
+
+/// Parses a request id or prefix from a client: 400 stating the rule.
+pub fn parse_prefix(prefix: &str) -> Result<RequestIdPrefix, ApiError> {
+    RequestIdPrefix::new(prefix).map_err(|err| ApiError::bad_request(err.to_string()))
+}
 
 /// Expands a request id prefix among the requests `scope` may see (all when
-/// `None`): 404 for none, 400 when it is ambiguous.
+/// `None`): 404 for none, 400 when it is ambiguous. The scope is applied in
+/// the store's query, so another user's ids never leave it.
 pub async fn resolve_id(
     state: &SharedState,
     prefix: &str,
     scope: Option<&str>,
 ) -> Result<String, ApiError> {
-    let valid = !prefix.is_empty()
-        && prefix
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !valid {
-        return Err(ApiError::not_found(format!("Request {prefix:?} not found")));
-    }
+    let prefix = parse_prefix(prefix)?;
     // Clients nearly always send whole ids: a primary-key lookup answers
     // those without the prefix scan. A whole id also wins over longer ids
     // it happens to prefix, as in SkyPilot.
-    if let Some(record) = state.store.get_request(prefix).await?
+    if let Some(record) = state.store.get_request(&prefix).await?
         && scope.is_none_or(|user| user == record.user_id)
     {
         return Ok(record.id);
     }
     let ids = state
         .store
-        .request_ids_with_prefix(prefix, scope, 2)
+        .request_ids_with_prefix(&prefix, scope, 2)
         .await?;
     match ids.as_slice() {
-        [] => Err(ApiError::not_found(format!("Request {prefix:?} not found"))),
+        [] => Err(no_such_request(&prefix)),
         [only] => Ok(only.clone()),
-        _ if ids.iter().any(|id| id == prefix) => Ok(prefix.to_owned()),
+        _ if ids.iter().any(|id| *id == *prefix) => Ok(prefix.into_string()),
         _ => Err(ApiError::bad_request(format!(
             "Multiple requests found for request ID prefix: {prefix}"
         ))),
     }
 }
 
-/// [`resolve_id`] for a request the caller may read: 403 when it belongs
-/// to someone else (and the caller is not an admin).
+/// [`resolve_id`] among the requests the caller may read: theirs, or all
+/// for an admin. Another user's request is "not found", as if it did not
+/// exist.
 pub async fn resolve_owned_id(
     state: &SharedState,
     caller: &Caller,
     prefix: &str,
 ) -> Result<String, ApiError> {
-    if caller.sees_all() {
-        return resolve_id(state, prefix, None).await;
-    }
-    let id = resolve_id(state, prefix, None).await?;
-    check_request_owner(state, caller, &id).await?;
-    Ok(id)
+    resolve_id(state, prefix, read_scope(caller)).await
 }
 
-async fn check_request_owner(
-    state: &SharedState,
-    caller: &Caller,
-    id: &str,
-) -> Result<(), ApiError> {
-    match state.store.get_request(id).await? {
-        Some(record) if !caller.may_act_for(&record.user_id) => Err(ApiError::forbidden(format!(
-            "Request {id} belongs to another user; only they or an admin can read it."
-        ))),
-        _ => Ok(()),
+/// The user whose requests the caller may read; `None`: everyone's.
+fn read_scope(caller: &Caller) -> Option<&str> {
+    if caller.sees_all() {
+        return None;
     }
+    // A caller who is no user (anonymous) gets a scope nobody matches.
+    Some(caller.user().map_or("", |user| user.id.as_str()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,27 +91,22 @@ pub async fn api_get(
     Extension(caller): Extension<Caller>,
     ApiQuery(query): ApiQuery<GetQuery>,
 ) -> Result<Response, ApiError> {
-    if !caller.sees_all() {
-        resolve_owned_id(&state, &caller, &query.request_id).await?;
-    }
-    // Clients send whole ids, so waiting on the id as given saves resolving
-    // it first; only an id that is not found is tried as a prefix.
-    let mut waited = state
-        .executor
-        .wait_finished(&query.request_id, &state.shutdown)
-        .await?;
-    if matches!(waited, WaitResult::Missing) {
-        let id = resolve_id(&state, &query.request_id, None).await?;
+    // Clients send whole ids, so an admin's wait starts on the id as given
+    // and resolves it as a prefix only when it is not found. Anyone else's
+    // is resolved among their own requests first.
+    let scope = read_scope(&caller);
+    let id = match scope {
+        Some(_) => resolve_id(&state, &query.request_id, scope).await?,
+        None => parse_prefix(&query.request_id)?.into_string(),
+    };
+    let mut waited = state.executor.wait_finished(&id, &state.shutdown).await?;
+    if matches!(waited, WaitResult::Missing) && scope.is_none() {
+        let id = resolve_id(&state, &id, None).await?;
         waited = state.executor.wait_finished(&id, &state.shutdown).await?;
     }
     let record = match waited {
         WaitResult::Finished(record) => record,
-        WaitResult::Missing => {
-            return Err(ApiError::not_found(format!(
-                "Request {:?} not found",
-                query.request_id
-            )));
-        }
+        WaitResult::Missing => return Err(no_such_request(&query.request_id)),
         WaitResult::ShuttingDown => {
             return Err(ApiError::unavailable(
                 "The API server is restarting; retry shortly.",
@@ -140,6 +136,9 @@ struct StatusQuery {
     cluster_name: Option<String>,
 }
 
+/// Request ids one `/api/status` call may name: each is a query.
+const MAX_STATUS_IDS: usize = 100;
+
 fn parse_status_query(raw: &str) -> Result<StatusQuery, ApiError> {
     let mut query = StatusQuery::default();
     let invalid = |name: &str, value: &str, expected: &str| {
@@ -151,6 +150,11 @@ fn parse_status_query(raw: &str) -> Result<StatusQuery, ApiError> {
     };
     for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
         match key.as_ref() {
+            "request_ids" if query.request_ids.len() == MAX_STATUS_IDS => {
+                return Err(ApiError::bad_request(limit_error(format_args!(
+                    "`/api/status` takes at most {MAX_STATUS_IDS} request ids at once"
+                ))));
+            }
             "request_ids" => query.request_ids.push(value.into_owned()),
             "all_status" => {
                 query.all_status = match value.to_ascii_lowercase().as_str() {
@@ -211,9 +215,10 @@ pub async fn api_status(
     } else {
         let mut records = Vec::new();
         for prefix in &query.request_ids {
+            let prefix = parse_prefix(prefix)?;
             for id in state
                 .store
-                .request_ids_with_prefix(prefix, scope.as_deref(), 100)
+                .request_ids_with_prefix(&prefix, scope.as_deref(), 100)
                 .await?
             {
                 if let Some(record) = state.store.get_request(&id).await? {
@@ -244,6 +249,14 @@ mod tests {
         assert!(q.all_status);
         assert_eq!(q.limit, Some(50));
         assert_eq!(q.request_ids, ["ab", "cd"]);
+    }
+
+    #[test]
+    fn too_many_request_ids_are_refused_naming_the_limit() {
+        let many = vec!["request_ids=ab"; MAX_STATUS_IDS + 1].join("&");
+        let err = parse_status_query(&many).unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert!(parse_status_query(&many[15..]).is_ok());
     }
 
     #[test]

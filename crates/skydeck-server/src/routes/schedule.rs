@@ -69,10 +69,14 @@ fn new_request_id() -> String {
 async fn storable_task(state: &SharedState, id: &str, task: String) -> Result<String, ApiError> {
     // Parsing and an fsync'd write: off the async workers.
     let (state, id) = (state.clone(), id.to_owned());
-    tokio::task::spawn_blocking(move || state.infra.secrets.stash_task(&id, &task))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)
+    crate::task_limits::checked(task, move |task| {
+        state
+            .infra
+            .secrets
+            .stash_task(&id, &task)
+            .map_err(ApiError::internal)
+    })
+    .await
 }
 
 /// Writes the acting user into the body's client environment, where the
@@ -167,12 +171,20 @@ async fn accept<B: Serialize>(
         check_cluster_owner(state, caller, name).await?;
     }
     let workspace = workspace_for(state, caller, base, &user_id)?;
+    let entrypoint = crate::secrets::redact_command_lines(
+        &state.infra.secrets,
+        &id,
+        &mut body,
+        &base.entrypoint,
+    )
+    .await
+    .map_err(ApiError::internal)?;
     state
         .executor
         .submit(NewRequest {
             id: id.clone(),
             name: op.name().to_owned(),
-            entrypoint: base.entrypoint.clone(),
+            entrypoint,
             body,
             schedule_type: op.schedule(),
             user_id,
@@ -340,7 +352,10 @@ pub async fn optimize(
     Extension(caller): Extension<Caller>,
     ApiJson(mut body): ApiJson<OptimizeBody>,
 ) -> Result<Response, ApiError> {
-    body.dag = skydeck_types::task::redact_task_yaml(&body.dag);
+    let dag = std::mem::take(&mut body.dag);
+    body.dag =
+        crate::task_limits::checked(dag, |dag| Ok(skydeck_types::task::redact_task_yaml(&dag)))
+            .await?;
     schedule(&state, &caller, Op::Optimize, &body.base, &body, None).await
 }
 
@@ -373,9 +388,15 @@ pub async fn logs(
 /// `/validate` answers at once: 200 when the task is valid, else 400 with
 /// the error in SkyPilot's serialized-exception shape.
 pub async fn validate(ApiJson(body): ApiJson<ValidateBody>) -> Result<Response, ApiError> {
-    match skydeck_types::task::parse_tasks(&body.dag)
-        .and_then(|tasks| tasks.iter().try_for_each(|task| task.validate()))
-    {
+    // Reading a task (up to its size limit) is CPU work: not on an async
+    // worker. Limits are among the checks, answered in the same shape.
+    let checked = tokio::task::spawn_blocking(move || {
+        skydeck_types::task::parse_tasks(&body.dag)
+            .and_then(|tasks| tasks.iter().try_for_each(|task| task.validate()))
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    match checked {
         Ok(()) => Ok(Json(serde_json::Value::Null).into_response()),
         // The client rebuilds the exception from this plain dict
         // (`exceptions.deserialize_exception`).

@@ -7,9 +7,12 @@ use crate::error::ApiError;
 use crate::executor::now;
 use crate::extract::{ApiJson, ApiQuery};
 use axum::Json;
-use axum::extract::{Extension, State};
+use axum::extract::{ConnectInfo, Extension, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use skydeck_store::{Role, TokenRecord, User};
+use std::net::SocketAddr;
 use std::str::FromStr;
 
 #[derive(Debug, Serialize)]
@@ -50,11 +53,13 @@ fn parse_role(role: &str) -> Result<Role, ApiError> {
     })
 }
 
-async fn hash(password: String) -> Result<String, ApiError> {
+async fn hash(state: &SharedState, password: String) -> Result<String, ApiError> {
     if password.is_empty() {
         return Err(ApiError::bad_request("The password is empty."));
     }
-    tokio::task::spawn_blocking(move || password::hash_password(&password))
+    state
+        .auth
+        .hashing(move || password::hash_password(&password))
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)
@@ -117,7 +122,7 @@ pub async fn create(
     let user = get_or_create_user(state.store.as_ref(), name, role).await?;
     state.store.set_user_role(&user.id, role).await?;
     if let Some(password) = body.password {
-        let hash = hash(password).await?;
+        let hash = hash(&state, password).await?;
         state.store.set_password_hash(&user.id, Some(&hash)).await?;
     }
     tracing::info!(user = %name, role = %role, by = ?caller.user().map(|u| &u.name), "user added");
@@ -132,17 +137,46 @@ pub struct UpdateBody {
     role: Option<String>,
     #[serde(default)]
     password: Option<String>,
+    /// The caller's own password, needed to change it: whoever holds only
+    /// a token (or an unlocked terminal) must not be able to take over
+    /// the account.
+    #[serde(default)]
+    current_password: Option<String>,
 }
 
 pub async fn update(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<UpdateBody>,
-) -> Result<Json<UserView>, ApiError> {
+) -> Result<Response, ApiError> {
     let user = find_user(&state, &body.user).await?;
-    let own_password_only = body.role.is_none() && caller.user().is_some_and(|me| me.id == user.id);
-    if !own_password_only {
+    let own = caller.user().is_some_and(|me| me.id == user.id);
+    if !(own && body.role.is_none()) {
         caller.require_admin("change other users or roles")?;
+    }
+    if own && body.password.is_some() {
+        let has_password = state.store.password_hash(&user.id).await?.is_some();
+        // Admins may set anyone's password, their own first one included;
+        // a user with only tokens gets a first password from an admin, so
+        // that holding a token is not enough to add one.
+        if !has_password && !caller.sees_all() {
+            return Err(ApiError::forbidden(
+                "You have no password yet; an admin sets the first one \
+                 (`skydeck users set-password NAME`).",
+            ));
+        }
+        if has_password {
+            let peer = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
+            if let Some(refusal) = state
+                .auth
+                .check_current_password(&user, body.current_password.as_deref(), &headers, peer)
+                .await
+            {
+                return Ok(refusal);
+            }
+        }
     }
     if let Some(role) = &body.role {
         state
@@ -151,12 +185,12 @@ pub async fn update(
             .await?;
     }
     if let Some(password) = body.password {
-        let hash = hash(password).await?;
+        let hash = hash(&state, password).await?;
         state.store.set_password_hash(&user.id, Some(&hash)).await?;
     }
     state.auth.forget_verified();
     let user = find_user(&state, &user.id).await?;
-    Ok(Json(view(&state, user).await?))
+    Ok(Json(view(&state, user).await?).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -349,18 +383,15 @@ pub async fn revoke_token(
             body.id
         ))
     };
+    // Another user's token answers as one that does not exist, so token
+    // ids cannot be probed.
     let token = state
         .store
         .list_tokens(None)
         .await?
         .into_iter()
-        .find(|t| t.id == body.id)
+        .find(|t| t.id == body.id && caller.may_act_for(&t.user_id))
         .ok_or_else(not_found)?;
-    if !caller.may_act_for(&token.user_id) {
-        return Err(ApiError::forbidden(
-            "This token belongs to another user; only they or an admin can revoke it.",
-        ));
-    }
     if !state.store.revoke_token(&token.id, now()).await? {
         return Err(ApiError::conflict(format!(
             "Token {:?} was already revoked.",

@@ -2,6 +2,7 @@
 //! documents, possibly behind a header document naming the chain.
 
 use super::error::{FieldPath, TaskError, TaskErrorKind};
+use super::limits;
 use super::locate::{locate, locate_duplicate_key};
 use super::spec::TaskSpec;
 use super::yaml::{describe, string};
@@ -39,6 +40,7 @@ impl TaskDag {
 /// document holding only `name` (and optionally `execution: serial`) names
 /// the chain and is not a task, as in SkyPilot's DAG YAML.
 pub fn parse_dag(text: &str) -> Result<TaskDag, TaskError> {
+    limits::check_text_size(text)?;
     let documents = read_documents(text)?;
     let several = documents.len() > 1;
     let place = |error: TaskError, index: usize| -> TaskError {
@@ -71,7 +73,9 @@ pub fn parse_dag(text: &str) -> Result<TaskDag, TaskError> {
     }
     let mut tasks = Vec::new();
     for (index, document) in &documents[first_task..] {
-        tasks.push(TaskSpec::from_yaml(document).map_err(|e| place(e, *index))?);
+        let task = TaskSpec::from_yaml(document).map_err(|e| place(e, *index))?;
+        task.check_limits().map_err(|e| place(e, *index))?;
+        tasks.push(task);
     }
     if tasks.is_empty() {
         // Only a header: SkyPilot still makes one (empty) task of it.
@@ -94,6 +98,7 @@ pub fn parse_tasks(text: &str) -> Result<Vec<TaskSpec>, TaskError> {
 fn read_documents(text: &str) -> Result<Vec<(usize, Value)>, TaskError> {
     let mut documents = Vec::new();
     for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        limits::check_document_count(index + 1)?;
         let mut value = Value::deserialize(document).map_err(|e| syntax_error(&e, text, index))?;
         // PyYAML resolves `<<: *anchor` merges while reading; do the same.
         value

@@ -17,6 +17,7 @@ mod dag;
 mod error;
 mod file_mount;
 mod infra;
+pub mod limits;
 mod locate;
 mod overrides;
 mod ports;

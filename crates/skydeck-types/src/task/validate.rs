@@ -14,6 +14,8 @@ impl TaskSpec {
     /// has a value, names are valid, paths make sense on the nodes, and the
     /// resources are consistent. Returns the first problem found.
     pub fn validate(&self) -> Result<(), TaskError> {
+        // Flags applied after parsing may have grown the task.
+        self.check_limits()?;
         let root = FieldPath::root();
         if self.num_nodes < 1 {
             return Err(TaskError::invalid(

@@ -10,6 +10,7 @@ use serde_json::Value;
 use skydeck_client::{Client, ClientError};
 use skydeck_server::config::Paths;
 use skydeck_types::bodies::{EndpointsBody, RefreshArg, RefreshMode, StatusBody};
+use skydeck_types::glob::GlobPattern;
 use std::process::ExitCode;
 
 /// Cluster records (`sky status` shape). With `names` (globs allowed),
@@ -33,7 +34,10 @@ async fn fetch(
 ) -> Result<Vec<Value>, ClientError> {
     let body = StatusBody {
         base: base(paths),
-        cluster_names: names.map(<[String]>::to_vec),
+        cluster_names: names
+            .map(|names| GlobPattern::parse_all(names.iter().cloned()))
+            .transpose()
+            .map_err(|err| ClientError::Local(err.to_string()))?,
         refresh: RefreshArg::Mode(if refresh {
             RefreshMode::Force
         } else {

@@ -32,6 +32,33 @@ pub async fn read_new(
     Ok(password)
 }
 
+/// The current and the new password, to change your own: asked on the
+/// terminal, or two lines on stdin (current first) with `--password-stdin`.
+pub async fn read_change(source: &PasswordSource, name: &str) -> anyhow::Result<(String, String)> {
+    let (current, new) = if source.password_stdin {
+        let text = from_stdin()?;
+        match text.split_once('\n') {
+            Some((current, new)) => (strip_line_break(current).to_owned(), new.to_owned()),
+            None => bail!(
+                "changing your own password needs your current one: give two lines on stdin, \
+                 the current password first, then the new one"
+            ),
+        }
+    } else if std::io::stdin().is_terminal() {
+        let current = ask_hidden(&format!("Current password for {name}: ")).await?;
+        (current, read_new(source, name, "").await?)
+    } else {
+        bail!(
+            "stdin is not a terminal, so the passwords cannot be asked for: pipe two lines \
+             into --password-stdin, the current password first, then the new one"
+        );
+    };
+    if current.is_empty() || new.is_empty() {
+        bail!("a password is empty; give the current password, then the new one");
+    }
+    Ok((current, new))
+}
+
 /// Everything on stdin but the final line break, as `docker login
 /// --password-stdin` reads it: `echo "$PW" | …` and a file both work.
 fn from_stdin() -> anyhow::Result<String> {

@@ -67,6 +67,7 @@ pub async fn set_role(client: &Client, args: &UserSetRoleArgs) -> anyhow::Result
             user: args.name.clone(),
             role: Some(args.role.into()),
             password: None,
+            current_password: None,
         })
         .await?;
     println!("{} is now {}.", user.name, with_article(user.role));
@@ -83,17 +84,24 @@ fn with_article(role: skydeck_client::admin::Role) -> String {
 pub async fn set_password(client: &Client, args: &UserSetPasswordArgs) -> anyhow::Result<ExitCode> {
     // Without a name it is your own password: the one change anyone may
     // make, so ask the server who "you" are.
-    let name = match &args.name {
-        Some(name) => name.clone(),
-        None => client.me().await?.name,
-    };
+    let me = client.me().await?;
+    let name = args.name.clone().unwrap_or_else(|| me.name.clone());
+    let own = name == me.name || name == me.id;
     let hint = "pipe the password into --password-stdin";
-    let password = password::read_new(&args.password, &name, hint).await?;
+    // Your own password is changed only by whoever knows it, not by
+    // whoever holds your token or your unlocked terminal.
+    let passwords = if own && me.has_password {
+        let (current, new) = password::read_change(&args.password, &name).await?;
+        (Some(current), new)
+    } else {
+        (None, password::read_new(&args.password, &name, hint).await?)
+    };
     let user = client
         .update_user(&UserUpdate {
             user: name,
             role: None,
-            password: Some(password),
+            password: Some(passwords.1),
+            current_password: passwords.0,
         })
         .await?;
     println!("Password of {} changed.", user.name);

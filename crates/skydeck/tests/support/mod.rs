@@ -62,8 +62,13 @@ impl TestServer {
                     if let Some(url) = line.strip_prefix("Skydeck metrics at ") {
                         metrics_url = Some(url.trim().to_owned());
                     }
-                    if let Some(url) = line.strip_prefix("Skydeck API server listening on ") {
-                        break url.trim().to_owned();
+                    // The line's last word is the URL to reach it from here.
+                    if let Some(rest) = line.strip_prefix("Skydeck API server listening on ") {
+                        break rest
+                            .split_whitespace()
+                            .last()
+                            .unwrap_or_default()
+                            .to_owned();
                     }
                 }
                 _ => {
