@@ -9,6 +9,7 @@ use skydeck_client::Client;
 use skydeck_types::bodies::{
     ExecBody, JobStatusBody, LaunchBody, LogsBody, QueueBody, StopOrDownBody,
 };
+use skydeck_types::names::ClusterName;
 use skydeck_types::version::{
     API_VERSION, HEADER_API_VERSION, HEADER_REQUEST_ID, HEADER_VERSION, SKYPILOT_COMPAT_VERSION,
 };
@@ -89,7 +90,7 @@ impl Api {
     pub async fn submit_launch(&self, cluster: &str, task: String) -> anyhow::Result<String> {
         let body = LaunchBody {
             task,
-            cluster_name: Some(cluster.to_owned()),
+            cluster_name: Some(ClusterName::new(cluster)?),
             ..LaunchBody::default()
         };
         self.client
@@ -102,8 +103,7 @@ impl Api {
     pub async fn submit_exec(&self, cluster: &str, task: String) -> anyhow::Result<String> {
         let body = ExecBody {
             task,
-            cluster_name: cluster.to_owned(),
-            ..ExecBody::default()
+            ..ExecBody::new(ClusterName::new(cluster)?)
         };
         self.client
             .submit("/exec", &body)
@@ -130,8 +130,7 @@ impl Api {
     /// `POST /down`, waited for.
     pub async fn down(&self, cluster: &str) -> anyhow::Result<()> {
         let body = StopOrDownBody {
-            cluster_name: cluster.to_owned(),
-            ..StopOrDownBody::default()
+            ..StopOrDownBody::new(ClusterName::new(cluster)?)
         };
         let id = self
             .client
@@ -145,10 +144,9 @@ impl Api {
     /// `POST /queue` for every user's jobs, finished ones included.
     pub async fn queue(&self, cluster: &str) -> anyhow::Result<Vec<QueuedJob>> {
         let body = QueueBody {
-            cluster_name: cluster.to_owned(),
             skip_finished: false,
             all_users: true,
-            ..QueueBody::default()
+            ..QueueBody::new(ClusterName::new(cluster)?)
         };
         let id = self
             .client
@@ -166,9 +164,8 @@ impl Api {
     /// asks for it. A small answer, so polling it costs the server little.
     pub async fn job_status(&self, cluster: &str, job_id: u64) -> anyhow::Result<String> {
         let body = JobStatusBody {
-            cluster_name: cluster.to_owned(),
             job_ids: Some(vec![job_id]),
-            ..JobStatusBody::default()
+            ..JobStatusBody::new(ClusterName::new(cluster)?)
         };
         let id = self
             .client
@@ -193,11 +190,10 @@ impl Api {
 
     async fn follow_log_inner(&self, cluster: &str, job_id: u64) -> anyhow::Result<LogFollow> {
         let body = LogsBody {
-            cluster_name: cluster.to_owned(),
             job_id: Some(job_id),
             follow: true,
             tail: 0,
-            ..LogsBody::default()
+            ..LogsBody::new(ClusterName::new(cluster)?)
         };
         let mut response = self
             .http

@@ -20,12 +20,13 @@ pub use skydeck_agent::cluster::{Capacity, ClusterInfo, NodeInfo};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+pub use skydeck_types::names::ClusterName;
 use std::sync::Arc;
 
 /// What to provision.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSpec {
-    pub name: String,
+    pub name: ClusterName,
     pub num_nodes: u32,
     /// The launching user's hash, for names and the agent's records.
     pub user_hash: String,
@@ -37,7 +38,9 @@ pub struct ClusterSpec {
 /// server as JSON and handed back to the provider on every later call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Handle {
-    pub cluster_name: String,
+    /// Parsed again whenever a handle is read back, so a stored handle
+    /// with a name that is a path does not decode.
+    pub cluster_name: ClusterName,
     /// The cluster's directory on the head node (the agent's home).
     pub cluster_dir: String,
     pub nodes: Vec<NodeInfo>,
@@ -80,6 +83,11 @@ pub enum InfraError {
     /// A command on a node failed.
     #[error("{0}")]
     Command(String),
+    /// What was asked would act outside the provider's own territory (a
+    /// handle whose directory is not its cluster's, a symbolic link where a
+    /// cluster directory should be); nothing was done.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl InfraError {
@@ -101,6 +109,10 @@ pub trait Provider: Send + Sync {
     /// Makes the cluster exist with its agent running, or finishes making
     /// it: calling it again on a half-made cluster continues.
     async fn provision(&self, spec: &ClusterSpec) -> Result<Handle>;
+    /// Refuses, before anything is made, a cluster this infrastructure
+    /// can never host (more nodes than it allows), saying what to change;
+    /// no retry lifts it. `provision` checks it too.
+    fn admits(&self, spec: &ClusterSpec) -> Result<()>;
     async fn query(&self, handle: &Handle) -> Result<ClusterState>;
     /// Stops everything running on the cluster; its nodes and files stay.
     async fn stop(&self, handle: &Handle) -> Result<()>;
@@ -110,7 +122,7 @@ pub trait Provider: Send + Sync {
     async fn terminate(&self, handle: &Handle) -> Result<()>;
     /// Removes what a provisioning that never returned its handle (the
     /// server died) may have left of cluster `name`. Idempotent.
-    async fn terminate_unrecorded(&self, name: &str) -> Result<()>;
+    async fn terminate_unrecorded(&self, name: &ClusterName) -> Result<()>;
     /// How to run commands on the head node, where the agent lives.
     fn head_runner(&self, handle: &Handle) -> Arc<dyn CommandRunner>;
     /// Copies a local directory (or file) to `remote` on every node.

@@ -75,7 +75,7 @@ impl Server {
         let signals = Arc::new(Signals::default());
         let services = state::Services {
             store: store.clone(),
-            infra: Arc::new(clusters::Infra::new(&config.paths)),
+            infra: Arc::new(clusters::Infra::new(&config.paths)?),
             live_config,
             metrics,
         };
@@ -88,6 +88,7 @@ impl Server {
                 "settled requests left running by a previous server"
             );
         }
+        clusters::warn_invalid_names(store.as_ref()).await;
         let mut local_user = local_user(&config, store.as_ref()).await?;
         store.upsert_user(&local_user).await?;
         // Nobody calls as the machine's user once callers must prove who

@@ -126,6 +126,12 @@ pub trait Store: Send + Sync + 'static {
     // ---- clusters
     /// Creates the cluster or replaces every field of it.
     async fn put_cluster(&self, cluster: &ClusterRecord) -> Result<()>;
+    /// Claims the name `cluster.name` for `cluster.user_id` in one atomic
+    /// step: creates the row unless one of that name exists, and returns
+    /// the row as stored, `cluster` itself or the one that was there (whose
+    /// `user_id` is the owner). Of any number of concurrent claims of one
+    /// name, on any number of servers, exactly one creates it.
+    async fn claim_cluster(&self, cluster: &ClusterRecord) -> Result<ClusterRecord>;
     async fn get_cluster(&self, name: &str) -> Result<Option<ClusterRecord>>;
     /// Clusters by name, limited to one user's when `user_id` is given.
     async fn list_clusters(&self, user_id: Option<&str>) -> Result<Vec<ClusterRecord>>;

@@ -349,6 +349,31 @@ const CLUSTER_COLUMNS: &str = "name, status, user_id, workspace, infra, cluster_
      launched_at, status_updated_at, num_nodes, resources, handle, autostop_minutes, \
      autostop_down, ever_up, last_use";
 
+const CLUSTER_VALUES: &str = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15";
+
+/// Binds a cluster's fields in [`CLUSTER_COLUMNS`]' order.
+fn bind_cluster<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    cluster: &'q ClusterRecord,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(&cluster.name)
+        .bind(cluster.status.as_str())
+        .bind(&cluster.user_id)
+        .bind(&cluster.workspace)
+        .bind(&cluster.infra)
+        .bind(&cluster.cluster_hash)
+        .bind(cluster.launched_at)
+        .bind(cluster.status_updated_at)
+        .bind(cluster.num_nodes)
+        .bind(cluster.resources.to_string())
+        .bind(cluster.handle.to_string())
+        .bind(cluster.autostop_minutes)
+        .bind(i64::from(cluster.autostop_down))
+        .bind(i64::from(cluster.ever_up))
+        .bind(cluster.last_use.as_deref())
+}
+
 fn decode_cluster(row: &AnyRow) -> Result<ClusterRecord> {
     let status: String = row.try_get("status")?;
     let resources: String = row.try_get("resources")?;
@@ -890,8 +915,7 @@ impl Store for SqlStore {
 
     async fn put_cluster(&self, cluster: &ClusterRecord) -> Result<()> {
         let sql = format!(
-            "INSERT INTO clusters ({CLUSTER_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+            "INSERT INTO clusters ({CLUSTER_COLUMNS}) VALUES ({CLUSTER_VALUES}) \
              ON CONFLICT (name) DO UPDATE SET status = excluded.status, \
              user_id = excluded.user_id, workspace = excluded.workspace, \
              infra = excluded.infra, cluster_hash = excluded.cluster_hash, \
@@ -902,25 +926,24 @@ impl Store for SqlStore {
              autostop_down = excluded.autostop_down, ever_up = excluded.ever_up, \
              last_use = excluded.last_use"
         );
-        sqlx::query(&sql)
-            .bind(&cluster.name)
-            .bind(cluster.status.as_str())
-            .bind(&cluster.user_id)
-            .bind(&cluster.workspace)
-            .bind(&cluster.infra)
-            .bind(&cluster.cluster_hash)
-            .bind(cluster.launched_at)
-            .bind(cluster.status_updated_at)
-            .bind(cluster.num_nodes)
-            .bind(cluster.resources.to_string())
-            .bind(cluster.handle.to_string())
-            .bind(cluster.autostop_minutes)
-            .bind(i64::from(cluster.autostop_down))
-            .bind(i64::from(cluster.ever_up))
-            .bind(cluster.last_use.as_deref())
+        bind_cluster(sqlx::query(&sql), cluster)
             .execute(&mut *self.write().await?)
             .await?;
         Ok(())
+    }
+
+    async fn claim_cluster(&self, cluster: &ClusterRecord) -> Result<ClusterRecord> {
+        // One statement, atomic on both databases: the insert wins, or the
+        // no-op update hands back the row that was there (and its owner).
+        let sql = format!(
+            "INSERT INTO clusters ({CLUSTER_COLUMNS}) VALUES ({CLUSTER_VALUES}) \
+             ON CONFLICT (name) DO UPDATE SET name = clusters.name \
+             RETURNING {CLUSTER_COLUMNS}"
+        );
+        let row = bind_cluster(sqlx::query(&sql), cluster)
+            .fetch_one(&mut *self.write().await?)
+            .await?;
+        decode_cluster(&row)
     }
 
     async fn get_cluster(&self, name: &str) -> Result<Option<ClusterRecord>> {

@@ -121,6 +121,7 @@ conformance!(
     active_requests_are_counted_per_pool_and_status,
     servers_register_heartbeat_and_leave,
     clusters_are_stored_updated_listed_and_deleted,
+    a_cluster_name_is_claimed_by_exactly_one_of_racing_users,
     the_server_config_is_replaced_whole_and_versioned,
 );
 
@@ -993,6 +994,49 @@ async fn clusters_are_stored_updated_listed_and_deleted(store: Arc<SqlStore>) {
     assert!(store.delete_cluster("c1").await.unwrap());
     assert!(!store.delete_cluster("c1").await.unwrap());
     assert_eq!(names(store.list_clusters(None).await.unwrap()), ["b2"]);
+}
+
+async fn a_cluster_name_is_claimed_by_exactly_one_of_racing_users(store: Arc<SqlStore>) {
+    let claims = (0..20).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let user = if i % 2 == 0 { "u-a" } else { "u-b" };
+            let mut mine = cluster("contested", user);
+            mine.cluster_hash = format!("attempt-{i}");
+            store.claim_cluster(&mine).await.unwrap()
+        })
+    });
+    let mut seen = Vec::new();
+    for claim in claims {
+        seen.push(claim.await.unwrap());
+    }
+    let stored = store.get_cluster("contested").await.unwrap().unwrap();
+    assert!(
+        seen.iter().all(|row| *row == stored),
+        "every claim answers with the one stored row: {seen:?}"
+    );
+    let winners = seen
+        .iter()
+        .filter(|row| row.cluster_hash == stored.cluster_hash)
+        .count();
+    assert_eq!(
+        winners, 20,
+        "the losers get the winner's row, not their own"
+    );
+
+    // A claim of a taken name changes nothing of the row.
+    let mut late = cluster("contested", "u-late");
+    late.status = ClusterStatus::Up;
+    assert_eq!(store.claim_cluster(&late).await.unwrap(), stored);
+    assert_eq!(
+        store.get_cluster("contested").await.unwrap().unwrap(),
+        stored
+    );
+
+    // A free name is the claimant's, exactly as given.
+    let fresh = cluster("fresh", "u-late");
+    assert_eq!(store.claim_cluster(&fresh).await.unwrap(), fresh);
+    assert_eq!(store.get_cluster("fresh").await.unwrap().unwrap(), fresh);
 }
 
 /// Reopening a database (what a restarted or second server does) finds the

@@ -4,6 +4,7 @@
 //! Unknown fields are ignored, as pydantic does on the Python server, so a
 //! newer client's extra fields never break an older server.
 
+use crate::names::ClusterName;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -197,6 +198,36 @@ mod tests {
     }
 
     #[test]
+    fn cluster_names_in_bodies_follow_the_rule() {
+        let body: StopOrDownBody = serde_json::from_str(r#"{"cluster_name": "c1"}"#).unwrap();
+        assert_eq!(body.cluster_name, "c1");
+        for bad in [r#""../x""#, r#""/etc""#, r#""a/b""#, r#""""#, "null"] {
+            let text = format!(r#"{{"cluster_name": {bad}}}"#);
+            assert!(
+                serde_json::from_str::<StopOrDownBody>(&text).is_err(),
+                "{bad}"
+            );
+            assert!(serde_json::from_str::<LogsBody>(&text).is_err(), "{bad}");
+        }
+        let err = serde_json::from_str::<EndpointsBody>(r#"{"cluster": ".."}"#).unwrap_err();
+        assert!(crate::names::is_name_error(&err.to_string()), "{err}");
+        // A body that must name a cluster and does not is refused.
+        assert!(serde_json::from_str::<QueueBody>("{}").is_err());
+        // Launch's name is optional (a generated one), but checked if given.
+        let launch: LaunchBody = serde_json::from_str("{}").unwrap();
+        assert!(launch.cluster_name.is_none());
+        assert!(serde_json::from_str::<LaunchBody>(r#"{"cluster_name": ".."}"#).is_err());
+    }
+
+    #[test]
+    fn autostop_without_minutes_turns_autostop_off() {
+        let body: AutostopBody = serde_json::from_str(r#"{"cluster_name": "c1"}"#).unwrap();
+        assert_eq!(body.idle_minutes, -1);
+        let name = crate::names::ClusterName::new("c1").unwrap();
+        assert_eq!(AutostopBody::new(name).idle_minutes, -1);
+    }
+
+    #[test]
     fn a_wrong_type_is_rejected() {
         assert!(serde_json::from_str::<StatusBody>(r#"{"all_users": "yes"}"#).is_err());
     }
@@ -210,7 +241,7 @@ pub struct LaunchBody {
     #[serde(flatten)]
     pub base: BaseBody,
     pub task: String,
-    pub cluster_name: Option<String>,
+    pub cluster_name: Option<ClusterName>,
     pub retry_until_up: bool,
     pub idle_minutes_to_autostop: Option<i64>,
     pub dryrun: bool,
@@ -222,112 +253,224 @@ pub struct LaunchBody {
 }
 
 /// `/exec`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExecBody {
     #[serde(flatten)]
     pub base: BaseBody,
+    #[serde(default)]
     pub task: String,
-    pub cluster_name: String,
+    pub cluster_name: ClusterName,
+    #[serde(default)]
     pub dryrun: bool,
+    #[serde(default)]
     pub down: bool,
+    #[serde(default)]
     pub file_mounts_blob_id: Option<crate::names::BlobId>,
 }
 
-/// `/stop` and `/down`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct StopOrDownBody {
-    #[serde(flatten)]
-    pub base: BaseBody,
-    pub cluster_name: String,
-    pub purge: bool,
-    pub graceful: bool,
-    pub graceful_timeout: Option<i64>,
-}
-
-/// `/start`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct StartBody {
-    #[serde(flatten)]
-    pub base: BaseBody,
-    pub cluster_name: String,
-    pub idle_minutes_to_autostop: Option<i64>,
-    pub retry_until_up: bool,
-    pub down: bool,
-    pub force: bool,
-}
-
-/// `/autostop`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct AutostopBody {
-    #[serde(flatten)]
-    pub base: BaseBody,
-    pub cluster_name: String,
-    /// Negative turns autostop off.
-    pub idle_minutes: i64,
-    pub down: bool,
-}
-
-impl Default for AutostopBody {
-    fn default() -> Self {
+impl ExecBody {
+    /// A body for `cluster` with every other field at its default.
+    pub fn new(cluster: ClusterName) -> Self {
         Self {
-            base: BaseBody::default(),
-            cluster_name: String::new(),
-            idle_minutes: -1,
-            down: false,
+            base: Default::default(),
+            task: Default::default(),
+            cluster_name: cluster,
+            dryrun: Default::default(),
+            down: Default::default(),
+            file_mounts_blob_id: Default::default(),
         }
     }
 }
 
+/// `/stop` and `/down`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StopOrDownBody {
+    #[serde(flatten)]
+    pub base: BaseBody,
+    pub cluster_name: ClusterName,
+    #[serde(default)]
+    pub purge: bool,
+    #[serde(default)]
+    pub graceful: bool,
+    #[serde(default)]
+    pub graceful_timeout: Option<i64>,
+}
+
+impl StopOrDownBody {
+    /// A body for `cluster` with every other field at its default.
+    pub fn new(cluster: ClusterName) -> Self {
+        Self {
+            base: Default::default(),
+            cluster_name: cluster,
+            purge: Default::default(),
+            graceful: Default::default(),
+            graceful_timeout: Default::default(),
+        }
+    }
+}
+
+/// `/start`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartBody {
+    #[serde(flatten)]
+    pub base: BaseBody,
+    pub cluster_name: ClusterName,
+    #[serde(default)]
+    pub idle_minutes_to_autostop: Option<i64>,
+    #[serde(default)]
+    pub retry_until_up: bool,
+    #[serde(default)]
+    pub down: bool,
+    #[serde(default)]
+    pub force: bool,
+}
+
+impl StartBody {
+    /// A body for `cluster` with every other field at its default.
+    pub fn new(cluster: ClusterName) -> Self {
+        Self {
+            base: Default::default(),
+            cluster_name: cluster,
+            idle_minutes_to_autostop: Default::default(),
+            retry_until_up: Default::default(),
+            down: Default::default(),
+            force: Default::default(),
+        }
+    }
+}
+
+/// `/autostop`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AutostopBody {
+    #[serde(flatten)]
+    pub base: BaseBody,
+    pub cluster_name: ClusterName,
+    /// Negative turns autostop off.
+    #[serde(default = "autostop_off")]
+    pub idle_minutes: i64,
+    #[serde(default)]
+    pub down: bool,
+}
+
+impl AutostopBody {
+    /// A body for `cluster` with every other field at its default.
+    pub fn new(cluster: ClusterName) -> Self {
+        Self {
+            base: Default::default(),
+            cluster_name: cluster,
+            idle_minutes: autostop_off(),
+            down: Default::default(),
+        }
+    }
+}
+
+/// Autostop off, when a body names no minutes.
+fn autostop_off() -> i64 {
+    -1
+}
+
 /// `/queue`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueueBody {
     #[serde(flatten)]
     pub base: BaseBody,
-    pub cluster_name: String,
+    pub cluster_name: ClusterName,
+    #[serde(default)]
     pub skip_finished: bool,
+    #[serde(default)]
     pub all_users: bool,
+}
+
+impl QueueBody {
+    /// A body for `cluster` with every other field at its default.
+    pub fn new(cluster: ClusterName) -> Self {
+        Self {
+            base: Default::default(),
+            cluster_name: cluster,
+            skip_finished: Default::default(),
+            all_users: Default::default(),
+        }
+    }
 }
 
 /// `/cancel`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CancelBody {
     #[serde(flatten)]
     pub base: BaseBody,
-    pub cluster_name: String,
+    pub cluster_name: ClusterName,
+    #[serde(default)]
     pub job_ids: Option<Vec<u64>>,
+    #[serde(default)]
     pub all: bool,
+    #[serde(default)]
     pub all_users: bool,
 }
 
+impl CancelBody {
+    /// A body for `cluster` with every other field at its default.
+    pub fn new(cluster: ClusterName) -> Self {
+        Self {
+            base: Default::default(),
+            cluster_name: cluster,
+            job_ids: Default::default(),
+            all: Default::default(),
+            all_users: Default::default(),
+        }
+    }
+}
+
 /// `/logs`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogsBody {
     #[serde(flatten)]
     pub base: BaseBody,
-    pub cluster_name: String,
+    pub cluster_name: ClusterName,
+    #[serde(default)]
     pub job_id: Option<u64>,
+    #[serde(default)]
     pub follow: bool,
+    #[serde(default)]
     pub tail: u64,
 }
 
+impl LogsBody {
+    /// A body for `cluster` with every other field at its default.
+    pub fn new(cluster: ClusterName) -> Self {
+        Self {
+            base: Default::default(),
+            cluster_name: cluster,
+            job_id: Default::default(),
+            follow: Default::default(),
+            tail: Default::default(),
+        }
+    }
+}
+
 /// `/download_logs`: copy job logs to the API server for `/download`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DownloadLogsBody {
     #[serde(flatten)]
     pub base: BaseBody,
-    pub cluster_name: String,
+    pub cluster_name: ClusterName,
     /// None: the newest job.
+    #[serde(default)]
     pub job_ids: Option<Vec<String>>,
     /// Where SkyPilot's own server would put them; the server chooses.
+    #[serde(default)]
     pub local_dir: Option<String>,
+}
+
+impl DownloadLogsBody {
+    /// A body for `cluster` with every other field at its default.
+    pub fn new(cluster: ClusterName) -> Self {
+        Self {
+            base: Default::default(),
+            cluster_name: cluster,
+            job_ids: Default::default(),
+            local_dir: Default::default(),
+        }
+    }
 }
 
 /// `/download`: a zip of folders `/download_logs` prepared.
@@ -340,23 +483,45 @@ pub struct DownloadBody {
 }
 
 /// `/job_status`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobStatusBody {
     #[serde(flatten)]
     pub base: BaseBody,
-    pub cluster_name: String,
+    pub cluster_name: ClusterName,
+    #[serde(default)]
     pub job_ids: Option<Vec<u64>>,
 }
 
+impl JobStatusBody {
+    /// A body for `cluster` with every other field at its default.
+    pub fn new(cluster: ClusterName) -> Self {
+        Self {
+            base: Default::default(),
+            cluster_name: cluster,
+            job_ids: Default::default(),
+        }
+    }
+}
+
 /// `/endpoints`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EndpointsBody {
     #[serde(flatten)]
     pub base: BaseBody,
-    pub cluster: String,
+    pub cluster: ClusterName,
+    #[serde(default)]
     pub port: Option<serde_json::Value>,
+}
+
+impl EndpointsBody {
+    /// A body for `cluster` with every other field at its default.
+    pub fn new(cluster: ClusterName) -> Self {
+        Self {
+            base: Default::default(),
+            cluster,
+            port: Default::default(),
+        }
+    }
 }
 
 /// `/validate`: checked synchronously, before the client uploads files.

@@ -222,6 +222,15 @@ fn valid_short_name(s: &str) -> bool {
         && b.iter().copied().all(is_name_char)
 }
 
+/// SkyPilot's workspace rule, `^[a-zA-Z0-9][a-zA-Z0-9_-]*$`, bounded.
+fn valid_workspace_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    (1..=MAX_SHORT_NAME).contains(&b.len())
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_'))
+}
+
 fn valid_user_name(s: &str) -> bool {
     let b = s.as_bytes();
     (1..=MAX_USER_NAME).contains(&b.len())
@@ -279,8 +288,8 @@ name_type!(
     /// A workspace's name.
     WorkspaceName,
     "workspace name",
-    "a workspace name starts with a letter or digit, contains only letters, digits, '-', '_' and '.', and is at most 63 characters long",
-    valid_short_name
+    "a workspace name starts with a letter or digit, contains only letters, digits, '-' and '_', and is at most 63 characters long",
+    valid_workspace_name
 );
 
 name_type!(

@@ -2,6 +2,7 @@
 
 use clap::builder::FalseyValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use skydeck_types::names::ClusterName;
 use skydeck_types::task::Overrides;
 
 #[derive(Debug, Parser)]
@@ -521,7 +522,7 @@ pub struct LaunchArgs {
     pub entrypoint: Vec<String>,
     /// The cluster to launch or reuse (default: a generated name).
     #[arg(short = 'c', long)]
-    pub cluster: Option<String>,
+    pub cluster: Option<ClusterName>,
     /// Do not ask for confirmation.
     #[arg(short, long)]
     pub yes: bool,
@@ -551,7 +552,7 @@ pub struct LaunchArgs {
 #[derive(Debug, Args)]
 pub struct ExecArgs {
     /// The cluster to run on.
-    pub cluster: String,
+    pub cluster: ClusterName,
     /// A task YAML file, or a command to run (put it after `--` when it
     /// has options of its own).
     #[arg(value_name = "YAML | COMMAND", required = true)]
@@ -581,7 +582,7 @@ pub struct QueueArgs {
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     /// The cluster.
-    pub cluster: String,
+    pub cluster: ClusterName,
     /// The job (default: the latest); several only with --sync-down.
     pub job_ids: Vec<u64>,
     /// Print the log so far and return instead of following it.
@@ -681,7 +682,7 @@ pub struct AutostopArgs {
 #[derive(Debug, Args)]
 pub struct EndpointsArgs {
     /// The cluster.
-    pub cluster: String,
+    pub cluster: ClusterName,
     /// Only this port.
     pub port: Option<u16>,
 }
@@ -738,6 +739,21 @@ mod tests {
         };
         assert_eq!(args.bind_host(), "0.0.0.0");
         assert_eq!(args.port, 46580);
+    }
+
+    #[test]
+    fn a_cluster_name_that_breaks_the_rule_is_refused_before_anything_is_sent() {
+        for args in [
+            &["launch", "-c", "../state", "echo", "hi"][..],
+            &["exec", "a/b", "echo", "hi"],
+            &["logs", "/etc"],
+            &["endpoints", ".."],
+        ] {
+            let err = Cli::try_parse_from(std::iter::once("skydeck").chain(args.iter().copied()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(ClusterName::RULE), "{args:?}: {err}");
+        }
     }
 
     fn parse(args: &[&str]) -> Command {

@@ -6,13 +6,14 @@
 mod files;
 
 use crate::{
-    AgentClient, Capacity, ClusterInfo, ClusterSpec, ClusterState, CommandRunner, Handle,
-    InfraError, LocalRunner, Machine, NodeInfo, Provider, Result,
+    AgentClient, Capacity, ClusterInfo, ClusterName, ClusterSpec, ClusterState, CommandRunner,
+    Handle, InfraError, LocalRunner, Machine, NodeInfo, Provider, Result,
 };
 use async_trait::async_trait;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use skydeck_agent::protocol::{AutostopAction, AutostopFile};
+use skydeck_types::names::confine;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -25,32 +26,95 @@ const AGENT_DEADLINE: Duration = Duration::from_secs(15);
 /// beat it to the cluster.
 const EXIT_GRACE: Duration = Duration::from_secs(1);
 
+/// Sets how many nodes one `local` cluster may have.
+pub const ENV_MAX_NODES: &str = "SKYDECK_LOCAL_MAX_NODES";
+
+/// Nodes of one `local` cluster unless [`ENV_MAX_NODES`] says otherwise:
+/// each node is a directory and a set of processes on this one machine.
+pub const DEFAULT_MAX_NODES: u32 = 64;
+
 pub struct LocalProvider {
     /// Where cluster directories live (`$SKYDECK_HOME/clusters`).
     root: PathBuf,
     /// The `skydeck` binary that runs as each cluster's agent.
     program: PathBuf,
+    /// The most nodes one cluster may have.
+    max_nodes: u32,
 }
 
 impl LocalProvider {
     pub fn new(root: PathBuf, program: PathBuf) -> Self {
-        Self { root, program }
+        Self {
+            root,
+            program,
+            max_nodes: DEFAULT_MAX_NODES,
+        }
     }
 
-    pub fn cluster_dir(&self, name: &str) -> PathBuf {
-        self.root.join(name)
+    /// The node cap from [`ENV_MAX_NODES`], or the default; an error saying
+    /// what is wrong with a value that is not a whole number of 1 or more.
+    pub fn max_nodes_from_env() -> std::result::Result<u32, String> {
+        match std::env::var(ENV_MAX_NODES) {
+            Err(_) => Ok(DEFAULT_MAX_NODES),
+            Ok(text) => text
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| {
+                    format!("{ENV_MAX_NODES}={text:?} is not a whole number of nodes, 1 or more")
+                }),
+        }
+    }
+
+    pub fn with_max_nodes(mut self, max_nodes: u32) -> Self {
+        self.max_nodes = max_nodes;
+        self
+    }
+
+    /// The directory of cluster `name`: one component under the clusters
+    /// root, proven so by `confine`.
+    pub fn cluster_dir(&self, name: &ClusterName) -> Result<PathBuf> {
+        confine(&self.root, name.as_str()).map_err(|err| {
+            InfraError::Refused(format!("cluster {name:?} has no directory here: {err}"))
+        })
+    }
+
+    /// The directory a handle may act on: its cluster's own, whatever the
+    /// stored handle says, and never a symbolic link (which would take a
+    /// recursive removal somewhere else).
+    fn dir_of(&self, handle: &Handle) -> Result<PathBuf> {
+        let dir = self.cluster_dir(&handle.cluster_name)?;
+        if Path::new(&handle.cluster_dir) != dir {
+            return Err(InfraError::Refused(format!(
+                "the stored handle of cluster {} points at {:?}, not at its directory {}; \
+                 refusing to touch it (the record was changed outside Skydeck)",
+                handle.cluster_name,
+                handle.cluster_dir,
+                dir.display()
+            )));
+        }
+        refuse_link(&dir)?;
+        Ok(dir)
     }
 
     pub fn agent(&self, handle: &Handle) -> AgentClient {
         AgentClient::new(
             self.head_runner(handle),
             self.program.display().to_string(),
-            handle.cluster_dir.clone(),
+            self.own_dir(&handle.cluster_name).display().to_string(),
         )
     }
 
-    fn handle_for(&self, spec: &ClusterSpec, machine: &Machine) -> Handle {
-        let dir = self.cluster_dir(&spec.name);
+    /// [`Self::cluster_dir`] where no error can be reported: a
+    /// `ClusterName` is one plain path component, so confining it cannot fail.
+    fn own_dir(&self, name: &ClusterName) -> PathBuf {
+        self.cluster_dir(name)
+            .expect("a cluster name is one plain path component")
+    }
+
+    fn handle_for(&self, spec: &ClusterSpec, machine: &Machine) -> Result<Handle> {
+        let dir = self.cluster_dir(&spec.name)?;
         let nodes = (0..spec.num_nodes)
             .map(|rank| NodeInfo {
                 rank: rank as usize,
@@ -58,7 +122,7 @@ impl LocalProvider {
                 dir: dir.join("nodes").join(rank.to_string()),
             })
             .collect();
-        Handle {
+        Ok(Handle {
             cluster_name: spec.name.clone(),
             cluster_dir: dir.display().to_string(),
             nodes,
@@ -70,12 +134,12 @@ impl LocalProvider {
                 accelerators: spec.node.accelerators.clone(),
             },
             ports: spec.node.ports.clone(),
-        }
+        })
     }
 
     /// Starts the cluster's agent unless one runs, and waits until it answers.
     async fn ensure_agent(&self, handle: &Handle) -> Result<()> {
-        let dir = Path::new(&handle.cluster_dir);
+        let dir = &self.dir_of(handle)?;
         if daemon_pid(dir).is_some() {
             return Ok(());
         }
@@ -156,7 +220,7 @@ impl LocalProvider {
 
     /// Stops the agent (which stops every job) and waits until it is gone.
     async fn stop_agent(&self, handle: &Handle) -> Result<()> {
-        let dir = Path::new(&handle.cluster_dir);
+        let dir = &self.dir_of(handle)?;
         let Some(pid) = daemon_pid(dir) else {
             return Ok(());
         };
@@ -192,6 +256,17 @@ fn daemon_pid(cluster_dir: &Path) -> Option<Pid> {
     (is_agent && !zombie).then(|| Pid::from_raw(pid))
 }
 
+/// Refuses a symbolic link where a directory of ours should be.
+fn refuse_link(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(InfraError::Refused(format!(
+            "{} is a symbolic link, not a cluster directory; refusing to touch it",
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join(" | ")
@@ -221,13 +296,28 @@ impl Provider for LocalProvider {
         ))
     }
 
+    fn admits(&self, spec: &ClusterSpec) -> Result<()> {
+        if spec.num_nodes > self.max_nodes {
+            return Err(InfraError::Unsatisfiable(format!(
+                "The task asks for {} nodes; a `local` cluster has at most {} (every node \
+                 is a sandbox on this one machine). Ask for fewer nodes, or have the server \
+                 started with {ENV_MAX_NODES} set higher.",
+                spec.num_nodes, self.max_nodes
+            )));
+        }
+        Ok(())
+    }
+
     async fn provision(&self, spec: &ClusterSpec) -> Result<Handle> {
+        self.admits(spec)?;
+        // What the machine has free may change (`--retry-until-up` waits
+        // for it); what `admits` refuses never does.
         let machine = Machine::probe();
         machine
             .fits(&spec.node)
             .map_err(InfraError::Unsatisfiable)?;
-        let handle = self.handle_for(spec, &machine);
-        let dir = PathBuf::from(&handle.cluster_dir);
+        let handle = self.handle_for(spec, &machine)?;
+        let dir = self.dir_of(&handle)?;
         for node in &handle.nodes {
             let workdir = node.workdir();
             std::fs::create_dir_all(&workdir).map_err(InfraError::io(format!(
@@ -236,7 +326,7 @@ impl Provider for LocalProvider {
             )))?;
         }
         let cluster = ClusterInfo {
-            name: spec.name.clone(),
+            name: spec.name.to_string(),
             num_nodes: handle.nodes.len(),
             nodes: handle.nodes.clone(),
             capacity: handle.capacity.clone(),
@@ -254,7 +344,7 @@ impl Provider for LocalProvider {
     }
 
     async fn query(&self, handle: &Handle) -> Result<ClusterState> {
-        let dir = Path::new(&handle.cluster_dir);
+        let dir = &self.dir_of(handle)?;
         if !dir.join("cluster.json").exists() {
             return Ok(ClusterState::Gone);
         }
@@ -277,13 +367,15 @@ impl Provider for LocalProvider {
     }
 
     async fn start(&self, handle: &Handle) -> Result<()> {
-        let dir = Path::new(&handle.cluster_dir);
+        let dir = self.dir_of(handle)?;
         let _ = std::fs::remove_file(dir.join("agent").join("autostop.json"));
         self.ensure_agent(handle).await
     }
 
     async fn terminate(&self, handle: &Handle) -> Result<()> {
-        let dir = PathBuf::from(&handle.cluster_dir);
+        // Only ever the cluster's own directory, proven from its name: the
+        // recursive removal below must not be aimed by a stored value.
+        let dir = self.dir_of(handle)?;
         if !dir.exists() {
             return Ok(());
         }
@@ -307,8 +399,9 @@ impl Provider for LocalProvider {
             )))
     }
 
-    async fn terminate_unrecorded(&self, name: &str) -> Result<()> {
-        let dir = self.cluster_dir(name);
+    async fn terminate_unrecorded(&self, name: &ClusterName) -> Result<()> {
+        let dir = self.cluster_dir(name)?;
+        refuse_link(&dir)?;
         let Ok(cluster) = ClusterInfo::load(&dir.join("cluster.json")) else {
             // No description: provisioning stopped before any agent could
             // start, so only files can be left.
@@ -321,8 +414,10 @@ impl Provider for LocalProvider {
                 _ => Ok(()),
             };
         };
+        // The description's own name is not trusted: the directory is the
+        // one this name gives.
         let handle = Handle {
-            cluster_name: cluster.name,
+            cluster_name: name.clone(),
             cluster_dir: dir.display().to_string(),
             nodes: cluster.nodes,
             capacity: cluster.capacity,
@@ -333,13 +428,18 @@ impl Provider for LocalProvider {
 
     fn head_runner(&self, handle: &Handle) -> Arc<dyn CommandRunner> {
         Arc::new(LocalRunner {
-            dir: PathBuf::from(&handle.cluster_dir),
+            dir: self.own_dir(&handle.cluster_name),
         })
     }
 
     async fn sync_up(&self, handle: &Handle, local: &Path, remote: &str) -> Result<()> {
+        let dir = self.dir_of(handle)?;
         for node in &handle.nodes {
-            let target = files::node_path(&node.dir, remote);
+            // The node's directory as this provider makes it, not as the
+            // stored handle says.
+            let node_dir = confine(&dir, Path::new("nodes").join(node.rank.to_string()))
+                .map_err(|err| InfraError::Refused(err.to_string()))?;
+            let target = files::node_path(&node_dir, remote);
             let (from, to) = (local.to_owned(), target.clone());
             tokio::task::spawn_blocking(move || files::copy_tree(&from, &to))
                 .await

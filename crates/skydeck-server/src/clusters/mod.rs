@@ -33,18 +33,23 @@ pub struct Infra {
 }
 
 impl Infra {
-    pub fn new(paths: &Paths) -> Self {
+    /// The infrastructure under `paths`, with the limits the environment
+    /// sets; an error names a setting that is not valid.
+    pub fn new(paths: &Paths) -> anyhow::Result<Self> {
+        let max_nodes = LocalProvider::max_nodes_from_env().map_err(anyhow::Error::msg)?;
         let program = std::env::var_os(ENV_AGENT_PROGRAM)
             .map(PathBuf::from)
             .or_else(|| std::env::current_exe().ok())
             .unwrap_or_else(|| PathBuf::from("skydeck"));
-        Self {
-            local: Arc::new(LocalProvider::new(paths.clusters(), program)),
+        Ok(Self {
+            local: Arc::new(
+                LocalProvider::new(paths.clusters(), program).with_max_nodes(max_nodes),
+            ),
             uploads: paths.uploads(),
             secrets: SecretStash::new(paths.secrets()),
             downloads: Downloads::new(paths.downloads()),
             locks: std::sync::Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     /// The provider for an infrastructure kind, or an error naming the
@@ -94,7 +99,7 @@ impl Infra {
 
 /// The provider handle stored with a cluster.
 pub fn handle_of(cluster: &ClusterRecord) -> Result<Handle, RequestError> {
-    serde_json::from_value(cluster.handle.clone()).map_err(|err| {
+    let handle: Handle = serde_json::from_value(cluster.handle.clone()).map_err(|err| {
         RequestError::new(
             crate::skypilot::exception::RUNTIME_ERROR,
             format!(
@@ -103,5 +108,40 @@ pub fn handle_of(cluster: &ClusterRecord) -> Result<Handle, RequestError> {
                 cluster.name
             ),
         )
-    })
+    })?;
+    // A handle is only ever used for the cluster it was made for.
+    if handle.cluster_name != cluster.name.as_str() {
+        return Err(RequestError::new(
+            crate::skypilot::exception::RUNTIME_ERROR,
+            format!(
+                "Cluster {:?} has the handle of cluster {:?}; its record was changed outside \
+                 Skydeck. Remove the record by hand.",
+                cluster.name, handle.cluster_name
+            ),
+        ));
+    }
+    Ok(handle)
+}
+
+/// Says which stored clusters have a name that breaks today's rule (left by
+/// an older version): nothing is done to them on the server's own account
+/// (`reconcile` skips them), and no request can name them.
+pub async fn warn_invalid_names(store: &dyn skydeck_store::Store) {
+    let clusters = match store.list_clusters(None).await {
+        Ok(clusters) => clusters,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot list clusters");
+            return;
+        }
+    };
+    for cluster in clusters {
+        if let Err(err) = skydeck_types::names::ClusterName::new(cluster.name.as_str()) {
+            tracing::warn!(
+                cluster = %cluster.name,
+                user = %cluster.user_id,
+                "skipping a stored cluster whose name is invalid ({err}); it is left as it \
+                 is: remove what it made by hand, then its row from the clusters table"
+            );
+        }
+    }
 }

@@ -155,7 +155,7 @@ pub fn plan(task_yaml: &str, uploaded: Option<&Path>, files: Files) -> Result<Pl
     };
     let cpus = resources.cpus_per_node().map(|c| c.count);
     Ok(Plan {
-        task_name: task.name.clone(),
+        task_name: task.name.clone().map(String::from),
         num_nodes: task.num_nodes,
         infra: resources.infra_kind().unwrap_or_else(|| "local".to_owned()),
         node: NodeRequest {

@@ -72,6 +72,7 @@ timed! {
     fn request_statuses(&self, ids: &[String]) -> Result<Vec<(String, RequestStatus)>>;
     fn active_request_counts(&self) -> Result<Vec<(ScheduleType, RequestStatus, i64)>>;
     fn put_cluster(&self, cluster: &ClusterRecord) -> Result<()>;
+    fn claim_cluster(&self, cluster: &ClusterRecord) -> Result<ClusterRecord>;
     fn get_cluster(&self, name: &str) -> Result<Option<ClusterRecord>>;
     fn list_clusters(&self, user_id: Option<&str>) -> Result<Vec<ClusterRecord>>;
     fn set_cluster_status(&self, name: &str, status: ClusterStatus, now: f64) -> Result<bool>;

@@ -4,6 +4,7 @@
 //! checks what exists (the cluster record, a running agent, a submitted
 //! job with the request's id as its key) or is harmless to repeat.
 
+use super::ownership::{check_owner, owned_cluster};
 use super::{OpResult, RequestContext, internal};
 use crate::clusters::handle_of;
 use crate::clusters::plan::{Files, Plan};
@@ -19,7 +20,7 @@ use skydeck_types::bodies::{
 };
 use skydeck_types::config::PolicyRequestOptions;
 use skydeck_types::glob::GlobPattern;
-use skydeck_types::names::{BlobId, UserId};
+use skydeck_types::names::{BlobId, ClusterName, UserId};
 
 fn not_found(name: &str) -> RequestError {
     RequestError::new(
@@ -47,11 +48,21 @@ fn infra_error(err: InfraError) -> RequestError {
     }
 }
 
-/// A name for a cluster the user did not name, as SkyPilot makes them.
-fn generated_name(user_id: &str) -> String {
+/// A name for a cluster the user did not name, as SkyPilot makes them
+/// (`sky-1a2b-abcd`, the end from the user's id).
+fn generated_name(user_id: &str) -> ClusterName {
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..4];
-    let user: String = user_id.chars().take(4).collect();
-    format!("sky-{suffix}-{user}")
+    let user: String = user_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(4)
+        .collect();
+    let name = if user.is_empty() {
+        format!("sky-{suffix}")
+    } else {
+        format!("sky-{suffix}-{user}")
+    };
+    ClusterName::new(name).expect("letters, digits and '-', starting with a letter")
 }
 
 async fn user_name(ctx: &RequestContext) -> String {
@@ -109,42 +120,56 @@ fn misfit(plan: &Plan, cluster: &ClusterRecord, handle: &Handle) -> Option<Strin
     None
 }
 
-/// Provisions (or finishes provisioning) a cluster and records it UP.
+/// The record a launch claims a new cluster name with: INIT, owned by
+/// the requester.
+fn new_record(
+    ctx: &RequestContext,
+    name: &ClusterName,
+    plan: &Plan,
+    last_use: &str,
+) -> ClusterRecord {
+    ClusterRecord {
+        name: name.to_string(),
+        status: ClusterStatus::Init,
+        user_id: ctx.user_id.clone(),
+        workspace: ctx.workspace.clone(),
+        infra: plan.infra.clone(),
+        cluster_hash: uuid::Uuid::new_v4().to_string(),
+        launched_at: Some(now()),
+        status_updated_at: now(),
+        num_nodes: i64::from(plan.num_nodes),
+        resources: json!({}),
+        handle: json!(null),
+        autostop_minutes: -1,
+        autostop_down: false,
+        ever_up: false,
+        last_use: Some(last_use.to_owned()),
+    }
+}
+
+/// What a launch provisions for `plan` under `name`.
+fn spec_of(ctx: &RequestContext, name: &ClusterName, plan: &Plan) -> ClusterSpec {
+    ClusterSpec {
+        name: name.clone(),
+        num_nodes: plan.num_nodes,
+        user_hash: ctx.user_id.clone(),
+        node: plan.node.clone(),
+    }
+}
+
+/// Provisions (or finishes provisioning) a cluster whose INIT record the
+/// launch holds (claimed before anything was made, so a crash from here on
+/// leaves a cluster the next start, or `down`, can find) and records it UP.
 async fn bring_up(
     ctx: &RequestContext,
-    name: &str,
+    mut record: ClusterRecord,
+    spec: &ClusterSpec,
     plan: &Plan,
     last_use: &str,
     retry_until_up: bool,
 ) -> Result<(ClusterRecord, Handle), RequestError> {
     let provider = ctx.infra.provider(&plan.infra)?;
-    let existing = ctx.store.get_cluster(name).await.map_err(internal)?;
-    let mut record = match existing {
-        Some(record) => record,
-        None => {
-            let record = ClusterRecord {
-                name: name.to_owned(),
-                status: ClusterStatus::Init,
-                user_id: ctx.user_id.clone(),
-                workspace: ctx.workspace.clone(),
-                infra: plan.infra.clone(),
-                cluster_hash: uuid::Uuid::new_v4().to_string(),
-                launched_at: Some(now()),
-                status_updated_at: now(),
-                num_nodes: i64::from(plan.num_nodes),
-                resources: json!({}),
-                handle: json!(null),
-                autostop_minutes: -1,
-                autostop_down: false,
-                ever_up: false,
-                last_use: Some(last_use.to_owned()),
-            };
-            // Recorded before anything is made, so a crash from here on
-            // leaves a cluster the next start (or `down`) can find.
-            ctx.store.put_cluster(&record).await.map_err(internal)?;
-            record
-        }
-    };
+    let name = &spec.name;
     ctx.log.line(&format!(
         "⚙︎ Launching {} on {} ({} node{}).",
         name,
@@ -153,15 +178,9 @@ async fn bring_up(
         if plan.num_nodes == 1 { "" } else { "s" }
     ));
     ctx.log.line("⚙︎ Provisioning the cluster...");
-    let spec = ClusterSpec {
-        name: name.to_owned(),
-        num_nodes: plan.num_nodes,
-        user_hash: ctx.user_id.clone(),
-        node: plan.node.clone(),
-    };
     let mut backoff = RetryBackoff::default();
     let handle = loop {
-        match provider.provision(&spec).await {
+        match provider.provision(spec).await {
             Ok(handle) => break handle,
             // What cannot be had now may be later (another cluster frees
             // the GPUs): with --retry-until-up, wait and try again until
@@ -177,7 +196,7 @@ async fn bring_up(
             Err(err) => {
                 if !record.ever_up {
                     // Nothing usable was made: do not leave a half-made cluster.
-                    let _ = ctx.store.delete_cluster(name).await;
+                    let _ = ctx.store.delete_cluster(name.as_str()).await;
                 }
                 return Err(infra_error(err));
             }
@@ -374,7 +393,7 @@ fn check_same_workspace(ctx: &RequestContext, cluster: &ClusterRecord) -> Result
 pub async fn launch(ctx: &RequestContext, mut body: LaunchBody) -> OpResult {
     let task = ctx.infra.secrets.original_task(&ctx.id, body.task.clone());
     let options = PolicyRequestOptions {
-        cluster_name: body.cluster_name.clone(),
+        cluster_name: body.cluster_name.clone().map(String::from),
         idle_minutes_to_autostop: body.idle_minutes_to_autostop,
         down: body.down,
         dryrun: body.dryrun,
@@ -390,18 +409,32 @@ pub async fn launch(ctx: &RequestContext, mut body: LaunchBody) -> OpResult {
     let name = body
         .cluster_name
         .clone()
-        .filter(|n| !n.is_empty())
         .unwrap_or_else(|| generated_name(&ctx.user_id));
+    let spec = spec_of(ctx, &name, &plan);
+    // Before the name is claimed: a cluster the infrastructure cannot host
+    // (a million nodes) is refused without a trace.
+    ctx.infra
+        .provider(&plan.infra)?
+        .admits(&spec)
+        .map_err(infra_error)?;
     let lock = ctx.infra.lock(&name);
     let _guard = lock.lock().await;
-    let existing = ctx
-        .store
-        .get_cluster(&name)
-        .await
-        .map_err(internal)?
-        .filter(|c| c.status != ClusterStatus::Init);
+    let record = if body.dryrun {
+        owned_cluster(ctx, &name).await?
+    } else {
+        // The name is taken (or found taken) in one atomic step, before
+        // anything is made: of two users launching it at once, one owns
+        // it and the other is refused here.
+        let claim = new_record(ctx, &name, &plan, body.base.command_line());
+        let record = ctx.store.claim_cluster(&claim).await.map_err(internal)?;
+        check_owner(ctx, &record).await?;
+        Some(record)
+    };
+    if let Some(record) = &record {
+        check_same_workspace(ctx, record)?;
+    }
+    let existing = record.clone().filter(|c| c.status != ClusterStatus::Init);
     if let Some(existing) = &existing {
-        check_same_workspace(ctx, existing)?;
         let handle = handle_of(existing)?;
         if let Some(reason) = misfit(&plan, existing, &handle) {
             return Err(RequestError::new(
@@ -423,20 +456,22 @@ pub async fn launch(ctx: &RequestContext, mut body: LaunchBody) -> OpResult {
         return Ok(json!({"job_id": null, "handle": null}));
     }
     // An existing cluster keeps the shape it was made with (the task only
-    // has to fit it); one still INIT is provisioned, or its interrupted
-    // provisioning finished.
-    let (record, handle) = match existing {
-        Some(existing) => reuse(ctx, existing).await?,
-        None => {
+    // has to fit it); one still INIT (just claimed, or its provisioning
+    // interrupted) is provisioned.
+    let (record, handle) = match (existing, record) {
+        (Some(existing), _) => reuse(ctx, existing).await?,
+        (None, Some(init)) => {
             bring_up(
                 ctx,
-                &name,
+                init,
+                &spec,
                 &plan,
                 body.base.command_line(),
                 body.retry_until_up,
             )
             .await?
         }
+        (None, None) => unreachable!("a launch that is not a dry run holds a claimed record"),
     };
     sync_files(ctx, &record, &handle, &plan).await?;
     let job_id = submit_job(ctx, &record, &plan, !body.no_setup).await?;
@@ -453,7 +488,7 @@ pub async fn launch(ctx: &RequestContext, mut body: LaunchBody) -> OpResult {
 pub async fn exec(ctx: &RequestContext, body: ExecBody) -> OpResult {
     let task = ctx.infra.secrets.original_task(&ctx.id, body.task.clone());
     let options = PolicyRequestOptions {
-        cluster_name: Some(body.cluster_name.clone()),
+        cluster_name: Some(body.cluster_name.to_string()),
         idle_minutes_to_autostop: None,
         down: false,
         dryrun: body.dryrun,
@@ -468,12 +503,7 @@ pub async fn exec(ctx: &RequestContext, body: ExecBody) -> OpResult {
         Files::WorkdirOnly,
     )
     .await?;
-    let record = ctx
-        .store
-        .get_cluster(&body.cluster_name)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| not_found(&body.cluster_name))?;
+    let record = existing(ctx, &body.cluster_name).await?;
     check_same_workspace(ctx, &record)?;
     if record.status != ClusterStatus::Up {
         return Err(not_up(&record));
@@ -529,11 +559,10 @@ async fn set_autostop(
     Ok(())
 }
 
+/// The cluster `name`, which the requester must own (or act for everyone).
 async fn existing(ctx: &RequestContext, name: &str) -> Result<ClusterRecord, RequestError> {
-    ctx.store
-        .get_cluster(name)
-        .await
-        .map_err(internal)?
+    owned_cluster(ctx, name)
+        .await?
         .ok_or_else(|| not_found(name))
 }
 
@@ -577,7 +606,7 @@ pub async fn down(ctx: &RequestContext, body: StopOrDownBody) -> OpResult {
     // may have left nodes and an agent: the provider finds them by name.
     let result = match handle_of(&record) {
         Ok(handle) => provider.terminate(&handle).await,
-        Err(_) => provider.terminate_unrecorded(&record.name).await,
+        Err(_) => provider.terminate_unrecorded(&body.cluster_name).await,
     };
     if let Err(err) = result {
         if !body.purge {
@@ -629,6 +658,12 @@ pub async fn reconcile(
     infra: &crate::clusters::Infra,
     record: &ClusterRecord,
 ) -> Result<Option<ClusterRecord>, RequestError> {
+    // A row an older version stored under a name that is a path is left
+    // alone: nothing destructive is done on its say-so.
+    if let Err(err) = ClusterName::new(record.name.as_str()) {
+        tracing::debug!(cluster = %record.name, error = %err, "not reconciling a cluster with an invalid name");
+        return Ok(Some(record.clone()));
+    }
     let Ok(handle) = handle_of(record) else {
         return Ok(Some(record.clone()));
     };

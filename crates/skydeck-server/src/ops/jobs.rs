@@ -24,6 +24,8 @@ async fn up_cluster(ctx: &RequestContext, name: &str) -> Result<ClusterRecord, R
                 format!("Cluster {name:?} does not exist."),
             )
         })?;
+    // Checked here, in the operation, not only when the request came in.
+    super::ownership::check_owner(ctx, &cluster).await?;
     if cluster.status != ClusterStatus::Up {
         return Err(RequestError::new(
             "ClusterNotUpError",

@@ -9,6 +9,7 @@ mod check;
 pub mod clusters;
 mod jobs;
 mod listings;
+mod ownership;
 mod policy;
 
 use crate::executor::Executor;

@@ -18,6 +18,7 @@ use skydeck_types::bodies::{
     LogsBody, OptimizeBody, PoolStatusBody, QueueBody, ServeStatusBody, StartBody, StatusBody,
     StopOrDownBody, UserWorkspace, ValidateBody,
 };
+use skydeck_types::names::ClusterName;
 use skydeck_types::version::HEADER_REQUEST_ID;
 
 /// Stores a request for `op` and answers with its id.
@@ -27,7 +28,7 @@ async fn schedule<B: Serialize>(
     op: Op,
     base: &BaseBody,
     body: &B,
-    cluster_name: Option<String>,
+    cluster_name: Option<ClusterName>,
 ) -> Result<Response, ApiError> {
     schedule_as(
         state,
@@ -49,7 +50,7 @@ async fn schedule_as<B: Serialize>(
     op: Op,
     base: &BaseBody,
     body: &B,
-    cluster_name: Option<String>,
+    cluster_name: Option<ClusterName>,
 ) -> Result<Response, ApiError> {
     let id = accept(state, caller, id, op, base, body, cluster_name).await?;
     let mut response = Json(serde_json::Value::Null).into_response();
@@ -98,7 +99,7 @@ fn set_client_user(body: &mut serde_json::Value, id: &str, name: &str) {
 async fn check_cluster_owner(
     state: &SharedState,
     caller: &Caller,
-    name: &str,
+    name: &ClusterName,
 ) -> Result<(), ApiError> {
     if caller.sees_all() {
         return Ok(());
@@ -150,7 +151,7 @@ async fn accept<B: Serialize>(
     op: Op,
     base: &BaseBody,
     body: &B,
-    cluster_name: Option<String>,
+    cluster_name: Option<ClusterName>,
 ) -> Result<String, ApiError> {
     let mut body = serde_json::to_value(body).map_err(ApiError::internal)?;
     let user_id = match caller.user() {
@@ -188,7 +189,7 @@ async fn accept<B: Serialize>(
             body,
             schedule_type: op.schedule(),
             user_id,
-            cluster_name,
+            cluster_name: cluster_name.map(ClusterName::into_string),
             created_at: crate::executor::now(),
             workspace,
         })
@@ -306,7 +307,7 @@ macro_rules! cluster_op {
             Extension(caller): Extension<Caller>,
             ApiJson(body): ApiJson<$body>,
         ) -> Result<Response, ApiError> {
-            let cluster = Some(body.$cluster.clone()).filter(|c| !c.is_empty());
+            let cluster = Some(body.$cluster.clone());
             schedule(&state, &caller, $op, &body.base, &body, cluster).await
         }
     )*};
@@ -342,7 +343,7 @@ pub async fn exec(
 ) -> Result<Response, ApiError> {
     let id = new_request_id();
     body.task = storable_task(&state, &id, std::mem::take(&mut body.task)).await?;
-    let cluster = Some(body.cluster_name.clone()).filter(|c| !c.is_empty());
+    let cluster = Some(body.cluster_name.clone());
     schedule_as(&state, &caller, id, Op::Exec, &body.base, &body, cluster).await
 }
 

@@ -12,6 +12,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use skydeck_store::{Role, TokenRecord, User};
+use skydeck_types::names::{TokenName, UserName};
 use std::net::SocketAddr;
 use std::str::FromStr;
 
@@ -89,7 +90,7 @@ pub async fn me(
 
 #[derive(Debug, Deserialize)]
 pub struct CreateBody {
-    name: String,
+    name: UserName,
     #[serde(default)]
     password: Option<String>,
     #[serde(default)]
@@ -102,12 +103,7 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<Json<UserView>, ApiError> {
     caller.require_admin("add users")?;
-    let name = body.name.trim();
-    if name.is_empty() || name.contains(':') || name.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(
-            "A user name must be non-empty, without `:` or control characters.",
-        ));
-    }
+    let name = body.name.as_str();
     let role = parse_role(body.role.as_deref().unwrap_or("user"))?;
     if let Some(existing) = state.store.get_user_by_name(name).await?
         && state.store.password_hash(&existing.id).await?.is_some()
@@ -132,7 +128,8 @@ pub async fn create(
 
 #[derive(Debug, Deserialize)]
 pub struct UpdateBody {
-    user: String,
+    /// A user's name or id (every id is also a valid name).
+    user: UserName,
     #[serde(default)]
     role: Option<String>,
     #[serde(default)]
@@ -195,7 +192,7 @@ pub async fn update(
 
 #[derive(Debug, Deserialize)]
 pub struct DeleteBody {
-    user: String,
+    user: UserName,
 }
 
 pub async fn delete(
@@ -303,11 +300,11 @@ pub async fn list_tokens(
 
 #[derive(Debug, Deserialize)]
 pub struct CreateTokenBody {
-    name: String,
+    name: TokenName,
     #[serde(default)]
     expires_in_days: Option<u32>,
     #[serde(default)]
-    user: Option<String>,
+    user: Option<UserName>,
 }
 
 #[derive(Debug, Serialize)]
@@ -323,12 +320,7 @@ pub async fn create_token(
     Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<CreateTokenBody>,
 ) -> Result<Json<CreatedToken>, ApiError> {
-    let name = body.name.trim();
-    if name.is_empty() {
-        return Err(ApiError::bad_request(
-            "Give the token a name (what uses it).",
-        ));
-    }
+    let name = body.name.as_str();
     let me = acting_user(&state, &caller).clone();
     let owner = match &body.user {
         Some(other) => {

@@ -3,6 +3,7 @@
 
 use super::error::{ConfigError, child, closest};
 use super::shape::is_infra_name;
+use crate::names::WorkspaceName;
 use serde_json::{Map, Value as Json};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -103,22 +104,12 @@ pub(crate) fn read_workspaces(
     Ok(workspaces)
 }
 
-/// SkyPilot's workspace name rule, `^[a-zA-Z0-9][a-zA-Z0-9_-]*$`: names
-/// end up in labels and paths.
+/// Workspace names follow [`WorkspaceName`]'s rule (SkyPilot's, bounded):
+/// names end up in labels and paths.
 fn check_name(name: &str) -> Result<(), ConfigError> {
-    let mut chars = name.chars();
-    let valid = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if valid {
-        return Ok(());
-    }
-    Err(ConfigError::new(
-        &child("workspaces", name),
-        format!(
-            "{name:?} is not a valid workspace name: use letters, digits, _ and -, \
-             starting with a letter or digit"
-        ),
-    ))
+    WorkspaceName::new(name)
+        .map(drop)
+        .map_err(|err| ConfigError::new(&child("workspaces", name), err.to_string()))
 }
 
 /// Checks that `active_workspace` names a workspace the config has.
@@ -205,13 +196,11 @@ mod tests {
         for good in ["default", "team-a", "Team_2", "9lives"] {
             read(json!({good: {}})).unwrap();
         }
-        for bad in ["-team", "team a", "team.a", "_x", "équipe"] {
+        let too_long = "w".repeat(64);
+        for bad in ["-team", "team a", "team.a", "_x", "équipe", "..", &too_long] {
             let error = read(json!({bad: {}})).unwrap_err();
             assert_eq!(error.path, format!("workspaces.{bad}"));
-            assert!(
-                error.message.contains("not a valid workspace name"),
-                "{error}"
-            );
+            assert!(error.message.contains(WorkspaceName::RULE), "{error}");
         }
     }
 

@@ -6,13 +6,14 @@ use super::limits;
 use super::locate::{locate, locate_duplicate_key};
 use super::spec::TaskSpec;
 use super::yaml::{describe, string};
+use crate::names::JobName;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::Value;
 
 /// A chain of tasks run one after another, and the chain's name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskDag {
-    pub name: Option<String>,
+    pub name: Option<JobName>,
     pub tasks: Vec<TaskSpec>,
 }
 
@@ -127,7 +128,7 @@ fn is_header(document: &Value) -> bool {
             || (keys.len() == 2 && keys.contains(&"name") && keys.contains(&"execution")))
 }
 
-fn header_name(header: &Value) -> Result<Option<String>, TaskError> {
+fn header_name(header: &Value) -> Result<Option<JobName>, TaskError> {
     let root = FieldPath::root();
     if let Some(execution) = header.get("execution") {
         let path = root.key("execution");
@@ -141,7 +142,11 @@ fn header_name(header: &Value) -> Result<Option<String>, TaskError> {
     }
     match header.get("name") {
         None | Some(Value::Null) => Ok(None),
-        Some(name) => string(name, &root.key("name"), "a string").map(Some),
+        Some(name) => {
+            let path = root.key("name");
+            let name = string(name, &path, "a string")?;
+            super::spec::job_name(name, &path).map(Some)
+        }
     }
 }
 

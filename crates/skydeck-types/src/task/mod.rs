@@ -42,4 +42,4 @@ pub use ports::PortRange;
 pub use quantity::{CpuRequest, MemoryRequest};
 pub use redact::{REDACTED, redact_task_yaml};
 pub use resources::{ImageId, Resources};
-pub use spec::{EnvValue, TaskSpec, Workdir};
+pub use spec::{EnvValue, MAX_NUM_NODES, TaskSpec, Workdir};

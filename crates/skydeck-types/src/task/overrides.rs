@@ -136,11 +136,13 @@ impl Parsed {
                 return Err(env_name_error(FieldPath::flag("--secret"), name));
             }
         }
-        if overrides.num_nodes == Some(0) {
+        if let Some(n) = overrides.num_nodes
+            && !(1..=super::spec::MAX_NUM_NODES).contains(&n)
+        {
             return Err(TaskError::invalid(
                 &FieldPath::flag("--num-nodes"),
-                "0",
-                "a number of nodes, 1 or more",
+                &n.to_string(),
+                "a number of nodes, 1 to 1000",
             ));
         }
         Ok(Self {
@@ -160,8 +162,10 @@ impl TaskSpec {
     /// SkyPilot. Nothing changes when a flag is invalid.
     pub fn apply_overrides(&mut self, overrides: &Overrides) -> Result<(), TaskError> {
         let parsed = Parsed::new(overrides)?;
+        // First of the changes, so an invalid name changes nothing.
         if let Some(name) = &overrides.name {
-            self.name = Some(name.clone());
+            let name = super::spec::job_name(name.clone(), &FieldPath::flag("--name"))?;
+            self.name = Some(name);
         }
         if let Some(workdir) = &overrides.workdir {
             self.workdir = Some(Workdir::Path(workdir.clone()));

@@ -4,6 +4,7 @@ use super::error::{FieldPath, TaskError, TaskErrorKind};
 use super::file_mount::FileMount;
 use super::resources::Resources;
 use super::yaml::{Fields, describe, integer, scalar_to_string, string};
+use crate::names::JobName;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value as Json;
@@ -160,7 +161,7 @@ impl<'de> Deserialize<'de> for Workdir {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TaskSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub name: Option<JobName>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workdir: Option<Workdir>,
     pub num_nodes: u32,
@@ -250,7 +251,10 @@ impl TaskSpec {
             }
         }
         Ok(Self {
-            name: fields.string("name")?,
+            name: fields
+                .string("name")?
+                .map(|name| job_name(name, &fields.path_of("name")))
+                .transpose()?,
             workdir: fields
                 .get("workdir")
                 .map(|v| workdir(v, &fields.path_of("workdir")))
@@ -346,8 +350,18 @@ fn workdir(value: &Value, path: &FieldPath) -> Result<Workdir, TaskError> {
     }
 }
 
+/// A task's name, held to the job-name rule (it shows in queues and logs).
+pub(crate) fn job_name(name: String, path: &FieldPath) -> Result<JobName, TaskError> {
+    JobName::new(name)
+        .map_err(|err| TaskError::new(TaskErrorKind::InvalidValue, path.clone(), err.to_string()))
+}
+
+/// The most nodes a task may ask for on any infrastructure; each
+/// infrastructure may allow fewer (`local`: `SKYDECK_LOCAL_MAX_NODES`).
+pub const MAX_NUM_NODES: u32 = 1000;
+
 fn num_nodes(fields: &Fields<'_>) -> Result<u32, TaskError> {
-    const EXPECTED: &str = "a whole number of nodes, 1 or more";
+    const EXPECTED: &str = "a whole number of nodes, 1 to 1000";
     let Some(value) = fields.get("num_nodes") else {
         return Ok(1);
     };
@@ -355,7 +369,7 @@ fn num_nodes(fields: &Fields<'_>) -> Result<u32, TaskError> {
     let n = integer(value, &path, EXPECTED)?;
     u32::try_from(n)
         .ok()
-        .filter(|n| *n >= 1)
+        .filter(|n| (1..=MAX_NUM_NODES).contains(n))
         .ok_or_else(|| TaskError::invalid(&path, &describe(value), EXPECTED))
 }
 

@@ -373,7 +373,7 @@ fn a_header_alone_is_one_named_task() {
     assert_eq!(
         dag.tasks,
         vec![TaskSpec {
-            name: Some("only".into()),
+            name: Some(crate::names::JobName::new("only").unwrap()),
             ..TaskSpec::default()
         }]
     );
@@ -457,7 +457,7 @@ fn wrong_values_point_at_the_value() {
     let error = err("num_nodes: two\nrun: x\n");
     assert_eq!(
         error.to_string(),
-        "line 1, column 12: num_nodes: invalid value \"two\": expected a whole number of nodes, 1 or more"
+        "line 1, column 12: num_nodes: invalid value \"two\": expected a whole number of nodes, 1 to 1000"
     );
     let error = err("num_nodes: 0\n");
     assert_eq!(error.path().to_string(), "num_nodes");
@@ -590,4 +590,45 @@ fn yaml_anchors_and_merges() {
     let task = one(yaml);
     assert_eq!(task.resources.any_of[1].cpus.unwrap().count, 16.0);
     assert_eq!(task.resources.any_of[1].infra.as_deref(), Some("gcp"));
+}
+
+#[test]
+fn num_nodes_is_capped_whatever_the_infrastructure() {
+    assert_eq!(one("num_nodes: 1000\nrun: x").num_nodes, MAX_NUM_NODES);
+    for too_many in ["1001", "1000000", "4294967295", "99999999999999"] {
+        let message = err(&format!("num_nodes: {too_many}\nrun: x")).to_string();
+        assert!(message.contains("num_nodes"), "{message}");
+        assert!(message.contains("1 to 1000"), "{message}");
+    }
+}
+
+#[test]
+fn task_names_follow_the_job_name_rule() {
+    assert_eq!(one("name: my job/1\nrun: x").name.unwrap(), "my job/1");
+    for bad in ["name: \"a\\nb\"\nrun: x", "name: \"\"\nrun: x"] {
+        let message = err(bad).to_string();
+        assert!(
+            message.contains("a job name is 1 to 128 characters"),
+            "{message}"
+        );
+    }
+    let long = "x".repeat(129);
+    let message = err(&format!("name: {long}\nrun: x")).to_string();
+    assert!(message.contains("job name"), "{message}");
+    // The header of a chain too.
+    let message = err("name: \"\\u0007\"\n---\nrun: x").to_string();
+    assert!(message.contains("job name"), "{message}");
+}
+
+#[test]
+fn a_name_flag_is_held_to_the_rule_and_changes_nothing_when_refused() {
+    let mut task = one("run: x\nnum_nodes: 2");
+    let before = task.clone();
+    let overrides = Overrides {
+        name: Some("bad\u{7}".to_owned()),
+        num_nodes: Some(3),
+        ..Overrides::default()
+    };
+    assert!(task.apply_overrides(&overrides).is_err());
+    assert_eq!(task, before);
 }

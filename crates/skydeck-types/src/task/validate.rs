@@ -17,11 +17,11 @@ impl TaskSpec {
         // Flags applied after parsing may have grown the task.
         self.check_limits()?;
         let root = FieldPath::root();
-        if self.num_nodes < 1 {
+        if !(1..=super::spec::MAX_NUM_NODES).contains(&self.num_nodes) {
             return Err(TaskError::invalid(
                 &root.key("num_nodes"),
                 &self.num_nodes.to_string(),
-                "a number of nodes, 1 or more",
+                "a number of nodes, 1 to 1000",
             ));
         }
         check_vars(

@@ -7,6 +7,7 @@ use serde_json::Value;
 use skydeck_client::{Client, ClientError};
 use skydeck_server::config::Paths;
 use skydeck_types::bodies::LogsBody;
+use skydeck_types::names::ClusterName;
 use std::time::Duration;
 
 pub enum Followed<T> {
@@ -29,7 +30,7 @@ pub async fn request(client: &Client, id: &str) -> Result<Followed<Value>, Clien
 
 /// What to read of a job's log.
 pub struct JobLog<'a> {
-    pub cluster: &'a str,
+    pub cluster: &'a ClusterName,
     /// `None`: the cluster's latest job.
     pub job_id: Option<u64>,
     pub follow: bool,
@@ -47,7 +48,7 @@ pub async fn job_log(
 ) -> Result<Followed<i64>, ClientError> {
     let body = LogsBody {
         base: base(paths),
-        cluster_name: log.cluster.to_owned(),
+        cluster_name: log.cluster.clone(),
         job_id: log.job_id,
         follow: log.follow,
         tail: log.tail,

@@ -9,6 +9,7 @@ use serde_json::Value;
 use skydeck_client::{Client, ClientError, glob};
 use skydeck_server::config::Paths;
 use skydeck_types::bodies::{CancelBody, JobStatusBody, LogsBody, QueueBody};
+use skydeck_types::names::ClusterName;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -43,7 +44,8 @@ pub async fn queue(paths: &Paths, client: &Client, args: &QueueArgs) -> anyhow::
     for name in &names {
         let body = QueueBody {
             base: base(paths),
-            cluster_name: name.clone(),
+            // A name the user typed is checked here, before it is sent.
+            cluster_name: ClusterName::new(name.as_str())?,
             skip_finished: args.skip_finished,
             all_users: args.all_users,
         };
@@ -177,7 +179,7 @@ pub async fn logs(paths: &Paths, client: &Client, args: &LogsArgs) -> anyhow::Re
 async fn job_status(
     paths: &Paths,
     client: &Client,
-    cluster: &str,
+    cluster: &ClusterName,
     job_id: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
     let statuses = match statuses(paths, client, cluster, job_id).await {
@@ -211,12 +213,12 @@ async fn job_status(
 async fn statuses(
     paths: &Paths,
     client: &Client,
-    cluster: &str,
+    cluster: &ClusterName,
     job_id: Option<u64>,
 ) -> Result<Value, ClientError> {
     let body = JobStatusBody {
         base: base(paths),
-        cluster_name: cluster.to_owned(),
+        cluster_name: cluster.clone(),
         job_ids: job_id.map(|id| vec![id]),
     };
     let id = client.submit("/job_status", &body).await?;
@@ -264,7 +266,7 @@ async fn sync_down(paths: &Paths, client: &Client, args: &LogsArgs) -> anyhow::R
             }
             Ok(_) => {
                 let dir = PathBuf::from(SYNC_DOWN_DIR)
-                    .join(&args.cluster)
+                    .join(args.cluster.as_str())
                     .join(format!("job-{job_id}"));
                 std::fs::create_dir_all(&dir)?;
                 let file = dir.join("run.log");
@@ -290,7 +292,8 @@ pub async fn cancel(paths: &Paths, client: &Client, args: &CancelArgs) -> anyhow
             .filter_map(|c| c["name"].as_str().map(str::to_owned))
             .collect()
     } else {
-        vec![args.cluster.clone()]
+        // Not a pattern: a name, which must follow the naming rule.
+        vec![ClusterName::new(args.cluster.as_str())?.into_string()]
     };
     if targets.is_empty() {
         bail!(
@@ -330,7 +333,7 @@ pub async fn cancel(paths: &Paths, client: &Client, args: &CancelArgs) -> anyhow
     for cluster in &targets {
         let body = CancelBody {
             base: base(paths),
-            cluster_name: cluster.clone(),
+            cluster_name: ClusterName::new(cluster.as_str())?,
             job_ids: (!args.job_ids.is_empty()).then(|| args.job_ids.clone()),
             // `-u` means every job of every user; the server reads
             // `all_users` only as "not just mine".

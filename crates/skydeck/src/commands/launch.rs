@@ -10,7 +10,7 @@ use crate::cli::{ExecArgs, LaunchArgs};
 use skydeck_client::Client;
 use skydeck_server::config::Paths;
 use skydeck_types::bodies::{AutostopBody, ExecBody, LaunchBody};
-use skydeck_types::names::BlobId;
+use skydeck_types::names::{BlobId, ClusterName};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -64,11 +64,12 @@ pub async fn launch(paths: &Paths, client: &Client, args: &LaunchArgs) -> anyhow
     if args.dryrun {
         return Ok(ExitCode::SUCCESS);
     }
-    let cluster = value["handle"]["cluster_name"]
-        .as_str()
-        .map(str::to_owned)
-        .or_else(|| args.cluster.clone())
-        .unwrap_or_default();
+    let cluster = match value["handle"]["cluster_name"].as_str() {
+        Some(name) => ClusterName::new(name)?,
+        None => args.cluster.clone().ok_or_else(|| {
+            anyhow::anyhow!("the API server did not say which cluster it launched")
+        })?,
+    };
     if autodown_when_done {
         let body = AutostopBody {
             base: base(paths),
@@ -194,7 +195,7 @@ fn request_detached(verb: &str, id: &str) -> ExitCode {
 async fn run_job(
     paths: &Paths,
     client: &Client,
-    cluster: &str,
+    cluster: &ClusterName,
     job_id: Option<u64>,
     detach: bool,
     cluster_hints: bool,

@@ -9,6 +9,7 @@ use serde_json::Value;
 use skydeck_client::Client;
 use skydeck_server::config::Paths;
 use skydeck_types::bodies::{AutostopBody, StartBody, StopOrDownBody};
+use skydeck_types::names::ClusterName;
 use std::process::ExitCode;
 
 /// SkyPilot's default idle time when `autostop` is given no `-i`.
@@ -63,7 +64,8 @@ impl Verb<'_> {
 
     fn body(&self, paths: &Paths, cluster: &str) -> anyhow::Result<Value> {
         let base = base(paths);
-        let cluster_name = cluster.to_owned();
+        // Checked here, before anything is sent, with the rule in the error.
+        let cluster_name = ClusterName::new(cluster)?;
         let body = match self {
             Self::Stop(args) | Self::Down(args) => serde_json::to_value(StopOrDownBody {
                 base,

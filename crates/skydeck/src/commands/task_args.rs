@@ -59,7 +59,8 @@ pub fn load(entrypoint: &[String], flags: &TaskFlags) -> anyhow::Result<Task> {
     task.apply_overrides(&overrides(flags))
         .map_err(|err| anyhow::anyhow!("invalid flag: {err}"))?;
     if flags.name.is_some() {
-        dag.name = flags.name.clone();
+        // Checked with the task's own name by `apply_overrides` above.
+        dag.name = task.name.clone();
     }
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     absolutize_paths(task, &cwd)?;
