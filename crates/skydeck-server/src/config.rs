@@ -25,6 +25,11 @@ pub const ENV_POLICY_TIMEOUT: &str = "SKYDECK_ADMIN_POLICY_TIMEOUT";
 pub const ENV_GRACE_PERIOD: &str = "SKYDECK_GRACE_PERIOD_SECONDS";
 /// The most an upload (workdir and file mounts, unpacked) may hold.
 pub const ENV_MAX_UPLOAD_BYTES: &str = "SKYDECK_MAX_UPLOAD_BYTES";
+/// The most files and directories one upload may hold (default 100,000).
+pub const ENV_MAX_UPLOAD_ENTRIES: &str = "SKYDECK_MAX_UPLOAD_ENTRIES";
+/// Seconds an incomplete upload may sit untouched before it is swept
+/// (default 3600).
+pub const ENV_UPLOAD_STALE_SECONDS: &str = "SKYDECK_UPLOAD_STALE_SECONDS";
 
 /// The files under the state directory.
 #[derive(Debug, Clone)]
@@ -145,6 +150,10 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Limit of one upload, zipped and unpacked alike.
     pub max_upload_bytes: u64,
+    /// Limit of one upload's entries.
+    pub max_upload_entries: usize,
+    /// Incomplete uploads untouched this long are swept.
+    pub upload_stale_after: Duration,
     pub hold_requests: HashSet<String>,
     /// Who may call, and how they prove it.
     pub auth: crate::auth::settings::AuthSettings,
@@ -152,6 +161,15 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// What one upload may be.
+    pub fn upload_limits(&self) -> crate::uploads::Limits {
+        crate::uploads::Limits {
+            max_bytes: self.max_upload_bytes,
+            max_entries: self.max_upload_entries,
+            stale_after: self.upload_stale_after,
+        }
+    }
+
     /// Defaults for `paths`, with the database chosen the documented way:
     /// `SKYDECK_DB_CONNECTION_URI`, else `db:` in config.yaml, else SQLite.
     pub fn from_env(paths: Paths) -> anyhow::Result<Self> {
@@ -168,6 +186,12 @@ impl ServerConfig {
             short_workers: env_usize(ENV_SHORT_WORKERS)?.unwrap_or((cpus * 8).max(16)),
             max_upload_bytes: env_usize(ENV_MAX_UPLOAD_BYTES)?
                 .map_or(DEFAULT_MAX_UPLOAD_BYTES, |n| n as u64),
+            max_upload_entries: env_usize(ENV_MAX_UPLOAD_ENTRIES)?
+                .unwrap_or(crate::uploads::DEFAULT_MAX_ENTRIES),
+            upload_stale_after: env_usize(ENV_UPLOAD_STALE_SECONDS)?
+                .map_or(crate::uploads::DEFAULT_STALE_AFTER, |secs| {
+                    Duration::from_secs(secs as u64)
+                }),
             hold_requests: std::env::var(ENV_TEST_HOLD)
                 .unwrap_or_default()
                 .split(',')
@@ -210,6 +234,8 @@ impl ServerConfig {
             stream_heartbeat: Duration::from_secs(30),
             max_body_bytes: 16 * 1024 * 1024,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            max_upload_entries: crate::uploads::DEFAULT_MAX_ENTRIES,
+            upload_stale_after: crate::uploads::DEFAULT_STALE_AFTER,
             hold_requests: HashSet::new(),
             auth: Default::default(),
             admin_policy_timeout: crate::admin_policy::DEFAULT_TIMEOUT,

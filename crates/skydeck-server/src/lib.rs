@@ -209,6 +209,7 @@ async fn maintain(state: Arc<AppState>, me: ServerInfo) {
                     tracing::warn!(error = %err, "cannot checkpoint the database");
                 }
                 sweep_secrets(&state).await;
+                state.uploads.sweep_stale().await;
                 state.live_config.refresh().await;
             }
             _ = cancel_check.tick() => {

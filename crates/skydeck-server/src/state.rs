@@ -17,7 +17,7 @@ pub struct AppState {
     /// Cancelled when the server stops: long polls and streams end.
     pub shutdown: CancellationToken,
     draining: AtomicBool,
-    pub uploads: crate::uploads::Uploads,
+    pub uploads: Arc<crate::uploads::Uploads>,
     /// The server config as it is now (workspaces, admin policy…).
     pub live_config: Arc<crate::live_config::LiveConfig>,
     /// Checks who is calling (see `auth`).
@@ -58,7 +58,10 @@ impl AppState {
             metrics,
             live_config,
             auth,
-            uploads: crate::uploads::Uploads::new(config.paths.uploads(), config.max_upload_bytes),
+            uploads: Arc::new(crate::uploads::Uploads::new(
+                config.paths.uploads(),
+                config.upload_limits(),
+            )),
             infra,
             config,
             store,

@@ -248,7 +248,7 @@ pub struct LaunchBody {
     pub down: bool,
     pub no_setup: bool,
     pub fast: bool,
-    pub file_mounts_blob_id: Option<String>,
+    pub file_mounts_blob_id: Option<crate::names::BlobId>,
     pub include_credentials: bool,
 }
 
@@ -265,7 +265,7 @@ pub struct ExecBody {
     #[serde(default)]
     pub down: bool,
     #[serde(default)]
-    pub file_mounts_blob_id: Option<String>,
+    pub file_mounts_blob_id: Option<crate::names::BlobId>,
 }
 
 impl ExecBody {

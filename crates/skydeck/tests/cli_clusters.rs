@@ -489,9 +489,14 @@ async fn uploads_go_in_chunks_and_are_not_sent_twice() {
     let client = skydeck_client::Client::new(&server.url, None).unwrap();
     let already = client.upload_bundle(&bundle, "", 1_000).await.unwrap();
     assert!(!already);
-    let unpacked = server
-        .home
-        .join("uploads")
+    // Kept under the uploading user: with auth off and no user named, the
+    // server's local user, the only one there.
+    let users: Vec<_> = std::fs::read_dir(server.home.join("uploads/users"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(users.len(), 1, "{users:?}");
+    let unpacked = users[0]
         .join(bundle.blob_id())
         .join("files")
         .join(project.strip_prefix("/").unwrap())

@@ -10,6 +10,7 @@ use skydeck_infra::local::LocalProvider;
 use skydeck_infra::{AgentClient, Handle, Provider};
 use skydeck_store::ClusterRecord;
 use skydeck_types::RequestError;
+use skydeck_types::names::{BlobId, UserId};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -85,9 +86,10 @@ impl Infra {
             .clone()
     }
 
-    /// Where an uploaded blob's files are.
-    pub fn upload_dir(&self, blob_id: &str) -> PathBuf {
-        self.uploads.join(blob_id).join("files")
+    /// Where `user`'s uploaded blob's files are (only theirs: see
+    /// `crate::uploads`).
+    pub fn upload_dir(&self, user: &UserId, blob_id: &BlobId) -> PathBuf {
+        crate::uploads::blob_files(&self.uploads, user, blob_id)
     }
 
     pub fn uploads_root(&self) -> &std::path::Path {

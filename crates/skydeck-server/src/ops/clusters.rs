@@ -6,7 +6,8 @@
 
 use super::ownership::{check_owner, owned_cluster};
 use super::{OpResult, RequestContext, internal};
-use crate::clusters::{handle_of, plan::Plan};
+use crate::clusters::handle_of;
+use crate::clusters::plan::{Files, Plan};
 use crate::executor::now;
 use crate::skypilot::{exception, records};
 use serde_json::{Value, json};
@@ -19,7 +20,7 @@ use skydeck_types::bodies::{
 };
 use skydeck_types::config::PolicyRequestOptions;
 use skydeck_types::glob::GlobPattern;
-use skydeck_types::names::ClusterName;
+use skydeck_types::names::{BlobId, ClusterName, UserId};
 
 fn not_found(name: &str) -> RequestError {
     RequestError::new(
@@ -276,7 +277,7 @@ async fn sync_files(
         ctx.log
             .line("⚙︎ Syncing the workdir to ~/sky_workdir on every node...");
         provider
-            .sync_up(handle, workdir, "~/sky_workdir")
+            .sync_up(handle, workdir.path(), "~/sky_workdir")
             .await
             .map_err(infra_error)?;
     }
@@ -284,7 +285,7 @@ async fn sync_files(
         ctx.log.line("⚙︎ Syncing file mounts...");
         for (target, source) in &plan.file_mounts {
             provider
-                .sync_up(handle, source, target)
+                .sync_up(handle, source.path(), target)
                 .await
                 .map_err(infra_error)?;
         }
@@ -329,21 +330,36 @@ async fn submit_job(
 async fn load_plan(
     ctx: &RequestContext,
     task: &str,
-    blob_id: Option<&str>,
+    blob_id: Option<&BlobId>,
+    files: Files,
 ) -> Result<Plan, RequestError> {
-    let uploaded = blob_id
-        .filter(|id| crate::uploads::valid_blob_id(id))
-        .map(|id| ctx.infra.upload_dir(id));
-    if let Some(dir) = &uploaded
-        && !dir.is_dir()
-    {
-        return Err(RequestError::new(
-            exception::VALUE_ERROR,
-            "The files uploaded for this request are missing on the API server; run the \
-             command again to upload them.",
-        ));
-    }
-    crate::clusters::plan::plan(task, uploaded.as_deref())
+    // Only the requesting user's own blobs: an id another user uploaded
+    // is as good as missing.
+    let uploaded = match blob_id {
+        None => None,
+        Some(id) => {
+            let user = UserId::new(ctx.user_id.as_str())
+                .map_err(|err| RequestError::new(exception::VALUE_ERROR, err.to_string()))?;
+            let dir = ctx.infra.upload_dir(&user, id);
+            if !dir.is_dir() {
+                return Err(RequestError::new(
+                    exception::VALUE_ERROR,
+                    format!(
+                        "The files uploaded for this request (blob {id}) are not on the API \
+                         server among yours; run the command again to upload them."
+                    ),
+                ));
+            }
+            Some(dir)
+        }
+    };
+    let task = task.to_owned();
+    // Checks every source against the upload on disk: off the runtime.
+    tokio::task::spawn_blocking(move || {
+        crate::clusters::plan::plan(&task, uploaded.as_deref(), files)
+    })
+    .await
+    .map_err(internal)?
 }
 
 /// Refuses infrastructure the request's workspace (or `allowed_clouds`)
@@ -388,7 +404,7 @@ pub async fn launch(ctx: &RequestContext, mut body: LaunchBody) -> OpResult {
         body.idle_minutes_to_autostop = options.idle_minutes_to_autostop;
         body.down = options.down;
     }
-    let plan = load_plan(ctx, &task, body.file_mounts_blob_id.as_deref()).await?;
+    let plan = load_plan(ctx, &task, body.file_mounts_blob_id.as_ref(), Files::All).await?;
     check_infra_allowed(ctx, &plan)?;
     let name = body
         .cluster_name
@@ -480,7 +496,13 @@ pub async fn exec(ctx: &RequestContext, body: ExecBody) -> OpResult {
     let task = super::policy::police(ctx, "exec", task, Some(options))
         .await?
         .task_yaml;
-    let plan = load_plan(ctx, &task, body.file_mounts_blob_id.as_deref()).await?;
+    let plan = load_plan(
+        ctx,
+        &task,
+        body.file_mounts_blob_id.as_ref(),
+        Files::WorkdirOnly,
+    )
+    .await?;
     let record = existing(ctx, &body.cluster_name).await?;
     check_same_workspace(ctx, &record)?;
     if record.status != ClusterStatus::Up {
@@ -505,7 +527,7 @@ pub async fn exec(ctx: &RequestContext, body: ExecBody) -> OpResult {
             .line("⚙︎ Syncing the workdir to ~/sky_workdir on every node...");
         ctx.infra
             .provider(&record.infra)?
-            .sync_up(&handle, workdir, "~/sky_workdir")
+            .sync_up(&handle, workdir.path(), "~/sky_workdir")
             .await
             .map_err(infra_error)?;
     }

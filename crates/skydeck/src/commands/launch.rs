@@ -10,7 +10,7 @@ use crate::cli::{ExecArgs, LaunchArgs};
 use skydeck_client::Client;
 use skydeck_server::config::Paths;
 use skydeck_types::bodies::{AutostopBody, ExecBody, LaunchBody};
-use skydeck_types::names::ClusterName;
+use skydeck_types::names::{BlobId, ClusterName};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -26,11 +26,9 @@ pub async fn launch(paths: &Paths, client: &Client, args: &LaunchArgs) -> anyhow
             return Ok(ExitCode::FAILURE);
         }
     }
-    let blob = if args.dryrun {
-        None
-    } else {
-        upload(paths, client, &mut task, false).await?
-    };
+    // Even for a dry run, as the official client does: the server checks
+    // the task's files against the upload.
+    let blob = upload(paths, client, &mut task, false).await?;
     let body = LaunchBody {
         base: base(paths),
         task: task.dag.to_yaml(),
@@ -93,11 +91,7 @@ pub async fn exec(paths: &Paths, client: &Client, args: &ExecArgs) -> anyhow::Re
     let mut task = task_args::load(&args.entrypoint, &args.task)?;
     // As in SkyPilot, exec syncs only the workdir: file mounts were made
     // when the cluster was launched.
-    let blob = if args.dryrun {
-        None
-    } else {
-        upload(paths, client, &mut task, true).await?
-    };
+    let blob = upload(paths, client, &mut task, true).await?;
     let body = ExecBody {
         base: base(paths),
         task: task.dag.to_yaml(),
@@ -143,7 +137,7 @@ async fn upload(
     client: &Client,
     task: &mut Task,
     workdir_only: bool,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<Option<BlobId>> {
     let sources = task_args::local_sources(task.spec(), workdir_only);
     if sources.is_empty() {
         return Ok(None);
@@ -166,7 +160,7 @@ async fn upload(
         );
     }
     task.spec_mut().file_mounts_mapping = sources.iter().map(|s| (s.clone(), s.clone())).collect();
-    Ok(Some(report.blob_id))
+    Ok(Some(BlobId::new(report.blob_id)?))
 }
 
 fn human_size(bytes: u64) -> String {
