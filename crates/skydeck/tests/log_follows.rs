@@ -198,7 +198,7 @@ async fn output_that_is_not_utf8_or_one_huge_line_passes_through() {
     assert_eq!(code, Some(0), "logs of a job that succeeded: {stderr}");
     assert!(String::from_utf8_lossy(&stdout).contains("before\u{fffd}after"));
 
-    let (code, stdout, stderr) = run(&server, &cwd, &["logs", "bytes", "1", "--sync-down"]).await;
+    let (code, _, stderr) = run(&server, &cwd, &["logs", "bytes", "1", "--sync-down"]).await;
     assert_eq!(code, Some(0), "sync-down of a job that succeeded: {stderr}");
     let saved = std::fs::read(cwd.join("skydeck_logs/bytes/job-1/run.log")).unwrap();
     let saved = String::from_utf8_lossy(&saved);
