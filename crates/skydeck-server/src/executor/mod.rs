@@ -228,6 +228,14 @@ impl Executor {
         Ok(previous)
     }
 
+    /// Forgets requests deleted from the store (retention), so that they
+    /// are not answered from memory either.
+    pub fn forget_finished(&self, ids: &[String]) {
+        for id in ids {
+            self.finished.remove(id);
+        }
+    }
+
     /// Keeps a finished request for waiting clients and counts it.
     fn remember_finished(&self, record: RequestRecord) {
         self.count_finished(&record);
