@@ -52,32 +52,38 @@ async fn run(server: &TestServer, cwd: &Path, args: &[&str]) -> (Option<i32>, Ve
     )
 }
 
-async fn follows(server: &TestServer) -> f64 {
+/// One series of the server's metrics, e.g. `skydeck_log_follows`.
+async fn gauge(server: &TestServer, series: &str) -> f64 {
     let url = server.metrics_url.as_deref().expect("metrics are on");
     let body = http("GET", url, None).await.body;
     body.lines()
-        .find_map(|line| line.strip_prefix("skydeck_log_follows "))
-        .expect("the skydeck_log_follows gauge")
-        .trim()
-        .parse()
-        .expect("a number")
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |value| value.trim().parse().expect("a number"))
 }
 
-/// Polls the follow count until it is `wanted`.
-async fn wait_for_follows(server: &TestServer, wanted: f64) {
+async fn follows(server: &TestServer) -> f64 {
+    gauge(server, "skydeck_log_follows").await
+}
+
+/// Polls a gauge until it is `wanted`.
+async fn wait_for_gauge(server: &TestServer, series: &str, wanted: f64) {
     let deadline = Instant::now() + DEADLINE;
     loop {
-        let now = follows(server).await;
+        let now = gauge(server, series).await;
         if now == wanted {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "{now} log follows on the server, expected {wanted}\n--- server log ---\n{}",
+            "{series} is {now}, expected {wanted}\n--- server log ---\n{}",
             server.stderr()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+async fn wait_for_follows(server: &TestServer, wanted: f64) {
+    wait_for_gauge(server, "skydeck_log_follows", wanted).await;
 }
 
 fn signal(child: &Child, name: &str) {
@@ -92,7 +98,11 @@ fn signal(child: &Child, name: &str) {
 fn start(scratch: &Path) -> (TestServer, PathBuf) {
     let server = TestServer::start(
         &scratch.join("home"),
-        &[("SKYDECK_METRICS", "1"), ("SKYDECK_METRICS_PORT", "0")],
+        &[
+            ("SKYDECK_METRICS", "1"),
+            ("SKYDECK_METRICS_PORT", "0"),
+            ("SKYDECK_TEST_HOLD_REQUESTS", "sky.check"),
+        ],
     );
     let cwd = scratch.join("work");
     std::fs::create_dir_all(&cwd).unwrap();
@@ -204,4 +214,37 @@ async fn output_that_is_not_utf8_or_one_huge_line_passes_through() {
     let saved = String::from_utf8_lossy(&saved);
     assert!(saved.contains("before\u{fffd}after") && saved.ends_with("done\n"));
     assert_eq!(follows(&server).await, 0.0);
+}
+
+/// Opens a raw connection and sends `GET path` with the client's headers;
+/// the answer is never read.
+async fn hang_on(server: &TestServer, path: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let addr = server.url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nX-SkyPilot-API-Version: 62\r\n\
+         X-SkyPilot-Version: 0.14.1\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("send");
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_connection_ends_waits_and_streams() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (server, _cwd) = start(scratch.path());
+    // Held: it never finishes, so every wait on it lasts until its client
+    // leaves.
+    let held = support::submit(&server.url, "/check", "{}").await;
+    let mut connections = Vec::new();
+    for _ in 0..5 {
+        connections.push(hang_on(&server, &format!("/api/get?request_id={held}")).await);
+        connections.push(hang_on(&server, &format!("/api/stream?request_id={held}")).await);
+    }
+    wait_for_gauge(&server, "skydeck_client_waits{endpoint=\"get\"}", 5.0).await;
+    wait_for_gauge(&server, "skydeck_client_waits{endpoint=\"stream\"}", 5.0).await;
+    drop(connections);
+    wait_for_gauge(&server, "skydeck_client_waits{endpoint=\"get\"}", 0.0).await;
+    wait_for_gauge(&server, "skydeck_client_waits{endpoint=\"stream\"}", 0.0).await;
 }

@@ -39,22 +39,6 @@ struct Waiting {
     attached: oneshot::Sender<()>,
 }
 
-/// Counts a live request while it runs.
-struct Counted(prometheus::IntGauge);
-
-impl Counted {
-    fn new(gauge: prometheus::IntGauge) -> Self {
-        gauge.inc();
-        Self(gauge)
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
 impl Executor {
     /// Starts `request` now, outside the pools; its output waits for
     /// [`Executor::attach_live`].
@@ -110,7 +94,7 @@ impl Executor {
         request: skydeck_store::RequestRecord,
         output: mpsc::Sender<Bytes>,
     ) {
-        let _counted = Counted::new(self.metrics.log_follows());
+        let _counted = crate::metrics::GaugeGuard::new(self.metrics.log_follows());
         let id = request.id.clone();
         let cancel = self
             .running

@@ -93,6 +93,9 @@ pub async fn api_get(
     if !caller.sees_all() {
         resolve_owned_id(&state, &caller, &query.request_id).await?;
     }
+    // Dropped with this handler when the client's connection closes, which
+    // ends the wait.
+    let _waiting = state.metrics.client_wait("get");
     // Clients send whole ids, so waiting on the id as given saves resolving
     // it first; only an id that is not found is tried as a prefix.
     let mut waited = state

@@ -153,6 +153,7 @@ struct Disconnected;
 
 impl Follower {
     async fn run(self) {
+        let _waiting = self.state.metrics.client_wait("stream");
         let _ = self.follow_log().await;
     }
 
