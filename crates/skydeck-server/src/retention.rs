@@ -114,16 +114,28 @@ pub async fn sweep(state: &AppState) -> Swept {
             break;
         }
     }
-    let keep = blobs_in_use(state, now - retention.blobs).await;
-    let paths = state.config.paths.clone();
+    let uploads = state.config.paths.uploads();
     let blob_cutoff = now - retention.blobs;
+    // Reading every request for the blobs they name costs; only done when
+    // some blob is old enough to go.
+    let any_old = {
+        let uploads = uploads.clone();
+        tokio::task::spawn_blocking(move || count_unused_blobs(&uploads, blob_cutoff) > 0)
+            .await
+            .unwrap_or(false)
+    };
+    let keep = if any_old {
+        blobs_in_use(state, blob_cutoff).await
+    } else {
+        None
+    };
+    let paths = state.config.paths.clone();
     let files = tokio::task::spawn_blocking(move || {
         // Logs whose request is gone (deleted through another replica, or
         // before this sweep existed) age out by their own time.
         remove_files_older_than(&paths.request_logs(), request_cutoff)
             + remove_files_older_than(&paths.downloads(), request_cutoff)
     });
-    let uploads = state.config.paths.uploads();
     let blobs = match keep {
         Some(keep) => {
             tokio::task::spawn_blocking(move || remove_unused_blobs(&uploads, &keep, blob_cutoff))
@@ -198,7 +210,17 @@ fn remove_files_older_than(root: &Path, cutoff: SystemTime) -> usize {
 /// `root`, at any depth up to three, that are not in `keep` and were last
 /// changed before `cutoff`. Incomplete uploads are not this sweep's.
 fn remove_unused_blobs(root: &Path, keep: &HashSet<String>, cutoff: SystemTime) -> usize {
-    fn walk(dir: &Path, keep: &HashSet<String>, cutoff: SystemTime, depth: u8) -> usize {
+    walk_blobs(root, Some(keep), cutoff)
+}
+
+/// How many completed blobs are old enough to go if no request names them.
+fn count_unused_blobs(root: &Path, cutoff: SystemTime) -> usize {
+    walk_blobs(root, None, cutoff)
+}
+
+/// Removes (with `keep`) or counts (without) old completed blobs.
+fn walk_blobs(root: &Path, keep: Option<&HashSet<String>>, cutoff: SystemTime) -> usize {
+    fn walk(dir: &Path, keep: Option<&HashSet<String>>, cutoff: SystemTime, depth: u8) -> usize {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return 0;
         };
@@ -220,9 +242,12 @@ fn remove_unused_blobs(root: &Path, keep: &HashSet<String>, cutoff: SystemTime) 
                 .metadata()
                 .and_then(|m| m.modified())
                 .is_ok_and(|m| m < cutoff);
-            if old && !keep.contains(&name) && std::fs::remove_dir_all(&path).is_ok() {
-                removed += 1;
-            }
+            removed += match keep {
+                None => usize::from(old),
+                Some(keep) => usize::from(
+                    old && !keep.contains(&name) && std::fs::remove_dir_all(&path).is_ok(),
+                ),
+            };
         }
         removed
     }
@@ -278,7 +303,13 @@ mod tests {
         let partial = blob("partial", false, 48 * HOUR);
         let nested = blob("user1/nested", true, 48 * HOUR);
         let keep = HashSet::from(["used".to_owned()]);
-        let removed = remove_unused_blobs(dir.path(), &keep, SystemTime::now() - 24 * HOUR);
+        let cutoff = SystemTime::now() - 24 * HOUR;
+        assert_eq!(
+            count_unused_blobs(dir.path(), cutoff),
+            3,
+            "old, used and nested"
+        );
+        let removed = remove_unused_blobs(dir.path(), &keep, cutoff);
         assert_eq!(removed, 2);
         assert!(!old.exists() && !nested.exists());
         assert!(used.exists() && fresh.exists() && partial.exists());
