@@ -214,6 +214,30 @@ async fn output_that_is_not_utf8_or_one_huge_line_passes_through() {
     let saved = String::from_utf8_lossy(&saved);
     assert!(saved.contains("before\u{fffd}after") && saved.ends_with("done\n"));
     assert_eq!(follows(&server).await, 0.0);
+
+    // The official client's `--sync-down`: the server prepares the file
+    // for download, with the bytes the job wrote.
+    let api = skydeck_client::Client::new(&server.url, None).unwrap();
+    let id = api
+        .submit(
+            "/download_logs",
+            &serde_json::json!({"cluster_name": "bytes", "job_ids": ["1"]}),
+        )
+        .await
+        .unwrap();
+    let folders = api
+        .wait(&id)
+        .await
+        .expect("download_logs of a job that succeeded");
+    let folder = folders["1"].as_str().expect("job 1's folder");
+    let prepared = server
+        .home
+        .join("downloads")
+        .join(folder.trim_start_matches("~/"))
+        .join("run.log");
+    let prepared = std::fs::read(&prepared).unwrap();
+    assert!(prepared.windows(13).any(|w| w == b"before\xffafter\n"));
+    assert!(prepared.ends_with(b"done\n"));
 }
 
 /// Opens a raw connection and sends `GET path` with the client's headers;
