@@ -67,6 +67,27 @@ enum Command {
     /// first log line, many short jobs through one cluster, many clusters
     /// launched at once. Takes about 10 s with the defaults.
     Clusters(ClustersArgs),
+    /// Many rounds of launch, exec, log reads and down on one server with
+    /// a short retention: the state directory's size and the server's RSS
+    /// before, during and after, to show both stay bounded.
+    Soak(SoakArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SoakArgs {
+    /// Rounds, each a launch of a fresh cluster, an exec onto it, reading
+    /// both jobs' logs and a down.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    rounds: u32,
+
+    /// Rounds in flight at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    concurrency: u32,
+
+    /// The server's request retention, in seconds (short, so that the
+    /// bound shows within the run).
+    #[arg(long, default_value_t = 30.0, value_parser = parse_duration_secs)]
+    retention: f64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -110,8 +131,10 @@ async fn main() -> ExitCode {
 
 async fn measure_and_print(cli: &Cli) -> anyhow::Result<()> {
     let binary = resolve_binary(cli.binary.as_deref())?;
-    if let Some(Command::Clusters(args)) = &cli.command {
-        return measure_clusters(cli, args, binary).await;
+    match &cli.command {
+        Some(Command::Clusters(args)) => return measure_clusters(cli, args, binary).await,
+        Some(Command::Soak(args)) => return measure_soak(cli, args, binary).await,
+        None => {}
     }
     let report = run(cli, binary).await?;
     if cli.json {
@@ -133,6 +156,36 @@ async fn measure_clusters(cli: &Cli, args: &ClustersArgs, binary: PathBuf) -> an
         fleet: args.clusters,
     };
     let outcome = clusters::run(&server, &binary, &config).await;
+    let stop = server.stop().await;
+    let report = outcome?;
+    stop?;
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+    } else {
+        print!("{}", report.to_table());
+    }
+    Ok(())
+}
+
+/// The soak on its own server, started with the retention asked for.
+async fn measure_soak(cli: &Cli, args: &SoakArgs, binary: PathBuf) -> anyhow::Result<()> {
+    let retention = Duration::from_secs_f64(args.retention);
+    progress("starting the server for the soak");
+    let hours = (retention.as_secs_f64() / 3600.0).to_string();
+    let (mut server, _) = Server::start_with_env(
+        &binary,
+        &[
+            ("SKYDECK_REQUEST_RETENTION_HOURS", hours.clone()),
+            ("SKYDECK_BLOB_RETENTION_HOURS", hours),
+        ],
+    )
+    .await?;
+    let config = clusters::soak::Config {
+        rounds: args.rounds,
+        concurrency: args.concurrency,
+        retention,
+    };
+    let outcome = clusters::soak::run(&server, &config).await;
     let stop = server.stop().await;
     let report = outcome?;
     stop?;

@@ -59,8 +59,20 @@ impl Server {
     /// Spawns the server with a fresh `SKYDECK_HOME`, learns its address from
     /// the listening line and waits for the first healthy answer.
     pub async fn start(binary: &Path) -> anyhow::Result<(Self, StartTimes)> {
+        Self::start_with_env(binary, &[]).await
+    }
+
+    /// [`Server::start`] with extra environment variables (set after ours
+    /// are cleared).
+    pub async fn start_with_env(
+        binary: &Path,
+        envs: &[(&str, String)],
+    ) -> anyhow::Result<(Self, StartTimes)> {
         let scratch = Scratch::create()?;
         let mut command = server_command(binary, &scratch)?;
+        for (name, value) in envs {
+            command.env(name, value);
+        }
         let spawned = Instant::now();
         let mut child = command
             .spawn()

@@ -11,6 +11,7 @@ mod fleet;
 mod jobs;
 mod latency;
 mod report;
+pub mod soak;
 
 pub use report::ClusterReport;
 
@@ -98,7 +99,7 @@ impl Created {
         self.0.lock().expect("cluster set").remove(name);
     }
 
-    fn names(&self) -> Vec<String> {
+    pub(crate) fn names(&self) -> Vec<String> {
         self.0
             .lock()
             .expect("cluster set")

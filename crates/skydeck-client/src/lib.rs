@@ -305,6 +305,97 @@ impl LogStream {
         }
         Ok(())
     }
+
+    /// Writes the log to `out` as it arrives, without its control lines,
+    /// piece by piece: a line of any length is never held whole (a job may
+    /// print megabytes without a newline). Fails when `out` does (a closed
+    /// pipe), which ends the stream and so the server's follow.
+    pub async fn copy_to(self, out: &mut (impl std::io::Write + ?Sized)) -> Result<()> {
+        let mut body = self.response.bytes_stream();
+        let mut filter = ControlLineFilter::default();
+        let local =
+            |err: std::io::Error| ClientError::Local(format!("cannot write the log: {err}"));
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| ClientError::Decode(e.to_string()))?;
+            filter.push(&chunk, out).map_err(local)?;
+            out.flush().map_err(local)?;
+        }
+        filter.finish(out).map_err(local)?;
+        out.flush().map_err(local)
+    }
+}
+
+/// What starts a control line, which people never see.
+const PAYLOAD_PREFIX: &[u8] = b"<sky-payload>";
+
+/// Drops control lines from a byte stream while passing every other line
+/// through as it comes. Only the start of a line (never more than the
+/// prefix) waits until it is known which kind the line is.
+#[derive(Default)]
+struct ControlLineFilter {
+    /// The start of the current line while undecided.
+    head: Vec<u8>,
+    /// Whether the current line is a control line, once known.
+    control: Option<bool>,
+}
+
+impl ControlLineFilter {
+    fn push(
+        &mut self,
+        mut bytes: &[u8],
+        out: &mut (impl std::io::Write + ?Sized),
+    ) -> std::io::Result<()> {
+        while !bytes.is_empty() {
+            let end = bytes.iter().position(|b| *b == b'\n');
+            let (piece, rest) = match end {
+                Some(at) => bytes.split_at(at + 1),
+                None => (bytes, &[][..]),
+            };
+            bytes = rest;
+            if self.control.is_none() {
+                let wanted = PAYLOAD_PREFIX.len().saturating_sub(self.head.len());
+                let take = wanted.min(piece.len());
+                self.head.extend_from_slice(&piece[..take]);
+                let piece = &piece[take..];
+                let decided = self.head.len() >= PAYLOAD_PREFIX.len()
+                    || !PAYLOAD_PREFIX.starts_with(&self.head)
+                    || self.head.ends_with(b"\n");
+                if decided {
+                    let control = self.head.starts_with(PAYLOAD_PREFIX);
+                    if !control {
+                        out.write_all(&self.head)?;
+                    }
+                    self.head.clear();
+                    self.control = Some(control);
+                }
+                if self.control == Some(false) {
+                    out.write_all(piece)?;
+                }
+            } else if self.control == Some(false) {
+                out.write_all(piece)?;
+            }
+            if end.is_some() {
+                self.head.clear();
+                self.control = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// The end of the stream: a last line without its newline gets one, as
+    /// [`LogStream::for_each_line`] prints it.
+    fn finish(&mut self, out: &mut (impl std::io::Write + ?Sized)) -> std::io::Result<()> {
+        let open = !self.head.is_empty() || self.control == Some(false);
+        if !self.head.is_empty() {
+            out.write_all(&self.head)?;
+        }
+        if open {
+            out.write_all(b"\n")?;
+        }
+        self.head.clear();
+        self.control = None;
+        Ok(())
+    }
 }
 
 /// A `reqwest` client set up the way Skydeck needs it (TLS through ring).
@@ -497,6 +588,34 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn filtered(pieces: &[&[u8]]) -> String {
+        let mut filter = ControlLineFilter::default();
+        let mut out = Vec::new();
+        for piece in pieces {
+            filter.push(piece, &mut out).unwrap();
+        }
+        filter.finish(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn control_lines_are_dropped_wherever_the_pieces_split() {
+        let text = b"a\n<sky-payload>\"x\"</sky-payload>\n<sky-pay no\nb";
+        let expected = "a\n<sky-pay no\nb\n";
+        assert_eq!(filtered(&[text]), expected);
+        let bytes: Vec<&[u8]> = text.chunks(1).collect();
+        assert_eq!(filtered(&bytes), expected);
+        for at in 0..text.len() {
+            assert_eq!(
+                filtered(&[&text[..at], &text[at..]]),
+                expected,
+                "split at {at}"
+            );
+        }
+        assert_eq!(filtered(&[b"<sky"]), "<sky\n");
+        assert_eq!(filtered(&[b""]), "");
+    }
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]

@@ -142,14 +142,15 @@ impl AgentClient {
         self.call("status", &[], None).await
     }
 
-    /// Streams a job's log line by line; returns SkyPilot's job exit code
-    /// (0 succeeded, 100 failed, 101 not finished, 102 no such job, 103
-    /// cancelled).
+    /// Streams a job's log to `out` as the raw bytes the job wrote, in
+    /// bounded pieces; returns SkyPilot's job exit code (0 succeeded, 100
+    /// failed, 101 not finished, 102 no such job, 103 cancelled). Dropping
+    /// `out`'s receiver stops following.
     pub async fn logs(
         &self,
         job_id: Option<u64>,
         how: LogFollow,
-        on_line: &mut (dyn for<'l> FnMut(&'l str) + Send),
+        out: tokio::sync::mpsc::Sender<Vec<u8>>,
     ) -> Result<i32> {
         let mut extra = Vec::new();
         if let Some(id) = job_id {
@@ -159,9 +160,7 @@ impl AgentClient {
             extra.push("--follow".to_owned());
         }
         extra.extend(["--tail".to_owned(), how.tail.to_string()]);
-        self.runner
-            .stream(&self.argv("logs", &extra), on_line)
-            .await
+        self.runner.stream(&self.argv("logs", &extra), out).await
     }
 }
 

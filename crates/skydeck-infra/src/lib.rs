@@ -13,7 +13,7 @@ mod runner;
 
 pub use agent_client::{AgentClient, LogFollow};
 pub use machine::{Machine, NodeRequest};
-pub use runner::{CommandOutput, CommandRunner, LocalRunner};
+pub use runner::{CommandOutput, CommandRunner, LocalRunner, READER_GONE, STREAM_CHUNK};
 /// The agent's description of its cluster is the handle's too: one
 /// definition of what a node is, on both sides of `cluster.json`.
 pub use skydeck_agent::cluster::{Capacity, ClusterInfo, NodeInfo};

@@ -4,8 +4,13 @@ use crate::{InfraError, Result};
 use async_trait::async_trait;
 use std::path::PathBuf;
 use std::process::Stdio;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
+use tokio::sync::mpsc;
+
+/// The most a streamed command's output is read (and held) at once: a
+/// single line longer than this still travels in bounded pieces.
+pub const STREAM_CHUNK: usize = 64 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandOutput {
@@ -27,14 +32,13 @@ impl CommandOutput {
 pub trait CommandRunner: Send + Sync {
     /// Runs `argv`, feeding it `stdin`, and returns once it exits.
     async fn run(&self, argv: &[String], stdin: Option<Vec<u8>>) -> Result<CommandOutput>;
-    /// Runs `argv` and hands each line of its stdout to `on_line` as it
-    /// arrives; returns the exit code. Dropping the future kills the
-    /// command.
-    async fn stream(
-        &self,
-        argv: &[String],
-        on_line: &mut (dyn for<'l> FnMut(&'l str) + Send),
-    ) -> Result<i32>;
+    /// Runs `argv` and sends its stdout to `out` as it arrives, as raw
+    /// bytes in pieces of at most [`STREAM_CHUNK`] (output is not text:
+    /// lines may be any length and any bytes); returns the exit code.
+    /// Dropping the future, or `out`'s receiver, kills the command: a
+    /// reader that went away stops the work at once, even while the
+    /// command prints nothing.
+    async fn stream(&self, argv: &[String], out: mpsc::Sender<Vec<u8>>) -> Result<i32>;
 }
 
 /// Runs commands on this machine.
@@ -86,11 +90,7 @@ impl CommandRunner for LocalRunner {
         })
     }
 
-    async fn stream(
-        &self,
-        argv: &[String],
-        on_line: &mut (dyn for<'l> FnMut(&'l str) + Send),
-    ) -> Result<i32> {
+    async fn stream(&self, argv: &[String], out: mpsc::Sender<Vec<u8>>) -> Result<i32> {
         let mut command = self.command(argv)?;
         command
             .stdin(Stdio::null())
@@ -99,22 +99,33 @@ impl CommandRunner for LocalRunner {
         let mut child = command
             .spawn()
             .map_err(InfraError::io(format!("cannot run {}", argv[0])))?;
-        let stdout = child.stdout.take().expect("piped");
+        let mut stdout = child.stdout.take().expect("piped");
         let mut stderr = child.stderr.take().expect("piped");
         // Drained beside stdout so a chatty stderr cannot fill its pipe and
-        // stall the command.
+        // stall the command; only its start is kept, for the debug log.
         let stderr_text = tokio::spawn(async move {
-            let mut text = String::new();
-            let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
-            text
+            let mut kept = Vec::new();
+            let mut buf = vec![0; 8192];
+            while let Ok(n @ 1..) = stderr.read(&mut buf).await {
+                if kept.len() < STREAM_CHUNK {
+                    kept.extend_from_slice(&buf[..n]);
+                }
+            }
+            String::from_utf8_lossy(&kept).into_owned()
         });
-        let mut lines = BufReader::new(stdout).lines();
-        while let Some(line) = lines
-            .next_line()
-            .await
-            .map_err(InfraError::io(format!("cannot read from {}", argv[0])))?
-        {
-            on_line(&line);
+        let mut buf = vec![0; STREAM_CHUNK];
+        loop {
+            let read = tokio::select! {
+                read = stdout.read(&mut buf) => read,
+                () = out.closed() => return Ok(reader_gone(&mut child).await),
+            };
+            let n = read.map_err(InfraError::io(format!("cannot read from {}", argv[0])))?;
+            if n == 0 {
+                break;
+            }
+            if out.send(buf[..n].to_vec()).await.is_err() {
+                return Ok(reader_gone(&mut child).await);
+            }
         }
         let status = child
             .wait()
@@ -126,6 +137,15 @@ impl CommandRunner for LocalRunner {
         }
         Ok(status.code().unwrap_or(-1))
     }
+}
+
+/// The exit code a stream reports when its reader left first: the
+/// command is killed, as nobody reads what it prints.
+pub const READER_GONE: i32 = -2;
+
+async fn reader_gone(child: &mut tokio::process::Child) -> i32 {
+    let _ = child.kill().await;
+    READER_GONE
 }
 
 #[cfg(test)]
@@ -154,18 +174,56 @@ mod tests {
         );
     }
 
+    async fn collect(runner: &LocalRunner, script: &str) -> (i32, Vec<Vec<u8>>) {
+        let (tx, mut rx) = mpsc::channel(4);
+        let reading = tokio::spawn(async move {
+            let mut chunks = Vec::new();
+            while let Some(chunk) = rx.recv().await {
+                chunks.push(chunk);
+            }
+            chunks
+        });
+        let code = runner
+            .stream(&argv(&["sh", "-c", script]), tx)
+            .await
+            .unwrap();
+        (code, reading.await.unwrap())
+    }
+
     #[tokio::test]
-    async fn streams_lines_as_they_come() {
+    async fn streams_output_as_raw_bytes() {
         let runner = LocalRunner {
             dir: std::env::temp_dir(),
         };
-        let mut seen = Vec::new();
-        let code = runner
-            .stream(&argv(&["sh", "-c", "echo a; echo b; exit 0"]), &mut |l| {
-                seen.push(l.to_owned())
-            })
+        let (code, chunks) = collect(&runner, "printf 'a\\377\\nb'; exit 3").await;
+        assert_eq!((code, chunks.concat()), (3, b"a\xff\nb".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn a_long_line_arrives_in_bounded_pieces() {
+        let runner = LocalRunner {
+            dir: std::env::temp_dir(),
+        };
+        let (code, chunks) = collect(&runner, "head -c 1000000 /dev/zero | tr '\\0' x").await;
+        assert_eq!(code, 0);
+        assert_eq!(chunks.iter().map(Vec::len).sum::<usize>(), 1_000_000);
+        assert!(chunks.iter().all(|c| c.len() <= STREAM_CHUNK));
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_leaves_kills_a_silent_command() {
+        let runner = LocalRunner {
+            dir: std::env::temp_dir(),
+        };
+        let (tx, rx) = mpsc::channel(1);
+        let command = argv(&["sleep", "600"]);
+        let stream = runner.stream(&command, tx);
+        drop(rx);
+        // Without the closed-reader check this would wait for `sleep`.
+        let code = tokio::time::timeout(std::time::Duration::from_secs(60), stream)
             .await
+            .expect("the stream ends once its reader is gone")
             .unwrap();
-        assert_eq!((code, seen), (0, vec!["a".to_owned(), "b".to_owned()]));
+        assert_eq!(code, READER_GONE);
     }
 }

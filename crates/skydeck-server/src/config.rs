@@ -158,6 +158,8 @@ pub struct ServerConfig {
     /// Who may call, and how they prove it.
     pub auth: crate::auth::settings::AuthSettings,
     pub admin_policy_timeout: Duration,
+    /// How long finished requests, their logs and unused uploads are kept.
+    pub retention: crate::retention::Retention,
 }
 
 impl ServerConfig {
@@ -207,6 +209,7 @@ impl ServerConfig {
                 .map_or(crate::admin_policy::DEFAULT_TIMEOUT, |secs| {
                     Duration::from_secs(secs as u64)
                 }),
+            retention: crate::retention::Retention::from_env()?,
             auth: crate::auth::settings::AuthSettings {
                 initial_admin: match std::env::var(ENV_INITIAL_BASIC_AUTH) {
                     Ok(text) if !text.is_empty() => Some(
@@ -239,6 +242,7 @@ impl ServerConfig {
             hold_requests: HashSet::new(),
             auth: Default::default(),
             admin_policy_timeout: crate::admin_policy::DEFAULT_TIMEOUT,
+            retention: crate::retention::Retention::default(),
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod live_config;
 pub mod metrics;
 pub mod ops;
 pub mod request_log;
+pub mod retention;
 pub mod routes;
 pub mod secrets;
 pub mod signals;
@@ -195,8 +196,13 @@ async fn maintain(state: Arc<AppState>, me: ServerInfo) {
     let mut cancel_check = tokio::time::interval(std::time::Duration::from_secs(1));
     let mut cluster_check = tokio::time::interval(CLUSTER_CHECK_INTERVAL);
     cluster_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut retention_sweep = tokio::time::interval(state.config.retention.sweep_interval());
+    retention_sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = retention_sweep.tick() => {
+                retention::sweep(&state).await;
+            }
             _ = cluster_check.tick() => reconcile_clusters(&state).await,
             _ = ticker.tick() => {
                 if let Err(err) = state.store.heartbeat_server(&me.id, now()).await {

@@ -1,11 +1,15 @@
 //! Each request's log: a file under the state directory that `/api/stream`
-//! replays from byte 0 and follows.
+//! replays from byte 0 and follows — or, for a request whose reader is
+//! connected while it runs (a followed job log), a live channel to that
+//! reader, so that nothing is copied to disk.
 
 use crate::signals::Signals;
+use bytes::Bytes;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
 
 /// The directory of request logs.
 #[derive(Debug, Clone)]
@@ -37,7 +41,14 @@ pub struct RequestLog {
     path: Option<PathBuf>,
     file: Mutex<Option<File>>,
     signals: Arc<Signals>,
+    /// Where the output goes instead of the file while a reader is
+    /// attached (see [`RequestLog::live`]).
+    live: Option<mpsc::Sender<Bytes>>,
 }
+
+/// The reader of a live request log went away.
+#[derive(Debug)]
+pub struct ReaderGone;
 
 impl RequestLog {
     pub fn new(dir: &LogDir, id: &str, signals: Arc<Signals>) -> Self {
@@ -46,6 +57,38 @@ impl RequestLog {
             path: dir.path(id),
             file: Mutex::new(None),
             signals,
+            live: None,
+        }
+    }
+
+    /// A log whose output goes to `reader` as it is written. Lines written
+    /// with the synchronous [`RequestLog::write`] while the channel is full
+    /// fall back to the file.
+    pub fn live(
+        dir: &LogDir,
+        id: &str,
+        signals: Arc<Signals>,
+        reader: mpsc::Sender<Bytes>,
+    ) -> Self {
+        Self {
+            live: Some(reader),
+            ..Self::new(dir, id, signals)
+        }
+    }
+
+    /// Writes `text`, waiting for a live reader to take it (so a slow
+    /// reader slows the writer instead of growing a buffer). Fails only
+    /// when the live reader has gone.
+    pub async fn send(&self, text: String) -> Result<(), ReaderGone> {
+        if text.is_empty() {
+            return Ok(());
+        }
+        match &self.live {
+            Some(reader) => reader.send(Bytes::from(text)).await.map_err(|_| ReaderGone),
+            None => {
+                self.write(&text);
+                Ok(())
+            }
         }
     }
 
@@ -55,6 +98,13 @@ impl RequestLog {
 
     /// Writes `text` as is. Failures to log never fail the request itself.
     pub fn write(&self, text: &str) {
+        if let Some(reader) = &self.live
+            && reader
+                .try_send(Bytes::copy_from_slice(text.as_bytes()))
+                .is_ok()
+        {
+            return;
+        }
         let Some(path) = &self.path else { return };
         let mut file = self.file.lock().expect("log lock");
         if file.is_none() {
@@ -81,9 +131,104 @@ impl RequestLog {
     }
 }
 
+/// Turns a byte stream into text, replacing each invalid UTF-8 sequence
+/// with U+FFFD as Python's `errors="replace"` does (so as SkyPilot shows
+/// such output), and keeping a character split between two pieces whole.
+#[derive(Debug, Default)]
+pub struct LossyUtf8 {
+    /// The start of a character whose rest has not arrived (under 4 bytes).
+    pending: Vec<u8>,
+}
+
+impl LossyUtf8 {
+    pub fn push(&mut self, bytes: &[u8]) -> String {
+        let joined;
+        let mut rest = if self.pending.is_empty() {
+            bytes
+        } else {
+            let mut pending = std::mem::take(&mut self.pending);
+            pending.extend_from_slice(bytes);
+            joined = pending;
+            &joined[..]
+        };
+        let mut out = String::with_capacity(rest.len());
+        loop {
+            match std::str::from_utf8(rest) {
+                Ok(text) => {
+                    out.push_str(text);
+                    return out;
+                }
+                Err(err) => {
+                    let (valid, after) = rest.split_at(err.valid_up_to());
+                    out.push_str(std::str::from_utf8(valid).expect("checked valid"));
+                    match err.error_len() {
+                        Some(bad) => {
+                            out.push(char::REPLACEMENT_CHARACTER);
+                            rest = &after[bad..];
+                        }
+                        None => {
+                            self.pending = after.to_vec();
+                            return out;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// What is left at the end of the stream: a replacement for a
+    /// character that never completed.
+    pub fn finish(&mut self) -> String {
+        if std::mem::take(&mut self.pending).is_empty() {
+            String::new()
+        } else {
+            char::REPLACEMENT_CHARACTER.to_string()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lossy(pieces: &[&[u8]]) -> String {
+        let mut decoder = LossyUtf8::default();
+        let mut out: String = pieces.iter().map(|p| decoder.push(p)).collect();
+        out.push_str(&decoder.finish());
+        out
+    }
+
+    #[test]
+    fn invalid_bytes_become_replacement_characters() {
+        assert_eq!(lossy(&[b"ok \xff done\n"]), "ok \u{fffd} done\n");
+        assert_eq!(lossy(&[b"\xc3"]), "\u{fffd}");
+        let whole = String::from_utf8_lossy(b"a\xe2\x82b\xf0\x9f\x98\x80\xff").into_owned();
+        assert_eq!(lossy(&[b"a\xe2\x82b\xf0\x9f\x98\x80\xff"]), whole);
+    }
+
+    #[test]
+    fn a_character_split_between_pieces_stays_whole() {
+        let euro = "€".as_bytes();
+        assert_eq!(
+            lossy(&[b"x", &euro[..1], &euro[1..2], &euro[2..], b"y"]),
+            "x€y"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_live_log_goes_to_its_reader_not_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = LogDir::new(dir.path().to_path_buf()).unwrap();
+        let (tx, mut rx) = mpsc::channel(4);
+        let log = RequestLog::live(&logs, "r1", Arc::new(Signals::default()), tx);
+        log.send("job output\n".to_owned()).await.unwrap();
+        log.line("server line");
+        assert_eq!(rx.recv().await.unwrap(), "job output\n");
+        assert_eq!(rx.recv().await.unwrap(), "server line\n");
+        assert!(!log.path().unwrap().exists());
+        drop(rx);
+        assert!(log.send("more".to_owned()).await.is_err());
+    }
 
     #[test]
     fn ids_that_could_escape_the_directory_have_no_path() {

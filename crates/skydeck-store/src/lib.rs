@@ -122,6 +122,11 @@ pub trait Store: Send + Sync + 'static {
     /// How many requests are waiting or running, per pool and status (only
     /// pairs with at least one request): the queue depth metrics.
     async fn active_request_counts(&self) -> Result<Vec<(ScheduleType, RequestStatus, i64)>>;
+    /// Deletes up to `limit` finished requests (succeeded, failed or
+    /// cancelled) that finished before `before`, oldest first, and returns
+    /// their ids so that what they left on disk (logs) can go too. Requests
+    /// that are not finished are never deleted, however old.
+    async fn delete_finished_requests(&self, before: f64, limit: u32) -> Result<Vec<String>>;
 
     // ---- clusters
     /// Creates the cluster or replaces every field of it.

@@ -913,6 +913,37 @@ impl Store for SqlStore {
             .collect()
     }
 
+    async fn delete_finished_requests(&self, before: f64, limit: u32) -> Result<Vec<String>> {
+        const FINISHED: &str = "status IN ('SUCCEEDED', 'FAILED', 'CANCELLED')";
+        // A request cancelled before it started may have no finish time;
+        // its creation time stands in.
+        let ids: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT id FROM requests WHERE {FINISHED} \
+             AND COALESCE(finished_at, created_at) < $1 \
+             ORDER BY COALESCE(finished_at, created_at) LIMIT $2"
+        ))
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        let mut deleted = Vec::with_capacity(ids.len());
+        // Chunked so the placeholder count stays far below either database's cap.
+        for chunk in ids.chunks(200) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "DELETE FROM requests WHERE {FINISHED} AND id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            query.execute(&mut *self.write().await?).await?;
+            deleted.extend_from_slice(chunk);
+        }
+        Ok(deleted)
+    }
+
     async fn put_cluster(&self, cluster: &ClusterRecord) -> Result<()> {
         let sql = format!(
             "INSERT INTO clusters ({CLUSTER_COLUMNS}) VALUES ({CLUSTER_VALUES}) \

@@ -119,6 +119,7 @@ conformance!(
     cancel_stops_pending_and_running_but_not_finished_requests,
     statuses_are_reported_for_many_ids,
     active_requests_are_counted_per_pool_and_status,
+    only_finished_requests_older_than_the_cutoff_are_deleted,
     servers_register_heartbeat_and_leave,
     clusters_are_stored_updated_listed_and_deleted,
     a_cluster_name_is_claimed_by_exactly_one_of_racing_users,
@@ -722,6 +723,71 @@ async fn requests_inserted_finished_keep_their_outcome(store: Arc<SqlStore>) {
         "a finished request is not queued"
     );
     assert_eq!(store.cancel_request("done-ok", 3.0).await.unwrap(), None);
+}
+
+async fn only_finished_requests_older_than_the_cutoff_are_deleted(store: Arc<SqlStore>) {
+    for (id, finished_at) in [("old-1", 10.0), ("old-2", 20.0), ("new", 200.0)] {
+        store
+            .insert_finished_request(
+                &new_request(id, "sky.status", ScheduleType::Short, finished_at - 1.0),
+                finished_at,
+                &Outcome::Succeeded(serde_json::Value::Null),
+                finished_at,
+            )
+            .await
+            .unwrap();
+    }
+    // Old but still waiting or running: never deleted.
+    store
+        .insert_request(&new_request(
+            "old-pending",
+            "sky.launch",
+            ScheduleType::Long,
+            1.0,
+        ))
+        .await
+        .unwrap();
+    store
+        .insert_running_request(
+            &new_request("old-running", "sky.launch", ScheduleType::Long, 1.0),
+            "s1",
+            2.0,
+        )
+        .await
+        .unwrap();
+    // Cancelled while pending, long ago.
+    store
+        .insert_request(&new_request(
+            "old-cancelled",
+            "sky.launch",
+            ScheduleType::Long,
+            3.0,
+        ))
+        .await
+        .unwrap();
+    store.cancel_request("old-cancelled", 5.0).await.unwrap();
+
+    let first = store.delete_finished_requests(100.0, 2).await.unwrap();
+    assert_eq!(
+        first,
+        ["old-cancelled", "old-1"],
+        "oldest first, at most the limit"
+    );
+    let rest = store.delete_finished_requests(100.0, 10).await.unwrap();
+    assert_eq!(rest, ["old-2"]);
+    assert!(
+        store
+            .delete_finished_requests(100.0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for gone in ["old-1", "old-2", "old-cancelled"] {
+        assert!(store.get_request(gone).await.unwrap().is_none(), "{gone}");
+    }
+    for kept in ["new", "old-pending", "old-running"] {
+        assert!(store.get_request(kept).await.unwrap().is_some(), "{kept}");
+    }
 }
 
 async fn requeued_requests_are_claimed_again(store: Arc<SqlStore>) {

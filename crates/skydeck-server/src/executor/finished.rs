@@ -36,6 +36,14 @@ impl RecentlyFinished {
         inner.records.insert(record.id.clone(), Arc::new(record));
     }
 
+    /// Forgets a request that was deleted.
+    pub fn remove(&self, id: &str) {
+        let mut inner = self.inner.lock().expect("finished lock");
+        if inner.records.remove(id).is_some() {
+            inner.order.retain(|kept| kept != id);
+        }
+    }
+
     pub fn get(&self, id: &str) -> Option<Arc<RequestRecord>> {
         self.inner
             .lock()

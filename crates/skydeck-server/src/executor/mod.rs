@@ -7,6 +7,7 @@
 //! requests accepted by another replica or before a restart still run.
 
 mod finished;
+mod live;
 mod recovery;
 
 use finished::RecentlyFinished;
@@ -57,6 +58,7 @@ pub struct Executor {
     signals: Arc<Signals>,
     running: Mutex<HashMap<String, Running>>,
     finished: RecentlyFinished,
+    live: live::Unattached,
     long: Pool,
     short: Pool,
     stop_claiming: CancellationToken,
@@ -99,6 +101,7 @@ impl Executor {
             signals,
             running: Mutex::new(HashMap::new()),
             finished: RecentlyFinished::default(),
+            live: live::Unattached::default(),
             long: pool(config.long_workers),
             short: pool(config.short_workers),
             stop_claiming: CancellationToken::new(),
@@ -150,7 +153,13 @@ impl Executor {
     /// stored PENDING for the pool's loop, which claims whatever is PENDING
     /// as soon as a worker frees up — so the fast paths only ever jump a
     /// queue that is empty here.
+    ///
+    /// A request that follows a reader (a job log) skips the pools
+    /// altogether: see `live.rs`.
     pub async fn submit(self: &Arc<Self>, request: NewRequest) -> Result<(), StoreError> {
+        if Op::from_name(&request.name).is_some_and(Op::runs_live) {
+            return self.submit_live(request).await;
+        }
         let pool = self.pool(request.schedule_type);
         let permit = if self.stop_claiming.is_cancelled() {
             None
@@ -217,6 +226,14 @@ impl Executor {
             }
         }
         Ok(previous)
+    }
+
+    /// Forgets requests deleted from the store (retention), so that they
+    /// are not answered from memory either.
+    pub fn forget_finished(&self, ids: &[String]) {
+        for id in ids {
+            self.finished.remove(id);
+        }
     }
 
     /// Keeps a finished request for waiting clients and counts it.

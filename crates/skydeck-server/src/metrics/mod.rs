@@ -17,7 +17,8 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use skydeck_store::{ClusterStatus, Store};
 use skydeck_types::{RequestStatus, ScheduleType};
@@ -51,6 +52,8 @@ pub struct Metrics {
     clusters: IntGaugeVec,
     jobs: IntGaugeVec,
     db_duration: HistogramVec,
+    log_follows: IntGauge,
+    client_waits: IntGaugeVec,
     /// The last job counts seen on each cluster, by status.
     cluster_jobs: Mutex<HashMap<String, BTreeMap<String, i64>>>,
     /// Whether anyone can scrape: counting jobs costs a call to every
@@ -134,11 +137,26 @@ impl Metrics {
                 &["op"],
             )
             .expect("valid metric"),
+            log_follows: IntGauge::new(
+                "skydeck_log_follows",
+                "Job logs being followed for a connected client (they take no worker).",
+            )
+            .expect("valid metric"),
+            client_waits: IntGaugeVec::new(
+                Opts::new(
+                    "skydeck_client_waits",
+                    "Clients waiting on a request (`/api/get`) or reading its log (`/api/stream`).",
+                ),
+                &["endpoint"],
+            )
+            .expect("valid metric"),
             cluster_jobs: Mutex::new(HashMap::new()),
             serving: AtomicBool::new(false),
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 9] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
+            Box::new(metrics.client_waits.clone()),
+            Box::new(metrics.log_follows.clone()),
             Box::new(metrics.http_requests.clone()),
             Box::new(metrics.http_duration.clone()),
             Box::new(metrics.requests.clone()),
@@ -188,6 +206,17 @@ impl Metrics {
         self.db_duration
             .with_label_values(&[op])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// The count of live log follows (`executor/live.rs`).
+    pub fn log_follows(&self) -> IntGauge {
+        self.log_follows.clone()
+    }
+
+    /// Counts one client waiting at `endpoint` until the guard drops (when
+    /// the wait ends, or its connection closes).
+    pub fn client_wait(&self, endpoint: &str) -> GaugeGuard {
+        GaugeGuard::new(self.client_waits.with_label_values(&[endpoint]))
     }
 
     /// Whether the metrics endpoint is up (and job counts worth their cost).
@@ -263,6 +292,22 @@ impl Metrics {
             self.jobs.with_label_values(&[status]).set(n);
         }
         Ok(())
+    }
+}
+
+/// Holds one unit of a gauge while alive.
+pub struct GaugeGuard(IntGauge);
+
+impl GaugeGuard {
+    pub fn new(gauge: IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -71,6 +71,7 @@ timed! {
     fn cancel_request(&self, id: &str, now: f64) -> Result<Option<RequestStatus>>;
     fn request_statuses(&self, ids: &[String]) -> Result<Vec<(String, RequestStatus)>>;
     fn active_request_counts(&self) -> Result<Vec<(ScheduleType, RequestStatus, i64)>>;
+    fn delete_finished_requests(&self, before: f64, limit: u32) -> Result<Vec<String>>;
     fn put_cluster(&self, cluster: &ClusterRecord) -> Result<()>;
     fn claim_cluster(&self, cluster: &ClusterRecord) -> Result<ClusterRecord>;
     fn get_cluster(&self, name: &str) -> Result<Option<ClusterRecord>>;

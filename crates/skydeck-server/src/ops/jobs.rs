@@ -3,14 +3,17 @@
 
 use super::{OpResult, RequestContext, internal};
 use crate::clusters::handle_of;
+use crate::request_log::LossyUtf8;
 use crate::skypilot::exception;
 use serde_json::{Value, json};
-use skydeck_infra::LogFollow;
+use skydeck_infra::{LogFollow, READER_GONE};
 use skydeck_store::{ClusterRecord, ClusterStatus};
 use skydeck_types::RequestError;
 use skydeck_types::bodies::{
     CancelBody, DownloadLogsBody, EndpointsBody, JobStatusBody, LogsBody, QueueBody,
 };
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
 
 async fn up_cluster(ctx: &RequestContext, name: &str) -> Result<ClusterRecord, RequestError> {
     let cluster = ctx
@@ -80,24 +83,41 @@ pub async fn cancel(ctx: &RequestContext, body: CancelBody) -> OpResult {
     Ok(Value::Null)
 }
 
-/// Streams the job's log into this request's log; the value is SkyPilot's
-/// job exit code, which becomes the exit status of `sky logs`.
+/// Streams the job's log to this request's reader (or, with none attached,
+/// into its log); the value is SkyPilot's job exit code, which becomes the
+/// exit status of `sky logs`. Output is bytes: it reaches the reader as
+/// text with invalid UTF-8 replaced, in bounded pieces.
 pub async fn logs(ctx: &RequestContext, body: LogsBody) -> OpResult {
     let cluster = up_cluster(ctx, &body.cluster_name).await?;
-    let log = ctx.log.clone();
-    let code = ctx
-        .infra
-        .agent(&cluster)?
-        .logs(
-            body.job_id,
-            LogFollow {
-                follow: body.follow,
-                tail: body.tail,
-            },
-            &mut |line| log.line(line),
-        )
-        .await
-        .map_err(agent_error)?;
+    let agent = ctx.infra.agent(&cluster)?;
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4);
+    let follow = agent.logs(
+        body.job_id,
+        LogFollow {
+            follow: body.follow,
+            tail: body.tail,
+        },
+        tx,
+    );
+    let relay = async {
+        let mut text = LossyUtf8::default();
+        while let Some(chunk) = rx.recv().await {
+            // A reader that left ends the relay; dropping `rx` then stops
+            // the agent's follow.
+            if ctx.log.send(text.push(&chunk)).await.is_err() {
+                return;
+            }
+        }
+        let _ = ctx.log.send(text.finish()).await;
+    };
+    let (code, ()) = tokio::join!(follow, relay);
+    let code = code.map_err(agent_error)?;
+    if code == READER_GONE {
+        return Err(RequestError::new(
+            exception::RUNTIME_ERROR,
+            "The client stopped reading the log.",
+        ));
+    }
     if code == 102 {
         ctx.log.line(&match body.job_id {
             Some(id) => format!("Job {id} not found on cluster {}.", cluster.name),
@@ -201,34 +221,47 @@ pub async fn download_logs(ctx: &RequestContext, body: DownloadLogsBody) -> OpRe
             .ok_or_else(|| {
                 RequestError::new(exception::VALUE_ERROR, "Invalid user or cluster name.")
             })?;
-        let mut text = String::new();
-        let code = agent
-            .logs(
-                Some(id),
-                LogFollow {
-                    follow: false,
-                    tail: 0,
-                },
-                &mut |line| {
-                    text.push_str(line);
-                    text.push('\n');
-                },
-            )
-            .await
-            .map_err(agent_error)?;
+        tokio::fs::create_dir_all(&dir).await.map_err(internal)?;
+        let code = save_job_log(&agent, id, &dir.join("run.log")).await?;
         if code == 102 {
+            let _ = tokio::fs::remove_dir_all(&dir).await;
             return Err(RequestError::new(
                 exception::VALUE_ERROR,
                 format!("Job {id} not found on cluster {:?}.", cluster.name),
             ));
         }
-        tokio::fs::create_dir_all(&dir).await.map_err(internal)?;
-        tokio::fs::write(dir.join("run.log"), text)
-            .await
-            .map_err(internal)?;
         ctx.log
             .line(&format!("Job {id}'s log is ready to download."));
         out.insert(id.to_string(), json!(client_path));
     }
     Ok(Value::Object(out))
+}
+
+/// Writes job `id`'s whole log to `path` as the job wrote it (bytes, not
+/// text, as SkyPilot's rsync copies it), piece by piece; returns the job's
+/// exit code.
+async fn save_job_log(
+    agent: &skydeck_infra::AgentClient,
+    id: u64,
+    path: &std::path::Path,
+) -> Result<i32, RequestError> {
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4);
+    let read = agent.logs(
+        Some(id),
+        LogFollow {
+            follow: false,
+            tail: 0,
+        },
+        tx,
+    );
+    let write = async {
+        let mut file = tokio::fs::File::create(path).await?;
+        while let Some(chunk) = rx.recv().await {
+            file.write_all(&chunk).await?;
+        }
+        file.flush().await
+    };
+    let (code, written) = tokio::join!(read, write);
+    written.map_err(internal)?;
+    code.map_err(agent_error)
 }

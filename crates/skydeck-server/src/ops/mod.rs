@@ -172,8 +172,17 @@ impl Op {
         }
     }
 
+    /// True for operations whose output is read while they run (a
+    /// followed job log): they run outside the pools and stop when their
+    /// reader leaves (see `executor/live.rs`).
+    pub fn runs_live(self) -> bool {
+        self == Op::Logs
+    }
+
     pub fn on_restart(self) -> OnRestart {
         match self {
+            // Its reader left with the server that ran it.
+            Op::Logs => OnRestart::Fail,
             // Re-running `api cancel --all` after a restart would also
             // cancel requests the user submitted since.
             Op::ApiCancel => OnRestart::Fail,

@@ -95,6 +95,9 @@ pub async fn api_get(
     // and resolves it as a prefix only when it is not found. Anyone else's
     // is resolved among their own requests first.
     let scope = read_scope(&caller);
+    // Dropped with this handler when the client's connection closes, which
+    // ends the wait.
+    let _waiting = state.metrics.client_wait("get");
     let id = match scope {
         Some(_) => resolve_id(&state, &query.request_id, scope).await?,
         None => parse_prefix(&query.request_id)?.into_string(),

@@ -20,7 +20,8 @@ use skydeck_store::{RequestFilter, RequestRecord};
 use skydeck_types::RequestStatus;
 use skydeck_types::version::HEADER_STREAM_REQUEST_ID;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::PathBuf;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -98,15 +99,25 @@ pub fn stream_response(
         .path(&id)
         .ok_or_else(|| ApiError::not_found(format!("Request {id:?} not found")))?;
     let (tx, mut rx) = mpsc::channel::<Bytes>(16);
-    let follower = Follower {
-        state: state.clone(),
-        id,
-        path,
-        follow,
-        tail,
-        tx,
-    };
-    tokio::spawn(follower.run());
+    // A request that runs for its reader (a followed job log) streams its
+    // output straight from the operation; it stops when this response is
+    // dropped (the client went away).
+    match state.executor.attach_live(&id) {
+        Some(live) => {
+            tokio::spawn(relay_live(state.clone(), id, live, tx));
+        }
+        None => {
+            let follower = Follower {
+                state: state.clone(),
+                id,
+                path,
+                follow,
+                tail,
+                tx,
+            };
+            tokio::spawn(follower.run());
+        }
+    }
     let stream = futures_util::stream::poll_fn(move |cx| {
         rx.poll_recv(cx)
             .map(|chunk| chunk.map(Ok::<_, std::convert::Infallible>))
@@ -142,6 +153,7 @@ struct Disconnected;
 
 impl Follower {
     async fn run(self) {
+        let _waiting = self.state.metrics.client_wait("stream");
         let _ = self.follow_log().await;
     }
 
@@ -151,7 +163,12 @@ impl Follower {
 
     async fn follow_log(&self) -> Result<(), Disconnected> {
         let mut offset = match self.tail {
-            Some(lines) => tail_offset(&self.path, lines),
+            Some(lines) => {
+                let path = self.path.clone();
+                tokio::task::spawn_blocking(move || tail_offset(&path, lines))
+                    .await
+                    .unwrap_or(0)
+            }
             None => 0,
         };
         let mut at_line_start = true;
@@ -231,7 +248,10 @@ impl Follower {
     ) -> Result<bool, Disconnected> {
         let mut sent = false;
         loop {
-            let chunk = read_from(&self.path, *offset);
+            let (path, at) = (self.path.clone(), *offset);
+            let chunk = tokio::task::spawn_blocking(move || read_from(&path, at))
+                .await
+                .unwrap_or_default();
             if chunk.is_empty() {
                 return Ok(sent);
             }
@@ -267,7 +287,7 @@ fn placeholder(id: &str) -> RequestRecord {
 
 /// Up to one chunk of the file from `offset`; empty when there is nothing
 /// new or no file yet.
-fn read_from(path: &PathBuf, offset: u64) -> Vec<u8> {
+fn read_from(path: &Path, offset: u64) -> Vec<u8> {
     let Ok(mut file) = std::fs::File::open(path) else {
         return Vec::new();
     };
@@ -279,30 +299,97 @@ fn read_from(path: &PathBuf, offset: u64) -> Vec<u8> {
     buf
 }
 
-/// Where the last `lines` lines of the log start, not counting control
-/// payload lines (as SkyPilot's `tail` does).
-fn tail_offset(path: &PathBuf, lines: u64) -> u64 {
-    let Ok(content) = std::fs::read(path) else {
+/// Where the last `lines` lines of the log start (0: the whole log), not
+/// counting control payload lines (as SkyPilot's `tail` does). Reads
+/// backwards from the end in blocks, so a long log costs only its tail.
+fn tail_offset(path: &Path, lines: u64) -> u64 {
+    const BLOCK: u64 = 64 * 1024;
+    if lines == 0 {
+        return 0;
+    }
+    let Ok(file) = std::fs::File::open(path) else {
         return 0;
     };
-    let mut starts: Vec<usize> = vec![0];
-    starts.extend(
-        content
-            .iter()
-            .enumerate()
-            .filter(|(i, b)| **b == b'\n' && i + 1 < content.len())
-            .map(|(i, _)| i + 1),
-    );
+    let Ok(len) = file.metadata().map(|m| m.len()) else {
+        return 0;
+    };
     let mut counted = 0;
-    for start in starts.iter().rev() {
-        if !control::is_payload_line(&content[*start..]) {
-            counted += 1;
+    let mut end = len;
+    let mut block = Vec::new();
+    while end > 0 {
+        let start = end.saturating_sub(BLOCK);
+        block.resize((end - start) as usize, 0);
+        if file.read_exact_at(&mut block, start).is_err() {
+            return 0;
         }
-        if counted == lines {
-            return *start as u64;
+        for (index, byte) in block.iter().enumerate().rev() {
+            let line_start = start + index as u64 + 1;
+            // The newline that ends the file does not start another line.
+            if *byte == b'\n' && line_start < len && !is_payload_at(&file, line_start) {
+                counted += 1;
+                if counted == lines {
+                    return line_start;
+                }
+            }
         }
+        end = start;
     }
     0
+}
+
+/// Whether the line at `offset` is a control payload line.
+fn is_payload_at(file: &std::fs::File, offset: u64) -> bool {
+    let mut head = [0u8; 16];
+    let mut filled = 0;
+    while filled < head.len() {
+        match file.read_at(&mut head[filled..], offset + filled as u64) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => filled += n,
+        }
+    }
+    control::is_payload_line(&head[..filled])
+}
+
+/// Forwards a live request's output to its response, with heartbeats while
+/// it is quiet. Returning drops `live`, which tells the request its reader
+/// left when `tx`'s client has gone.
+async fn relay_live(
+    state: SharedState,
+    id: String,
+    mut live: mpsc::Receiver<Bytes>,
+    tx: mpsc::Sender<Bytes>,
+) {
+    let heartbeat = state.config.stream_heartbeat;
+    let mut at_line_start = true;
+    loop {
+        tokio::select! {
+            chunk = live.recv() => match chunk {
+                Some(chunk) => {
+                    at_line_start = chunk.ends_with(b"\n") || chunk.ends_with(b"\r");
+                    if tx.send(chunk).await.is_err() {
+                        return;
+                    }
+                }
+                None => break,
+            },
+            () = tokio::time::sleep(heartbeat), if at_line_start => {
+                if tx.send(control::heartbeat().into()).await.is_err() {
+                    return;
+                }
+            }
+            () = tx.closed() => return,
+        }
+    }
+    if !at_line_start && tx.send(Bytes::from_static(b"\n")).await.is_err() {
+        return;
+    }
+    if let Ok(Some(record)) = state.store.get_request(&id).await
+        && record.status == RequestStatus::Cancelled
+    {
+        let _ = tx
+            .send(skypilot::cancelled_line(&record.name, &record.id).into())
+            .await;
+    }
 }
 
 #[cfg(test)]
@@ -319,5 +406,22 @@ mod tests {
         let content = std::fs::read_to_string(&path).unwrap();
         assert_eq!(&content[offset..], format!("b\n{payload}c\n"));
         assert_eq!(tail_offset(&path, 10), 0);
+    }
+
+    #[test]
+    fn tail_reads_back_across_blocks_from_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.log");
+        let mut text: Vec<u8> = (0..30_000)
+            .flat_map(|i| format!("line {i}\n").into_bytes())
+            .collect();
+        // A long line without its end, and a byte that is not UTF-8.
+        text.extend(std::iter::repeat_n(b'x', 200_000));
+        text.extend(b"\xff\nlast\n");
+        std::fs::write(&path, &text).unwrap();
+        let offset = tail_offset(&path, 3) as usize;
+        assert!(text[offset..].starts_with(b"line 29999\nxxx"));
+        let offset = tail_offset(&path, 1) as usize;
+        assert_eq!(&text[offset..], b"last\n");
     }
 }

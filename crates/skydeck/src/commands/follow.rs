@@ -54,8 +54,9 @@ pub async fn job_log(
         tail: log.tail,
     };
     let (id, stream) = client.submit_streaming("/logs", &body).await?;
+    let mut stdout = std::io::stdout();
     tokio::select! {
-        streamed = stream.for_each_line(|line| println!("{line}")) => streamed?,
+        streamed = stream.copy_to(&mut stdout) => streamed?,
         Ok(()) = tokio::signal::ctrl_c() => {
             stop_following(client, paths, &id).await;
             return Ok(Followed::Detached);

@@ -252,25 +252,25 @@ async fn sync_down(paths: &Paths, client: &Client, args: &LogsArgs) -> anyhow::R
             tail: 0,
         };
         let (id, stream) = client.submit_streaming("/logs", &body).await?;
-        let mut text = String::new();
-        stream
-            .for_each_line(|line| {
-                text.push_str(line);
-                text.push('\n');
-            })
-            .await?;
+        // Written as it arrives: a job's log can be larger than memory.
+        let dir = PathBuf::from(SYNC_DOWN_DIR)
+            .join(args.cluster.as_str())
+            .join(format!("job-{job_id}"));
+        std::fs::create_dir_all(&dir)?;
+        let file = dir.join("run.log");
+        let partial = dir.join("run.log.partial");
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&partial)?);
+        stream.copy_to(&mut out).await?;
+        drop(out);
         match client.wait(&id).await {
             Ok(code) if code.as_i64() == Some(102) => {
                 failures += 1;
+                let _ = std::fs::remove_file(&partial);
+                let _ = std::fs::remove_dir(&dir);
                 eprintln!("Job {job_id} not found on cluster {}.", args.cluster);
             }
             Ok(_) => {
-                let dir = PathBuf::from(SYNC_DOWN_DIR)
-                    .join(args.cluster.as_str())
-                    .join(format!("job-{job_id}"));
-                std::fs::create_dir_all(&dir)?;
-                let file = dir.join("run.log");
-                std::fs::write(&file, text)?;
+                std::fs::rename(&partial, &file)?;
                 println!("Job {job_id} logs: {}", file.display());
             }
             Err(err) => return failed(err),
