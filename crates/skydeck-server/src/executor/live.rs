@@ -96,13 +96,7 @@ impl Executor {
     ) {
         let _counted = crate::metrics::GaugeGuard::new(self.metrics.log_follows());
         let id = request.id.clone();
-        let cancel = self
-            .running
-            .lock()
-            .expect("running lock")
-            .get(&id)
-            .map(|r| r.cancel.clone())
-            .unwrap_or_default();
+        let cancel = self.cancel_token(&id);
         let reader = output.clone();
         let log = Arc::new(RequestLog::live(
             &self.logs,

@@ -358,15 +358,20 @@ impl Executor {
         }
     }
 
-    async fn run(self: Arc<Self>, request: RequestRecord, _permit: OwnedSemaphorePermit) {
-        let id = request.id.clone();
-        let cancel = self
-            .running
+    /// The token that cancels running request `id` (a fresh one if it is
+    /// no longer registered as running).
+    fn cancel_token(&self, id: &str) -> CancellationToken {
+        self.running
             .lock()
             .expect("running lock")
-            .get(&id)
+            .get(id)
             .map(|r| r.cancel.clone())
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    async fn run(self: Arc<Self>, request: RequestRecord, _permit: OwnedSemaphorePermit) {
+        let id = request.id.clone();
+        let cancel = self.cancel_token(&id);
         let log = Arc::new(RequestLog::new(&self.logs, &id, self.signals.clone()));
         let interrupt = &self.pool(request.schedule_type).interrupt;
         let work = self.perform(
