@@ -156,3 +156,39 @@ fn version_names_the_release_and_the_commit() {
         assert_eq!(commit, head, "--version names the commit HEAD is at");
     }
 }
+
+/// What bash offers for `skydeck WORDS…<TAB>`, by running the generated
+/// completion function the way bash's completion machinery calls it.
+fn bash_completes(words: &[&str]) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("skydeck.bash");
+    std::fs::write(&script, skydeck(&["completion", "bash"])).unwrap();
+    let current = words.last().unwrap();
+    let previous = words[words.len() - 2];
+    let driver = format!(
+        "source {script:?}; COMP_WORDS=({words}); COMP_CWORD={cword}; \
+         _skydeck skydeck {current:?} {previous:?}; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        words = words
+            .iter()
+            .map(|w| format!("{w:?}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        cword = words.len() - 1,
+    );
+    let output = Command::new("bash").args(["-c", &driver]).output().unwrap();
+    assert_succeeded(&["(bash completion)"], &output);
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn bash_completes_subcommands_and_their_flags() {
+    assert_eq!(bash_completes(&["skydeck", "lau"]), ["launch"]);
+    assert_eq!(
+        bash_completes(&["skydeck", "launch", "--retry"]),
+        ["--retry-until-up"]
+    );
+}
