@@ -77,6 +77,44 @@ fn is_external(target: &str) -> bool {
     target.contains("://") || target.starts_with("mailto:")
 }
 
+/// The anchors GitHub gives a document's headings: lower case, punctuation
+/// other than `-` and `_` dropped, spaces turned into `-`.
+fn heading_anchors(markdown: &str) -> Vec<String> {
+    let mut fenced = false;
+    let mut anchors = Vec::new();
+    for line in markdown.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+        }
+        let Some(heading) = line.strip_prefix('#').filter(|_| !fenced) else {
+            continue;
+        };
+        let title = heading.trim_start_matches('#').trim();
+        let slug: String = title
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '))
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect();
+        anchors.push(slug);
+    }
+    anchors
+}
+
+#[test]
+fn heading_anchors_follow_github() {
+    let markdown = "# Skydeck\n## Security: jobs on the `local` infrastructure\n\
+                    ```\n# not a heading\n```\n### Your own ingress controller, TLS\n";
+    assert_eq!(
+        heading_anchors(markdown),
+        [
+            "skydeck",
+            "security-jobs-on-the-local-infrastructure",
+            "your-own-ingress-controller-tls"
+        ]
+    );
+}
+
 #[test]
 fn link_targets_are_found_outside_code() {
     let markdown = "See [a](docs/a.md) and [b](<b c.md> \"title\").\n\
@@ -91,20 +129,37 @@ fn every_relative_link_in_the_readme_and_docs_resolves_inside_the_repository() {
     for doc in documents(&root) {
         let markdown = std::fs::read_to_string(&doc).expect("readable document");
         let dir = doc.parent().expect("a document has a directory");
+        let shown = doc
+            .strip_prefix(&root)
+            .unwrap_or(&doc)
+            .display()
+            .to_string();
         for target in link_targets(&markdown) {
-            let file = target.split('#').next().unwrap_or("");
-            if is_external(&target) || file.is_empty() {
+            if is_external(&target) {
                 continue;
             }
-            let shown = doc
-                .strip_prefix(&root)
-                .unwrap_or(&doc)
-                .display()
-                .to_string();
-            match dir.join(file).canonicalize() {
-                Ok(resolved) if resolved.starts_with(&root) => {}
-                Ok(_) => broken.push(format!("{shown}: {target} leads outside the repository")),
-                Err(_) => broken.push(format!("{shown}: {target} does not exist")),
+            let (file, anchor) = target.split_once('#').unwrap_or((&target, ""));
+            let resolved = if file.is_empty() {
+                doc.clone()
+            } else {
+                match dir.join(file).canonicalize() {
+                    Ok(resolved) if resolved.starts_with(&root) => resolved,
+                    Ok(_) => {
+                        broken.push(format!("{shown}: {target} leads outside the repository"));
+                        continue;
+                    }
+                    Err(_) => {
+                        broken.push(format!("{shown}: {target} does not exist"));
+                        continue;
+                    }
+                }
+            };
+            let is_markdown = resolved.extension().is_some_and(|ext| ext == "md");
+            if !anchor.is_empty() && is_markdown {
+                let text = std::fs::read_to_string(&resolved).expect("readable link target");
+                if !heading_anchors(&text).iter().any(|a| a == anchor) {
+                    broken.push(format!("{shown}: {target} names no heading"));
+                }
             }
         }
     }
@@ -149,4 +204,43 @@ fn the_readme_examples_table_lists_every_example_task() {
         missing.is_empty(),
         "README.md's examples table does not list: {missing:?}"
     );
+}
+
+#[test]
+fn the_license_file_is_the_license_cargo_toml_names() {
+    let root = repo_root();
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("Cargo.toml");
+    assert!(
+        manifest
+            .lines()
+            .any(|l| l.trim() == "license = \"Apache-2.0\""),
+        "Cargo.toml declares Apache-2.0; update this test and LICENSE together"
+    );
+    let license = std::fs::read_to_string(root.join("LICENSE")).expect("a LICENSE file");
+    assert!(license.trim_start().starts_with("Apache License"));
+    assert!(license.contains("Version 2.0, January 2004"));
+    assert!(
+        license.contains("END OF TERMS AND CONDITIONS"),
+        "the full terms"
+    );
+}
+
+#[test]
+fn no_placeholder_urls_in_the_manifests_and_docs() {
+    let root = repo_root();
+    let mut files = vec![root.join("Cargo.toml"), root.join("README.md")];
+    files.extend(documents(&root));
+    for entry in std::fs::read_dir(root.join("crates")).expect("crates/") {
+        files.push(entry.expect("crates/ entry").path().join("Cargo.toml"));
+    }
+    for file in files.iter().filter(|f| f.exists()) {
+        let text = std::fs::read_to_string(file).expect("readable file");
+        for placeholder in ["example.invalid", "your-org", "CHANGEME"] {
+            assert!(
+                !text.contains(placeholder),
+                "{} still holds the placeholder {placeholder}",
+                file.display()
+            );
+        }
+    }
 }
