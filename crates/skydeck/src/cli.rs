@@ -8,7 +8,7 @@ use skydeck_types::task::Overrides;
 #[derive(Debug, Parser)]
 #[command(
     name = "skydeck",
-    version,
+    version = crate::version::VERSION.as_str(),
     about = "Skydeck: a control plane for AI compute."
 )]
 pub struct Cli {
@@ -57,6 +57,25 @@ pub enum Command {
     /// The node runtime each cluster runs (started by the server, not by hand).
     #[command(subcommand)]
     Agent(skydeck_agent::cli::AgentCommand),
+    /// Print a shell completion script, e.g. `skydeck completion bash > ~/.local/share/bash-completion/completions/skydeck`.
+    Completion(CompletionArgs),
+    /// Print the man page (roff), generated from this command line.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write one page per command (skydeck.1, skydeck-launch.1, …) into this
+    /// directory instead of printing skydeck(1).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

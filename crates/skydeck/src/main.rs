@@ -5,6 +5,7 @@ mod commands;
 mod daemon;
 mod endpoint;
 mod table;
+mod version;
 
 use clap::Parser;
 

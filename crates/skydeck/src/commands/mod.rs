@@ -2,11 +2,13 @@
 
 mod api;
 mod clusters;
+mod completion;
 mod config;
 mod follow;
 mod jobs;
 mod launch;
 mod lifecycle;
+mod man;
 mod password;
 mod prompt;
 mod task_args;
@@ -29,9 +31,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Agent(command) = cli.command {
         return skydeck_agent::cli::run(command).await;
     }
+    match &cli.command {
+        Command::Completion(args) => return completion::print(args),
+        Command::Man(args) => return man::write(args),
+        _ => {}
+    }
     let paths = Paths::from_env()?;
     match cli.command {
-        Command::Agent(_) => unreachable!("handled above"),
+        Command::Agent(_) | Command::Completion(_) | Command::Man(_) => {
+            unreachable!("handled above")
+        }
         Command::Api(ApiCommand::Start(args)) => api::start(&paths, &args).await,
         Command::Api(ApiCommand::Stop) => api::stop(&paths).await,
         Command::Api(ApiCommand::Login(args)) => api::login(&paths, &args).await,
