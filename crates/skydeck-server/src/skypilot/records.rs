@@ -1,12 +1,17 @@
 //! Cluster records and handles in the shapes the official client decodes
 //! (`StatusResponse`, the dict form of `CloudVmRayResourceHandle`).
 //!
-//! `launched_resources` is sent as `null`: the client rebuilds it with
-//! `Resources(...)`, which only accepts clouds from its own registry, and
-//! `local` is not one. With it null, the client takes the INFRA column from
-//! the record's `infra` and shows `-` for RESOURCES.
+//! The client rebuilds `launched_resources` with `Resources(...)`, which only
+//! accepts clouds from its own registry, and `local` is not one. Launch
+//! answers send it as `null`; status records send an empty, cloud-less
+//! `{}`, which the client needs before it shows the record's
+//! `resources_str` in the RESOURCES column (with `null` it shows `-`). The
+//! INFRA column still shows `-`: the client reads it from the cloud of
+//! `launched_resources` (or, with that null, from a record field its
+//! `StatusResponse` model drops), so only a registry cloud could fill it.
 
 use serde_json::{Value, json};
+use skydeck_agent::protocol::ClusterJobRecord;
 use skydeck_infra::Handle;
 use skydeck_store::ClusterRecord;
 
@@ -68,6 +73,10 @@ fn trim_float(value: f64) -> String {
 pub fn status_record(cluster: &ClusterRecord, user_name: Option<&str>) -> Value {
     let handle: Option<Handle> = serde_json::from_value(cluster.handle.clone()).ok();
     let resources = resources_str(cluster, handle.as_ref());
+    let mut handle_value = handle_dict(cluster, handle.as_ref());
+    if handle.is_some() {
+        handle_value["launched_resources"] = json!({});
+    }
     json!({
         "name": cluster.name,
         "launched_at": cluster.launched_at.map_or(0, |t| t as i64),
@@ -105,6 +114,21 @@ pub fn status_record(cluster: &ClusterRecord, user_name: Option<&str>) -> Value 
                     .collect::<Vec<_>>()
                     .join(", ")
             }),
-        "handle": handle_dict(cluster, handle.as_ref()),
+        "handle": handle_value,
     })
+}
+
+/// What SkyPilot's job table stores for a task without a `name:`; the
+/// client's `ClusterJobRecord` requires a string there and rejects the whole
+/// queue otherwise.
+pub const UNNAMED_JOB: &str = "-";
+
+/// `sky queue` rows as the client decodes them.
+pub fn job_records(jobs: Vec<ClusterJobRecord>) -> Vec<ClusterJobRecord> {
+    jobs.into_iter()
+        .map(|mut job| {
+            job.job_name.get_or_insert_with(|| UNNAMED_JOB.to_owned());
+            job
+        })
+        .collect()
 }
