@@ -469,8 +469,8 @@ async fn official_sky_client_queues_a_task_without_a_name() {
         "the unnamed job is listed with `-` as its name",
     );
 
-    // RESOURCES shows the cluster's size, in both the short and the full
-    // (`-v`) table.
+    // INFRA and RESOURCES show the cluster's infrastructure and size, in
+    // both the short and the full (`-v`, with WORKSPACE) table.
     for args in [&["status"][..], &["status", "-v"][..]] {
         let status = sky.run(args).await;
         report.expect(&status, &["anon", "UP"]);
@@ -484,6 +484,13 @@ async fn official_sky_client_queues_a_task_without_a_name() {
             &status,
             row.contains("1x(cpus="),
             "the RESOURCES column shows the cluster's nodes and size",
+        );
+        report.check(
+            &status,
+            row.split_whitespace()
+                .nth(if args.len() == 1 { 1 } else { 2 })
+                == Some("Local"),
+            "the INFRA column shows the cluster's infrastructure",
         );
     }
 

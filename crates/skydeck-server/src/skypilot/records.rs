@@ -1,14 +1,13 @@
 //! Cluster records and handles in the shapes the official client decodes
 //! (`StatusResponse`, the dict form of `CloudVmRayResourceHandle`).
 //!
-//! The client rebuilds `launched_resources` with `Resources(...)`, which only
-//! accepts clouds from its own registry, and `local` is not one. Launch
-//! answers send it as `null`; status records send an empty, cloud-less
-//! `{}`, which the client needs before it shows the record's
-//! `resources_str` in the RESOURCES column (with `null` it shows `-`). The
-//! INFRA column still shows `-`: the client reads it from the cloud of
-//! `launched_resources` (or, with that null, from a record field its
-//! `StatusResponse` model drops), so only a registry cloud could fill it.
+//! The client rebuilds a dict's `launched_resources` with `Resources(...)`,
+//! which only accepts clouds from its own registry, and `local` is not one,
+//! so launch answers send it as `null`. Status records need it: the client
+//! shows INFRA from its cloud and RESOURCES (the record's `resources_str`)
+//! only when it is set, so they carry the handle as a pickle
+//! (`handle_pickle`), with the head IP also at the top level for clients
+//! that read JSON.
 
 use serde_json::{Value, json};
 use skydeck_agent::protocol::ClusterJobRecord;
@@ -73,10 +72,14 @@ fn trim_float(value: f64) -> String {
 pub fn status_record(cluster: &ClusterRecord, user_name: Option<&str>) -> Value {
     let handle: Option<Handle> = serde_json::from_value(cluster.handle.clone()).ok();
     let resources = resources_str(cluster, handle.as_ref());
-    let mut handle_value = handle_dict(cluster, handle.as_ref());
-    if handle.is_some() {
-        handle_value["launched_resources"] = json!({});
-    }
+    let infra = infra_display(&cluster.infra);
+    let handle_value = handle
+        .as_ref()
+        .map(|h| super::handle_pickle::status_handle(&handle_dict(cluster, Some(h)), &infra));
+    let head_ip = handle
+        .as_ref()
+        .and_then(|h| h.nodes.first())
+        .map(|n| n.ip.clone());
     json!({
         "name": cluster.name,
         "launched_at": cluster.launched_at.map_or(0, |t| t as i64),
@@ -98,7 +101,8 @@ pub fn status_record(cluster: &ClusterRecord, user_name: Option<&str>) -> Value 
         "resources_str": resources,
         "resources_str_full": resources,
         "credentials": null,
-        "infra": infra_display(&cluster.infra),
+        "infra": infra,
+        "head_ip": head_ip,
         "cloud": null,
         "region": null,
         "cpus": handle.as_ref().map(|h| trim_float(h.capacity.cpus)),
