@@ -494,6 +494,10 @@ async fn official_sky_client_queues_a_task_without_a_name() {
         );
     }
 
+    // The client reads the head IP from the same (pickled) handle.
+    let ip = sky.run(&["status", "--ip", "anon"]).await;
+    report.expect(&ip, &["127.0.0.1"]);
+
     let down = sky.run(&["down", "-y", "anon"]).await;
     report.expect(&down, &[]);
     report.finish();
