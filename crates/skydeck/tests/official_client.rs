@@ -426,6 +426,83 @@ async fn official_sky_client_runs_a_task_through_a_cluster_lifecycle() {
     report.finish();
 }
 
+/// A task without `name:` (as SkyPilot's examples and SDK-built tasks often
+/// are) still leaves the cluster's queue readable by the client, and the
+/// cluster's resources show in `sky status`.
+#[tokio::test(flavor = "multi_thread")]
+async fn official_sky_client_queues_a_task_without_a_name() {
+    let Some(executable) = official_sky() else {
+        return;
+    };
+    let scratch = tempfile::tempdir().expect("a temporary directory");
+    let server = TestServer::start(&temp_dir(scratch.path(), "server"), &[]);
+    let url = server.url.clone();
+    let sky = Sky {
+        executable,
+        home: temp_dir(scratch.path(), "client-home"),
+    };
+    let mut report = Report {
+        server: &server,
+        failures: String::new(),
+    };
+    let task = scratch.path().join("unnamed.yaml");
+    std::fs::write(&task, "run: echo unnamed-job-ran\n").unwrap();
+    let task = task.to_str().unwrap();
+
+    let login = sky.run(&["api", "login", "-e", &url]).await;
+    report.expect(&login, &["Logged into SkyPilot API server"]);
+
+    let launch = sky.run(&["launch", "-y", "-c", "anon", task]).await;
+    report.expect(&launch, &["unnamed-job-ran"]);
+
+    let queue = sky.run(&["queue", "anon"]).await;
+    report.expect(&queue, &["SUCCEEDED"]);
+    let row = queue
+        .stdout
+        .lines()
+        .find(|line| line.trim_start().starts_with("1 "))
+        .unwrap_or_default()
+        .to_owned();
+    report.check(
+        &queue,
+        row.split_whitespace().nth(1) == Some("-"),
+        "the unnamed job is listed with `-` as its name",
+    );
+
+    // INFRA and RESOURCES show the cluster's infrastructure and size, in
+    // both the short and the full (`-v`, with WORKSPACE) table.
+    for args in [&["status"][..], &["status", "-v"][..]] {
+        let status = sky.run(args).await;
+        report.expect(&status, &["anon", "UP"]);
+        let row = status
+            .stdout
+            .lines()
+            .find(|line| line.starts_with("anon "))
+            .unwrap_or_default()
+            .to_owned();
+        report.check(
+            &status,
+            row.contains("1x(cpus="),
+            "the RESOURCES column shows the cluster's nodes and size",
+        );
+        report.check(
+            &status,
+            row.split_whitespace()
+                .nth(if args.len() == 1 { 1 } else { 2 })
+                == Some("Local"),
+            "the INFRA column shows the cluster's infrastructure",
+        );
+    }
+
+    // The client reads the head IP from the same (pickled) handle.
+    let ip = sky.run(&["status", "--ip", "anon"]).await;
+    report.expect(&ip, &["127.0.0.1"]);
+
+    let down = sky.run(&["down", "-y", "anon"]).await;
+    report.expect(&down, &[]);
+    report.finish();
+}
+
 /// Launches `cluster` through the API as the user in `url`'s credentials
 /// and waits for it to be up.
 async fn launch_as(url: &str, cluster: &str, task: &str) {

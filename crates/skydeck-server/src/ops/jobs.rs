@@ -55,7 +55,7 @@ pub async fn queue(ctx: &RequestContext, body: QueueBody) -> OpResult {
         .queue(user, body.skip_finished)
         .await
         .map_err(agent_error)?;
-    serde_json::to_value(jobs).map_err(internal)
+    serde_json::to_value(crate::skypilot::records::job_records(jobs)).map_err(internal)
 }
 
 pub async fn cancel(ctx: &RequestContext, body: CancelBody) -> OpResult {

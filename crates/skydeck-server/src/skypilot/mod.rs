@@ -2,6 +2,7 @@
 //! official `sky` 0.14.1 client expects, and maps Skydeck's domain records to
 //! them. Nothing outside this module builds SkyPilot-shaped JSON.
 
+pub mod handle_pickle;
 pub mod pickle;
 pub mod records;
 

@@ -1,12 +1,16 @@
 //! Cluster records and handles in the shapes the official client decodes
 //! (`StatusResponse`, the dict form of `CloudVmRayResourceHandle`).
 //!
-//! `launched_resources` is sent as `null`: the client rebuilds it with
-//! `Resources(...)`, which only accepts clouds from its own registry, and
-//! `local` is not one. With it null, the client takes the INFRA column from
-//! the record's `infra` and shows `-` for RESOURCES.
+//! The client rebuilds a dict's `launched_resources` with `Resources(...)`,
+//! which only accepts clouds from its own registry, and `local` is not one,
+//! so launch answers send it as `null`. Status records need it: the client
+//! shows INFRA from its cloud and RESOURCES (the record's `resources_str`)
+//! only when it is set, so they carry the handle as a pickle
+//! (`handle_pickle`), with the head IP also at the top level for clients
+//! that read JSON.
 
 use serde_json::{Value, json};
+use skydeck_agent::protocol::ClusterJobRecord;
 use skydeck_infra::Handle;
 use skydeck_store::ClusterRecord;
 
@@ -68,6 +72,14 @@ fn trim_float(value: f64) -> String {
 pub fn status_record(cluster: &ClusterRecord, user_name: Option<&str>) -> Value {
     let handle: Option<Handle> = serde_json::from_value(cluster.handle.clone()).ok();
     let resources = resources_str(cluster, handle.as_ref());
+    let infra = infra_display(&cluster.infra);
+    let handle_value = handle
+        .as_ref()
+        .map(|h| super::handle_pickle::status_handle(&handle_dict(cluster, Some(h)), &infra));
+    let head_ip = handle
+        .as_ref()
+        .and_then(|h| h.nodes.first())
+        .map(|n| n.ip.clone());
     json!({
         "name": cluster.name,
         "launched_at": cluster.launched_at.map_or(0, |t| t as i64),
@@ -89,7 +101,8 @@ pub fn status_record(cluster: &ClusterRecord, user_name: Option<&str>) -> Value 
         "resources_str": resources,
         "resources_str_full": resources,
         "credentials": null,
-        "infra": infra_display(&cluster.infra),
+        "infra": infra,
+        "head_ip": head_ip,
         "cloud": null,
         "region": null,
         "cpus": handle.as_ref().map(|h| trim_float(h.capacity.cpus)),
@@ -105,6 +118,21 @@ pub fn status_record(cluster: &ClusterRecord, user_name: Option<&str>) -> Value 
                     .collect::<Vec<_>>()
                     .join(", ")
             }),
-        "handle": handle_dict(cluster, handle.as_ref()),
+        "handle": handle_value,
     })
+}
+
+/// What SkyPilot's job table stores for a task without a `name:`; the
+/// client's `ClusterJobRecord` requires a string there and rejects the whole
+/// queue otherwise.
+pub const UNNAMED_JOB: &str = "-";
+
+/// `sky queue` rows as the client decodes them.
+pub fn job_records(jobs: Vec<ClusterJobRecord>) -> Vec<ClusterJobRecord> {
+    jobs.into_iter()
+        .map(|mut job| {
+            job.job_name.get_or_insert_with(|| UNNAMED_JOB.to_owned());
+            job
+        })
+        .collect()
 }

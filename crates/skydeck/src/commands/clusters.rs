@@ -143,9 +143,7 @@ fn status_table(clusters: &[Value], with_user: bool, verbose: bool) -> String {
                 .map_or_else(|| "-".to_owned(), ago),
         ]);
         if verbose {
-            row.push(text(
-                &cluster["handle"]["stable_internal_external_ips"][0][1],
-            ));
+            row.push(text(&cluster["head_ip"]));
             row.push(text(&cluster["last_use"]));
         }
         table.row(row);
@@ -231,7 +229,7 @@ mod tests {
             "name": "c1", "infra": "Local", "resources_str": "1x(cpus=2, mem=4)",
             "resources_str_full": "1x(cpus=2, mem=4)", "status": "UP", "autostop": 10,
             "to_down": true, "launched_at": 0, "user_name": "alice", "last_use": "skydeck launch",
-            "handle": {"stable_internal_external_ips": [["10.0.0.1", "10.0.0.1"]]},
+            "head_ip": "10.0.0.1",
         });
         let table = status_table(std::slice::from_ref(&cluster), false, false);
         let mut lines = table.lines();
