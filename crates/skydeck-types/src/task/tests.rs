@@ -632,3 +632,80 @@ fn a_name_flag_is_held_to_the_rule_and_changes_nothing_when_refused() {
     assert!(task.apply_overrides(&overrides).is_err());
     assert_eq!(task, before);
 }
+
+const THREE_MISTAKES: &str = r#"name: demo
+num_nodes: two
+resources:
+  cpus: 4
+  acelerators: A100
+setup: pip install torch
+runn: echo hi
+"#;
+
+#[test]
+fn every_mistake_is_reported_in_file_order() {
+    let error = err(THREE_MISTAKES);
+    let found: Vec<(Option<usize>, String)> = error
+        .all()
+        .map(|e| (e.line(), e.path().to_string()))
+        .collect();
+    // The reader meets `runn` first; the report is in the order of the file.
+    assert_eq!(
+        found,
+        [
+            (Some(2), "num_nodes".to_owned()),
+            (Some(5), "resources.acelerators".to_owned()),
+            (Some(7), "runn".to_owned()),
+        ]
+    );
+    assert_eq!(error.line(), Some(2), "the first mistake leads");
+    let message = error.to_string();
+    assert!(
+        message.starts_with("3 mistakes:\n  line 2, column 12: num_nodes: "),
+        "{message}"
+    );
+    assert!(message.contains("\n  line 5, column 3: unknown field \"acelerators\" in resources; did you mean \"accelerators\"?"), "{message}");
+    assert!(
+        message.contains(
+            "\n  line 7, column 1: unknown field \"runn\" in the task; did you mean \"run\"?"
+        ),
+        "{message}"
+    );
+}
+
+#[test]
+fn one_mistake_reads_as_before() {
+    let message = err("name: demo\nrunn: echo hi\n").to_string();
+    assert_eq!(
+        message,
+        "line 2, column 1: unknown field \"runn\" in the task; did you mean \"run\"?"
+    );
+}
+
+#[test]
+fn mistakes_in_every_document_of_a_chain_are_reported() {
+    let yaml = "name: chain\n---\nrunn: a\n---\nrun: b\nnum_nodes: -1\n";
+    let error = err(yaml);
+    let found: Vec<(Option<usize>, Option<usize>)> =
+        error.all().map(|e| (e.document(), e.line())).collect();
+    assert_eq!(found, [(Some(2), Some(3)), (Some(3), Some(6))]);
+}
+
+#[test]
+fn mistakes_inside_a_list_leave_later_positions_right() {
+    let yaml = "resources:\n  any_of:\n    - cpus: x\n    - cpus: y\nsetupp: a\nrun: b\n";
+    let error = err(yaml);
+    let found: Vec<(Option<usize>, String)> = error
+        .all()
+        .map(|e| (e.line(), e.path().to_string()))
+        .collect();
+    // The list is set aside whole after its first mistake, so its second
+    // one is not reported, but nothing is reported at a wrong place.
+    assert_eq!(
+        found,
+        [
+            (Some(3), "resources.any_of[0].cpus".to_owned()),
+            (Some(5), "setupp".to_owned()),
+        ]
+    );
+}
