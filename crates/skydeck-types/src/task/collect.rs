@@ -12,12 +12,22 @@ use super::spec::TaskSpec;
 use super::yaml::key_to_string;
 use serde_yaml_ng::Value;
 
-/// Enough for any real file; bounds the rereads of a hostile one.
+/// Enough for any real file.
 const MAX_MISTAKES: usize = 50;
 
-/// The task in `document`, or every mistake found in it (unplaced, in the
-/// order they were found).
-pub(crate) fn read_task(document: &Value) -> Result<TaskSpec, Vec<TaskError>> {
+/// Each mistake costs a reread of the task and a walk of its text to place
+/// it; this bounds the bytes a hostile file makes us go through, so a file
+/// at the size limit reports its first few mistakes only.
+const MAX_REREAD_BYTES: usize = 4 * 1024 * 1024;
+
+/// How many mistakes are collected from a text of `text_len` bytes.
+pub(crate) fn mistake_budget(text_len: usize) -> usize {
+    (MAX_REREAD_BYTES / text_len.max(1)).clamp(1, MAX_MISTAKES)
+}
+
+/// The task in `document`, or its mistakes (at most `budget`, unplaced, in
+/// the order they were found).
+pub(crate) fn read_task(document: &Value, budget: usize) -> Result<TaskSpec, Vec<TaskError>> {
     let mut errors = Vec::new();
     let mut tree: Option<Value> = None;
     loop {
@@ -36,7 +46,7 @@ pub(crate) fn read_task(document: &Value) -> Result<TaskSpec, Vec<TaskError>> {
         }
         let path = error.path().segments().to_vec();
         errors.push(error);
-        if !local || errors.len() >= MAX_MISTAKES {
+        if !local || errors.len() >= budget {
             return Err(errors);
         }
         let mut pruned = current.clone();

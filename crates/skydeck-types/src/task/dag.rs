@@ -1,7 +1,7 @@
 //! Reading a task YAML text: one task, or a chain of tasks in several
 //! documents, possibly behind a header document naming the chain.
 
-use super::collect::read_task;
+use super::collect::{mistake_budget, read_task};
 use super::error::{FieldPath, TaskError, TaskErrorKind};
 use super::limits;
 use super::locate::{locate, locate_duplicate_key};
@@ -80,8 +80,12 @@ pub fn parse_dag(text: &str) -> Result<TaskDag, TaskError> {
         first_task = 1;
     }
     let mut tasks = Vec::new();
+    let budget = mistake_budget(text.len());
     for (index, document) in &documents[first_task..] {
-        match read_task(document) {
+        if mistakes.len() >= budget {
+            break;
+        }
+        match read_task(document, budget - mistakes.len()) {
             Ok(task) => match task.check_limits() {
                 Ok(()) => tasks.push(task),
                 Err(e) => mistakes.push(place(e, *index)),

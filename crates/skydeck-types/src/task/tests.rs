@@ -709,3 +709,24 @@ fn mistakes_inside_a_list_leave_later_positions_right() {
         ]
     );
 }
+
+#[test]
+fn mistakes_are_capped_and_fewer_are_collected_from_a_huge_file() {
+    let many = |size: usize| {
+        let mut yaml = String::from("run: x\n");
+        let mut index = 0;
+        while yaml.len() < size {
+            yaml.push_str(&format!("unknown_key_{index}: v\n"));
+            index += 1;
+        }
+        yaml
+    };
+    let error = err(&many(4096));
+    assert_eq!(error.all().count(), 50);
+    assert_eq!(error.line(), Some(2), "in file order from the first");
+    // Each mistake is a reread: near the size limit only a few are.
+    let started = std::time::Instant::now();
+    let error = err(&many(limits::MAX_TASK_YAML_BYTES - 64));
+    eprintln!("a 1 MiB file of mistakes read in {:?}", started.elapsed());
+    assert_eq!(error.all().count(), 4);
+}
