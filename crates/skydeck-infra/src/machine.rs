@@ -68,14 +68,24 @@ impl Machine {
         if problems.is_empty() {
             Ok(())
         } else {
+            let gpus_short = request
+                .accelerators
+                .iter()
+                .any(|(name, count)| *count > self.accelerators.get(name).copied().unwrap_or(0.0));
             Err(format!(
                 "The local infrastructure cannot fit this request: {}. Ask for less, or \
-                 launch on other infrastructure with --infra.",
-                problems.join("; ")
+                 launch on other infrastructure with --infra.{}",
+                problems.join("; "),
+                if gpus_short { ACCELERATORS_HINT } else { "" }
             ))
         }
     }
 }
+
+/// Where the accelerators `local` counts come from, and how to change them.
+const ACCELERATORS_HINT: &str = " The server counts this machine's GPUs with nvidia-smi; if \
+     that finds them wrongly (or there is no nvidia-smi), start the server with \
+     SKYDECK_LOCAL_ACCELERATORS=NAME:COUNT[,NAME:COUNT], e.g. SKYDECK_LOCAL_ACCELERATORS=H100:2.";
 
 fn describe(accelerators: &BTreeMap<String, f64>) -> String {
     if accelerators.is_empty() {
@@ -192,6 +202,22 @@ mod tests {
             err.contains("8 A100 per node, this machine has 0 (H100:1)"),
             "{err}"
         );
+        assert!(
+            err.contains("SKYDECK_LOCAL_ACCELERATORS=NAME:COUNT"),
+            "a GPU shortfall says how to declare the machine's GPUs: {err}"
+        );
+    }
+
+    #[test]
+    fn only_a_gpu_shortfall_mentions_the_accelerators_variable() {
+        let request = NodeRequest {
+            cpus: Some(64.0),
+            memory_gb: None,
+            accelerators: parse_accelerator_list("H100:1"),
+            ports: vec![],
+        };
+        let err = machine().fits(&request).unwrap_err();
+        assert!(!err.contains(ENV_FAKE_ACCELERATORS), "{err}");
     }
 
     #[test]

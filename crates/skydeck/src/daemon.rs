@@ -54,6 +54,7 @@ pub async fn run_foreground(paths: Paths, args: &StartArgs) -> anyhow::Result<()
         false => None,
     };
     let server = Server::open(config).await?;
+    server.state().auth.check_someone_can_sign_in().await?;
     if let Some(listener) = metrics_listener {
         let address = listener.local_addr()?;
         tracing::info!(%address, "serving metrics");

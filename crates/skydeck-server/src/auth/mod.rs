@@ -2,6 +2,7 @@
 //! any auth mode is on (see `AuthSettings`). The middleware attaches a
 //! [`Caller`] to each request; handlers decide what that caller may see.
 
+mod first_admin;
 pub mod hashing;
 pub mod limiter;
 pub mod password;

@@ -1,6 +1,7 @@
 //! Reading a task YAML text: one task, or a chain of tasks in several
 //! documents, possibly behind a header document naming the chain.
 
+use super::collect::{mistake_budget, read_task};
 use super::error::{FieldPath, TaskError, TaskErrorKind};
 use super::limits;
 use super::locate::{locate, locate_duplicate_key};
@@ -66,17 +67,34 @@ pub fn parse_dag(text: &str) -> Result<TaskDag, TaskError> {
         return Err(place(error, documents[index].0));
     }
 
+    // Every document is read even after a mistake, so that one run reports
+    // all of them.
+    let mut mistakes = Vec::new();
     let mut name = None;
     let mut first_task = 0;
     if let Some((index, header)) = documents.first().filter(|(_, doc)| is_header(doc)) {
-        name = header_name(header).map_err(|e| place(e, *index))?;
+        match header_name(header) {
+            Ok(header_name) => name = header_name,
+            Err(e) => mistakes.push(place(e, *index)),
+        }
         first_task = 1;
     }
     let mut tasks = Vec::new();
+    let budget = mistake_budget(text.len());
     for (index, document) in &documents[first_task..] {
-        let task = TaskSpec::from_yaml(document).map_err(|e| place(e, *index))?;
-        task.check_limits().map_err(|e| place(e, *index))?;
-        tasks.push(task);
+        if mistakes.len() >= budget {
+            break;
+        }
+        match read_task(document, budget - mistakes.len()) {
+            Ok(task) => match task.check_limits() {
+                Ok(()) => tasks.push(task),
+                Err(e) => mistakes.push(place(e, *index)),
+            },
+            Err(errors) => mistakes.extend(errors.into_iter().map(|e| place(e, *index))),
+        }
+    }
+    if let Some(error) = TaskError::several(mistakes) {
+        return Err(error);
     }
     if tasks.is_empty() {
         // Only a header: SkyPilot still makes one (empty) task of it.

@@ -111,6 +111,8 @@ struct Details {
     message: String,
     suggestion: Option<String>,
     target: Target,
+    /// The task's further mistakes, in file order, after this first one.
+    more: Vec<TaskError>,
 }
 
 impl TaskError {
@@ -124,7 +126,41 @@ impl TaskError {
             message: message.into(),
             suggestion: None,
             target: Target::Value,
+            more: Vec::new(),
         }))
+    }
+
+    /// One error for several mistakes: sorted into file order (document,
+    /// line, column; unplaced ones last), the first one leading. `None` for
+    /// an empty list.
+    pub(crate) fn several(mut errors: Vec<TaskError>) -> Option<Self> {
+        errors.sort_by_key(|e| (e.document(), e.line().is_none(), e.line(), e.column()));
+        let mut errors = errors.into_iter();
+        let mut first = errors.next()?;
+        first.0.more = errors.flat_map(|e| e.all_owned()).collect();
+        Some(first)
+    }
+
+    fn all_owned(mut self) -> Vec<TaskError> {
+        let more = std::mem::take(&mut self.0.more);
+        std::iter::once(self).chain(more).collect()
+    }
+
+    /// Every mistake this error reports, in file order: itself first, then
+    /// the others found in the same read. Show each with [`Self::alone`].
+    pub fn all(&self) -> impl Iterator<Item = &TaskError> {
+        std::iter::once(self).chain(self.0.more.iter())
+    }
+
+    /// This mistake as one sentence, without the others it leads.
+    pub fn alone(&self) -> String {
+        struct One<'a>(&'a TaskError);
+        impl fmt::Display for One<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt_one(f)
+            }
+        }
+        One(self).to_string()
     }
 
     /// A value that is not what the field accepts: `invalid value "two":
@@ -228,6 +264,20 @@ impl TaskError {
 
 impl fmt::Display for TaskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.more.is_empty() {
+            return self.fmt_one(f);
+        }
+        write!(f, "{} mistakes:", self.0.more.len() + 1)?;
+        for error in self.all() {
+            write!(f, "\n  {}", error.alone())?;
+        }
+        Ok(())
+    }
+}
+
+impl TaskError {
+    /// This mistake alone, as one sentence.
+    fn fmt_one(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut position = Vec::new();
         if let Some(document) = self.0.document {
             position.push(format!("document {document}"));

@@ -13,6 +13,7 @@
 
 mod accelerators;
 mod autostop;
+mod collect;
 mod dag;
 mod error;
 mod file_mount;

@@ -632,3 +632,101 @@ fn a_name_flag_is_held_to_the_rule_and_changes_nothing_when_refused() {
     assert!(task.apply_overrides(&overrides).is_err());
     assert_eq!(task, before);
 }
+
+const THREE_MISTAKES: &str = r#"name: demo
+num_nodes: two
+resources:
+  cpus: 4
+  acelerators: A100
+setup: pip install torch
+runn: echo hi
+"#;
+
+#[test]
+fn every_mistake_is_reported_in_file_order() {
+    let error = err(THREE_MISTAKES);
+    let found: Vec<(Option<usize>, String)> = error
+        .all()
+        .map(|e| (e.line(), e.path().to_string()))
+        .collect();
+    // The reader meets `runn` first; the report is in the order of the file.
+    assert_eq!(
+        found,
+        [
+            (Some(2), "num_nodes".to_owned()),
+            (Some(5), "resources.acelerators".to_owned()),
+            (Some(7), "runn".to_owned()),
+        ]
+    );
+    assert_eq!(error.line(), Some(2), "the first mistake leads");
+    let message = error.to_string();
+    assert!(
+        message.starts_with("3 mistakes:\n  line 2, column 12: num_nodes: "),
+        "{message}"
+    );
+    assert!(message.contains("\n  line 5, column 3: unknown field \"acelerators\" in resources; did you mean \"accelerators\"?"), "{message}");
+    assert!(
+        message.contains(
+            "\n  line 7, column 1: unknown field \"runn\" in the task; did you mean \"run\"?"
+        ),
+        "{message}"
+    );
+}
+
+#[test]
+fn one_mistake_reads_as_before() {
+    let message = err("name: demo\nrunn: echo hi\n").to_string();
+    assert_eq!(
+        message,
+        "line 2, column 1: unknown field \"runn\" in the task; did you mean \"run\"?"
+    );
+}
+
+#[test]
+fn mistakes_in_every_document_of_a_chain_are_reported() {
+    let yaml = "name: chain\n---\nrunn: a\n---\nrun: b\nnum_nodes: -1\n";
+    let error = err(yaml);
+    let found: Vec<(Option<usize>, Option<usize>)> =
+        error.all().map(|e| (e.document(), e.line())).collect();
+    assert_eq!(found, [(Some(2), Some(3)), (Some(3), Some(6))]);
+}
+
+#[test]
+fn mistakes_inside_a_list_leave_later_positions_right() {
+    let yaml = "resources:\n  any_of:\n    - cpus: x\n    - cpus: y\nsetupp: a\nrun: b\n";
+    let error = err(yaml);
+    let found: Vec<(Option<usize>, String)> = error
+        .all()
+        .map(|e| (e.line(), e.path().to_string()))
+        .collect();
+    // The list is set aside whole after its first mistake, so its second
+    // one is not reported, but nothing is reported at a wrong place.
+    assert_eq!(
+        found,
+        [
+            (Some(3), "resources.any_of[0].cpus".to_owned()),
+            (Some(5), "setupp".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn mistakes_are_capped_and_fewer_are_collected_from_a_huge_file() {
+    let many = |size: usize| {
+        let mut yaml = String::from("run: x\n");
+        let mut index = 0;
+        while yaml.len() < size {
+            yaml.push_str(&format!("unknown_key_{index}: v\n"));
+            index += 1;
+        }
+        yaml
+    };
+    let error = err(&many(4096));
+    assert_eq!(error.all().count(), 50);
+    assert_eq!(error.line(), Some(2), "in file order from the first");
+    // Each mistake is a reread: near the size limit only a few are.
+    let started = std::time::Instant::now();
+    let error = err(&many(limits::MAX_TASK_YAML_BYTES - 64));
+    eprintln!("a 1 MiB file of mistakes read in {:?}", started.elapsed());
+    assert_eq!(error.all().count(), 4);
+}

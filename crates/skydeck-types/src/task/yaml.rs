@@ -43,7 +43,7 @@ pub(crate) fn scalar_to_string(value: &Value) -> Option<String> {
 }
 
 /// A mapping key as a string; SkyPilot stringifies numeric keys too.
-fn key_to_string(key: &Value) -> String {
+pub(crate) fn key_to_string(key: &Value) -> String {
     match key {
         Value::Null => "null".to_owned(),
         other => scalar_to_string(other).unwrap_or_else(|| describe(other)),

@@ -96,15 +96,28 @@ fn is_yaml_file(word: &str) -> anyhow::Result<bool> {
 ///     2 | runn: echo hi
 ///       | ^
 /// ```
+///
+/// Several mistakes are listed one after another, each with its line.
 fn yaml_error(file: &str, text: &str, err: &TaskError) -> anyhow::Error {
-    let mut message = format!("invalid task YAML {file}: {err}");
-    if let (Some(line), Some(column)) = (err.line(), err.column())
-        && let Some(source) = text.lines().nth(line.saturating_sub(1))
-    {
-        let number = line.to_string();
-        let pad = " ".repeat(number.len());
-        let caret = " ".repeat(column.saturating_sub(1));
-        message.push_str(&format!("\n    {number} | {source}\n    {pad} | {caret}^"));
+    let mistakes: Vec<&TaskError> = err.all().collect();
+    let mut message = format!("invalid task YAML {file}:");
+    // One mistake stays on the first line; several get a line each.
+    let separator = if mistakes.len() > 1 {
+        message.push_str(&format!(" {} mistakes:", mistakes.len()));
+        "\n"
+    } else {
+        " "
+    };
+    for mistake in mistakes {
+        message.push_str(&format!("{separator}{}", mistake.alone()));
+        if let (Some(line), Some(column)) = (mistake.line(), mistake.column())
+            && let Some(source) = text.lines().nth(line.saturating_sub(1))
+        {
+            let number = line.to_string();
+            let pad = " ".repeat(number.len());
+            let caret = " ".repeat(column.saturating_sub(1));
+            message.push_str(&format!("\n    {number} | {source}\n    {pad} | {caret}^"));
+        }
     }
     anyhow::anyhow!(message)
 }
@@ -231,6 +244,30 @@ mod tests {
         assert!(err.contains("line 2, column 1"), "{err}");
         assert!(err.contains("did you mean \"run\"?"), "{err}");
         assert!(err.contains("    2 | runn: echo hi\n      | ^"), "{err}");
+    }
+
+    #[test]
+    fn every_yaml_mistake_is_shown_with_its_line_in_file_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "num_nodes: two\nresources:\n  cpu: 4\nrunn: echo hi\n";
+        let file = write(dir.path(), "task.yaml", text);
+        let err = load(std::slice::from_ref(&file), &TaskFlags::default())
+            .err()
+            .unwrap()
+            .to_string();
+        let expected = format!(
+            "invalid task YAML {file}: 3 mistakes:\n\
+             line 1, column 12: num_nodes: invalid value \"two\": expected "
+        );
+        assert!(err.starts_with(&expected), "{err}");
+        let first = err.find("    1 | num_nodes: two").expect("line 1 shown");
+        let second = err
+            .find("    3 |   cpu: 4\n      |   ^")
+            .expect("line 3 shown");
+        let third = err
+            .find("    4 | runn: echo hi\n      | ^")
+            .expect("line 4 shown");
+        assert!(first < second && second < third, "{err}");
     }
 
     #[test]
