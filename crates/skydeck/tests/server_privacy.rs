@@ -77,6 +77,9 @@ fn a_process_of_the_servers_user_cannot_read_the_servers_environment() {
         .env("SKYDECK_TEST_PRIVATE_MARKER", "readable")
         .spawn()
         .unwrap();
+    // setpriv switches user and then execs sleep; until then the process
+    // is root's and its environment unreadable for the wrong reason.
+    wait_for_exec(plain.id(), "sleep");
     let control = read_environ(plain.id());
     plain.kill().unwrap();
     plain.wait().unwrap();
@@ -96,4 +99,18 @@ fn a_process_of_the_servers_user_cannot_read_the_servers_environment() {
         String::from_utf8_lossy(&attempt.stderr).contains("Permission denied"),
         "{attempt:?}"
     );
+}
+
+/// Polls until process `pid` runs `comm` (it has exec'd), within a deadline.
+fn wait_for_exec(pid: u32, comm: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map_or(true, |running| running.trim() != comm)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process {pid} never became {comm}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
