@@ -617,23 +617,7 @@ async fn users_cannot_act_on_each_others_clusters() {
     let app = app().await;
     let alice = app.user_id("alice").await;
     app.store()
-        .put_cluster(&ClusterRecord {
-            name: "alices".into(),
-            status: ClusterStatus::Up,
-            user_id: alice,
-            workspace: "default".into(),
-            infra: "local".into(),
-            cluster_hash: "h".into(),
-            launched_at: Some(1.0),
-            status_updated_at: 1.0,
-            num_nodes: 1,
-            resources: serde_json::json!({}),
-            handle: serde_json::json!({}),
-            autostop_minutes: -1,
-            autostop_down: false,
-            ever_up: true,
-            last_use: None,
-        })
+        .put_cluster(&up_cluster("alices", alice))
         .await
         .unwrap();
     for (path, body) in [
@@ -1159,23 +1143,7 @@ async fn a_status_pattern_that_would_backtrack_forever_answers() {
     let alice = app.user_id("alice").await;
     let name = format!("a{}", "a".repeat(62));
     app.store()
-        .put_cluster(&ClusterRecord {
-            name: name.clone(),
-            status: ClusterStatus::Up,
-            user_id: alice,
-            workspace: "default".into(),
-            infra: "local".into(),
-            cluster_hash: "h".into(),
-            launched_at: Some(1.0),
-            status_updated_at: 1.0,
-            num_nodes: 1,
-            resources: serde_json::json!({}),
-            handle: serde_json::json!({}),
-            autostop_minutes: -1,
-            autostop_down: false,
-            ever_up: true,
-            last_use: None,
-        })
+        .put_cluster(&up_cluster(&name, alice))
         .await
         .unwrap();
     // Exponential for a matcher that tries every split at every star.
@@ -1258,5 +1226,26 @@ async fn a_task_over_its_limits_is_refused_when_submitted_naming_the_limit() {
             .await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST);
         assert!(answer.body.to_string().contains(limit), "{:?}", answer.body);
+    }
+}
+
+/// An UP cluster record of `user_id`, stored directly (no agent behind it).
+fn up_cluster(name: &str, user_id: String) -> ClusterRecord {
+    ClusterRecord {
+        name: name.into(),
+        status: ClusterStatus::Up,
+        user_id,
+        workspace: "default".into(),
+        infra: "local".into(),
+        cluster_hash: "h".into(),
+        launched_at: Some(1.0),
+        status_updated_at: 1.0,
+        num_nodes: 1,
+        resources: serde_json::json!({}),
+        handle: serde_json::json!({}),
+        autostop_minutes: -1,
+        autostop_down: false,
+        ever_up: true,
+        last_use: None,
     }
 }
