@@ -11,7 +11,7 @@ use skydeck_client::admin::{NewUser, Role};
 use skydeck_client::{Client, ClientError};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::TestServer;
+use support::{TestServer, gated_agent};
 
 const ADMIN_PASSWORD: &str = "Adm1n-Owner-Race-9";
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -80,32 +80,6 @@ fn assert_foreign(result: &Result<Value, String>, what: &str) {
         ),
         Ok(value) => panic!("{what} on another user's cluster succeeded: {value}"),
     }
-}
-
-/// An agent program that waits at the door of `agent daemon` until the
-/// test opens a gate, so a launch can be held mid-provisioning.
-fn gated_agent(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    let arrived = dir.join("agent-arrived");
-    let gate = dir.join("agent-gate");
-    let script = dir.join("gated-agent.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n\
-             if [ \"$2\" = daemon ]; then\n\
-               touch '{arrived}'\n\
-               while [ ! -e '{gate}' ]; do sleep 0.05; done\n\
-             fi\n\
-             exec '{binary}' \"$@\"\n",
-            arrived = arrived.display(),
-            gate = gate.display(),
-            binary = support::BINARY,
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    (script, arrived, gate)
 }
 
 async fn wait_for_file(path: &Path) {

@@ -6,9 +6,9 @@ mod support;
 
 use serde_json::{Value, json};
 use skydeck_client::{Client, ClientError};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
-use support::{BINARY, TestServer, http};
+use support::{TestServer, gated_agent, http};
 
 /// How long any one state change may take before the test gives up.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -170,32 +170,6 @@ async fn wait_for_file(path: &Path) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// An agent program that stops at the door of `agent daemon` until the
-/// test opens a gate: the launch that starts it is then held mid-way, at a
-/// moment the test chooses.
-fn gated_agent(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let arrived = dir.join("agent-arrived");
-    let gate = dir.join("agent-gate");
-    let script = dir.join("gated-agent.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n\
-             if [ \"$2\" = daemon ]; then\n\
-               touch '{arrived}'\n\
-               while [ ! -e '{gate}' ]; do sleep 0.05; done\n\
-             fi\n\
-             exec '{BINARY}' \"$@\"\n",
-            arrived = arrived.display(),
-            gate = gate.display(),
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    (script, arrived, gate)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -244,3 +244,29 @@ pub async fn submit(url: &str, path: &str, body: &str) -> String {
         .expect("a request id")
         .to_owned()
 }
+
+/// An agent program that waits at the door of `agent daemon` until the
+/// test creates the gate file, so a launch can be held mid-provisioning.
+/// Returns the program, the file it creates on arrival, and the gate.
+pub fn gated_agent(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let arrived = dir.join("agent-arrived");
+    let gate = dir.join("agent-gate");
+    let script = dir.join("gated-agent.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\
+             if [ \"$2\" = daemon ]; then\n\
+               touch '{arrived}'\n\
+               while [ ! -e '{gate}' ]; do sleep 0.05; done\n\
+             fi\n\
+             exec '{BINARY}' \"$@\"\n",
+            arrived = arrived.display(),
+            gate = gate.display(),
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (script, arrived, gate)
+}
