@@ -4,7 +4,8 @@
 //! checks what exists (the cluster record, a running agent, a submitted
 //! job with the request's id as its key) or is harmless to repeat.
 
-use super::ownership::{check_owner, owned_cluster};
+use super::launch_checks::{self, check_same_workspace};
+use super::ownership::owned_cluster;
 use super::{OpResult, RequestContext, internal};
 use crate::clusters::handle_of;
 use crate::clusters::plan::{Files, Plan};
@@ -39,7 +40,7 @@ fn not_up(cluster: &ClusterRecord) -> RequestError {
     )
 }
 
-fn infra_error(err: InfraError) -> RequestError {
+pub(super) fn infra_error(err: InfraError) -> RequestError {
     match err {
         InfraError::Unsatisfiable(message) => {
             RequestError::new("ResourcesUnavailableError", message)
@@ -50,7 +51,7 @@ fn infra_error(err: InfraError) -> RequestError {
 
 /// A name for a cluster the user did not name, as SkyPilot makes them
 /// (`sky-1a2b-abcd`, the end from the user's id).
-fn generated_name(user_id: &str) -> ClusterName {
+pub(super) fn generated_name(user_id: &str) -> ClusterName {
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..4];
     let user: String = user_id
         .chars()
@@ -75,7 +76,7 @@ async fn user_name(ctx: &RequestContext) -> String {
 }
 
 /// Why a task cannot run on an existing cluster, if it cannot.
-fn misfit(plan: &Plan, cluster: &ClusterRecord, handle: &Handle) -> Option<String> {
+pub(super) fn misfit(plan: &Plan, cluster: &ClusterRecord, handle: &Handle) -> Option<String> {
     if plan.infra != cluster.infra {
         return Some(format!(
             "the task asks for infra {:?}, the cluster is on {:?}",
@@ -148,7 +149,7 @@ fn new_record(
 }
 
 /// What a launch provisions for `plan` under `name`.
-fn spec_of(ctx: &RequestContext, name: &ClusterName, plan: &Plan) -> ClusterSpec {
+pub(super) fn spec_of(ctx: &RequestContext, name: &ClusterName, plan: &Plan) -> ClusterSpec {
     ClusterSpec {
         name: name.clone(),
         num_nodes: plan.num_nodes,
@@ -327,7 +328,7 @@ async fn submit_job(
     Ok(Some(job_id))
 }
 
-async fn load_plan(
+pub(super) async fn load_plan(
     ctx: &RequestContext,
     task: &str,
     blob_id: Option<&BlobId>,
@@ -362,119 +363,55 @@ async fn load_plan(
     .map_err(internal)?
 }
 
-/// Refuses infrastructure the request's workspace (or `allowed_clouds`)
-/// leaves out.
-fn check_infra_allowed(ctx: &RequestContext, plan: &Plan) -> Result<(), RequestError> {
-    ctx.config
-        .infra_allowed(&ctx.workspace, &plan.infra)
-        .map_err(|reason| {
-            RequestError::new(
-                exception::PERMISSION_DENIED,
-                format!("Cannot launch: {reason}."),
-            )
-        })
-}
-
-/// A cluster is used from the workspace it was launched in.
-fn check_same_workspace(ctx: &RequestContext, cluster: &ClusterRecord) -> Result<(), RequestError> {
-    if cluster.workspace == ctx.workspace {
-        return Ok(());
-    }
-    Err(RequestError::new(
-        exception::PERMISSION_DENIED,
-        format!(
-            "Cluster {:?} belongs to workspace {:?}, not {:?}; switch to that workspace \
-             (active_workspace in your config) to use it.",
-            cluster.name, cluster.workspace, ctx.workspace
-        ),
-    ))
-}
-
-pub async fn launch(ctx: &RequestContext, mut body: LaunchBody) -> OpResult {
-    let task = ctx.infra.secrets.original_task(&ctx.id, body.task.clone());
-    let options = PolicyRequestOptions {
-        cluster_name: body.cluster_name.clone().map(String::from),
-        idle_minutes_to_autostop: body.idle_minutes_to_autostop,
-        down: body.down,
-        dryrun: body.dryrun,
-    };
-    let policed = super::policy::police(ctx, "launch", task, Some(options)).await?;
-    let task = policed.task_yaml;
-    if let Some(options) = policed.options {
-        body.idle_minutes_to_autostop = options.idle_minutes_to_autostop;
-        body.down = options.down;
-    }
-    let plan = load_plan(ctx, &task, body.file_mounts_blob_id.as_ref(), Files::All).await?;
-    check_infra_allowed(ctx, &plan)?;
-    let name = body
-        .cluster_name
-        .clone()
-        .unwrap_or_else(|| generated_name(&ctx.user_id));
-    let spec = spec_of(ctx, &name, &plan);
-    // Before the name is claimed: a cluster the infrastructure cannot host
-    // (a million nodes) is refused without a trace.
-    ctx.infra
-        .provider(&plan.infra)?
-        .admits(&spec)
-        .map_err(infra_error)?;
-    let lock = ctx.infra.lock(&name);
+pub async fn launch(ctx: &RequestContext, body: LaunchBody) -> OpResult {
+    // Dry run and launch pass through the same checks (launch_checks.rs).
+    let checked = launch_checks::check_task(ctx, body).await?;
+    let (name, plan, spec, body) = (&checked.name, &checked.plan, &checked.spec, &checked.body);
+    let lock = ctx.infra.lock(name);
     let _guard = lock.lock().await;
-    let record = if body.dryrun {
-        owned_cluster(ctx, &name).await?
-    } else {
-        // The name is taken (or found taken) in one atomic step, before
-        // anything is made: of two users launching it at once, one owns
-        // it and the other is refused here.
-        let claim = new_record(ctx, &name, &plan, body.base.command_line());
-        let record = ctx.store.claim_cluster(&claim).await.map_err(internal)?;
-        check_owner(ctx, &record).await?;
-        Some(record)
-    };
-    if let Some(record) = &record {
-        check_same_workspace(ctx, record)?;
+    let current = ctx.store.get_cluster(name).await.map_err(internal)?;
+    let mut existing = launch_checks::check_target(ctx, &checked, current.as_ref()).await?;
+    if body.dryrun {
+        launch_checks::log_plan(ctx, &checked, existing.as_ref());
+        return Ok(json!({"job_id": null, "handle": null}));
     }
-    let existing = record.clone().filter(|c| c.status != ClusterStatus::Init);
+    // The name is taken (or found taken) in one atomic step, before
+    // anything is made: of two users launching it at once, one owns it and
+    // the other is refused here.
+    let claim = new_record(ctx, name, plan, body.base.command_line());
+    let record = ctx.store.claim_cluster(&claim).await.map_err(internal)?;
+    let looked_at = current
+        .as_ref()
+        .map_or(&claim.cluster_hash, |c| &c.cluster_hash);
+    if record.cluster_hash != *looked_at {
+        // Another server made it since: check what is there now.
+        existing = launch_checks::check_target(ctx, &checked, Some(&record)).await?;
+    }
     if let Some(existing) = &existing {
-        let handle = handle_of(existing)?;
-        if let Some(reason) = misfit(&plan, existing, &handle) {
-            return Err(RequestError::new(
-                "ResourcesMismatchError",
-                format!(
-                    "Cluster {name:?} exists but cannot run this task: {reason}. Launch on a \
-                     new cluster with another -c NAME, or tear this one down first \
-                     (`sky down {name}`)."
-                ),
-            ));
-        }
         ctx.log.line(&format!(
             "Cluster {name} exists ({}); reusing it.",
             existing.status
         ));
     }
-    if body.dryrun {
-        ctx.log.line("Dry run: nothing was launched.");
-        return Ok(json!({"job_id": null, "handle": null}));
-    }
     // An existing cluster keeps the shape it was made with (the task only
     // has to fit it); one still INIT (just claimed, or its provisioning
     // interrupted) is provisioned.
-    let (record, handle) = match (existing, record) {
-        (Some(existing), _) => reuse(ctx, existing).await?,
-        (None, Some(init)) => {
+    let (record, handle) = match existing {
+        Some(existing) => reuse(ctx, existing).await?,
+        None => {
             bring_up(
                 ctx,
-                init,
-                &spec,
-                &plan,
+                record,
+                spec,
+                plan,
                 body.base.command_line(),
                 body.retry_until_up,
             )
             .await?
         }
-        (None, None) => unreachable!("a launch that is not a dry run holds a claimed record"),
     };
-    sync_files(ctx, &record, &handle, &plan).await?;
-    let job_id = submit_job(ctx, &record, &plan, !body.no_setup).await?;
+    sync_files(ctx, &record, &handle, plan).await?;
+    let job_id = submit_job(ctx, &record, plan, !body.no_setup).await?;
     // Only once the job is queued: an autostop of 0 minutes set before it
     // would find the cluster idle and take it away first. `--down` alone
     // means tear down as soon as the jobs are done, as in SkyPilot.

@@ -8,6 +8,7 @@ mod api_cancel;
 mod check;
 pub mod clusters;
 mod jobs;
+mod launch_checks;
 mod listings;
 mod ownership;
 mod policy;

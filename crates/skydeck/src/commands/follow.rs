@@ -20,12 +20,15 @@ pub enum Followed<T> {
 /// value, or its error. The log is progress (launch stages), not the
 /// command's output: stdout carries only what the job prints.
 pub async fn request(client: &Client, id: &str) -> Result<Followed<Value>, ClientError> {
-    let stream = client.open_stream(id, true, None).await?;
-    tokio::select! {
-        streamed = stream.for_each_line(|line| eprintln!("{line}")) => streamed?,
-        Ok(()) = tokio::signal::ctrl_c() => return Ok(Followed::Detached),
-    }
-    client.wait(id).await.map(Followed::Finished)
+    let follow = async {
+        let stream = client.open_stream(id, true, None).await?;
+        tokio::select! {
+            streamed = stream.for_each_line(|line| eprintln!("{line}")) => streamed?,
+            Ok(()) = tokio::signal::ctrl_c() => return Ok(Followed::Detached),
+        }
+        client.wait(id).await.map(Followed::Finished)
+    };
+    super::waiting::noting_the_wait(client, id, follow).await
 }
 
 /// What to read of a job's log.

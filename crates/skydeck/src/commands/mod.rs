@@ -14,6 +14,7 @@ mod prompt;
 mod task_args;
 mod tokens;
 mod users;
+mod waiting;
 
 use crate::cli::{ApiCommand, Cli, Command, ConfigCommand, StartArgs, TokensCommand, UsersCommand};
 use crate::{daemon, endpoint};
@@ -127,10 +128,13 @@ fn base(paths: &Paths) -> BaseBody {
 
 /// Streams a request's log to stdout until it finishes; then its value.
 async fn stream_and_get(client: &Client, id: &str) -> Result<serde_json::Value, ClientError> {
-    client
-        .stream(id, true, None, |line| println!("{line}"))
-        .await?;
-    client.wait(id).await
+    let work = async {
+        client
+            .stream(id, true, None, |line| println!("{line}"))
+            .await?;
+        client.wait(id).await
+    };
+    waiting::noting_the_wait(client, id, work).await
 }
 
 /// Prints what went wrong on the server (its error type and message).
