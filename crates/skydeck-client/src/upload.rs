@@ -25,6 +25,8 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
@@ -126,6 +128,19 @@ impl Client {
         user_hash: &str,
         chunk_bytes: u64,
     ) -> Result<bool> {
+        self.upload_bundle_counting(bundle, user_hash, chunk_bytes, &Arc::default())
+            .await
+    }
+
+    /// [`Client::upload_bundle`], keeping in `sent` how many bytes of the
+    /// zip have gone out so far, for a caller that shows progress.
+    pub async fn upload_bundle_counting(
+        &self,
+        bundle: &Bundle,
+        user_hash: &str,
+        chunk_bytes: u64,
+        sent: &Arc<AtomicU64>,
+    ) -> Result<bool> {
         if self.blob_exists(bundle, user_hash).await? {
             return Ok(true);
         }
@@ -137,7 +152,7 @@ impl Client {
                 let start = index * chunk_bytes;
                 let len = chunk_bytes.min(bundle.size - start);
                 completed |= self
-                    .upload_chunk(bundle, user_hash, index, total, start, len)
+                    .upload_chunk(bundle, user_hash, (index, total), (start, len), sent)
                     .await?;
             }
             if completed {
@@ -175,26 +190,31 @@ impl Client {
         &self,
         bundle: &Bundle,
         user_hash: &str,
-        index: u64,
-        total: u64,
-        start: u64,
-        len: u64,
+        (index, total): (u64, u64),
+        (start, len): (u64, u64),
+        sent: &Arc<AtomicU64>,
     ) -> Result<bool> {
+        sent.store(start, Ordering::Relaxed);
+        let sent = sent.clone();
         let local = |e: std::io::Error| ClientError::Local(format!("cannot read the upload: {e}"));
         let mut file = tokio::fs::File::open(bundle.path()).await.map_err(local)?;
         file.seek(std::io::SeekFrom::Start(start))
             .await
             .map_err(local)?;
         // Streamed from disk: a chunk can be 95 MB.
-        let body = futures_util::stream::unfold(file.take(len), |mut reader| async move {
-            let mut buffer = vec![0u8; 1 << 20];
-            match reader.read(&mut buffer).await {
-                Ok(0) => None,
-                Ok(n) => {
-                    buffer.truncate(n);
-                    Some((Ok(Bytes::from(buffer)), reader))
+        let body = futures_util::stream::unfold(file.take(len), move |mut reader| {
+            let sent = sent.clone();
+            async move {
+                let mut buffer = vec![0u8; 1 << 20];
+                match reader.read(&mut buffer).await {
+                    Ok(0) => None,
+                    Ok(n) => {
+                        sent.fetch_add(n as u64, Ordering::Relaxed);
+                        buffer.truncate(n);
+                        Some((Ok(Bytes::from(buffer)), reader))
+                    }
+                    Err(err) => Some((Err(err), reader)),
                 }
-                Err(err) => Some((Err(err), reader)),
             }
         });
         let response = self

@@ -430,3 +430,37 @@ async fn a_launch_waiting_for_a_worker_says_so_once_then_runs() {
     );
     cli.run(&["down", "-y", "patient"]).await.expect_code(0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_launch_prints_its_steps_in_order_with_the_sizes_it_moves() {
+    let scratch = tempfile::tempdir().unwrap();
+    let cli = Cli::start(scratch.path(), &[]);
+    std::fs::create_dir_all(cli.home.join("proj")).unwrap();
+    cli.write("proj/data.bin", &"x".repeat(1500));
+    cli.write(
+        "task.yaml",
+        "workdir: proj\nsetup: echo setting-up\nrun: echo running\n",
+    );
+    let launch = cli.run(&["launch", "-y", "-c", "steps", "task.yaml"]).await;
+    launch.expect_code(0);
+    let steps = [
+        "Uploading files to the API server",
+        "Provisioning the cluster",
+        "is UP",
+        "Syncing the workdir (1.5 KB in 1 file)",
+        "Files synced",
+        "Starting the job: setup, then run",
+        "Job submitted",
+    ];
+    let mut from = 0;
+    for step in steps {
+        let at = launch.stderr[from..]
+            .find(step)
+            .unwrap_or_else(|| panic!("no {step:?} after the step before: {}", launch.describe()));
+        from += at + step.len();
+    }
+    // The upload line says how much goes up.
+    let upload = launch.stderr_line("Uploading files to the API server");
+    assert!(upload.contains("entries)"), "{upload}");
+    cli.run(&["down", "-y", "steps"]).await.expect_code(0);
+}

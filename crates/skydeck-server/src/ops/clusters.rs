@@ -6,6 +6,7 @@
 
 use super::launch_checks::{self, check_same_workspace};
 use super::ownership::owned_cluster;
+use super::progress;
 use super::{OpResult, RequestContext, internal};
 use crate::clusters::handle_of;
 use crate::clusters::plan::{Files, Plan};
@@ -275,21 +276,26 @@ async fn sync_files(
 ) -> Result<(), RequestError> {
     let provider = ctx.infra.provider(&record.infra)?;
     if let Some(workdir) = &plan.workdir {
-        ctx.log
-            .line("⚙︎ Syncing the workdir to ~/sky_workdir on every node...");
+        let size = progress::tree_summary(workdir.path().to_owned()).await;
+        ctx.log.line(&format!(
+            "⚙︎ Syncing the workdir ({size}) to ~/sky_workdir on every node..."
+        ));
         provider
             .sync_up(handle, workdir.path(), "~/sky_workdir")
             .await
             .map_err(infra_error)?;
     }
-    if !plan.file_mounts.is_empty() {
-        ctx.log.line("⚙︎ Syncing file mounts...");
-        for (target, source) in &plan.file_mounts {
-            provider
-                .sync_up(handle, source.path(), target)
-                .await
-                .map_err(infra_error)?;
-        }
+    for (target, source) in &plan.file_mounts {
+        let size = progress::tree_summary(source.path().to_owned()).await;
+        ctx.log
+            .line(&format!("⚙︎ Syncing file mount {target} ({size})..."));
+        provider
+            .sync_up(handle, source.path(), target)
+            .await
+            .map_err(infra_error)?;
+    }
+    if plan.workdir.is_some() || !plan.file_mounts.is_empty() {
+        ctx.log.line("✓ Files synced.");
     }
     Ok(())
 }
@@ -305,6 +311,11 @@ async fn submit_job(
         return Ok(None);
     }
     let agent = ctx.infra.agent(record)?;
+    ctx.log.line(match (&setup, &plan.run) {
+        (Some(_), Some(_)) => "⚙︎ Starting the job: setup, then run...",
+        (Some(_), None) => "⚙︎ Starting the job: setup...",
+        _ => "⚙︎ Starting the job...",
+    });
     let spec = JobSpec {
         idempotency_key: ctx.id.clone(),
         name: plan.task_name.clone(),
@@ -460,8 +471,10 @@ pub async fn exec(ctx: &RequestContext, body: ExecBody) -> OpResult {
         return Ok(json!({"job_id": null, "handle": null}));
     }
     if let Some(workdir) = &plan.workdir {
-        ctx.log
-            .line("⚙︎ Syncing the workdir to ~/sky_workdir on every node...");
+        let size = progress::tree_summary(workdir.path().to_owned()).await;
+        ctx.log.line(&format!(
+            "⚙︎ Syncing the workdir ({size}) to ~/sky_workdir on every node..."
+        ));
         ctx.infra
             .provider(&record.infra)?
             .sync_up(&handle, workdir.path(), "~/sky_workdir")

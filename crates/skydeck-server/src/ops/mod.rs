@@ -12,6 +12,7 @@ mod launch_checks;
 mod listings;
 mod ownership;
 mod policy;
+mod progress;
 
 use crate::executor::Executor;
 use crate::request_log::RequestLog;

@@ -8,11 +8,14 @@ use super::task_args::{self, Task};
 use super::{base, clusters, failed, prompt};
 use crate::cli::{ExecArgs, LaunchArgs};
 use skydeck_client::Client;
+use skydeck_client::upload::{Bundle, CHUNK_BYTES};
 use skydeck_server::config::Paths;
 use skydeck_types::bodies::{AutostopBody, ExecBody, LaunchBody};
 use skydeck_types::names::{BlobId, ClusterName};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub async fn launch(paths: &Paths, client: &Client, args: &LaunchArgs) -> anyhow::Result<ExitCode> {
     let mut task = task_args::load(&args.entrypoint, &args.task)?;
@@ -142,25 +145,49 @@ async fn upload(
     if sources.is_empty() {
         return Ok(None);
     }
+    let paths_to_send: Vec<PathBuf> = sources.iter().map(PathBuf::from).collect();
+    let bundle = tokio::task::spawn_blocking(move || Bundle::new(&paths_to_send))
+        .await?
+        .map_err(|e| anyhow::anyhow!("cannot zip the files to upload: {e}"))?;
     eprintln!(
-        "⚙︎ Uploading files to the API server: {}",
-        sources.join(", ")
+        "⚙︎ Uploading files to the API server: {} ({}, {} entries)...",
+        sources.join(", "),
+        human_size(bundle.size()),
+        bundle.entries()
     );
     let user = base(paths).user_id().unwrap_or_default().to_owned();
-    let report = client
-        .upload_paths(sources.iter().map(PathBuf::from).collect(), &user)
-        .await?;
-    if report.already_there {
+    let sent = Arc::new(AtomicU64::new(0));
+    let upload = client.upload_bundle_counting(&bundle, &user, CHUNK_BYTES, &sent);
+    let already_there = tokio::select! {
+        done = upload => done?,
+        never = report_progress(&sent, bundle.size()) => match never {},
+    };
+    if already_there {
         eprintln!("✓ The API server has these files already.");
     } else {
-        eprintln!(
-            "✓ Files uploaded ({} entries, {}).",
-            report.entries,
-            human_size(report.size)
-        );
+        eprintln!("✓ Files uploaded ({}).", human_size(bundle.size()));
     }
     task.spec_mut().file_mounts_mapping = sources.iter().map(|s| (s.clone(), s.clone())).collect();
-    Ok(Some(BlobId::new(report.blob_id)?))
+    Ok(Some(BlobId::new(bundle.blob_id())?))
+}
+
+/// An upload that takes a while shows how far it got, every few seconds:
+/// a line now and then, not one per chunk. Never returns.
+async fn report_progress(sent: &AtomicU64, total: u64) -> std::convert::Infallible {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+    loop {
+        tokio::time::sleep(EVERY).await;
+        eprintln!("{}", progress_line(sent.load(Ordering::Relaxed), total));
+    }
+}
+
+fn progress_line(sent: u64, total: u64) -> String {
+    let percent = (sent.min(total) * 100).checked_div(total).unwrap_or(100);
+    format!(
+        "  … {} of {} sent ({percent}%)",
+        human_size(sent.min(total)),
+        human_size(total)
+    )
 }
 
 fn human_size(bytes: u64) -> String {
@@ -267,7 +294,16 @@ fn print_cluster_hints(cluster: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::human_size;
+    use super::{human_size, progress_line};
+
+    #[test]
+    fn progress_reads_as_a_share_of_the_whole() {
+        assert_eq!(
+            progress_line(190_000_000, 400_000_000),
+            "  … 190.0 MB of 400.0 MB sent (47%)"
+        );
+        assert_eq!(progress_line(5, 0), "  … 0 B of 0 B sent (100%)");
+    }
 
     #[test]
     fn sizes_read_like_people_write_them() {
