@@ -49,7 +49,7 @@ async fn fetch(
         include_handle: true,
     };
     let id = client.submit("/status", &body).await?;
-    let value = client.wait(&id).await?;
+    let value = super::waiting::wait(client, &id).await?;
     Ok(value.as_array().cloned().unwrap_or_default())
 }
 
@@ -178,10 +178,17 @@ pub async fn check(paths: &Paths, client: &Client, args: &CheckArgs) -> anyhow::
     body.insert("clouds".into(), serde_json::json!(infra));
     body.insert("verbose".into(), serde_json::json!(args.verbose));
     let id = client.submit("/check", &body).await?;
-    client
-        .stream(&id, true, None, |line| println!("{line}"))
-        .await?;
-    finish(client.wait(&id).await.map(|_| ()))
+    let checked = async {
+        client
+            .stream(&id, true, None, |line| println!("{line}"))
+            .await?;
+        client.wait(&id).await
+    };
+    finish(
+        super::waiting::noting_the_wait(client, &id, checked)
+            .await
+            .map(|_| ()),
+    )
 }
 
 pub async fn endpoints(
@@ -195,7 +202,7 @@ pub async fn endpoints(
         port: args.port.map(|p| serde_json::json!(p)),
     };
     let id = client.submit("/endpoints", &body).await?;
-    let endpoints = match client.wait(&id).await {
+    let endpoints = match super::waiting::wait(client, &id).await {
         Ok(value) => value,
         Err(err) => return failed(err),
     };

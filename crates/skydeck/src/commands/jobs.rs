@@ -58,7 +58,7 @@ pub async fn queue(paths: &Paths, client: &Client, args: &QueueArgs) -> anyhow::
     };
     let mut failures = 0;
     for (name, id) in requests {
-        match client.wait(&id).await {
+        match super::waiting::wait(client, &id).await {
             Ok(jobs) => {
                 println!("\nJob queue of {whose} on cluster {name}");
                 println!(
@@ -222,7 +222,7 @@ async fn statuses(
         job_ids: job_id.map(|id| vec![id]),
     };
     let id = client.submit("/job_status", &body).await?;
-    client.wait(&id).await
+    super::waiting::wait(client, &id).await
 }
 
 /// `logs --sync-down`: saves each job's whole log to

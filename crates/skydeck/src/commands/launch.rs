@@ -81,7 +81,7 @@ pub async fn launch(paths: &Paths, client: &Client, args: &LaunchArgs) -> anyhow
             down: true,
         };
         let id = client.submit("/autostop", &body).await?;
-        if let Err(err) = client.wait(&id).await {
+        if let Err(err) = super::waiting::wait(client, &id).await {
             return failed(err);
         }
         eprintln!("✓ Autodown set: cluster {cluster} is torn down once its jobs are done.");

@@ -3,7 +3,7 @@
 //! say once that it waits, which request it is and how to cancel it, then
 //! let the request's own output follow when it starts.
 
-use skydeck_client::Client;
+use skydeck_client::{Client, ClientError};
 use skydeck_types::RequestStatus;
 use std::time::Duration;
 
@@ -20,6 +20,11 @@ pub async fn noting_the_wait<T>(client: &Client, id: &str, work: impl Future<Out
         out = work => out,
         never = note_while_pending(client, id) => match never {},
     }
+}
+
+/// Waits for request `id`'s value, noting the wait as above.
+pub async fn wait(client: &Client, id: &str) -> Result<serde_json::Value, ClientError> {
+    noting_the_wait(client, id, client.wait(id)).await
 }
 
 /// Never returns: once the request runs (or cannot be looked at), it just
