@@ -464,3 +464,23 @@ async fn a_launch_prints_its_steps_in_order_with_the_sizes_it_moves() {
     assert!(upload.contains("entries)"), "{upload}");
     cli.run(&["down", "-y", "steps"]).await.expect_code(0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dryrun_of_a_task_over_its_limits_fails_as_the_launch_does() {
+    let scratch = tempfile::tempdir().unwrap();
+    let cli = Cli::start(scratch.path(), &[]);
+    let mut task = String::from("run: echo never\nenvs:\n");
+    for i in 0..1001 {
+        task.push_str(&format!("  V{i}: a\n"));
+    }
+    cli.write("huge.yaml", &task);
+    let dryrun = cli
+        .run(&["launch", "--dryrun", "-c", "huge", "huge.yaml"])
+        .await;
+    dryrun.expect_code(1);
+    let launch = cli.run(&["launch", "-y", "-c", "huge", "huge.yaml"]).await;
+    launch.expect_code(1);
+    let refusal = dryrun.stderr_line("environment variables");
+    assert_eq!(refusal, launch.stderr_line("environment variables"));
+    assert!(cluster_names(&cli).await.is_empty());
+}
