@@ -462,6 +462,18 @@ async fn a_launch_prints_its_steps_in_order_with_the_sizes_it_moves() {
     // The upload line says how much goes up.
     let upload = launch.stderr_line("Uploading files to the API server");
     assert!(upload.contains("entries)"), "{upload}");
+
+    // Dry runs against the cluster now there: reused, and runs nothing.
+    cli.run(&["launch", "--dryrun", "-c", "steps", "task.yaml"])
+        .await
+        .expect_code(0)
+        .expect_stderr(&["Cluster:     steps (exists, UP; reused)"]);
+    let exec = cli
+        .run(&["exec", "--dryrun", "steps", "--", "echo", "not-now"])
+        .await;
+    exec.expect_code(0)
+        .expect_stderr(&["Dry run: cluster steps can run this task"]);
+    assert!(!exec.stdout.contains("not-now"), "{}", exec.describe());
     cli.run(&["down", "-y", "steps"]).await.expect_code(0);
 }
 

@@ -468,6 +468,11 @@ pub async fn exec(ctx: &RequestContext, body: ExecBody) -> OpResult {
         ));
     }
     if body.dryrun {
+        ctx.log.line(&format!(
+            "Dry run: cluster {} can run this task ({}); nothing was run.",
+            record.name,
+            plan.resources_str()
+        ));
         return Ok(json!({"job_id": null, "handle": null}));
     }
     if let Some(workdir) = &plan.workdir {
