@@ -525,11 +525,12 @@ async fn bytes_that_are_not_utf8_do_not_break_a_jobs_log() {
         .launch(MALLORY, "bytes", task)
         .await
         .expect("a job with invalid UTF-8 output launches");
+    // Following returns once the job has ended, so the whole output is in.
     let reply = attack
         .post(
             MALLORY,
             "/logs",
-            json!({"cluster_name": "bytes", "job_id": 1, "follow": false}),
+            json!({"cluster_name": "bytes", "job_id": 1, "follow": true}),
         )
         .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
