@@ -9,6 +9,7 @@
 mod agent_client;
 pub mod local;
 mod machine;
+pub mod placement;
 mod runner;
 
 pub use agent_client::{AgentClient, LogFollow};
