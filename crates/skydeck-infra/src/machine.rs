@@ -83,7 +83,7 @@ impl Machine {
 }
 
 /// Where the accelerators `local` counts come from, and how to change them.
-const ACCELERATORS_HINT: &str = " The server counts this machine's GPUs with nvidia-smi; if \
+pub(crate) const ACCELERATORS_HINT: &str = " The server counts this machine's GPUs with nvidia-smi; if \
      that finds them wrongly (or there is no nvidia-smi), start the server with \
      SKYDECK_LOCAL_ACCELERATORS=NAME:COUNT[,NAME:COUNT], e.g. SKYDECK_LOCAL_ACCELERATORS=H100:2.";
 

@@ -237,6 +237,15 @@ fn number(n: f64) -> String {
     }
 }
 
+/// This machine as a pool of one host, as `local` places clusters on it.
+pub fn local_pool() -> crate::PlacementPool {
+    crate::PlacementPool {
+        pool: LOCAL.to_owned(),
+        hosts: vec![local_host(&Machine::probe())],
+        gpu_hint: crate::machine::ACCELERATORS_HINT.trim().to_owned(),
+    }
+}
+
 /// This machine as a placement host: its CPUs and memory, and its GPUs by
 /// the index CUDA gives them (nvidia-smi's order), or numbered from 0 in
 /// the order of [`ENV_FAKE_ACCELERATORS`] when that is set.
@@ -265,15 +274,6 @@ fn numbered(accelerators: &BTreeMap<String, f64>) -> Vec<Gpu> {
             model: model.clone(),
         })
         .collect()
-}
-
-/// `CUDA_VISIBLE_DEVICES` for GPU indices: `0,2`, or empty for none (so a
-/// job that asked for no GPU cannot use another cluster's).
-pub fn cuda_visible_devices(gpus: &[u32]) -> String {
-    gpus.iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 #[cfg(test)]
@@ -423,7 +423,5 @@ mod tests {
         ]));
         let indices: Vec<(u32, &str)> = gpus.iter().map(|g| (g.index, g.model.as_str())).collect();
         assert_eq!(indices, vec![(0, "A100"), (1, "H100"), (2, "H100")]);
-        assert_eq!(cuda_visible_devices(&[0, 2]), "0,2");
-        assert_eq!(cuda_visible_devices(&[]), "");
     }
 }

@@ -1,0 +1,216 @@
+//! The `local` infrastructure is one machine shared by all its clusters:
+//! GPUs by index, CPUs and ports are held by one cluster at a time, a
+//! cluster that does not fit is told what is free, and what clusters hold
+//! survives a server restart. Through the real server and its agents.
+
+mod support;
+
+use serde_json::{Value, json};
+use skydeck_client::{Client, ClientError};
+use std::time::{Duration, Instant};
+use support::{TestServer, http};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn client(server: &TestServer) -> Client {
+    Client::new(&server.url, None).expect("a client")
+}
+
+async fn submit(client: &Client, path: &str, body: Value) -> Result<Value, ClientError> {
+    let id = client.submit(path, &body).await.expect("accepted");
+    client.wait(&id).await
+}
+
+async fn launch(client: &Client, cluster: &str, task: &str) -> Result<Value, ClientError> {
+    submit(
+        client,
+        "/launch",
+        json!({"task": task, "cluster_name": cluster, "retry_until_up": false}),
+    )
+    .await
+}
+
+/// The message of a request that must fail as "does not fit".
+fn unavailable(result: Result<Value, ClientError>) -> String {
+    match result {
+        Err(ClientError::Request(error)) => {
+            assert_eq!(error.kind, "ResourcesUnavailableError", "{error:?}");
+            error.message
+        }
+        other => panic!("expected ResourcesUnavailableError, got {other:?}"),
+    }
+}
+
+async fn down(client: &Client, cluster: &str) {
+    submit(client, "/down", json!({"cluster_name": cluster}))
+        .await
+        .expect("down succeeds");
+}
+
+/// The log of the launch's job once it has finished.
+async fn job_log(server: &TestServer, api: &Client, cluster: &str, launched: &Value) -> String {
+    let job = launched["job_id"].as_u64().expect("a job id");
+    let started = Instant::now();
+    loop {
+        let jobs = submit(
+            api,
+            "/queue",
+            json!({"cluster_name": cluster, "all_users": true}),
+        )
+        .await
+        .unwrap();
+        let status = jobs
+            .as_array()
+            .and_then(|jobs| jobs.iter().find(|j| j["job_id"] == job))
+            .map(|j| j["status"].as_str().unwrap_or_default().to_owned())
+            .unwrap_or_default();
+        if status == "SUCCEEDED" {
+            break;
+        }
+        assert!(
+            !status.starts_with("FAILED") && started.elapsed() < DEADLINE,
+            "job {job} on {cluster} is {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let body = json!({"cluster_name": cluster, "job_id": job, "follow": false}).to_string();
+    http("POST", &format!("{}/logs", server.url), Some(&body))
+        .await
+        .body
+}
+
+const ONE_GPU: &str =
+    "resources:\n  accelerators: H100:1\nrun: echo \"cvd=[$CUDA_VISIBLE_DEVICES]\"\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clusters_get_their_own_gpus_and_a_third_is_told_who_holds_them_even_after_a_restart() {
+    let home = tempfile::tempdir().unwrap();
+    let gpus = [("SKYDECK_LOCAL_ACCELERATORS", "H100:2")];
+    let server = TestServer::start(home.path(), &gpus);
+    let api = client(&server);
+
+    let a = launch(&api, "a", ONE_GPU).await.unwrap();
+    let b = launch(&api, "b", ONE_GPU).await.unwrap();
+    let logs = [
+        job_log(&server, &api, "a", &a).await,
+        job_log(&server, &api, "b", &b).await,
+    ];
+    assert!(logs[0].contains("cvd=[0]"), "{}", logs[0]);
+    assert!(logs[1].contains("cvd=[1]"), "{}", logs[1]);
+
+    let message = unavailable(launch(&api, "c", ONE_GPU).await);
+    assert!(
+        message.contains("needs 1 H100; 0 of 2 free: cluster a holds GPU 0, cluster b holds GPU 1"),
+        "{message}"
+    );
+    assert!(message.contains("--retry-until-up"), "{message}");
+
+    // What clusters hold is in the database: a restarted server knows it.
+    server.stop();
+    let server = TestServer::start(home.path(), &gpus);
+    let api = client(&server);
+    let message = unavailable(launch(&api, "c", ONE_GPU).await);
+    assert!(message.contains("0 of 2 free"), "{message}");
+
+    // Down frees a's GPU for c; a cluster asking for no GPU sees none.
+    down(&api, "a").await;
+    let c = launch(&api, "c", ONE_GPU).await.unwrap();
+    assert!(job_log(&server, &api, "c", &c).await.contains("cvd=[0]"));
+    let d = launch(&api, "d", "run: echo \"cvd=[$CUDA_VISIBLE_DEVICES]\"\n")
+        .await
+        .unwrap();
+    assert!(job_log(&server, &api, "d", &d).await.contains("cvd=[]"));
+    for cluster in ["b", "c", "d"] {
+        down(&api, cluster).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cpus_are_not_overcommitted_and_a_stopped_cluster_holds_none() {
+    let home = tempfile::tempdir().unwrap();
+    let server = TestServer::start(home.path(), &[]);
+    let api = client(&server);
+    let cpus = std::thread::available_parallelism().unwrap().get();
+
+    let all = format!("resources:\n  cpus: {cpus}\nrun: echo all\n");
+    launch(&api, "whole", &all).await.unwrap();
+    let one = "resources:\n  cpus: 1\nrun: echo one\n";
+    let message = unavailable(launch(&api, "small", one).await);
+    assert!(
+        message.contains(&format!(
+            "needs 1 CPUs; 0 of {cpus} free: cluster whole holds {cpus}"
+        )),
+        "{message}"
+    );
+    // Nothing of the refused launch is left.
+    assert!(!home.path().join("clusters/small").exists());
+
+    // Stopped, it runs nothing and holds nothing; started again, it must
+    // fit beside what took its room.
+    submit(&api, "/stop", json!({"cluster_name": "whole"}))
+        .await
+        .unwrap();
+    launch(&api, "small", one).await.unwrap();
+    let message = unavailable(submit(&api, "/start", json!({"cluster_name": "whole"})).await);
+    assert!(message.contains("cluster small holds 1"), "{message}");
+    down(&api, "small").await;
+    submit(&api, "/start", json!({"cluster_name": "whole"}))
+        .await
+        .expect("whole fits again once small is gone");
+    down(&api, "whole").await;
+}
+
+/// A port nothing listens on now (the kernel's pick, released at once).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_port_is_held_by_one_cluster_and_never_advertised_when_taken() {
+    let home = tempfile::tempdir().unwrap();
+    let server = TestServer::start(home.path(), &[]);
+    let api = client(&server);
+    let port = free_port();
+    let task = format!("resources:\n  ports: {port}\nrun: echo serving\n");
+
+    launch(&api, "web", &task).await.unwrap();
+    let message = unavailable(launch(&api, "web2", &task).await);
+    assert!(
+        message.contains(&format!("port {port} is held by cluster web")),
+        "{message}"
+    );
+    let endpoints = submit(&api, "/endpoints", json!({"cluster": "web"}))
+        .await
+        .unwrap();
+    assert_eq!(endpoints[port.to_string()], format!("127.0.0.1:{port}"));
+
+    // A port another program listens on is refused at launch, not
+    // advertised by `endpoints` for a job that could not bind it.
+    let outsider = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = outsider.local_addr().unwrap().port();
+    let task = format!("resources:\n  ports: {taken}\nrun: echo serving\n");
+    let message = unavailable(launch(&api, "blocked", &task).await);
+    assert!(
+        message.contains(&format!("Port {taken} on 127.0.0.1 is in use")),
+        "{message}"
+    );
+    let status = submit(
+        &api,
+        "/status",
+        json!({"cluster_names": ["blocked"], "refresh": "NONE", "all_users": true}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, json!([]), "the refused cluster is not kept");
+    drop(outsider);
+
+    // Once web is gone its port is anyone's.
+    down(&api, "web").await;
+    let task = format!("resources:\n  ports: {port}\nrun: echo serving\n");
+    launch(&api, "web2", &task).await.unwrap();
+    down(&api, "web2").await;
+}
