@@ -104,6 +104,11 @@ async fn clusters_get_their_own_gpus_and_a_third_is_told_who_holds_them_even_aft
         "{message}"
     );
     assert!(message.contains("--retry-until-up"), "{message}");
+    // More than the machine has at all: no waiting helps, and the message
+    // says how the machine's GPUs are counted.
+    let message = unavailable(launch(&api, "huge", "resources:\n  accelerators: H100:3\n").await);
+    assert!(message.contains("even with nothing else running"), "{message}");
+    assert!(message.contains("SKYDECK_LOCAL_ACCELERATORS"), "{message}");
 
     // What clusters hold is in the database: a restarted server knows it.
     server.stop();
@@ -213,4 +218,43 @@ async fn a_port_is_held_by_one_cluster_and_never_advertised_when_taken() {
     let task = format!("resources:\n  ports: {port}\nrun: echo serving\n");
     launch(&api, "web2", &task).await.unwrap();
     down(&api, "web2").await;
+}
+
+/// Follows a request's log until `needle` appears in it.
+async fn wait_for_log_line(server: &TestServer, request_id: &str, needle: &str) {
+    let mut response = skydeck_client::http_client()
+        .unwrap()
+        .get(format!("{}/api/stream?request_id={request_id}", server.url))
+        .send()
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    while !seen.contains(needle) {
+        let chunk = tokio::time::timeout(DEADLINE, response.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no {needle:?} in the log so far: {seen}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("the log ended without {needle:?}: {seen}"));
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_until_up_waits_for_the_gpu_another_cluster_frees() {
+    let home = tempfile::tempdir().unwrap();
+    let server = TestServer::start(home.path(), &[("SKYDECK_LOCAL_ACCELERATORS", "H100:1")]);
+    let api = client(&server);
+    launch(&api, "first", ONE_GPU).await.unwrap();
+    let waiting = api
+        .submit(
+            "/launch",
+            &json!({"task": ONE_GPU, "cluster_name": "second", "retry_until_up": true}),
+        )
+        .await
+        .unwrap();
+    wait_for_log_line(&server, &waiting, "cluster first holds GPU 0").await;
+    down(&api, "first").await;
+    let second = api.wait(&waiting).await.expect("second launches once first is gone");
+    assert!(job_log(&server, &api, "second", &second).await.contains("cvd=[0]"));
+    down(&api, "second").await;
 }
