@@ -107,7 +107,10 @@ async fn clusters_get_their_own_gpus_and_a_third_is_told_who_holds_them_even_aft
     // More than the machine has at all: no waiting helps, and the message
     // says how the machine's GPUs are counted.
     let message = unavailable(launch(&api, "huge", "resources:\n  accelerators: H100:3\n").await);
-    assert!(message.contains("even with nothing else running"), "{message}");
+    assert!(
+        message.contains("even with nothing else running"),
+        "{message}"
+    );
     assert!(message.contains("SKYDECK_LOCAL_ACCELERATORS"), "{message}");
 
     // What clusters hold is in the database: a restarted server knows it.
@@ -125,7 +128,31 @@ async fn clusters_get_their_own_gpus_and_a_third_is_told_who_holds_them_even_aft
         .await
         .unwrap();
     assert!(job_log(&server, &api, "d", &d).await.contains("cvd=[]"));
-    for cluster in ["b", "c", "d"] {
+
+    // A stopped cluster's GPU goes to another; started again, it gets the
+    // one that is free then, and its jobs see that one.
+    submit(&api, "/stop", json!({"cluster_name": "b"}))
+        .await
+        .unwrap();
+    let e = launch(&api, "e", ONE_GPU).await.unwrap();
+    assert!(job_log(&server, &api, "e", &e).await.contains("cvd=[1]"));
+    down(&api, "c").await;
+    submit(&api, "/start", json!({"cluster_name": "b"}))
+        .await
+        .unwrap();
+    let again = submit(
+        &api,
+        "/exec",
+        json!({"cluster_name": "b", "task": "run: echo \"cvd=[$CUDA_VISIBLE_DEVICES]\"\n"}),
+    )
+    .await
+    .unwrap();
+    assert!(
+        job_log(&server, &api, "b", &again)
+            .await
+            .contains("cvd=[0]")
+    );
+    for cluster in ["b", "d", "e"] {
         down(&api, cluster).await;
     }
 }
@@ -158,10 +185,19 @@ async fn cpus_are_not_overcommitted_and_a_stopped_cluster_holds_none() {
     launch(&api, "small", one).await.unwrap();
     let message = unavailable(submit(&api, "/start", json!({"cluster_name": "whole"})).await);
     assert!(message.contains("cluster small holds 1"), "{message}");
-    down(&api, "small").await;
-    submit(&api, "/start", json!({"cluster_name": "whole"}))
+    // With --retry-until-up, start waits until it fits again.
+    let starting = api
+        .submit(
+            "/start",
+            &json!({"cluster_name": "whole", "retry_until_up": true}),
+        )
         .await
-        .expect("whole fits again once small is gone");
+        .unwrap();
+    wait_for_log_line(&server, &starting, "cluster small holds 1").await;
+    down(&api, "small").await;
+    api.wait(&starting)
+        .await
+        .expect("whole starts once small is gone");
     down(&api, "whole").await;
 }
 
@@ -254,7 +290,14 @@ async fn retry_until_up_waits_for_the_gpu_another_cluster_frees() {
         .unwrap();
     wait_for_log_line(&server, &waiting, "cluster first holds GPU 0").await;
     down(&api, "first").await;
-    let second = api.wait(&waiting).await.expect("second launches once first is gone");
-    assert!(job_log(&server, &api, "second", &second).await.contains("cvd=[0]"));
+    let second = api
+        .wait(&waiting)
+        .await
+        .expect("second launches once first is gone");
+    assert!(
+        job_log(&server, &api, "second", &second)
+            .await
+            .contains("cvd=[0]")
+    );
     down(&api, "second").await;
 }

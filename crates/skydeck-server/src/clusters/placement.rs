@@ -139,17 +139,18 @@ pub async fn place_spec(
 
 /// Places a stopped cluster again as it starts, with what it asked for at
 /// launch, and returns its handle with the GPUs it holds now (`None`: the
-/// handle is unchanged). A cluster from before placement is left unplaced.
+/// handle is unchanged), or why it does not fit now. A cluster from before
+/// placement is left unplaced.
 pub async fn place_for_start(
     store: &dyn Store,
     provider: &dyn Provider,
     handle: &Handle,
-) -> Result<Option<Handle>, RequestError> {
+) -> Result<Result<Option<Handle>, NoFit>, RequestError> {
     let Some(request) = &handle.request else {
-        return Ok(None);
+        return Ok(Ok(None));
     };
     let num_nodes = u32::try_from(handle.nodes.len()).map_err(internal)?;
-    let allocations = allocate(
+    let allocations = match allocate(
         store,
         provider,
         handle.cluster_name.as_str(),
@@ -157,10 +158,11 @@ pub async fn place_for_start(
         num_nodes,
     )
     .await?
-    .map_err(no_fit_error)?;
-    if allocations.is_empty() {
-        return Ok(None);
-    }
+    {
+        Ok(allocations) if allocations.is_empty() => return Ok(Ok(None)),
+        Ok(allocations) => allocations,
+        Err(no_fit) => return Ok(Err(no_fit)),
+    };
     let mut handle = handle.clone();
     for node in &mut handle.nodes {
         node.gpus = allocations
@@ -168,7 +170,7 @@ pub async fn place_for_start(
             .find(|a| a.node_rank as usize == node.rank)
             .map(|a| a.gpus.clone());
     }
-    Ok(Some(handle))
+    Ok(Ok(Some(handle)))
 }
 
 /// Releases what a cluster holds: it stopped.

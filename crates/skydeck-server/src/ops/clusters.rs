@@ -257,6 +257,7 @@ impl RetryBackoff {
 async fn reuse(
     ctx: &RequestContext,
     record: ClusterRecord,
+    retry_until_up: bool,
 ) -> Result<(ClusterRecord, Handle), RequestError> {
     let handle = handle_of(&record)?;
     if record.status == ClusterStatus::Stopped {
@@ -265,7 +266,7 @@ async fn reuse(
             record.name
         ));
     }
-    let handle = start_nodes(ctx, &record, handle).await?;
+    let handle = start_nodes(ctx, &record, handle, retry_until_up).await?;
     if record.status != ClusterStatus::Up {
         ctx.store
             .set_cluster_status(&record.name, ClusterStatus::Up, now())
@@ -284,17 +285,34 @@ async fn start_nodes(
     ctx: &RequestContext,
     record: &ClusterRecord,
     mut handle: Handle,
+    retry_until_up: bool,
 ) -> Result<Handle, RequestError> {
     let provider = ctx.infra.provider(&record.infra)?;
     let placed = record.status == ClusterStatus::Stopped;
-    if placed
-        && let Some(moved) =
-            placement::place_for_start(ctx.store.as_ref(), provider.as_ref(), &handle).await?
-    {
-        let mut updated = record.clone();
-        updated.handle = serde_json::to_value(&moved).map_err(internal)?;
-        ctx.store.put_cluster(&updated).await.map_err(internal)?;
-        handle = moved;
+    let mut backoff = RetryBackoff::default();
+    if placed {
+        loop {
+            match placement::place_for_start(ctx.store.as_ref(), provider.as_ref(), &handle).await?
+            {
+                Ok(None) => break,
+                Ok(Some(moved)) => {
+                    let mut updated = record.clone();
+                    updated.handle = serde_json::to_value(&moved).map_err(internal)?;
+                    ctx.store.put_cluster(&updated).await.map_err(internal)?;
+                    handle = moved;
+                    break;
+                }
+                Err(no_fit) if retry_until_up => {
+                    let wait = backoff.next();
+                    ctx.log.line(&format!(
+                        "{no_fit} Retrying in {}s (--retry-until-up; cancel the request to stop).",
+                        wait.as_secs()
+                    ));
+                    tokio::time::sleep(wait).await;
+                }
+                Err(no_fit) => return Err(placement::no_fit_error(no_fit)),
+            }
+        }
     }
     if let Err(err) = provider.start(&handle).await {
         if placed {
@@ -498,7 +516,7 @@ pub async fn launch(ctx: &RequestContext, mut body: LaunchBody) -> OpResult {
     // has to fit it); one still INIT (just claimed, or its provisioning
     // interrupted) is provisioned.
     let (record, handle) = match (existing, record) {
-        (Some(existing), _) => reuse(ctx, existing).await?,
+        (Some(existing), _) => reuse(ctx, existing, body.retry_until_up).await?,
         (None, Some(init)) => {
             bring_up(
                 ctx,
@@ -673,7 +691,7 @@ pub async fn start(ctx: &RequestContext, body: StartBody) -> OpResult {
     let handle = handle_of(&record)?;
     ctx.log
         .line(&format!("Starting cluster {}...", record.name));
-    let handle = start_nodes(ctx, &record, handle).await?;
+    let handle = start_nodes(ctx, &record, handle, body.retry_until_up).await?;
     ctx.store
         .set_cluster_status(&record.name, ClusterStatus::Up, now())
         .await
