@@ -128,8 +128,9 @@ fn fit_node(
         let free = (host.cpus - used).max(0.0);
         if cpus > free + EPSILON {
             problems.push(format!(
-                "needs {} CPUs; {} of {} free{}",
+                "needs {} CPU{}; {} of {} free{}",
                 number(cpus),
+                if cpus == 1.0 { "" } else { "s" },
                 number(free),
                 number(host.cpus),
                 holders(|a| a.cpus, "")

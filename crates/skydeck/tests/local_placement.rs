@@ -170,7 +170,7 @@ async fn cpus_are_not_overcommitted_and_a_stopped_cluster_holds_none() {
     let message = unavailable(launch(&api, "small", one).await);
     assert!(
         message.contains(&format!(
-            "needs 1 CPUs; 0 of {cpus} free: cluster whole holds {cpus}"
+            "needs 1 CPU; 0 of {cpus} free: cluster whole holds {cpus}"
         )),
         "{message}"
     );
