@@ -28,6 +28,11 @@ pub struct NodeInfo {
     pub ip: String,
     /// The node's sandbox root: HOME for job processes.
     pub dir: PathBuf,
+    /// The GPU indices placement gave the node: its jobs'
+    /// `CUDA_VISIBLE_DEVICES` (empty: no GPU). `None` where the node is a
+    /// machine of its own, whose GPUs are all its jobs'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<Vec<u32>>,
 }
 
 impl NodeInfo {

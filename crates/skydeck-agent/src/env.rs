@@ -55,6 +55,12 @@ pub(crate) fn node_env(
         Phase::Setup => ("SKYPILOT_SETUP_NODE_RANK", "SKYPILOT_SETUP_NODE_IPS"),
         Phase::Run => ("SKYPILOT_NODE_RANK", "SKYPILOT_NODE_IPS"),
     };
+    // Placement's GPUs for the node, so that clusters sharing a machine
+    // never share a GPU.
+    if let Some(gpus) = &nodes[rank].gpus {
+        let list: Vec<String> = gpus.iter().map(u32::to_string).collect();
+        env.push(("CUDA_VISIBLE_DEVICES".to_owned(), list.join(",")));
+    }
     env.extend([
         ("HOME".to_owned(), nodes[rank].dir.display().to_string()),
         (rank_var.to_owned(), rank.to_string()),

@@ -9,6 +9,7 @@
 mod agent_client;
 pub mod local;
 mod machine;
+pub mod placement;
 mod runner;
 
 pub use agent_client::{AgentClient, LogFollow};
@@ -32,6 +33,20 @@ pub struct ClusterSpec {
     pub user_hash: String,
     /// What every node must have.
     pub node: NodeRequest,
+    /// Where placement put each node, by rank; empty where the
+    /// infrastructure places clusters itself (see [`Provider::placement`]).
+    pub allocations: Vec<placement::Allocation>,
+}
+
+/// The hosts Skydeck places an infrastructure's clusters on itself, as
+/// they are now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlacementPool {
+    /// The pool's name, as the store records its hosts.
+    pub pool: String,
+    pub hosts: Vec<placement::Host>,
+    /// What to say when the hosts lack a GPU model or count altogether.
+    pub gpu_hint: String,
 }
 
 /// A provisioned cluster: everything needed to reach it again. Stored by the
@@ -49,6 +64,10 @@ pub struct Handle {
     /// Ports the task asked to expose, reachable at the head node's IP.
     #[serde(default)]
     pub ports: Vec<u16>,
+    /// What each node asked for when launched: what a stopped cluster
+    /// (which holds nothing) is placed with again when it starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<NodeRequest>,
 }
 
 /// What a provider sees of a cluster now.
@@ -127,4 +146,10 @@ pub trait Provider: Send + Sync {
     fn head_runner(&self, handle: &Handle) -> Arc<dyn CommandRunner>;
     /// Copies a local directory (or file) to `remote` on every node.
     async fn sync_up(&self, handle: &Handle, local: &std::path::Path, remote: &str) -> Result<()>;
+    /// The hosts Skydeck places this infrastructure's clusters on itself
+    /// (this machine, SSH node pools), probed now; `None` where another
+    /// scheduler places them (Kubernetes, Slurm, clouds).
+    fn placement(&self) -> Option<PlacementPool> {
+        None
+    }
 }

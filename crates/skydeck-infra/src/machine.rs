@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 pub const ENV_FAKE_ACCELERATORS: &str = "SKYDECK_LOCAL_ACCELERATORS";
 
 /// What each node of a cluster must have. `None` means no requirement.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NodeRequest {
     pub cpus: Option<f64>,
     pub memory_gb: Option<f64>,
@@ -83,7 +83,7 @@ impl Machine {
 }
 
 /// Where the accelerators `local` counts come from, and how to change them.
-const ACCELERATORS_HINT: &str = " The server counts this machine's GPUs with nvidia-smi; if \
+pub(crate) const ACCELERATORS_HINT: &str = " The server counts this machine's GPUs with nvidia-smi; if \
      that finds them wrongly (or there is no nvidia-smi), start the server with \
      SKYDECK_LOCAL_ACCELERATORS=NAME:COUNT[,NAME:COUNT], e.g. SKYDECK_LOCAL_ACCELERATORS=H100:2.";
 
@@ -127,6 +127,28 @@ fn nvidia_gpus() -> BTreeMap<String, f64> {
         }
     }
     found
+}
+
+/// This machine's GPUs with the index CUDA gives each, as nvidia-smi lists
+/// them; `None` without a working nvidia-smi.
+pub(crate) fn nvidia_gpus_by_index() -> Option<Vec<skydeck_types::placement::Gpu>> {
+    let output = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=index,name", "--format=csv,noheader"])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())?;
+    Some(
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| {
+                let (index, name) = line.split_once(',')?;
+                Some(skydeck_types::placement::Gpu {
+                    index: index.trim().parse().ok()?,
+                    model: short_gpu_name(name)?,
+                })
+            })
+            .collect(),
+    )
 }
 
 /// `NVIDIA H100 80GB HBM3` → `H100`: the model as SkyPilot users write it.

@@ -41,6 +41,7 @@ fn handle(name: &str, dir: &Path) -> Handle {
         nodes: Vec::new(),
         capacity: Capacity::default(),
         ports: Vec::new(),
+        request: None,
     }
 }
 
@@ -100,6 +101,7 @@ fn spec(num_nodes: u32) -> ClusterSpec {
         num_nodes,
         user_hash: "u1".to_owned(),
         node: NodeRequest::default(),
+        allocations: Vec::new(),
     }
 }
 

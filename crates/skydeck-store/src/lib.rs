@@ -19,9 +19,18 @@ pub use model::{
 pub use sql::{Dialect, SqlStore};
 
 use async_trait::async_trait;
+use skydeck_types::placement::{Allocation, Host};
 use skydeck_types::{RequestStatus, ScheduleType};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Decides where a cluster's nodes go, given a pool's hosts and what the
+/// other clusters hold there: the cluster's allocations, or why it does
+/// not fit. Run by [`Store::place_cluster`] inside its transaction.
+pub type Decide<'a> = dyn Fn(&[Host], &[Allocation]) -> std::result::Result<Vec<Allocation>, String>
+    + Send
+    + Sync
+    + 'a;
 
 /// Everything Skydeck persists. Every write is a single statement, so a crash
 /// between two calls never leaves a half-written row.
@@ -147,6 +156,32 @@ pub trait Store: Send + Sync + 'static {
     async fn set_cluster_autostop(&self, name: &str, minutes: i64, down: bool) -> Result<bool>;
     /// Forgets the cluster; false if there was none.
     async fn delete_cluster(&self, name: &str) -> Result<bool>;
+
+    // ---- placement on the hosts we place work on ourselves
+    /// Records a host with its capacity, or updates a recorded host's
+    /// capacity; what is placed on it stays.
+    async fn put_host(&self, host: &Host) -> Result<()>;
+    /// The hosts of `pool`, by id.
+    async fn list_hosts(&self, pool: &str) -> Result<Vec<Host>>;
+    /// What clusters hold on the hosts of `pool`, by cluster and node rank.
+    async fn list_allocations(&self, pool: &str) -> Result<Vec<Allocation>>;
+    /// Places the recorded cluster `cluster` on the hosts of `pool` in one
+    /// transaction: reads the hosts (locked against other placements on the
+    /// pool) and every allocation on them, asks `decide`, and records what
+    /// it returns. Of any number of concurrent placements, on any number of
+    /// servers, each sees the others' allocations: nothing is double-booked.
+    /// A cluster that holds allocations already gets them back unchanged
+    /// (a launch run again after a crash keeps its GPUs). The inner `Err`
+    /// is `decide`'s reason, with nothing recorded.
+    async fn place_cluster(
+        &self,
+        pool: &str,
+        cluster: &str,
+        decide: &Decide<'_>,
+    ) -> Result<std::result::Result<Vec<Allocation>, String>>;
+    /// Releases everything the cluster holds (deleting the cluster does
+    /// too); returns how many nodes' allocations went.
+    async fn release_cluster(&self, cluster: &str) -> Result<u64>;
 
     // ---- API server processes
     async fn register_server(&self, server: &ServerInfo) -> Result<()>;

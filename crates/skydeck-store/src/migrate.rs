@@ -28,6 +28,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "server_identity",
         include_str!("../migrations/0005_server_identity.sql"),
     ),
+    (
+        6,
+        "placement",
+        include_str!("../migrations/0006_placement.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

@@ -8,8 +8,9 @@ use crate::model::{
     ClusterRecord, ClusterStatus, NewRequest, Outcome, RequestFilter, RequestRecord, Role,
     ServerInfo, StoredConfig, TokenRecord, User,
 };
-use crate::{Result, Store, StoreError, migrate};
+use crate::{Decide, Result, Store, StoreError, migrate};
 use async_trait::async_trait;
+use skydeck_types::placement::{Allocation, Host};
 use skydeck_types::{RequestError, RequestStatus, ScheduleType};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::pool::PoolConnection;
@@ -51,6 +52,16 @@ impl Dialect {
         match self {
             Self::Sqlite => "",
             Self::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+
+    /// Row locking for a placement: PostgreSQL placements on one pool
+    /// queue on its host rows. SQLite's one writer runs the whole
+    /// transaction alone anyway.
+    fn for_update(self) -> &'static str {
+        match self {
+            Self::Sqlite => "",
+            Self::Postgres => " FOR UPDATE",
         }
     }
 }
@@ -404,6 +415,40 @@ fn decode_server(row: &AnyRow) -> Result<ServerInfo> {
         pid: row.try_get("pid")?,
         started_at: row.try_get("started_at")?,
         heartbeat_at: row.try_get("heartbeat_at")?,
+    })
+}
+
+/// A list of plain numbers or records as JSON text: cannot fail.
+fn to_json_text(table: &'static str, value: serde_json::Result<String>) -> Result<String> {
+    value.map_err(|err| corrupt(table, err))
+}
+
+fn decode_host(row: &AnyRow) -> Result<Host> {
+    let gpus: String = row.try_get("gpus")?;
+    Ok(Host {
+        id: row.try_get("id")?,
+        pool: row.try_get("pool")?,
+        cpus: row.try_get("cpus")?,
+        memory_gb: row.try_get("memory_gb")?,
+        gpus: serde_json::from_str(&gpus).map_err(|e| corrupt("placement_hosts", e))?,
+    })
+}
+
+const ALLOCATION_COLUMNS: &str = "a.cluster_name, a.node_rank, a.host_id, a.cpus, a.memory_gb, \
+     a.gpus, a.ports";
+
+fn decode_allocation(row: &AnyRow) -> Result<Allocation> {
+    let gpus: String = row.try_get("gpus")?;
+    let ports: String = row.try_get("ports")?;
+    let rank: i64 = row.try_get("node_rank")?;
+    Ok(Allocation {
+        cluster: row.try_get("cluster_name")?,
+        node_rank: u32::try_from(rank).map_err(|e| corrupt("placement_allocations", e))?,
+        host: row.try_get("host_id")?,
+        cpus: row.try_get("cpus")?,
+        memory_gb: row.try_get("memory_gb")?,
+        gpus: serde_json::from_str(&gpus).map_err(|e| corrupt("placement_allocations", e))?,
+        ports: serde_json::from_str(&ports).map_err(|e| corrupt("placement_allocations", e))?,
     })
 }
 
@@ -1034,6 +1079,141 @@ impl Store for SqlStore {
             .execute(&mut *self.write().await?)
             .await?;
         Ok(result.rows_affected() == 1)
+    }
+
+    async fn put_host(&self, host: &Host) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO placement_hosts (id, pool, cpus, memory_gb, gpus) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET \
+             pool = excluded.pool, cpus = excluded.cpus, memory_gb = excluded.memory_gb, \
+             gpus = excluded.gpus",
+        )
+        .bind(&host.id)
+        .bind(&host.pool)
+        .bind(host.cpus)
+        .bind(host.memory_gb)
+        .bind(to_json_text(
+            "placement_hosts",
+            serde_json::to_string(&host.gpus),
+        )?)
+        .execute(&mut *self.write().await?)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_hosts(&self, pool: &str) -> Result<Vec<Host>> {
+        let rows = sqlx::query(
+            "SELECT id, pool, cpus, memory_gb, gpus FROM placement_hosts WHERE pool = $1 \
+             ORDER BY id",
+        )
+        .bind(pool)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(decode_host).collect()
+    }
+
+    async fn list_allocations(&self, pool: &str) -> Result<Vec<Allocation>> {
+        let sql = format!(
+            "SELECT {ALLOCATION_COLUMNS} FROM placement_allocations a \
+             JOIN placement_hosts h ON h.id = a.host_id WHERE h.pool = $1 \
+             ORDER BY a.cluster_name, a.node_rank"
+        );
+        let rows = sqlx::query(&sql).bind(pool).fetch_all(&self.reader).await?;
+        rows.iter().map(decode_allocation).collect()
+    }
+
+    async fn place_cluster(
+        &self,
+        pool: &str,
+        cluster: &str,
+        decide: &Decide<'_>,
+    ) -> Result<std::result::Result<Vec<Allocation>, String>> {
+        let mut conn = self.write().await?;
+        let mut tx = conn.begin().await?;
+        // The lock comes first: a placement that waited for another sees
+        // what that one recorded (each statement of a READ COMMITTED
+        // transaction reads the latest commits).
+        let sql = format!(
+            "SELECT id, pool, cpus, memory_gb, gpus FROM placement_hosts WHERE pool = $1 \
+             ORDER BY id{}",
+            self.dialect.for_update()
+        );
+        let hosts = sqlx::query(&sql)
+            .bind(pool)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(decode_host)
+            .collect::<Result<Vec<_>>>()?;
+        let sql = format!(
+            "SELECT {ALLOCATION_COLUMNS} FROM placement_allocations a \
+             JOIN placement_hosts h ON h.id = a.host_id WHERE h.pool = $1 \
+             ORDER BY a.cluster_name, a.node_rank"
+        );
+        let held = sqlx::query(&sql)
+            .bind(pool)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(decode_allocation)
+            .collect::<Result<Vec<_>>>()?;
+        let own: Vec<Allocation> = held
+            .iter()
+            .filter(|a| a.cluster == cluster)
+            .cloned()
+            .collect();
+        if !own.is_empty() {
+            tx.commit().await?;
+            return Ok(Ok(own));
+        }
+        let placed = match decide(&hosts, &held) {
+            Ok(placed) => placed,
+            Err(reason) => {
+                tx.rollback().await?;
+                return Ok(Err(reason));
+            }
+        };
+        for allocation in &placed {
+            if allocation.cluster != cluster {
+                return Err(corrupt(
+                    "placement_allocations",
+                    format!(
+                        "a placement of {cluster} returned an allocation for {}",
+                        allocation.cluster
+                    ),
+                ));
+            }
+            sqlx::query(
+                "INSERT INTO placement_allocations \
+                 (cluster_name, node_rank, host_id, cpus, memory_gb, gpus, ports) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(cluster)
+            .bind(i64::from(allocation.node_rank))
+            .bind(&allocation.host)
+            .bind(allocation.cpus)
+            .bind(allocation.memory_gb)
+            .bind(to_json_text(
+                "placement_allocations",
+                serde_json::to_string(&allocation.gpus),
+            )?)
+            .bind(to_json_text(
+                "placement_allocations",
+                serde_json::to_string(&allocation.ports),
+            )?)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Ok(placed))
+    }
+
+    async fn release_cluster(&self, cluster: &str) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM placement_allocations WHERE cluster_name = $1")
+            .bind(cluster)
+            .execute(&mut *self.write().await?)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     async fn register_server(&self, server: &ServerInfo) -> Result<()> {

@@ -14,6 +14,13 @@ use sqlx::Connection;
 use std::collections::HashSet;
 use std::sync::Arc;
 
+mod placement;
+use placement::{
+    hosts_are_recorded_and_their_capacity_updated,
+    placements_are_recorded_released_and_freed_with_their_cluster,
+    racing_placements_never_double_book_the_last_gpu,
+};
+
 /// A store on a throw-away database, dropped with it.
 struct TestDb {
     store: Arc<SqlStore>,
@@ -124,6 +131,9 @@ conformance!(
     clusters_are_stored_updated_listed_and_deleted,
     a_cluster_name_is_claimed_by_exactly_one_of_racing_users,
     the_server_config_is_replaced_whole_and_versioned,
+    hosts_are_recorded_and_their_capacity_updated,
+    placements_are_recorded_released_and_freed_with_their_cluster,
+    racing_placements_never_double_book_the_last_gpu,
 );
 
 async fn the_server_config_is_replaced_whole_and_versioned(store: Arc<SqlStore>) {

@@ -95,6 +95,16 @@ const SEED: &[(i64, &str)] = &[
         5,
         "INSERT INTO server_identity (id, user_id) VALUES (1, 'u-bob')",
     ),
+    (
+        6,
+        "INSERT INTO placement_hosts (id, pool, cpus, memory_gb, gpus) VALUES \
+         ('local', 'local', 8.0, 31.5, '[{\"index\": 0, \"model\": \"H100\"}]')",
+    ),
+    (
+        6,
+        "INSERT INTO placement_allocations (cluster_name, node_rank, host_id, cpus, \
+         memory_gb, gpus, ports) VALUES ('c1', 0, 'local', 2.0, 4.0, '[0]', '[8080]')",
+    ),
 ];
 
 /// Tables whose rows must all survive, with the version that created them.
@@ -106,6 +116,8 @@ const TABLES: &[(i64, &str)] = &[
     (3, "tokens"),
     (4, "server_config"),
     (5, "server_identity"),
+    (6, "placement_hosts"),
+    (6, "placement_allocations"),
 ];
 
 fn fixtures() -> PathBuf {
@@ -247,6 +259,18 @@ async fn check_upgraded(store: &SqlStore, version: i64) {
         store.server_user_id("s-local").await.unwrap(),
         expected_server_user
     );
+    // Before v6 nothing was placed: every cluster shared the machine.
+    let held = store.list_allocations("local").await.unwrap();
+    if version >= 6 {
+        assert_eq!(held.len(), 1);
+        assert_eq!(
+            (held[0].cluster.as_str(), &held[0].gpus, &held[0].ports),
+            ("c1", &vec![0], &vec![8080])
+        );
+        assert_eq!(store.list_hosts("local").await.unwrap()[0].gpus.len(), 1);
+    } else {
+        assert!(held.is_empty());
+    }
 }
 
 #[test]

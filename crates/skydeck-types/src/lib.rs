@@ -13,6 +13,7 @@ pub mod glob;
 pub mod health;
 pub mod limits;
 pub mod names;
+pub mod placement;
 pub mod request;
 pub mod task;
 pub mod version;

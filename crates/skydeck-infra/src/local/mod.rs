@@ -7,7 +7,7 @@ mod files;
 
 use crate::{
     AgentClient, Capacity, ClusterInfo, ClusterName, ClusterSpec, ClusterState, CommandRunner,
-    Handle, InfraError, LocalRunner, Machine, NodeInfo, Provider, Result,
+    Handle, InfraError, LocalRunner, Machine, NodeInfo, PlacementPool, Provider, Result,
 };
 use async_trait::async_trait;
 use nix::sys::signal::{Signal, kill};
@@ -135,6 +135,11 @@ impl LocalProvider {
                 rank: rank as usize,
                 ip: format!("127.0.0.{}", rank + 1),
                 dir: dir.join("nodes").join(rank.to_string()),
+                gpus: spec
+                    .allocations
+                    .iter()
+                    .find(|a| a.node_rank == rank)
+                    .map(|a| a.gpus.clone()),
             })
             .collect();
         Ok(Handle {
@@ -149,7 +154,31 @@ impl LocalProvider {
                 accelerators: spec.node.accelerators.clone(),
             },
             ports: spec.node.ports.clone(),
+            request: Some(spec.node.clone()),
         })
+    }
+
+    /// Gives the nodes of a stopped cluster's description the GPUs its new
+    /// placement chose (another cluster may hold the old ones now).
+    fn assign_gpus(&self, dir: &Path, handle: &Handle) -> Result<()> {
+        let path = dir.join("cluster.json");
+        let Ok(mut cluster) = ClusterInfo::load(&path) else {
+            return Ok(());
+        };
+        let mut changed = false;
+        for node in &mut cluster.nodes {
+            let gpus = handle.nodes.get(node.rank).and_then(|n| n.gpus.clone());
+            if node.gpus != gpus {
+                node.gpus = gpus;
+                changed = true;
+            }
+        }
+        if !changed {
+            return Ok(());
+        }
+        let json = serde_json::to_vec(&cluster)
+            .map_err(|err| InfraError::Command(format!("cannot describe the cluster: {err}")))?;
+        files::write_atomically(&path, &json).map_err(InfraError::io("cannot write cluster.json"))
     }
 
     /// Starts the cluster's agent unless one runs, and waits until it answers.
@@ -271,6 +300,21 @@ fn daemon_pid(cluster_dir: &Path) -> Option<Pid> {
     (is_agent && !zombie).then(|| Pid::from_raw(pid))
 }
 
+/// Which of `ports` something already listens on at `ip`. A listener
+/// bound to every address (0.0.0.0) counts too: binding beside it fails.
+fn ports_in_use(ip: &str, ports: &[u16]) -> Vec<u16> {
+    ports
+        .iter()
+        .copied()
+        .filter(|port| {
+            matches!(
+                std::net::TcpListener::bind((ip, *port)),
+                Err(err) if err.kind() == std::io::ErrorKind::AddrInUse
+            )
+        })
+        .collect()
+}
+
 /// Whether `dir` is `…/clusters/<name>` made for cluster `name`: absolute,
 /// plain components only, no link anywhere on the way, and a readable
 /// `cluster.json` that names the cluster.
@@ -361,6 +405,25 @@ impl Provider for LocalProvider {
             .map_err(InfraError::Unsatisfiable)?;
         let handle = self.handle_for(spec, &machine)?;
         let dir = self.dir_of(&handle)?;
+        // Placement keeps clusters off each other's ports; this keeps them
+        // off ports other programs on this machine listen on, so that
+        // `endpoints` never names a port the job cannot have.
+        if daemon_pid(&dir).is_none() {
+            let head = handle.nodes.first().map_or("127.0.0.1", |n| n.ip.as_str());
+            let taken = ports_in_use(head, &handle.ports);
+            if !taken.is_empty() {
+                return Err(InfraError::Unsatisfiable(format!(
+                    "Port {} on {head} is in use by a program outside Skydeck; the task's \
+                     resources.ports cannot be exposed. Stop that program, or choose other \
+                     ports.",
+                    taken
+                        .iter()
+                        .map(u16::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
         for node in &handle.nodes {
             let workdir = node.workdir();
             std::fs::create_dir_all(&workdir).map_err(InfraError::io(format!(
@@ -412,6 +475,9 @@ impl Provider for LocalProvider {
     async fn start(&self, handle: &Handle) -> Result<()> {
         let dir = self.dir_of(handle)?;
         let _ = std::fs::remove_file(dir.join("agent").join("autostop.json"));
+        if daemon_pid(&dir).is_none() {
+            self.assign_gpus(&dir, handle)?;
+        }
         self.ensure_agent(handle).await
     }
 
@@ -465,6 +531,7 @@ impl Provider for LocalProvider {
             nodes: cluster.nodes,
             capacity: cluster.capacity,
             ports: Vec::new(),
+            request: None,
         };
         self.terminate(&handle).await
     }
@@ -475,6 +542,10 @@ impl Provider for LocalProvider {
                 .dir_of(handle)
                 .unwrap_or_else(|_| self.own_dir(&handle.cluster_name)),
         })
+    }
+
+    fn placement(&self) -> Option<PlacementPool> {
+        Some(crate::placement::local_pool())
     }
 
     async fn sync_up(&self, handle: &Handle, local: &Path, remote: &str) -> Result<()> {

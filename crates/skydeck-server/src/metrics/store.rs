@@ -4,9 +4,10 @@
 use super::Metrics;
 use async_trait::async_trait;
 use skydeck_store::{
-    ClusterRecord, ClusterStatus, Dialect, NewRequest, Outcome, RequestFilter, RequestRecord,
-    Result, Role, ServerInfo, Store, StoredConfig, TokenRecord, User,
+    ClusterRecord, ClusterStatus, Decide, Dialect, NewRequest, Outcome, RequestFilter,
+    RequestRecord, Result, Role, ServerInfo, Store, StoredConfig, TokenRecord, User,
 };
+use skydeck_types::placement::{Allocation, Host};
 use skydeck_types::{RequestStatus, ScheduleType};
 use std::sync::Arc;
 use std::time::Instant;
@@ -79,6 +80,11 @@ timed! {
     fn set_cluster_status(&self, name: &str, status: ClusterStatus, now: f64) -> Result<bool>;
     fn set_cluster_autostop(&self, name: &str, minutes: i64, down: bool) -> Result<bool>;
     fn delete_cluster(&self, name: &str) -> Result<bool>;
+    fn put_host(&self, host: &Host) -> Result<()>;
+    fn list_hosts(&self, pool: &str) -> Result<Vec<Host>>;
+    fn list_allocations(&self, pool: &str) -> Result<Vec<Allocation>>;
+    fn place_cluster(&self, pool: &str, cluster: &str, decide: &Decide<'_>) -> Result<std::result::Result<Vec<Allocation>, String>>;
+    fn release_cluster(&self, cluster: &str) -> Result<u64>;
     fn register_server(&self, server: &ServerInfo) -> Result<()>;
     fn heartbeat_server(&self, id: &str, now: f64) -> Result<()>;
     fn remove_server(&self, id: &str) -> Result<()>;

@@ -9,6 +9,7 @@ use super::ownership::owned_cluster;
 use super::progress;
 use super::{OpResult, RequestContext, internal};
 use crate::clusters::handle_of;
+use crate::clusters::placement;
 use crate::clusters::plan::{Files, Plan};
 use crate::executor::now;
 use crate::skypilot::{exception, records};
@@ -156,6 +157,7 @@ pub(super) fn spec_of(ctx: &RequestContext, name: &ClusterName, plan: &Plan) -> 
         num_nodes: plan.num_nodes,
         user_hash: ctx.user_id.clone(),
         node: plan.node.clone(),
+        allocations: Vec::new(),
     }
 }
 
@@ -182,7 +184,17 @@ async fn bring_up(
     ctx.log.line("⚙︎ Provisioning the cluster...");
     let mut backoff = RetryBackoff::default();
     let handle = loop {
-        match provider.provision(spec).await {
+        // Placed first (the record exists: the allocation refers to it),
+        // so that a cluster that does not fit beside the others is told so
+        // before anything is made; a retry places again.
+        let attempt =
+            match placement::place_spec(ctx.store.as_ref(), provider.as_ref(), spec).await? {
+                Ok(placed) => provider.provision(&placed).await,
+                Err(no_fit) => Err(InfraError::Unsatisfiable(placement::no_fit_message(
+                    &no_fit,
+                ))),
+            };
+        match attempt {
             Ok(handle) => break handle,
             // What cannot be had now may be later (another cluster frees
             // the GPUs): with --retry-until-up, wait and try again until
@@ -197,8 +209,11 @@ async fn bring_up(
             }
             Err(err) => {
                 if !record.ever_up {
-                    // Nothing usable was made: do not leave a half-made cluster.
+                    // Nothing usable was made: do not leave a half-made
+                    // cluster (deleting it releases what it held).
                     let _ = ctx.store.delete_cluster(name.as_str()).await;
+                } else {
+                    let _ = placement::release(ctx.store.as_ref(), name.as_str()).await;
                 }
                 return Err(infra_error(err));
             }
@@ -244,6 +259,7 @@ impl RetryBackoff {
 async fn reuse(
     ctx: &RequestContext,
     record: ClusterRecord,
+    retry_until_up: bool,
 ) -> Result<(ClusterRecord, Handle), RequestError> {
     let handle = handle_of(&record)?;
     if record.status == ClusterStatus::Stopped {
@@ -252,11 +268,7 @@ async fn reuse(
             record.name
         ));
     }
-    ctx.infra
-        .provider(&record.infra)?
-        .start(&handle)
-        .await
-        .map_err(infra_error)?;
+    let handle = start_nodes(ctx, &record, handle, retry_until_up).await?;
     if record.status != ClusterStatus::Up {
         ctx.store
             .set_cluster_status(&record.name, ClusterStatus::Up, now())
@@ -266,6 +278,51 @@ async fn reuse(
     }
     let record = existing(ctx, &record.name).await?;
     Ok((record, handle))
+}
+
+/// Starts a cluster's nodes (and agent). A stopped cluster held nothing
+/// while stopped, so it is placed again first, and its record keeps the
+/// GPUs it holds now; it may no longer fit.
+async fn start_nodes(
+    ctx: &RequestContext,
+    record: &ClusterRecord,
+    mut handle: Handle,
+    retry_until_up: bool,
+) -> Result<Handle, RequestError> {
+    let provider = ctx.infra.provider(&record.infra)?;
+    let placed = record.status == ClusterStatus::Stopped;
+    let mut backoff = RetryBackoff::default();
+    if placed {
+        loop {
+            match placement::place_for_start(ctx.store.as_ref(), provider.as_ref(), &handle).await?
+            {
+                Ok(None) => break,
+                Ok(Some(moved)) => {
+                    let mut updated = record.clone();
+                    updated.handle = serde_json::to_value(&moved).map_err(internal)?;
+                    ctx.store.put_cluster(&updated).await.map_err(internal)?;
+                    handle = moved;
+                    break;
+                }
+                Err(no_fit) if retry_until_up => {
+                    let wait = backoff.next();
+                    ctx.log.line(&format!(
+                        "{no_fit} Retrying in {}s (--retry-until-up; cancel the request to stop).",
+                        wait.as_secs()
+                    ));
+                    tokio::time::sleep(wait).await;
+                }
+                Err(no_fit) => return Err(placement::no_fit_error(no_fit)),
+            }
+        }
+    }
+    if let Err(err) = provider.start(&handle).await {
+        if placed {
+            let _ = placement::release(ctx.store.as_ref(), &record.name).await;
+        }
+        return Err(infra_error(err));
+    }
+    Ok(handle)
 }
 
 async fn sync_files(
@@ -408,7 +465,7 @@ pub async fn launch(ctx: &RequestContext, body: LaunchBody) -> OpResult {
     // has to fit it); one still INIT (just claimed, or its provisioning
     // interrupted) is provisioned.
     let (record, handle) = match existing {
-        Some(existing) => reuse(ctx, existing).await?,
+        Some(existing) => reuse(ctx, existing, body.retry_until_up).await?,
         None => {
             bring_up(
                 ctx,
@@ -546,6 +603,9 @@ pub async fn stop(ctx: &RequestContext, body: StopOrDownBody) -> OpResult {
         .set_cluster_status(&record.name, ClusterStatus::Stopped, now())
         .await
         .map_err(internal)?;
+    // Nothing runs on it now: what it held is free for other clusters
+    // (`start` places it again).
+    placement::release(ctx.store.as_ref(), &record.name).await?;
     ctx.log.line(&format!("Cluster {} stopped.", record.name));
     Ok(Value::Null)
 }
@@ -586,11 +646,7 @@ pub async fn start(ctx: &RequestContext, body: StartBody) -> OpResult {
     let handle = handle_of(&record)?;
     ctx.log
         .line(&format!("Starting cluster {}...", record.name));
-    ctx.infra
-        .provider(&record.infra)?
-        .start(&handle)
-        .await
-        .map_err(infra_error)?;
+    let handle = start_nodes(ctx, &record, handle, body.retry_until_up).await?;
     ctx.store
         .set_cluster_status(&record.name, ClusterStatus::Up, now())
         .await
@@ -656,6 +712,9 @@ pub async fn reconcile(
         .set_cluster_status(&record.name, status, now())
         .await
         .map_err(internal)?;
+    if status == ClusterStatus::Stopped {
+        placement::release(ctx_store, &record.name).await?;
+    }
     ctx_store.get_cluster(&record.name).await.map_err(internal)
 }
 

@@ -11,10 +11,10 @@
 use super::RequestContext;
 use super::clusters::{generated_name, infra_error, load_plan, misfit, spec_of};
 use super::ownership::check_owner;
-use crate::clusters::handle_of;
 use crate::clusters::plan::{Files, Plan};
+use crate::clusters::{handle_of, placement};
 use crate::skypilot::{exception, records};
-use skydeck_infra::{ClusterSpec, InfraError, Machine};
+use skydeck_infra::{ClusterSpec, InfraError};
 use skydeck_store::{ClusterRecord, ClusterStatus};
 use skydeck_types::RequestError;
 use skydeck_types::bodies::LaunchBody;
@@ -107,7 +107,7 @@ pub async fn check_target(
                 ));
             }
         }
-        None => match fits(ctx, &checked.spec, &checked.plan.infra) {
+        None => match fits(ctx, &checked.spec, &checked.plan.infra).await? {
             Ok(()) => {}
             // Provisioning waits for it, trying again until it fits.
             Err(InfraError::Unsatisfiable(reason)) if checked.body.retry_until_up => {
@@ -121,20 +121,26 @@ pub async fn check_target(
     Ok(existing)
 }
 
-/// Whether a new cluster of `spec` fits on infrastructure `infra` now.
-/// The one place a launch asks this before provisioning: accounting of
-/// what other clusters hold belongs here too, so a dry run sees it.
-fn fits(ctx: &RequestContext, spec: &ClusterSpec, infra: &str) -> Result<(), InfraError> {
-    ctx.infra
-        .provider(infra)
-        .map_err(|err| InfraError::Unsatisfiable(err.to_string()))?
-        .admits(spec)?;
-    if infra == "local" {
-        Machine::probe()
-            .fits(&spec.node)
-            .map_err(InfraError::Unsatisfiable)?;
+/// Whether a new cluster of `spec` fits on infrastructure `infra` now,
+/// beside the clusters placed there. The one place a launch (or its dry
+/// run) asks this before provisioning. `Ok(Err)` says why it does not fit.
+async fn fits(
+    ctx: &RequestContext,
+    spec: &ClusterSpec,
+    infra: &str,
+) -> Result<Result<(), InfraError>, RequestError> {
+    let provider = match ctx.infra.provider(infra) {
+        Ok(provider) => provider,
+        Err(err) => return Ok(Err(InfraError::Unsatisfiable(err.to_string()))),
+    };
+    if let Err(err) = provider.admits(spec) {
+        return Ok(Err(err));
     }
-    Ok(())
+    Ok(
+        placement::check_fit(ctx.store.as_ref(), provider.as_ref(), spec)
+            .await?
+            .map_err(|no_fit| InfraError::Unsatisfiable(placement::no_fit_message(&no_fit))),
+    )
 }
 
 /// The caller may still use the request's workspace (it may have been
