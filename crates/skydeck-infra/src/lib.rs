@@ -10,6 +10,7 @@ mod agent_client;
 pub mod local;
 mod machine;
 mod runner;
+pub mod ssh;
 
 pub use agent_client::{AgentClient, LogFollow};
 pub use machine::{Machine, NodeRequest};

@@ -1,0 +1,367 @@
+//! The SSH runner against real sshd hosts (scripts/ssh-hosts-up.sh).
+
+mod support;
+
+use skydeck_infra::ssh::{SshHost, SshPool, SshPoolOptions, SshRunner, SshTarget, SshUser};
+use skydeck_infra::{CommandRunner, InfraError};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use support::ssh_hosts::{TestHosts, test_hosts};
+
+fn argv(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| (*w).to_owned()).collect()
+}
+
+/// A pool of its own for each test (its own known_hosts), reading the test
+/// hosts' SSH config as the user's.
+fn pool(hosts: &TestHosts, dir: &Path, command_timeout: Option<Duration>) -> SshPool {
+    SshPool::open(
+        &dir.join("pool"),
+        SshPoolOptions {
+            user_config: Some(hosts.ssh_config.clone()),
+            connect_timeout: Duration::from_secs(5),
+            command_timeout,
+            ..SshPoolOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+fn alias(name: &str) -> SshTarget {
+    SshTarget::new(SshHost::parse(name).unwrap())
+}
+
+async fn stdout(runner: &SshRunner, words: &[&str]) -> String {
+    let out = runner.run(&argv(words), None).await.unwrap();
+    assert!(out.success(), "{words:?}: {out:?}");
+    out.stdout
+}
+
+/// Polls `check` until it holds or `limit` passes.
+async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn each_host_is_its_own_machine() {
+    let Some(hosts) = test_hosts() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pool = pool(&hosts, dir.path(), None);
+    let mark = format!("mark-{}", std::process::id());
+    for host in hosts.hosts.iter().filter(|h| h.jump.is_none()) {
+        let runner = pool.connect(&alias(&host.name)).await.unwrap();
+        assert_eq!(stdout(&runner, &["hostname"]).await.trim(), host.hostname);
+        // Own home and PID namespace: a file in ~ on h1 is not on the others,
+        // and only the host's own processes are visible.
+        if host.name == "h1" {
+            stdout(&runner, &["touch", &format!("/root/{mark}")]).await;
+        } else {
+            let out = runner
+                .run(&argv(&["test", "-e", &format!("/root/{mark}")]), None)
+                .await
+                .unwrap();
+            assert_eq!(out.code, 1, "{} sees h1's home", host.name);
+        }
+        let sshd_pid = stdout(&runner, &["sh", "-c", "cat /proc/1/comm"]).await;
+        assert_eq!(
+            sshd_pid.trim(),
+            "sshd",
+            "PID 1 on {} is its sshd",
+            host.name
+        );
+    }
+    assert!(hosts.host("h1").dir.join("root").join(&mark).exists());
+    std::fs::remove_file(hosts.host("h1").dir.join("root").join(&mark)).unwrap();
+}
+
+#[tokio::test]
+async fn a_host_behind_a_jump_host() {
+    let Some(hosts) = test_hosts() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pool = pool(&hosts, dir.path(), None);
+    let h4 = hosts.host("h4");
+    // Through the alias, whose config says ProxyJump h1 …
+    let runner = pool.connect(&alias("h4")).await.unwrap();
+    assert_eq!(stdout(&runner, &["hostname"]).await.trim(), h4.hostname);
+    // … and by address, with the jump given explicitly.
+    let mut target = SshTarget::new(SshHost::parse(&h4.address).unwrap());
+    target.user = Some(SshUser::parse(&h4.user).unwrap());
+    target.identity_file = Some(hosts.key.clone());
+    target.jump = vec![SshHost::parse("h1").unwrap()];
+    let runner = pool.connect(&target).await.unwrap();
+    assert_eq!(stdout(&runner, &["hostname"]).await.trim(), h4.hostname);
+    // Without the jump, the address is not reachable from here.
+    target.jump.clear();
+    let short = SshPool::open(
+        &dir.path().join("direct"),
+        SshPoolOptions {
+            connect_timeout: Duration::from_secs(1),
+            ..SshPoolOptions::default()
+        },
+    )
+    .unwrap();
+    let err = short.connect(&target).await.unwrap_err();
+    assert!(err.to_string().contains("cannot reach"), "{err}");
+    // Both hosts' keys were recorded in the pool's own file on first contact.
+    let known = std::fs::read_to_string(pool.known_hosts()).unwrap();
+    assert!(known.contains(&hosts.host("h1").address), "{known}");
+    assert!(known.contains(&h4.address), "{known}");
+}
+
+#[tokio::test]
+async fn commands_share_one_connection() {
+    let Some(hosts) = test_hosts() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pool = pool(&hosts, dir.path(), None);
+    let runner = pool.connect(&alias("h2")).await.unwrap();
+    // Every command arrives from the same client port: one TCP connection.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        seen.insert(stdout(&runner, &["sh", "-c", "echo $SSH_CONNECTION"]).await);
+    }
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let check = std::process::Command::new("ssh")
+        .arg("-S")
+        .arg(runner.control_socket())
+        .args(["-O", "check", "h2"])
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{check:?}");
+    assert!(
+        String::from_utf8_lossy(&check.stderr).contains("Master running"),
+        "{check:?}"
+    );
+}
+
+#[tokio::test]
+async fn arguments_stdin_and_exit_codes_pass_unchanged() {
+    let Some(hosts) = test_hosts() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pool = pool(&hosts, dir.path(), None);
+    let runner = pool.connect(&alias("h3")).await.unwrap();
+    let words = ["two words", "it's", "$(touch /tmp/pwned)", "`id`", "*", ""];
+    let mut command = argv(&["printf", "%s\\n"]);
+    command.extend(words.iter().map(|w| (*w).to_owned()));
+    let out = runner.run(&command, None).await.unwrap();
+    assert_eq!(out.stdout, words.map(|w| format!("{w}\n")).concat());
+    let out = runner
+        .run(
+            &argv(&["sh", "-c", "cat; echo oops >&2; exit 3"]),
+            Some(b"hi".to_vec()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (3, "hi", "oops\n")
+    );
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let reading = tokio::spawn(async move {
+        let mut all = Vec::new();
+        while let Some(chunk) = rx.recv().await {
+            all.extend(chunk);
+        }
+        all
+    });
+    let code = runner
+        .stream(&argv(&["sh", "-c", "printf 'a\\377\\nb'; exit 4"]), tx)
+        .await
+        .unwrap();
+    assert_eq!((code, reading.await.unwrap()), (4, b"a\xff\nb".to_vec()));
+}
+
+async fn running(runner: &SshRunner, pattern: &str) -> bool {
+    runner
+        .run(&argv(&["pgrep", "-f", pattern]), None)
+        .await
+        .unwrap()
+        .success()
+}
+
+#[tokio::test]
+async fn a_command_that_hangs_is_stopped_on_the_host() {
+    let Some(hosts) = test_hosts() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pool = pool(&hosts, dir.path(), Some(Duration::from_secs(1)));
+    let runner = pool.connect(&alias("h3")).await.unwrap();
+    let nap = format!("{}", 6000 + std::process::id() % 1000);
+    let err = runner.run(&argv(&["sleep", &nap]), None).await.unwrap_err();
+    assert!(
+        err.to_string().contains("did not finish within 1s"),
+        "{err}"
+    );
+    let pattern = format!("^sleep {nap}$");
+    let gone = eventually(Duration::from_secs(10), || {
+        let (runner, pattern) = (&runner, &pattern);
+        async move { !running(runner, pattern).await }
+    })
+    .await;
+    assert!(gone, "sleep {nap} still runs on h3");
+    // A stream whose reader leaves stops its command there too.
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    drop(rx);
+    let code = runner.stream(&argv(&["sleep", &nap]), tx).await.unwrap();
+    assert_eq!(code, skydeck_infra::READER_GONE);
+    assert!(
+        !running(&runner, &pattern).await,
+        "the stream's sleep {nap} still runs on h3"
+    );
+}
+
+#[tokio::test]
+async fn a_changed_host_key_is_refused_with_the_way_to_accept_it() {
+    let Some(hosts) = test_hosts() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pool = pool(&hosts, dir.path(), None);
+    let runner = pool.connect(&alias("h5")).await.unwrap();
+    stdout(&runner, &["true"]).await;
+    runner.close().await.unwrap();
+    hosts.rekey("h5");
+    let err = pool.connect(&alias("h5")).await.unwrap_err();
+    assert!(matches!(err, InfraError::Refused(_)), "{err:?}");
+    let message = err.to_string();
+    let known = pool.known_hosts().display().to_string();
+    assert!(message.contains("host key of h5 changed"), "{message}");
+    assert!(
+        message.contains(&format!("remove line {known}:1")),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("ssh-keygen -R h5 -f {known}")),
+        "{message}"
+    );
+    // Doing what it says accepts the new key.
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-R", &hosts.host("h5").address, "-f", &known])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let runner = pool.connect(&alias("h5")).await.unwrap();
+    assert_eq!(
+        stdout(&runner, &["hostname"]).await.trim(),
+        hosts.host("h5").hostname
+    );
+}
+
+#[tokio::test]
+async fn a_key_the_host_does_not_accept_is_a_clear_error() {
+    let Some(hosts) = test_hosts() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = dir.path().join("wrong_key");
+    let keygen = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&wrong)
+        .status()
+        .unwrap();
+    assert!(keygen.success());
+    let empty = dir.path().join("empty_config");
+    std::fs::write(&empty, "").unwrap();
+    let pool = SshPool::open(
+        &dir.path().join("pool"),
+        SshPoolOptions {
+            user_config: Some(empty),
+            connect_timeout: Duration::from_secs(5),
+            ..SshPoolOptions::default()
+        },
+    )
+    .unwrap();
+    let h2 = hosts.host("h2");
+    let mut target = SshTarget::new(SshHost::parse(&h2.address).unwrap());
+    target.user = Some(SshUser::parse("root").unwrap());
+    target.identity_file = Some(wrong.clone());
+    let message = pool.connect(&target).await.unwrap_err().to_string();
+    assert!(
+        message.contains(&format!("refused the key {}", wrong.display())),
+        "{message}"
+    );
+    assert!(message.contains("Permission denied"), "{message}");
+    assert!(message.contains("authorized_keys"), "{message}");
+}
+
+#[tokio::test]
+async fn sync_up_moves_a_tree_then_only_what_changed() {
+    let Some(hosts) = test_hosts() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pool = pool(&hosts, dir.path(), None);
+    let runner = pool.connect(&alias("h3")).await.unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("sub dir")).unwrap();
+    std::fs::write(src.join("a.txt"), "a").unwrap();
+    std::fs::write(src.join("sub dir/b.txt"), "b").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", src.join("link")).unwrap();
+    let remote = format!("/tmp/sync {}", std::process::id());
+    let first = runner.sync_up(&src, &remote).await.unwrap();
+    assert!(first.rsync);
+    assert_eq!(first.sent, ["a.txt", "link", "sub dir/b.txt"], "{first:?}");
+    // On h3's own /tmp, which is the host's directory here.
+    let local_view = hosts
+        .host("h3")
+        .dir
+        .join("tmp")
+        .join(remote.trim_start_matches("/tmp/"));
+    assert_eq!(
+        std::fs::read_to_string(local_view.join("sub dir/b.txt")).unwrap(),
+        "b"
+    );
+    assert_eq!(
+        std::fs::read_link(local_view.join("link")).unwrap(),
+        Path::new("/etc/passwd"),
+        "links are copied as links"
+    );
+    std::fs::write(src.join("sub dir/b.txt"), "b changed").unwrap();
+    let second = runner.sync_up(&src, &remote).await.unwrap();
+    assert_eq!(second.sent, ["sub dir/b.txt"], "{second:?}");
+    assert_eq!(
+        std::fs::read_to_string(local_view.join("sub dir/b.txt")).unwrap(),
+        "b changed"
+    );
+    // A destination that is a link is refused rather than followed.
+    let linked = format!("{remote}-link");
+    stdout(&runner, &["ln", "-s", "/root", &linked]).await;
+    let err = runner.sync_up(&src, &linked).await.unwrap_err();
+    assert!(err.to_string().contains("is a symbolic link"), "{err}");
+    stdout(&runner, &["rm", "-rf", &remote, &linked]).await;
+}
+
+/// Per-command latency on a reused connection (and a fresh `ssh` per command
+/// for comparison). Run: SKYDECK_TEST_SSH_HOSTS=… cargo test -p skydeck-infra
+/// --test ssh_runner -- --ignored --nocapture per_command_latency
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn per_command_latency() {
+    let Some(hosts) = test_hosts() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pool = pool(&hosts, dir.path(), None);
+    let runner = pool.connect(&alias("h2")).await.unwrap();
+    let rounds = 200u32;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        stdout(&runner, &["true"]).await;
+    }
+    let reused = start.elapsed() / rounds;
+    let start = Instant::now();
+    for _ in 0..20 {
+        let out = std::process::Command::new("ssh")
+            .arg("-F")
+            .arg(&hosts.ssh_config)
+            .args(["h2", "true"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    let fresh = start.elapsed() / 20;
+    println!("per command: reused connection {reused:?}, fresh ssh {fresh:?}");
+}
