@@ -29,14 +29,14 @@ if [ "$(id -u)" != 0 ]; then
   log "needs root (network namespaces, bind mounts)"
   exit 1
 fi
-mkdir -p "$dir"
-dir=$(cd "$dir" && pwd -P)
+dir=$(realpath -m "$dir")
 case "$dir/" in
   /tmp/* | /root/*)
     log "DIR ($dir) must lie outside /root and /tmp: each host mounts its own over them (try /var/tmp)"
     exit 1
     ;;
 esac
+mkdir -p "$dir"
 
 if [ -f "$dir/hosts.json" ] && [ -f "$dir/pids" ]; then
   alive=yes
@@ -80,7 +80,11 @@ if [ -z "$slot" ]; then
 fi
 echo "$slot" >"$dir/slot"
 : >"$dir/pids"
-trap 'rc=$?; [ $rc = 0 ] || log "failed; stop what started with ssh-hosts-down.sh $dir"' EXIT
+on_exit() {
+  local rc=$?
+  [ "$rc" = 0 ] || log "failed; stop what started with ssh-hosts-down.sh $dir"
+}
+trap on_exit EXIT
 
 net_a=10.213.$slot
 net_b=10.214.$slot

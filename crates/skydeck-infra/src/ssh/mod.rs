@@ -12,8 +12,9 @@
 //! so a command costs no local `ssh` process either.
 //!
 //! Measured on a reused connection against a test host in a network
-//! namespace (`cargo test -p skydeck-infra --test ssh_runner --
-//! --ignored --nocapture per_command_latency`): see docs/ssh.md.
+//! namespace: 14 ms per command, against 464 ms for a fresh `ssh` each time
+//! (`cargo test -p skydeck-infra --test ssh_runner -- --ignored --nocapture
+//! per_command_latency`; docs/ssh.md).
 //!
 //! Host keys are recorded per pool on first contact (`accept-new`) in the
 //! pool's own `known_hosts`; a key that changed afterwards is refused, with
