@@ -303,6 +303,14 @@ async fn sync_up_moves_a_tree_then_only_what_changed() {
     std::fs::write(src.join("sub dir/b.txt"), "b").unwrap();
     std::os::unix::fs::symlink("/etc/passwd", src.join("link")).unwrap();
     let remote = format!("/tmp/sync {}", std::process::id());
+    // A link already in the destination is replaced, not followed.
+    let elsewhere = format!("{remote}-elsewhere");
+    stdout(&runner, &["mkdir", "-p", &remote, &elsewhere]).await;
+    stdout(
+        &runner,
+        &["ln", "-s", &elsewhere, &format!("{remote}/sub dir")],
+    )
+    .await;
     let first = runner.sync_up(&src, &remote).await.unwrap();
     assert!(first.rsync);
     assert_eq!(first.sent, ["a.txt", "link", "sub dir/b.txt"], "{first:?}");
@@ -321,6 +329,18 @@ async fn sync_up_moves_a_tree_then_only_what_changed() {
         Path::new("/etc/passwd"),
         "links are copied as links"
     );
+    assert!(
+        local_view
+            .join("sub dir")
+            .symlink_metadata()
+            .unwrap()
+            .is_dir()
+    );
+    assert_eq!(
+        stdout(&runner, &["ls", "-A", &elsewhere]).await,
+        "",
+        "followed a link"
+    );
     std::fs::write(src.join("sub dir/b.txt"), "b changed").unwrap();
     let second = runner.sync_up(&src, &remote).await.unwrap();
     assert_eq!(second.sent, ["sub dir/b.txt"], "{second:?}");
@@ -333,7 +353,131 @@ async fn sync_up_moves_a_tree_then_only_what_changed() {
     stdout(&runner, &["ln", "-s", "/root", &linked]).await;
     let err = runner.sync_up(&src, &linked).await.unwrap_err();
     assert!(err.to_string().contains("is a symbolic link"), "{err}");
-    stdout(&runner, &["rm", "-rf", &remote, &linked]).await;
+    stdout(&runner, &["rm", "-rf", &remote, &linked, &elsewhere]).await;
+}
+
+#[tokio::test]
+async fn sync_up_without_rsync_pipes_tar() {
+    let Some(hosts) = test_hosts() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pool = pool(&hosts, dir.path(), None);
+    let runner = pool.connect(&alias("h2")).await.unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("sub dir")).unwrap();
+    std::fs::write(src.join("sub dir/b.txt"), "b").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", src.join("link")).unwrap();
+    let remote = format!("tar-sync-{}", std::process::id());
+    let elsewhere = format!("{remote}-elsewhere");
+    stdout(&runner, &["mkdir", "-p", &remote, &elsewhere]).await;
+    stdout(
+        &runner,
+        &[
+            "ln",
+            "-s",
+            &format!("/root/{elsewhere}"),
+            &format!("{remote}/sub dir"),
+        ],
+    )
+    .await;
+    let report = runner.sync_up_with_tar(&src, &remote).await.unwrap();
+    assert_eq!(
+        (report.rsync, report.sent.as_slice()),
+        (false, &["link".to_owned(), "sub dir/b.txt".to_owned()][..])
+    );
+    // Relative to h2's home, which is the host's own directory here.
+    let view = hosts.host("h2").dir.join("root").join(&remote);
+    assert_eq!(
+        std::fs::read_to_string(view.join("sub dir/b.txt")).unwrap(),
+        "b"
+    );
+    assert!(
+        view.join("sub dir").symlink_metadata().unwrap().is_dir(),
+        "replaced the link"
+    );
+    assert_eq!(
+        std::fs::read_link(view.join("link")).unwrap(),
+        Path::new("/etc/passwd")
+    );
+    assert_eq!(
+        stdout(&runner, &["ls", "-A", &elsewhere]).await,
+        "",
+        "followed a link"
+    );
+    stdout(&runner, &["rm", "-rf", &remote, &elsewhere]).await;
+}
+
+#[tokio::test]
+async fn a_master_connection_that_went_away_is_opened_again() {
+    let Some(hosts) = test_hosts() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pool = pool(&hosts, dir.path(), None);
+    let runner = pool.connect(&alias("h1")).await.unwrap();
+    let before = stdout(&runner, &["sh", "-c", "echo $SSH_CONNECTION"]).await;
+    // As when it idles out: the master exits.
+    let exit = std::process::Command::new("ssh")
+        .arg("-S")
+        .arg(runner.control_socket())
+        .args(["-O", "exit", "h1"])
+        .output()
+        .unwrap();
+    assert!(exit.status.success(), "{exit:?}");
+    let after = stdout(&runner, &["sh", "-c", "echo $SSH_CONNECTION"]).await;
+    assert_ne!(before, after, "a new connection, from a new client port");
+}
+
+/// An `ssh-agent` the test started, stopped by its PID on drop.
+struct Agent(std::process::Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn keys_can_come_from_an_agent() {
+    let Some(hosts) = test_hosts() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("agent.sock");
+    let _agent = Agent(
+        std::process::Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let added = eventually(Duration::from_secs(10), || {
+        let (socket, key) = (&socket, &hosts.key);
+        async move {
+            std::process::Command::new("ssh-add")
+                .arg(key)
+                .env("SSH_AUTH_SOCK", socket)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        }
+    })
+    .await;
+    assert!(added, "ssh-add to the test's agent");
+    let empty = dir.path().join("empty_config");
+    std::fs::write(&empty, "").unwrap();
+    let pool = SshPool::open(
+        &dir.path().join("pool"),
+        SshPoolOptions {
+            user_config: Some(empty),
+            agent_socket: Some(socket.clone()),
+            connect_timeout: Duration::from_secs(5),
+            ..SshPoolOptions::default()
+        },
+    )
+    .unwrap();
+    let h3 = hosts.host("h3");
+    let mut target = SshTarget::new(SshHost::parse(&h3.address).unwrap());
+    target.user = Some(SshUser::parse(&h3.user).unwrap());
+    let runner = pool.connect(&target).await.unwrap();
+    assert_eq!(stdout(&runner, &["hostname"]).await.trim(), h3.hostname);
 }
 
 /// Per-command latency on a reused connection (and a fresh `ssh` per command

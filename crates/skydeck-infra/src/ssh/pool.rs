@@ -16,6 +16,9 @@ pub struct SshPoolOptions {
     pub user_config: Option<PathBuf>,
     /// A key offered to every host of the pool, jump hosts included.
     pub identity_file: Option<PathBuf>,
+    /// The SSH agent to ask for keys. `None`: the server's own
+    /// `SSH_AUTH_SOCK`, if any.
+    pub agent_socket: Option<PathBuf>,
     /// How long reaching a host (TCP and handshake) may take.
     pub connect_timeout: Duration,
     /// How long one `run` may take before it is killed on the host; `None`
@@ -28,6 +31,7 @@ impl Default for SshPoolOptions {
         Self {
             user_config: None,
             identity_file: None,
+            agent_socket: None,
             connect_timeout: Duration::from_secs(10),
             command_timeout: None,
         }
@@ -104,16 +108,31 @@ impl SshPool {
     }
 
     /// Opens the master connection to `target`; every command of the
-    /// returned runner goes over it.
+    /// returned runner goes over it (and over a new one, made the same way,
+    /// if that one went away: it closes itself when idle).
     pub async fn connect(&self, target: &SshTarget) -> Result<SshRunner> {
+        let connector = self.connector(target);
+        let session = connector.open().await?;
+        Ok(SshRunner::new(
+            connector,
+            session,
+            self.options.command_timeout,
+        ))
+    }
+
+    fn connector(&self, target: &SshTarget) -> Connector {
         let mut builder = openssh::SessionBuilder::default();
         builder
             .config_file(&self.config_file)
             .known_hosts_check(openssh::KnownHosts::Add)
             .user_known_hosts_file(&self.known_hosts)
             .control_directory(&self.control_dir)
+            .control_persist(openssh::ControlPersist::IdleFor(MASTER_IDLE))
             .connect_timeout(self.options.connect_timeout)
             .server_alive_interval(Duration::from_secs(15));
+        if let Some(socket) = &self.options.agent_socket {
+            builder.ssh_auth_sock(socket);
+        }
         if let Some(user) = &target.user {
             builder.user(user.as_str().to_owned());
         }
@@ -126,28 +145,46 @@ impl SshPool {
         if !target.jump.is_empty() {
             builder.jump_hosts(target.jump.iter().map(|h| h.as_str()));
         }
-        // The jump hops each have the connect timeout; a little on top for
-        // the handshakes themselves.
+        // Each jump hop has the connect timeout; a little on top for the
+        // handshakes themselves.
         let hops = u32::try_from(target.jump.len())
             .unwrap_or(u32::MAX)
             .saturating_add(1);
-        let limit = self.options.connect_timeout * hops + Duration::from_secs(10);
-        let session =
-            match tokio::time::timeout(limit, builder.connect_mux(target.host.as_str())).await {
-                Ok(Ok(session)) => session,
-                Ok(Err(error)) => return Err(connect_error(target, &self.known_hosts, &error)),
-                Err(_) => {
-                    return Err(InfraError::Command(format!(
-                        "cannot reach {target}: no answer within {}s",
-                        limit.as_secs()
-                    )));
-                }
-            };
-        Ok(SshRunner::new(
-            session,
-            target.clone(),
-            self.options.command_timeout,
-        ))
+        Connector {
+            builder,
+            target: target.clone(),
+            known_hosts: self.known_hosts.clone(),
+            limit: self.options.connect_timeout * hops + Duration::from_secs(10),
+        }
+    }
+}
+
+/// A master connection with no command for this long exits (so a server
+/// that died leaves no connections behind for long); the runner opens a
+/// new one when it next needs one.
+const MASTER_IDLE: std::num::NonZeroUsize = std::num::NonZeroUsize::new(300).unwrap();
+
+/// How to open (and reopen) the master connection to one target.
+#[derive(Debug, Clone)]
+pub(super) struct Connector {
+    builder: openssh::SessionBuilder,
+    pub(super) target: SshTarget,
+    known_hosts: PathBuf,
+    limit: Duration,
+}
+
+impl Connector {
+    pub(super) async fn open(&self) -> Result<openssh::Session> {
+        let target = &self.target;
+        match tokio::time::timeout(self.limit, self.builder.connect_mux(target.host.as_str())).await
+        {
+            Ok(Ok(session)) => Ok(session),
+            Ok(Err(error)) => Err(connect_error(target, &self.known_hosts, &error)),
+            Err(_) => Err(InfraError::Command(format!(
+                "cannot reach {target}: no answer within {}s",
+                self.limit.as_secs()
+            ))),
+        }
     }
 }
 

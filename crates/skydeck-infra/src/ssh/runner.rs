@@ -6,13 +6,14 @@
 //! command times out or its caller goes away: closing a channel does not
 //! stop a remote command that reads and writes nothing.
 
+use super::pool::Connector;
 use super::quote::quote_argv;
 use super::target::SshTarget;
 use crate::runner::{CommandOutput, CommandRunner, READER_GONE, STREAM_CHUNK};
 use crate::{InfraError, Result};
 use async_trait::async_trait;
 use openssh::{Session, Stdio};
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -22,8 +23,12 @@ const PGID_MARK: &str = "skydeck-pgid:";
 
 /// Runs commands on one host over one kept connection.
 pub struct SshRunner {
-    session: Arc<Session>,
-    target: SshTarget,
+    connector: Connector,
+    /// The master connection now; replaced when it went away.
+    session: std::sync::Mutex<Arc<Session>>,
+    /// Held while a new master connection is being opened, so concurrent
+    /// commands that found the old one gone open one, not one each.
+    reopening: tokio::sync::Mutex<()>,
     command_timeout: Option<Duration>,
     pub(super) rsync: tokio::sync::OnceCell<bool>,
 }
@@ -31,59 +36,78 @@ pub struct SshRunner {
 impl std::fmt::Debug for SshRunner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SshRunner")
-            .field("target", &self.target)
-            .field("control_socket", &self.session.control_socket())
+            .field("target", &self.connector.target)
+            .field("control_socket", &self.control_socket())
             .finish_non_exhaustive()
     }
 }
 
 impl SshRunner {
     pub(super) fn new(
+        connector: Connector,
         session: Session,
-        target: SshTarget,
         command_timeout: Option<Duration>,
     ) -> Self {
         Self {
-            session: Arc::new(session),
-            target,
+            connector,
+            session: std::sync::Mutex::new(Arc::new(session)),
+            reopening: tokio::sync::Mutex::new(()),
             command_timeout,
             rsync: tokio::sync::OnceCell::new(),
         }
     }
 
     pub fn target(&self) -> &SshTarget {
-        &self.target
+        &self.connector.target
+    }
+
+    fn session(&self) -> Arc<Session> {
+        Arc::clone(&self.session.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// The master connection's socket: `ssh -S SOCKET HOST CMD` runs over
     /// the same connection (rsync uses it that way).
-    pub fn control_socket(&self) -> &Path {
-        self.session.control_socket()
+    pub fn control_socket(&self) -> PathBuf {
+        self.session().control_socket().to_path_buf()
     }
 
-    /// Whether the master connection is still up.
-    pub async fn check(&self) -> Result<()> {
-        self.session.check().await.map_err(|e| {
-            InfraError::Command(format!("the connection to {} is down: {e}", self.target))
-        })
+    /// Makes sure a master connection is up, opening a new one if the last
+    /// one went away (it idled out, or the host was unreachable a while).
+    pub async fn connected(&self) -> Result<()> {
+        let session = self.session();
+        if session.check().await.is_ok() {
+            return Ok(());
+        }
+        self.reopen(&session).await.map(drop)
+    }
+
+    /// Replaces `gone` with a new master connection, unless another caller
+    /// already did.
+    async fn reopen(&self, gone: &Arc<Session>) -> Result<Arc<Session>> {
+        let _one_at_a_time = self.reopening.lock().await;
+        let current = self.session();
+        if !Arc::ptr_eq(&current, gone) {
+            return Ok(current);
+        }
+        tracing::debug!(host = %self.target(), "opening a new SSH connection");
+        let fresh = Arc::new(self.connector.open().await?);
+        *self.session.lock().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&fresh);
+        Ok(fresh)
     }
 
     /// Closes the master connection.
     pub async fn close(self) -> Result<()> {
-        match Arc::try_unwrap(self.session) {
+        let session = self.session.into_inner().unwrap_or_else(|e| e.into_inner());
+        match Arc::try_unwrap(session) {
             Ok(session) => session.close().await.map_err(|e| {
-                InfraError::Command(format!("closing the connection to {}: {e}", self.target))
+                InfraError::Command(format!(
+                    "closing the connection to {}: {e}",
+                    self.connector.target
+                ))
             }),
             // Still in use by a kill in flight: it closes when that ends.
             Err(_) => Ok(()),
         }
-    }
-
-    fn spawn_error(&self, argv: &[String], error: openssh::Error) -> InfraError {
-        InfraError::Command(format!(
-            "cannot run {} on {}: {error}",
-            argv[0], self.target
-        ))
     }
 
     async fn spawn(
@@ -95,20 +119,40 @@ impl SshRunner {
             return Err(InfraError::Command("empty command".to_owned()));
         }
         let line = format!("echo {PGID_MARK}$$ >&2 && exec {}", quote_argv(argv));
-        let mut command = Session::to_raw_command(Arc::clone(&self.session), line);
-        command
-            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let child = command
-            .spawn()
-            .await
-            .map_err(|e| self.spawn_error(argv, e))?;
+        let start = |session: &Arc<Session>| {
+            let mut command = Session::to_raw_command(Arc::clone(session), line.clone());
+            command
+                .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            command
+        };
+        let mut session = self.session();
+        let child = match start(&session).spawn().await {
+            Ok(child) => child,
+            // The master went away (idle, or the host was cut off): one
+            // new connection, one more try.
+            Err(openssh::Error::Disconnected) => {
+                session = self.reopen(&session).await?;
+                start(&session)
+                    .spawn()
+                    .await
+                    .map_err(|e| self.spawn_error(argv, e))?
+            }
+            Err(error) => return Err(self.spawn_error(argv, error)),
+        };
         let guard = KillGuard {
-            session: Arc::clone(&self.session),
+            session,
             pgid: None,
         };
         Ok((child, guard))
+    }
+
+    fn spawn_error(&self, argv: &[String], error: openssh::Error) -> InfraError {
+        InfraError::Command(format!(
+            "cannot run {} on {}: {error}",
+            argv[0], self.connector.target
+        ))
     }
 }
 
@@ -230,14 +274,12 @@ impl CommandRunner for SshRunner {
             let _ = stdout.read_to_end(&mut out).await;
             out
         });
+        // Written beside the wait, so a command that never reads its input
+        // still times out; dropping the pipe at the end sends EOF.
         if let (Some(input), Some(mut pipe)) = (stdin, child.stdin().take()) {
-            pipe.write_all(&input)
-                .await
-                .map_err(InfraError::io(format!(
-                    "cannot write to {} on {}",
-                    argv[0], self.target
-                )))?;
-            // Dropping the pipe sends EOF.
+            tokio::spawn(async move {
+                let _ = pipe.write_all(&input).await;
+            });
         }
         let waited = match self.command_timeout {
             Some(limit) => match tokio::time::timeout(limit, child.wait()).await {
@@ -247,7 +289,7 @@ impl CommandRunner for SshRunner {
                     return Err(InfraError::Command(format!(
                         "{} on {} did not finish within {}s: it was stopped",
                         argv[0],
-                        self.target,
+                        self.connector.target,
                         limit.as_secs_f64()
                     )));
                 }
@@ -255,7 +297,7 @@ impl CommandRunner for SshRunner {
             None => child.wait().await,
         };
         guard.disarm();
-        let code = exit_code(waited, &self.target)?;
+        let code = exit_code(waited, &self.connector.target)?;
         let stdout = stdout_task.await.unwrap_or_default();
         let stderr = stderr_task.await.unwrap_or_default();
         Ok(CommandOutput {
@@ -282,7 +324,8 @@ impl CommandRunner for SshRunner {
             };
             let n = read.map_err(InfraError::io(format!(
                 "cannot read from {} on {}",
-                argv[0], self.target
+                argv[0],
+                self.target()
             )))?;
             if n == 0 {
                 break;
@@ -292,12 +335,12 @@ impl CommandRunner for SshRunner {
                 return Ok(READER_GONE);
             }
         }
-        let code = exit_code(child.wait().await, &self.target)?;
+        let code = exit_code(child.wait().await, &self.connector.target)?;
         guard.disarm();
         let stderr = stderr_task.await.unwrap_or_default();
         let stderr = String::from_utf8_lossy(&stderr);
         if !stderr.trim().is_empty() {
-            tracing::debug!(command = %argv[0], host = %self.target, stderr = %stderr.trim(), "command wrote to stderr");
+            tracing::debug!(command = %argv[0], host = %self.connector.target, stderr = %stderr.trim(), "command wrote to stderr");
         }
         Ok(code)
     }

@@ -21,8 +21,37 @@ impl SshRunner {
     /// Copies the contents of `local_dir` into `remote_dir` (made if
     /// missing). Symbolic links are copied as links, never followed, on
     /// either side; a `remote_dir` that is itself a link is refused. Files
-    /// only on the host are left alone.
+    /// only on the host are left alone. A relative `remote_dir` is relative
+    /// to the login's home (`~` is not expanded).
     pub async fn sync_up(&self, local_dir: &Path, remote_dir: &str) -> Result<SyncReport> {
+        let remote_rsync = self.prepare(local_dir, remote_dir).await?;
+        let local_rsync = *self
+            .rsync
+            .get_or_init(|| async {
+                Command::new("rsync")
+                    .arg("--version")
+                    .output()
+                    .await
+                    .is_ok_and(|o| o.status.success())
+            })
+            .await;
+        if remote_rsync && local_rsync {
+            self.rsync_up(local_dir, remote_dir).await
+        } else {
+            self.tar_up(local_dir, remote_dir).await
+        }
+    }
+
+    /// [`sync_up`](Self::sync_up) without rsync, as for a host that lacks
+    /// it: the whole tree, piped through `tar`.
+    pub async fn sync_up_with_tar(&self, local_dir: &Path, remote_dir: &str) -> Result<SyncReport> {
+        self.prepare(local_dir, remote_dir).await?;
+        self.tar_up(local_dir, remote_dir).await
+    }
+
+    /// Makes `remote_dir` (refusing a link there); says whether the host
+    /// has rsync.
+    async fn prepare(&self, local_dir: &Path, remote_dir: &str) -> Result<bool> {
         if !local_dir.is_dir() {
             return Err(InfraError::Command(format!(
                 "{} is not a directory",
@@ -30,7 +59,8 @@ impl SshRunner {
             )));
         }
         let prepare = format!(
-            "if [ -L {d} ]; then echo link; exit 3; fi; mkdir -p -- {d} && command -v rsync >/dev/null && echo rsync; true",
+            "if [ -L {d} ]; then echo link; exit 3; fi; mkdir -p -- {d} || exit 4; \
+             if command -v rsync >/dev/null; then echo rsync; fi",
             d = quote(remote_dir)
         );
         let out = self
@@ -49,25 +79,11 @@ impl SshRunner {
                 out.stderr.trim()
             )));
         }
-        let remote_rsync = out.stdout.contains("rsync");
-        let local_rsync = *self
-            .rsync
-            .get_or_init(|| async {
-                Command::new("rsync")
-                    .arg("--version")
-                    .output()
-                    .await
-                    .is_ok_and(|o| o.status.success())
-            })
-            .await;
-        if remote_rsync && local_rsync {
-            self.rsync_up(local_dir, remote_dir).await
-        } else {
-            self.tar_up(local_dir, remote_dir).await
-        }
+        Ok(out.stdout.contains("rsync"))
     }
 
     async fn rsync_up(&self, local_dir: &Path, remote_dir: &str) -> Result<SyncReport> {
+        self.connected().await?;
         let socket = self.control_socket();
         let socket = socket
             .to_str()
