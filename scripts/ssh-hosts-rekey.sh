@@ -12,10 +12,13 @@ unshare_pid=$(awk -v n="$name" '$1 == n { print $2 }' "$dir/pids")
 sshd_pid=$(pgrep -P "$unshare_pid")
 rm -f "$key" "$key.pub"
 ssh-keygen -q -t ed25519 -N '' -C "$name-rekeyed" -f "$key"
+address=$(awk '/"name": "'"$name"'"/ { match($0, /"address": "[^"]*"/); print substr($0, RSTART + 12, RLENGTH - 13) }' "$dir/hosts.json")
 # sshd re-executes itself on SIGHUP and reads the new key; its PID stays.
 kill -HUP "$sshd_pid"
+# The script's own ssh_config should keep working: forget the old key there.
+ssh-keygen -q -R "$address" -f "$dir/known_hosts" >/dev/null 2>&1 || true
 for _ in $(seq 100); do
-  ssh-keyscan -T 2 -t ed25519 "$(awk '/"name": "'"$name"'"/ { match($0, /"address": "[^"]*"/); print substr($0, RSTART + 12, RLENGTH - 13) }' "$dir/hosts.json")" 2>/dev/null \
+  ssh-keyscan -T 2 -t ed25519 "$address" 2>/dev/null \
     | grep -qF "$(cut -d' ' -f2 "$key.pub")" && exit 0
   sleep 0.1
 done
