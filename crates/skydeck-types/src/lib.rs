@@ -14,6 +14,7 @@ pub mod health;
 pub mod limits;
 pub mod names;
 pub mod request;
+pub mod ssh_node_pools;
 pub mod task;
 pub mod version;
 
