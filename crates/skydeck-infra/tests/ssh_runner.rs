@@ -509,3 +509,33 @@ async fn per_command_latency() {
     let fresh = start.elapsed() / 20;
     println!("per command: reused connection {reused:?}, fresh ssh {fresh:?}");
 }
+
+#[tokio::test]
+async fn probing_reads_each_hosts_facts() {
+    let Some(hosts) = test_hosts() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pool = pool(&hosts, dir.path(), None);
+    let local = |cmd: &str| {
+        let out = std::process::Command::new("sh")
+            .args(["-c", cmd])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    // The hosts share this machine's kernel and CPUs.
+    let arch = local("uname -m");
+    let cpus: u32 = local("nproc").parse().unwrap();
+    for name in ["h1", "h4"] {
+        let runner = pool.connect(&alias(name)).await.unwrap();
+        let facts = skydeck_infra::ssh::probe(&runner, None).await.unwrap();
+        assert_eq!(facts.hostname, hosts.host(name).hostname);
+        assert_eq!((facts.arch.as_str(), facts.cpus), (arch.as_str(), cpus));
+        assert!(facts.memory_bytes > 0);
+        assert!(
+            matches!(facts.libc, skydeck_infra::ssh::Libc::Glibc { .. }),
+            "{facts:?}"
+        );
+        assert_eq!(facts.privilege, skydeck_infra::ssh::Privilege::Root);
+        assert_eq!(facts.capacity().cpus, f64::from(cpus));
+    }
+}

@@ -22,12 +22,14 @@
 
 mod errors;
 mod pool;
+mod probe;
 mod quote;
 mod runner;
 mod sync;
 mod target;
 
 pub use pool::{SshPool, SshPoolOptions};
+pub use probe::{Gpu, HostFacts, Libc, Privilege, probe};
 pub use quote::{quote, quote_argv};
 pub use runner::SshRunner;
 pub use sync::SyncReport;
