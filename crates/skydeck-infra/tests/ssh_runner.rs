@@ -539,3 +539,31 @@ async fn probing_reads_each_hosts_facts() {
         assert_eq!(facts.capacity().cpus, f64::from(cpus));
     }
 }
+
+#[tokio::test]
+async fn a_pool_file_reaches_its_hosts() {
+    let Some(hosts) = test_hosts() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // SkyPilot's format: a string host, a mapping host, and an alias.
+    let (h1, h2) = (hosts.host("h1"), hosts.host("h2"));
+    let file = format!(
+        "testpool:\n  user: root\n  identity_file: {}\n  hosts:\n    - {}\n    - ip: {}\n    - h3\n",
+        hosts.key.display(),
+        h1.address,
+        h2.address
+    );
+    let pools = skydeck_types::ssh_node_pools::NodePools::from_yaml(&file).unwrap();
+    let (pool_hosts, warnings) = pools.pools["testpool"].hosts();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let pool = pool(&hosts, dir.path(), None);
+    let mut seen = Vec::new();
+    for host in &pool_hosts {
+        let target = SshTarget::from_pool_host(host, Path::new("/nonexistent"));
+        let runner = pool.connect(&target).await.unwrap();
+        seen.push(stdout(&runner, &["hostname"]).await.trim().to_owned());
+    }
+    assert_eq!(
+        seen,
+        ["skydeck-test-h1", "skydeck-test-h2", "skydeck-test-h3"]
+    );
+}
