@@ -567,3 +567,39 @@ async fn a_pool_file_reaches_its_hosts() {
         ["skydeck-test-h1", "skydeck-test-h2", "skydeck-test-h3"]
     );
 }
+
+#[tokio::test]
+async fn a_program_is_installed_once_per_build() {
+    let Some(hosts) = test_hosts() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pool = pool(&hosts, dir.path(), None);
+    let runner = pool.connect(&alias("h2")).await.unwrap();
+    let facts = skydeck_infra::ssh::probe(&runner, None).await.unwrap();
+    skydeck_infra::ssh::BinaryPlatform::current()
+        .check("h2", &facts)
+        .unwrap();
+    // A build of our own: a copy of `true` with a unique tail, so each run
+    // of the test installs a new one.
+    let program = dir.path().join("prog");
+    let mut bytes = std::fs::read("/bin/true").unwrap();
+    bytes.extend(format!("{:?}", Instant::now()).bytes());
+    std::fs::write(&program, &bytes).unwrap();
+    let first = runner.install_program(&program, "skydeck").await.unwrap();
+    assert!(first.copied);
+    assert!(
+        first.path.starts_with(".skydeck/bin/") && first.path.ends_with("/skydeck"),
+        "{first:?}"
+    );
+    let again = runner.install_program(&program, "skydeck").await.unwrap();
+    assert_eq!(
+        (again.path.as_str(), again.copied),
+        (first.path.as_str(), false)
+    );
+    let out = runner.run(&argv(&[&first.path]), None).await.unwrap();
+    assert!(out.success(), "the installed program runs: {out:?}");
+    // On h2 only.
+    let on_h2 = hosts.host("h2").dir.join("root").join(&first.path);
+    assert_eq!(std::fs::read(&on_h2).unwrap(), bytes);
+    assert!(!hosts.host("h3").dir.join("root").join(&first.path).exists());
+    std::fs::remove_dir_all(on_h2.parent().unwrap()).unwrap();
+}

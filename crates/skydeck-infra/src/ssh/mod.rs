@@ -21,6 +21,7 @@
 //! the file and line to remove to accept the new one.
 
 mod errors;
+mod install;
 mod pool;
 mod probe;
 mod quote;
@@ -28,6 +29,7 @@ mod runner;
 mod sync;
 mod target;
 
+pub use install::{BinaryPlatform, Installed};
 pub use pool::{SshPool, SshPoolOptions};
 pub use probe::{Gpu, HostFacts, Libc, Privilege, probe};
 pub use quote::{quote, quote_argv};
