@@ -603,3 +603,50 @@ async fn a_program_is_installed_once_per_build() {
     assert!(!hosts.host("h3").dir.join("root").join(&first.path).exists());
     std::fs::remove_dir_all(on_h2.parent().unwrap()).unwrap();
 }
+
+#[tokio::test]
+async fn a_cluster_key_is_authorized_then_revoked() {
+    let Some(hosts) = test_hosts() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pool = pool(&hosts, dir.path(), None);
+    let admin = pool.connect(&alias("h3")).await.unwrap();
+    let marker = format!("skydeck-cluster:test-{}", std::process::id());
+    let key = skydeck_infra::ssh::ClusterKey::generate(&dir.path().join("key"), &marker)
+        .await
+        .unwrap();
+    let h3 = hosts.host("h3");
+    let authorized = h3.dir.join("root/.ssh/authorized_keys");
+    let before = std::fs::read_to_string(&authorized).unwrap();
+    let empty = dir.path().join("empty_config");
+    std::fs::write(&empty, "").unwrap();
+    let key_pool = SshPool::open(
+        &dir.path().join("key-pool"),
+        SshPoolOptions {
+            user_config: Some(empty),
+            connect_timeout: Duration::from_secs(5),
+            ..SshPoolOptions::default()
+        },
+    )
+    .unwrap();
+    let mut target = SshTarget::new(SshHost::parse(&h3.address).unwrap());
+    target.user = Some(SshUser::parse("root").unwrap());
+    target.identity_file = Some(key.private_key.clone());
+    let refused = key_pool.connect(&target).await.unwrap_err();
+    assert!(refused.to_string().contains("refused the key"), "{refused}");
+    // Twice: the line is there once.
+    admin.authorize_key(&key).await.unwrap();
+    admin.authorize_key(&key).await.unwrap();
+    let with = std::fs::read_to_string(&authorized).unwrap();
+    assert_eq!(with.matches(&marker).count(), 1, "{with}");
+    let runner = key_pool.connect(&target).await.unwrap();
+    assert_eq!(stdout(&runner, &["hostname"]).await.trim(), h3.hostname);
+    runner.close().await.unwrap();
+    admin.revoke_key(&marker).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&authorized).unwrap(),
+        before,
+        "only the cluster's line went"
+    );
+    let refused = key_pool.connect(&target).await.unwrap_err();
+    assert!(refused.to_string().contains("refused the key"), "{refused}");
+}

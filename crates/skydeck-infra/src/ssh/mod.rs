@@ -22,6 +22,7 @@
 
 mod errors;
 mod install;
+mod keys;
 mod pool;
 mod probe;
 mod quote;
@@ -30,6 +31,7 @@ mod sync;
 mod target;
 
 pub use install::{BinaryPlatform, Installed};
+pub use keys::ClusterKey;
 pub use pool::{SshPool, SshPoolOptions};
 pub use probe::{Gpu, HostFacts, Libc, Privilege, probe};
 pub use quote::{quote, quote_argv};
