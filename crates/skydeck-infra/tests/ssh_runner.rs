@@ -225,6 +225,7 @@ async fn a_command_that_hangs_is_stopped_on_the_host() {
 async fn a_changed_host_key_is_refused_with_the_way_to_accept_it() {
     let Some(hosts) = test_hosts() else { return };
     let dir = tempfile::tempdir().unwrap();
+    let _held = hosts.hold("h5");
     let pool = pool(&hosts, dir.path(), None);
     let runner = pool.connect(&alias("h5")).await.unwrap();
     stdout(&runner, &["true"]).await;
@@ -649,4 +650,79 @@ async fn a_cluster_key_is_authorized_then_revoked() {
     );
     let refused = key_pool.connect(&target).await.unwrap_err();
     assert!(refused.to_string().contains("refused the key"), "{refused}");
+}
+
+/// A link the test took down; up again on drop, whatever happened.
+struct LinkDown(String);
+
+impl LinkDown {
+    fn new(link: &str) -> Self {
+        let status = std::process::Command::new("ip")
+            .args(["link", "set", link, "down"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "ip link set {link} down");
+        Self(link.to_owned())
+    }
+}
+
+impl Drop for LinkDown {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "set", &self.0, "up"])
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_host_cut_off_mid_command_is_reported_lost_then_reached_again() {
+    let Some(hosts) = test_hosts() else { return };
+    let _held = hosts.hold("h5");
+    let h5 = hosts.host("h5");
+    let dir = tempfile::tempdir().unwrap();
+    let pool = SshPool::open(
+        &dir.path().join("pool"),
+        SshPoolOptions {
+            user_config: Some(hosts.ssh_config.clone()),
+            connect_timeout: Duration::from_secs(2),
+            keepalive: Duration::from_secs(1),
+            ..SshPoolOptions::default()
+        },
+    )
+    .unwrap();
+    let runner = std::sync::Arc::new(pool.connect(&alias("h5")).await.unwrap());
+    let nap = format!("{}", 7000 + std::process::id() % 1000);
+    let pattern = format!("^sleep {nap}$");
+    let command = tokio::spawn({
+        let (runner, nap) = (runner.clone(), nap.clone());
+        async move { runner.run(&argv(&["sleep", &nap]), None).await }
+    });
+    let started = eventually(Duration::from_secs(10), || {
+        let (runner, pattern) = (&runner, &pattern);
+        async move { running(runner, pattern).await }
+    })
+    .await;
+    assert!(started, "sleep {nap} started on h5");
+    let cut = LinkDown::new(h5.link.as_deref().expect("h5 has a link"));
+    // Four missed keepalives, a second apart; generous for a loaded machine.
+    let result = tokio::time::timeout(Duration::from_secs(60), command)
+        .await
+        .expect("the command ends once the host is lost")
+        .unwrap();
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("lost the connection to h5"), "{err}");
+    drop(cut);
+    // The host is back: a new connection, and the command it kept running
+    // (only the connection was lost) is still there.
+    let back = eventually(Duration::from_secs(30), || {
+        let runner = &runner;
+        async move { runner.run(&argv(&["true"]), None).await.is_ok() }
+    })
+    .await;
+    assert!(back, "h5 is reached again");
+    assert!(
+        running(&runner, &pattern).await,
+        "the host kept its command"
+    );
+    stdout(&runner, &["pkill", "-f", &pattern]).await;
 }

@@ -21,6 +21,9 @@ pub struct SshPoolOptions {
     pub agent_socket: Option<PathBuf>,
     /// How long reaching a host (TCP and handshake) may take.
     pub connect_timeout: Duration,
+    /// How often an idle connection asks the host whether it is there; a
+    /// host that misses 4 in a row counts as lost (commands on it fail).
+    pub keepalive: Duration,
     /// How long one `run` may take before it is killed on the host; `None`
     /// for no limit. Streams have none: they follow logs.
     pub command_timeout: Option<Duration>,
@@ -33,6 +36,7 @@ impl Default for SshPoolOptions {
             identity_file: None,
             agent_socket: None,
             connect_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(15),
             command_timeout: None,
         }
     }
@@ -129,7 +133,7 @@ impl SshPool {
             .control_directory(&self.control_dir)
             .control_persist(openssh::ControlPersist::IdleFor(MASTER_IDLE))
             .connect_timeout(self.options.connect_timeout)
-            .server_alive_interval(Duration::from_secs(15));
+            .server_alive_interval(self.options.keepalive);
         if let Some(socket) = &self.options.agent_socket {
             builder.ssh_auth_sock(socket);
         }
@@ -158,6 +162,9 @@ impl SshPool {
         }
     }
 }
+
+/// Keepalives a host may miss before its connection counts as lost.
+const KEEPALIVE_COUNT: u32 = 4;
 
 /// A master connection with no command for this long exits (so a server
 /// that died leaves no connections behind for long); the runner opens a
@@ -225,7 +232,10 @@ fn pool_config(known_hosts: &Path, options: &SshPoolOptions) -> Result<String> {
         "  ConnectTimeout {}\n",
         options.connect_timeout.as_secs().max(1)
     ));
-    config.push_str("  ServerAliveInterval 15\n  ServerAliveCountMax 4\n");
+    config.push_str(&format!(
+        "  ServerAliveInterval {}\n  ServerAliveCountMax {KEEPALIVE_COUNT}\n",
+        options.keepalive.as_secs().max(1)
+    ));
     if let Some(key) = &options.identity_file {
         config.push_str(&format!("  IdentityFile {}\n", path(key)?));
     }

@@ -248,17 +248,28 @@ fn take_mark(buf: &[u8]) -> Option<(u32, Vec<u8>)> {
     Some((pgid, buf[end + 1..].to_vec()))
 }
 
-fn exit_code(
+/// The command's exit code, or an error when the connection was lost
+/// under it.
+async fn exit_code(
     status: std::result::Result<std::process::ExitStatus, openssh::Error>,
+    session: &Session,
     target: &SshTarget,
 ) -> Result<i32> {
+    let lost = |error: &dyn std::fmt::Display| {
+        InfraError::Command(format!(
+            "lost the connection to {target} while a command ran ({error}): \
+             the host is unreachable, or sshd or the host went down"
+        ))
+    };
     match status {
         Ok(status) => Ok(status.code().unwrap_or(-1)),
-        // The mux protocol cannot tell a signal from a lost connection.
-        Err(openssh::Error::RemoteProcessTerminated) => Ok(-1),
-        Err(error) => Err(InfraError::Command(format!(
-            "lost {target} while a command ran: {error}"
-        ))),
+        // The mux protocol cannot tell a command killed by a signal from a
+        // lost connection: the master can.
+        Err(openssh::Error::RemoteProcessTerminated) => match session.check().await {
+            Ok(()) => Ok(-1),
+            Err(error) => Err(lost(&error)),
+        },
+        Err(error) => Err(lost(&error)),
     }
 }
 
@@ -297,7 +308,7 @@ impl CommandRunner for SshRunner {
             None => child.wait().await,
         };
         guard.disarm();
-        let code = exit_code(waited, &self.connector.target)?;
+        let code = exit_code(waited, &guard.session, &self.connector.target).await?;
         let stdout = stdout_task.await.unwrap_or_default();
         let stderr = stderr_task.await.unwrap_or_default();
         Ok(CommandOutput {
@@ -335,7 +346,7 @@ impl CommandRunner for SshRunner {
                 return Ok(READER_GONE);
             }
         }
-        let code = exit_code(child.wait().await, &self.connector.target)?;
+        let code = exit_code(child.wait().await, &guard.session, &self.connector.target).await?;
         guard.disarm();
         let stderr = stderr_task.await.unwrap_or_default();
         let stderr = String::from_utf8_lossy(&stderr);

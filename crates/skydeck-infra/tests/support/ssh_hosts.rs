@@ -45,6 +45,20 @@ impl TestHosts {
             .unwrap_or_else(|| panic!("no test host {name}"))
     }
 
+    /// Holds host `name` for a test that breaks it (its key, its link):
+    /// other such tests, in any process, wait until the guard drops.
+    pub fn hold(&self, name: &str) -> nix::fcntl::Flock<std::fs::File> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.host(name).dir.join("held-by-a-test.lock"))
+            .expect("open the host's lock file");
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .expect("lock the host")
+    }
+
     /// Gives host `name` a new host key (scripts/ssh-hosts-rekey.sh).
     pub fn rekey(&self, name: &str) {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ssh-hosts-rekey.sh");
