@@ -26,6 +26,7 @@ if [ -f "$dir/slot" ]; then
     ip netns del "sd$slot-h$i" 2>/dev/null
   done
   ip link del "sd${slot}br" 2>/dev/null
+  ip route del unreachable "10.214.$slot.0/24" 2>/dev/null
   rm -f "$dir/slot"
 fi
 rm -f "$dir/hosts.json"

@@ -12,7 +12,8 @@
 #                  h1 .2, h2 .3, h3 .4 and h5 .6. h5 is for tests that break a
 #                  host (change its host key, cut its link).
 #   10.214.N.0/24  a veth pair between h1 (.1) and h4 (.2) only: the root
-#                  namespace cannot reach h4, so it takes ProxyJump h1.
+#                  namespace cannot reach h4 (its route there is
+#                  "unreachable"), so it takes ProxyJump h1.
 # Nothing routes out of these networks: traffic never leaves the machine.
 #
 # DIR must lie outside /root and /tmp: every host mounts its own over those,
@@ -90,6 +91,9 @@ net_a=10.213.$slot
 net_b=10.214.$slot
 ip addr add "$net_a.1/24" dev "sd${slot}br"
 ip link set "sd${slot}br" up
+# h4's network is not reachable from here, and a packet for it must not
+# take the default route off the machine either: refuse it at once.
+ip route add unreachable "$net_b.0/24"
 
 rm -f "$dir/id_ed25519" "$dir/id_ed25519.pub"
 ssh-keygen -q -t ed25519 -N '' -C skydeck-test-hosts -f "$dir/id_ed25519"
