@@ -726,3 +726,44 @@ async fn a_host_cut_off_mid_command_is_reported_lost_then_reached_again() {
     );
     stdout(&runner, &["pkill", "-f", &pattern]).await;
 }
+
+#[tokio::test]
+async fn a_timeout_holds_even_when_the_host_stops_answering() {
+    let Some(hosts) = test_hosts() else { return };
+    let _held = hosts.hold("h5");
+    let h5 = hosts.host("h5");
+    let dir = tempfile::tempdir().unwrap();
+    // Keepalives far apart: only the timeout can end the command.
+    let pool = pool(&hosts, dir.path(), Some(Duration::from_secs(3)));
+    let runner = pool.connect(&alias("h5")).await.unwrap();
+    let nap = format!("{}", 8000 + std::process::id() % 1000);
+    let started = Instant::now();
+    let sleep = argv(&["sleep", &nap]);
+    let command = runner.run(&sleep, None);
+    let cut = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        LinkDown::new(h5.link.as_deref().expect("h5 has a link"))
+    };
+    let (result, cut) = tokio::join!(command, cut);
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("did not finish within 3s"), "{err}");
+    // The timeout, plus at most the bounded wait for the kill; far less
+    // than the minute the keepalives would take.
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(cut);
+    let back = eventually(Duration::from_secs(30), || {
+        let runner = &runner;
+        async move {
+            runner
+                .run(&argv(&["pkill", "-f", "^sleep [0-9]*$"]), None)
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    assert!(back, "h5 is reached again");
+}

@@ -169,11 +169,25 @@ impl KillGuard {
     }
 
     async fn kill_now(&mut self) {
-        if let Some(pgid) = self.pgid.take()
-            && let Ok(pgid) = pgid.await
-        {
-            kill_group(&self.session, pgid).await;
+        if let Some(pgid) = self.pgid.take() {
+            kill_when_known(Arc::clone(&self.session), pgid).await;
         }
+    }
+}
+
+/// How long a kill may wait for the command's group id and for the kill
+/// itself: over a connection that hangs, neither may hold up the caller
+/// (whose timeout this may be) for longer.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+async fn kill_when_known(session: Arc<Session>, pgid: oneshot::Receiver<u32>) {
+    let kill = async {
+        if let Ok(pgid) = pgid.await {
+            kill_group(&session, pgid).await;
+        }
+    };
+    if tokio::time::timeout(KILL_WAIT, kill).await.is_err() {
+        tracing::warn!("could not stop a remote command in time: its connection does not answer");
     }
 }
 
@@ -181,12 +195,7 @@ impl Drop for KillGuard {
     fn drop(&mut self) {
         if let (Some(pgid), Ok(runtime)) = (self.pgid.take(), tokio::runtime::Handle::try_current())
         {
-            let session = Arc::clone(&self.session);
-            runtime.spawn(async move {
-                if let Ok(pgid) = pgid.await {
-                    kill_group(&session, pgid).await;
-                }
-            });
+            runtime.spawn(kill_when_known(Arc::clone(&self.session), pgid));
         }
     }
 }
