@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. Installs and starts what the tests need
-# (a C compiler, PostgreSQL, the official `sky` client) and stops it again.
+# (a C compiler, PostgreSQL, the official `sky` client, SSH test hosts) and
+# stops it again.
 # Usage: scripts/test.sh        (as root on Debian, or with those installed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,9 +26,19 @@ fi
 
 echo "== PostgreSQL" >&2
 pg_dir=$(mktemp -d /tmp/skydeck-pg.XXXXXX)
-trap 'scripts/pg-down.sh "$pg_dir"' EXIT
+# Outside /tmp and /root: each test host mounts its own over those.
+ssh_dir=$(mktemp -d /var/tmp/skydeck-ssh-hosts.XXXXXX)
+trap 'scripts/pg-down.sh "$pg_dir"; scripts/ssh-hosts-down.sh "$ssh_dir"' EXIT
 SKYDECK_TEST_POSTGRES_URL=$(scripts/pg-up.sh "$pg_dir")
 export SKYDECK_TEST_POSTGRES_URL
+
+echo "== SSH test hosts (sshd in network, UTS, mount and PID namespaces)" >&2
+if [ "$(id -u)" = 0 ]; then
+  SKYDECK_TEST_SSH_HOSTS=$(bash scripts/ssh-hosts-up.sh "$ssh_dir" | tail -n 1)
+  export SKYDECK_TEST_SSH_HOSTS
+else
+  echo "test.sh: not root, so no SSH test hosts: their tests skip (and fail under CI)" >&2
+fi
 
 echo "== official sky client (skypilot 0.14.1)" >&2
 SKYDECK_TEST_SKY=$(bash scripts/sky-venv.sh | tail -n 1)

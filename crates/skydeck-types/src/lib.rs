@@ -15,6 +15,7 @@ pub mod limits;
 pub mod names;
 pub mod placement;
 pub mod request;
+pub mod ssh_node_pools;
 pub mod task;
 pub mod version;
 

@@ -727,6 +727,9 @@ fn deploy_scripts_pass_shellcheck() {
                 "deploy/runtime-setup.sh",
                 "scripts/build-rootfs.sh",
                 "scripts/image-test.sh",
+                "scripts/ssh-hosts-up.sh",
+                "scripts/ssh-hosts-down.sh",
+                "scripts/ssh-hosts-rekey.sh",
             ]),
         DEADLINE,
     );
