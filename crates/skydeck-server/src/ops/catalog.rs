@@ -15,7 +15,7 @@ pub async fn list_accelerator_counts(
     _ctx: &RequestContext,
     body: ListAcceleratorCountsBody,
 ) -> OpResult {
-    let offers = offers(
+    let (_, offers) = offers(
         body.clouds.as_ref(),
         body.name_filter.as_deref(),
         false,
@@ -28,7 +28,7 @@ pub async fn list_accelerator_counts(
 /// `{name: [InstanceTypeInfo fields, one row per quantity]}`: free on your
 /// own hardware, and never spot.
 pub async fn list_accelerators(_ctx: &RequestContext, body: ListAcceleratorsBody) -> OpResult {
-    let offers = offers(
+    let (machine, offers) = offers(
         body.clouds.as_ref(),
         body.name_filter.as_deref(),
         body.case_sensitive,
@@ -43,9 +43,19 @@ pub async fn list_accelerators(_ctx: &RequestContext, body: ListAcceleratorsBody
                 .map(|count| {
                     // cloud, instance_type, accelerator_name,
                     // accelerator_count, cpu_count, device_memory, memory,
-                    // price, spot_price, region
+                    // price, spot_price, region: the "instance" is this
+                    // whole machine.
                     serde_json::json!([
-                        CLOUD, "local", name, count, null, null, null, 0.0, null, "local"
+                        CLOUD,
+                        "local",
+                        name,
+                        count,
+                        machine.as_ref().map(|m| m.cpus),
+                        null,
+                        machine.as_ref().map(|m| m.memory_gb.round()),
+                        0.0,
+                        null,
+                        "local"
                     ])
                 })
                 .collect();
@@ -55,29 +65,28 @@ pub async fn list_accelerators(_ctx: &RequestContext, body: ListAcceleratorsBody
     Ok(serde_json::json!(rows))
 }
 
-/// This machine's accelerators that pass the filters, each with the
-/// quantities a cluster can ask for (1 up to how many there are).
+type Offers = BTreeMap<String, Vec<u32>>;
+
+/// This machine (unless the filter rules it out) and its accelerators that
+/// pass the filters, each with the quantities a cluster can ask for (1 up
+/// to how many there are).
 async fn offers(
     clouds: Option<&CloudFilter>,
     name_filter: Option<&str>,
     case_sensitive: bool,
     quantity: Option<u32>,
-) -> Result<BTreeMap<String, Vec<u32>>, skydeck_types::RequestError> {
+) -> Result<(Option<Machine>, Offers), skydeck_types::RequestError> {
     // One named cloud is the user's `--infra`, which the client only
     // accepts for clouds of its own registry, never `local`; the default is
     // the list of every catalog cloud, which stands for "anywhere".
     if matches!(clouds, Some(CloudFilter::One(_))) {
-        return Ok(BTreeMap::new());
+        return Ok((None, BTreeMap::new()));
     }
     let machine = tokio::task::spawn_blocking(Machine::probe)
         .await
         .map_err(super::internal)?;
-    Ok(filter(
-        &machine.accelerators,
-        name_filter,
-        case_sensitive,
-        quantity,
-    ))
+    let offers = filter(&machine.accelerators, name_filter, case_sensitive, quantity);
+    Ok((Some(machine), offers))
 }
 
 fn filter(
@@ -85,7 +94,7 @@ fn filter(
     name_filter: Option<&str>,
     case_sensitive: bool,
     quantity: Option<u32>,
-) -> BTreeMap<String, Vec<u32>> {
+) -> Offers {
     let matches = |name: &str| match name_filter {
         None => true,
         Some(filter) if case_sensitive => name.contains(filter),

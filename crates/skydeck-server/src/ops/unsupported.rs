@@ -42,8 +42,7 @@ impl Feature {
             Feature::Pools => "pools (`sky jobs pool`) yet",
             Feature::Services => "SkyServe services (`sky serve`) yet",
             Feature::SshNodePools => {
-                "SSH Node Pools (`sky ssh`) yet; it runs clusters on its own infrastructure \
-                 (`sky check` lists it)"
+                "SSH Node Pools (`sky ssh`) yet; `sky check` lists the infrastructure it has"
             }
             Feature::Storage => "SkyPilot storage (`sky storage`) yet",
             Feature::Volumes => "volumes (`sky volumes`) yet",
