@@ -50,8 +50,8 @@ impl Feature {
             Feature::Slurm => "Slurm infrastructure yet",
             Feature::LocalKubernetes => "local Kubernetes clusters (`sky local`) yet",
             Feature::WorkspaceEditing => {
-                "editing workspaces through the API yet; set `workspaces` in the server config \
-                 (`sky api config` or the server's config file) instead"
+                "editing workspaces through the API yet; set `workspaces` in the server's \
+                 config (`skydeck config`) instead"
             }
             Feature::Recipes => "recipes yet",
             Feature::ClusterEvents => "cluster event history yet",
