@@ -12,6 +12,7 @@ pub mod config;
 pub mod glob;
 pub mod health;
 pub mod limits;
+pub mod listing_bodies;
 pub mod names;
 pub mod placement;
 pub mod request;

@@ -5,14 +5,18 @@
 //! returns a JSON value that the wire adapter hands to the client.
 
 mod api_cancel;
+mod catalog;
 mod check;
 pub mod clusters;
+mod cost_report;
 mod jobs;
 mod launch_checks;
 mod listings;
+mod not_yet_listings;
 mod ownership;
 mod policy;
 mod progress;
+pub mod unsupported;
 
 use crate::executor::Executor;
 use crate::request_log::RequestLog;
@@ -46,6 +50,15 @@ pub enum Op {
     Endpoints,
     Optimize,
     DownloadLogs,
+    CostReport,
+    ListAccelerators,
+    ListAcceleratorCounts,
+    StorageLs,
+    VolumeList,
+    JobsQueueV1,
+    /// A SkyPilot request this server does not support yet, by its name
+    /// (see `unsupported.rs`).
+    Refused(&'static str),
 }
 
 /// What a server does with a request that was RUNNING when its server died.
@@ -58,7 +71,8 @@ pub enum OnRestart {
 }
 
 impl Op {
-    pub const ALL: [Op; 21] = [
+    /// Every operation but the refused ones (`unsupported::REFUSED`).
+    pub const ALL: [Op; 27] = [
         Op::Status,
         Op::Check,
         Op::EnabledClouds,
@@ -80,6 +94,12 @@ impl Op {
         Op::Endpoints,
         Op::Optimize,
         Op::DownloadLogs,
+        Op::CostReport,
+        Op::ListAccelerators,
+        Op::ListAcceleratorCounts,
+        Op::StorageLs,
+        Op::VolumeList,
+        Op::JobsQueueV1,
     ];
 
     /// SkyPilot's request name.
@@ -106,11 +126,21 @@ impl Op {
             Op::Endpoints => "sky.endpoints",
             Op::Optimize => "sky.optimize",
             Op::DownloadLogs => "sky.download_logs",
+            Op::CostReport => "sky.cost_report",
+            Op::ListAccelerators => "sky.list_accelerators",
+            Op::ListAcceleratorCounts => "sky.list_accelerator_counts",
+            Op::StorageLs => "sky.storage_ls",
+            Op::VolumeList => "sky.volume_list",
+            Op::JobsQueueV1 => "sky.jobs.queue",
+            Op::Refused(name) => name,
         }
     }
 
     pub fn from_name(name: &str) -> Option<Op> {
-        Op::ALL.into_iter().find(|op| op.name() == name)
+        Op::ALL
+            .into_iter()
+            .find(|op| op.name() == name)
+            .or_else(|| unsupported::find(name).map(|refused| Op::Refused(refused.name)))
     }
 
     pub fn schedule(self) -> ScheduleType {
@@ -154,7 +184,12 @@ impl Op {
             | Op::WorkspacesGet
             | Op::JobsQueue
             | Op::ServeStatus
-            | Op::PoolStatus => true,
+            | Op::PoolStatus
+            | Op::CostReport
+            | Op::StorageLs
+            | Op::VolumeList
+            | Op::JobsQueueV1
+            | Op::Refused(_) => true,
             // Reach infrastructure or agents, or change things.
             Op::Check
             | Op::ApiCancel
@@ -170,7 +205,10 @@ impl Op {
             | Op::JobStatus
             | Op::Endpoints
             | Op::Optimize
-            | Op::DownloadLogs => false,
+            | Op::DownloadLogs
+            // Probe the machine's GPUs.
+            | Op::ListAccelerators
+            | Op::ListAcceleratorCounts => false,
         }
     }
 
@@ -274,6 +312,13 @@ pub async fn execute(op: Op, ctx: &RequestContext, value: serde_json::Value) -> 
         Op::Endpoints => jobs::endpoints(ctx, body(value)?).await,
         Op::Optimize => optimize(ctx).await,
         Op::DownloadLogs => jobs::download_logs(ctx, body(value)?).await,
+        Op::CostReport => cost_report::cost_report(ctx, body(value)?).await,
+        Op::ListAccelerators => catalog::list_accelerators(ctx, body(value)?).await,
+        Op::ListAcceleratorCounts => catalog::list_accelerator_counts(ctx, body(value)?).await,
+        Op::StorageLs => not_yet_listings::storage_ls(ctx).await,
+        Op::VolumeList => not_yet_listings::volume_list(ctx).await,
+        Op::JobsQueueV1 => not_yet_listings::jobs_queue_v1(ctx).await,
+        Op::Refused(name) => Err(unsupported::refuse(name)),
     }
 }
 

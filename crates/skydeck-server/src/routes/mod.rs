@@ -3,9 +3,11 @@
 mod config;
 mod download;
 mod health;
+mod listings;
 mod requests;
 mod schedule;
 mod stream;
+mod unsupported;
 mod upload;
 mod users;
 
@@ -98,7 +100,30 @@ pub fn routes() -> Vec<Route> {
         Route::get("/users/tokens", users::list_tokens),
         Route::post("/users/tokens/create", users::create_token),
         Route::post("/users/tokens/revoke", users::revoke_token),
+        Route::post("/cost_report", listings::cost_report),
+        Route::post("/list_accelerators", listings::list_accelerators),
+        Route::post(
+            "/list_accelerator_counts",
+            listings::list_accelerator_counts,
+        ),
+        Route::get("/storage/ls", listings::storage_ls),
+        Route::get("/volumes", listings::volume_list),
+        Route::post("/jobs/queue", listings::jobs_queue_v1),
+        Route::get(
+            "/api/completion/cluster_name",
+            listings::complete_cluster_name,
+        ),
+        Route::get(
+            "/api/completion/api_request",
+            listings::complete_api_request,
+        ),
+        Route::get("/api/completion/storage_name", listings::complete_nothing),
+        Route::get("/api/completion/volume_name", listings::complete_nothing),
     ]
+    .into_iter()
+    // The client's endpoints for features to come, each refused plainly.
+    .chain(unsupported::routes())
+    .collect()
 }
 
 pub fn router(state: SharedState) -> Router {

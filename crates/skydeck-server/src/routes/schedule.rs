@@ -22,7 +22,7 @@ use skydeck_types::names::ClusterName;
 use skydeck_types::version::HEADER_REQUEST_ID;
 
 /// Stores a request for `op` and answers with its id.
-async fn schedule<B: Serialize>(
+pub(super) async fn schedule<B: Serialize>(
     state: &SharedState,
     caller: &Caller,
     op: Op,
@@ -61,7 +61,7 @@ async fn schedule_as<B: Serialize>(
     Ok(response)
 }
 
-fn new_request_id() -> String {
+pub(super) fn new_request_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
@@ -144,7 +144,7 @@ fn workspace_for(
 }
 
 /// Stores a request for `op`; once this returns its id, it is durable.
-async fn accept<B: Serialize>(
+pub(super) async fn accept<B: Serialize>(
     state: &SharedState,
     caller: &Caller,
     id: String,

@@ -5,6 +5,7 @@
 pub mod handle_pickle;
 pub mod pickle;
 pub mod records;
+pub mod resources_pickle;
 
 use base64::Engine;
 use pickle::PickleValue;

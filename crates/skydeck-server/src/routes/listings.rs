@@ -1,0 +1,144 @@
+//! Listings the official client asks for beyond clusters: the machine's
+//! GPUs (`sky show-gpus`), cluster costs (`sky cost-report`), and the empty
+//! lists of things this server does not hold yet (`sky storage ls`, `sky
+//! volumes ls`, the v1 managed-jobs queue), plus shell completion.
+
+use super::SharedState;
+use super::schedule::schedule;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiQuery};
+use crate::ops::Op;
+use axum::Json;
+use axum::extract::{Extension, State};
+use axum::response::Response;
+use serde::Deserialize;
+use skydeck_types::bodies::BaseBody;
+use skydeck_types::listing_bodies::{
+    CostReportBody, ListAcceleratorCountsBody, ListAcceleratorsBody,
+};
+
+pub async fn cost_report(
+    State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<CostReportBody>,
+) -> Result<Response, ApiError> {
+    schedule(&state, &caller, Op::CostReport, &body.base, &body, None).await
+}
+
+pub async fn list_accelerators(
+    State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<ListAcceleratorsBody>,
+) -> Result<Response, ApiError> {
+    schedule(
+        &state,
+        &caller,
+        Op::ListAccelerators,
+        &body.base,
+        &body,
+        None,
+    )
+    .await
+}
+
+pub async fn list_accelerator_counts(
+    State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(body): ApiJson<ListAcceleratorCountsBody>,
+) -> Result<Response, ApiError> {
+    schedule(
+        &state,
+        &caller,
+        Op::ListAcceleratorCounts,
+        &body.base,
+        &body,
+        None,
+    )
+    .await
+}
+
+pub async fn storage_ls(
+    State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
+    let base = BaseBody::default();
+    schedule(&state, &caller, Op::StorageLs, &base, &base, None).await
+}
+
+/// The query (`refresh`, `names`) narrows a list that is empty anyway.
+pub async fn volume_list(
+    State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
+    let base = BaseBody::default();
+    schedule(&state, &caller, Op::VolumeList, &base, &base, None).await
+}
+
+pub async fn jobs_queue_v1(
+    State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(base): ApiJson<BaseBody>,
+) -> Result<Response, ApiError> {
+    schedule(&state, &caller, Op::JobsQueueV1, &base, &base, None).await
+}
+
+#[derive(Deserialize)]
+pub struct Completion {
+    #[serde(default)]
+    incomplete: String,
+}
+
+/// Shell completion of cluster names: the caller's clusters (everyone's for
+/// an admin) whose name starts with what was typed.
+pub async fn complete_cluster_name(
+    State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
+    ApiQuery(query): ApiQuery<Completion>,
+) -> Result<Json<Vec<String>>, ApiError> {
+    let owner = if caller.sees_all() {
+        None
+    } else {
+        caller.user().map(|user| user.id.clone())
+    };
+    let names = state
+        .store
+        .list_clusters(owner.as_deref())
+        .await?
+        .into_iter()
+        .map(|cluster| cluster.name)
+        .filter(|name| name.starts_with(&query.incomplete))
+        .collect();
+    Ok(Json(names))
+}
+
+/// Shell completion of request ids, among the requests the caller sees.
+pub async fn complete_api_request(
+    State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
+    ApiQuery(query): ApiQuery<Completion>,
+) -> Result<Json<Vec<String>>, ApiError> {
+    // Ids are UUIDs: anything else typed so far completes to nothing.
+    if !query
+        .incomplete
+        .chars()
+        .all(|c| c.is_ascii_hexdigit() || c == '-')
+    {
+        return Ok(Json(Vec::new()));
+    }
+    let scope = if caller.sees_all() {
+        None
+    } else {
+        caller.user().map(|user| user.id.clone())
+    };
+    let ids = state
+        .store
+        .request_ids_with_prefix(&query.incomplete, scope.as_deref(), 100)
+        .await?;
+    Ok(Json(ids))
+}
+
+/// Storage and volume names: there are none yet.
+pub async fn complete_nothing(ApiQuery(_query): ApiQuery<Completion>) -> Json<Vec<String>> {
+    Json(Vec::new())
+}
