@@ -285,7 +285,7 @@ async fn sync_files(
         ctx.log.line("⚙︎ Syncing file mounts...");
         for (target, source) in &plan.file_mounts {
             provider
-                .sync_up(handle, source.path(), target)
+                .sync_up(handle, source.path(), &target.remote_path())
                 .await
                 .map_err(infra_error)?;
         }
@@ -418,6 +418,12 @@ pub async fn launch(ctx: &RequestContext, mut body: LaunchBody) -> OpResult {
         .provider(&plan.infra)?
         .admits(&spec)
         .map_err(infra_error)?;
+    for (target, _) in &plan.file_mounts {
+        ctx.infra
+            .provider(&plan.infra)?
+            .admits_file_mount(target)
+            .map_err(|err| RequestError::new(exception::VALUE_ERROR, err.to_string()))?;
+    }
     let lock = ctx.infra.lock(&name);
     let _guard = lock.lock().await;
     let record = if body.dryrun {
