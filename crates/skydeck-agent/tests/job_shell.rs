@@ -158,3 +158,27 @@ fn the_task_id_has_skypilots_format_and_the_submission_time() {
         )
     );
 }
+
+/// An interactive bash that shares a terminal with the agent (a server
+/// started from someone's shell) stops itself trying to take the terminal
+/// over; each job's shell leads a session of its own instead.
+#[test]
+fn the_jobs_shell_leads_its_own_session_without_a_terminal() {
+    let mut cluster = one_node();
+    cluster.start_daemon();
+    // Fields 6 and 7 of /proc/PID/stat: session id and controlling tty.
+    let run = "read -ra stat < /proc/$$/stat; echo \"pid=$$ sid=${stat[5]} tty=${stat[6]}\"";
+    let job_id = cluster.submit(&spec("k1", run));
+    cluster.wait_status(job_id, "SUCCEEDED");
+    let log = cluster.log(job_id);
+    let line = log
+        .lines()
+        .find(|line| line.starts_with("pid="))
+        .unwrap_or_else(|| panic!("{log}"));
+    let fields: Vec<&str> = line
+        .split(' ')
+        .map(|field| field.split_once('=').unwrap().1)
+        .collect();
+    assert_eq!(fields[0], fields[1], "not a session leader: {line}");
+    assert_eq!(fields[2], "0", "has a controlling terminal: {line}");
+}
