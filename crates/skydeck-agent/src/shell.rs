@@ -122,7 +122,9 @@ pub(crate) fn wrap<'a>(
          set +m +o history +o histexpand\n",
     );
     if !names.is_empty() {
-        script.push_str("eval \"$__skydeck_task_env\"; unset __skydeck_task_env\n");
+        // Quiet: a name bash keeps read-only (UID, PPID…) cannot be restored
+        // and needs no restoring.
+        script.push_str("eval \"$__skydeck_task_env\" 2>/dev/null; unset __skydeck_task_env\n");
     }
     script.push_str("export PYTHONUNBUFFERED=1\n");
     script.push_str(&format!("cd {} || exit 1\n", quote(workdir)));

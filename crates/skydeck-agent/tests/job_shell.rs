@@ -182,3 +182,31 @@ fn the_jobs_shell_leads_its_own_session_without_a_terminal() {
     assert_eq!(fields[0], fields[1], "not a session leader: {line}");
     assert_eq!(fields[2], "0", "has a controlling terminal: {line}");
 }
+
+#[test]
+fn task_variables_survive_a_bashrc_that_changes_them_and_bashs_own_names_do_not_break_it() {
+    let mut cluster = one_node();
+    std::fs::write(
+        cluster.node_dir(0).join(".bashrc"),
+        "export MULTI=clobbered; unset SECRET_TOKEN\n",
+    )
+    .unwrap();
+    cluster.start_daemon();
+    let mut job = spec(
+        "k1",
+        "printf '%s|' \"$MULTI\" \"$SECRET_TOKEN\" \"$PPID_LIKE\"; echo",
+    );
+    job["envs"] =
+        json!({"MULTI": "line one\nline 'two' \"quoted\" $dollar", "UID": "5", "PPID_LIKE": "x"});
+    job["secrets"] = json!({"SECRET_TOKEN": "s3cr3t"});
+    let job_id = cluster.submit(&job);
+    cluster.wait_status(job_id, "SUCCEEDED");
+    assert_eq!(
+        cluster.log(job_id),
+        "line one\nline 'two' \"quoted\" $dollar|s3cr3t|x|\n"
+    );
+    // Values travel in the environment only, never in the script on disk.
+    let script = std::fs::read_to_string(cluster.dir.join("jobs/1/run-0.sh")).unwrap();
+    assert!(script.contains("source ~/.bashrc"), "{script}");
+    assert!(!script.contains("s3cr3t") && !script.contains("line one"));
+}
