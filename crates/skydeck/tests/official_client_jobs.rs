@@ -100,6 +100,37 @@ async fn official_sky_client_runs_skypilots_env_check() {
         );
     }
 
+    // An absolute destination cannot be honoured on `local`: a clean error
+    // at launch, and no cluster.
+    let absolute = project.join("absolute.yaml");
+    std::fs::write(
+        &absolute,
+        format!(
+            "file_mounts:\n  /opt/skydeck-never/mounted.txt: {}\nrun: echo never-ran\n",
+            mounted.display()
+        ),
+    )
+    .unwrap();
+    let refused = sky
+        .run(&["launch", "-y", "-c", "absmount", absolute.to_str().unwrap()])
+        .await;
+    let said = refused.output();
+    report.check(
+        &refused,
+        !refused.success()
+            && said.contains("is an absolute path")
+            && said.contains("~/sky_workdir")
+            && !said.contains("Traceback")
+            && !said.contains("never-ran"),
+        "an absolute file mount on local is refused at launch, cleanly",
+    );
+    let status = sky.run(&["status"]).await;
+    report.check(
+        &status,
+        !status.output().contains("absmount"),
+        "the refused launch left no cluster",
+    );
+
     let down = sky.run(&["down", "-y", "envc"]).await;
     report.expect(&down, &[]);
     report.finish();
