@@ -142,6 +142,9 @@ async fn await_own_session(child: &mut Child, pid: i32) -> std::io::Result<()> {
             return Ok(());
         }
         if started.elapsed() > SESSION_TIMEOUT {
+            // Not a group of its own yet: only the process itself can be
+            // stopped, and it must not run on unwatched.
+            let _ = child.start_kill();
             return Err(std::io::Error::other(
                 "the job's shell did not start a session of its own",
             ));
