@@ -12,6 +12,15 @@ pub(crate) enum Phase {
     Run,
 }
 
+impl Phase {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Setup => "setup",
+            Self::Run => "run",
+        }
+    }
+}
+
 /// `SKYPILOT_CLUSTER_INFO`, keys in SkyPilot's order.
 #[derive(Serialize)]
 struct ClusterInfoVar<'a> {
@@ -72,11 +81,18 @@ pub(crate) fn node_env(
             "SKYPILOT_NUM_GPUS_PER_NODE".to_owned(),
             (gpus.ceil() as u64).to_string(),
         ),
+        ("SKYPILOT_USER".to_owned(), job.username.clone()),
         (
             "SKYPILOT_CLUSTER_INFO".to_owned(),
             serde_json::to_string(&info).expect("plain strings and numbers serialize"),
         ),
     ]);
+    if phase == Phase::Setup {
+        env.push((
+            "SKYPILOT_SETUP_NUM_GPUS_PER_NODE".to_owned(),
+            (gpus.ceil() as u64).to_string(),
+        ));
+    }
     env
 }
 

@@ -33,5 +33,6 @@ mod logs;
 mod process;
 mod runner;
 mod schedule;
+mod shell;
 mod state;
 mod supervisor;

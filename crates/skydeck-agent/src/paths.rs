@@ -64,6 +64,11 @@ impl ClusterDir {
         self.job_dir(job_id).join("run.log")
     }
 
+    /// The wrapped script bash runs for one phase (`setup`, `run`) on one node.
+    pub fn job_script(&self, job_id: u64, phase: &str, rank: usize) -> PathBuf {
+        self.job_dir(job_id).join(format!("{phase}-{rank}.sh"))
+    }
+
     pub fn job_secrets(&self, job_id: u64) -> PathBuf {
         self.job_dir(job_id).join("secrets.json")
     }

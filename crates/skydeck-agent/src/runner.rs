@@ -1,7 +1,10 @@
-//! One phase (setup or run) of a job: a `bash -c` per node, each in its own
-//! process group, output copied line by line into the job's log.
+//! One phase (setup or run) of a job: a bash per node (see `shell`), each
+//! leading its own process group, its stdout and stderr one pipe copied line
+//! by line into the job's log, so the log keeps the order they were written.
 
+use crate::env::Phase;
 use crate::process::terminate_groups;
+use crate::shell;
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
@@ -20,7 +23,10 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(crate) struct NodeCommand {
     pub rank: usize,
+    pub phase: Phase,
     pub workdir: PathBuf,
+    /// Where the node's wrapped script is written for bash to read.
+    pub script_file: PathBuf,
     pub env: Vec<(String, String)>,
 }
 
@@ -49,38 +55,61 @@ pub(crate) fn line_prefix(rank: usize, pid: i32) -> String {
     }
 }
 
-pub(crate) fn spawn_node(
+/// How long a new process may take to become a session leader.
+const SESSION_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) async fn spawn_node(
     script: &str,
     node: &NodeCommand,
     log: &Arc<File>,
     prefixed: bool,
 ) -> std::io::Result<NodeProcess> {
-    let mut child = tokio::process::Command::new("bash")
-        .arg("-c")
-        .arg(script)
+    let restore = node
+        .env
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .filter(|name| *name != "HOME");
+    write_script(
+        &node.script_file,
+        &shell::wrap(script, node.phase, &node.workdir, restore),
+    )?;
+    let launch = shell::launch(&node.script_file);
+    let (output, writer) = std::io::pipe()?;
+    let mut command = tokio::process::Command::new(&launch.program);
+    command
+        .args(&launch.args)
         .current_dir(&node.workdir)
         .envs(node.env.iter().map(|(key, value)| (key, value)))
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()?;
+        .stdout(writer.try_clone()?)
+        .stderr(writer);
+    if !launch.new_session {
+        command.process_group(0);
+    }
+    let spawned = command.spawn();
+    // Our copies of the pipe's write end go with the command: the log pump
+    // sees the end of the output once the node's processes are gone.
+    drop(command);
+    let mut child = spawned?;
     let pid = child
         .id()
         .and_then(|pid| i32::try_from(pid).ok())
         .ok_or_else(|| std::io::Error::other("the new process has no pid"))?;
+    if launch.new_session {
+        await_own_session(&mut child, pid).await?;
+    }
     let prefix = if prefixed {
         line_prefix(node.rank, pid)
     } else {
         String::new()
     };
-    let mut pumps = Vec::new();
-    if let Some(stdout) = child.stdout.take() {
-        pumps.push(tokio::spawn(pump(stdout, prefix.clone(), log.clone())));
-    }
-    if let Some(stderr) = child.stderr.take() {
-        pumps.push(tokio::spawn(pump(stderr, prefix, log.clone())));
-    }
+    let output = tokio::net::unix::pipe::Receiver::from_owned_fd(output.into())?;
+    let pumps = vec![tokio::spawn(pump(
+        output,
+        prefix,
+        log.clone(),
+        launch.interactive,
+    ))];
     Ok(NodeProcess {
         rank: node.rank,
         pid,
@@ -89,14 +118,54 @@ pub(crate) fn spawn_node(
     })
 }
 
-async fn pump(stream: impl AsyncRead + Unpin, prefix: String, log: Arc<File>) {
+/// Only the job's user reads it: the script holds the task's commands.
+fn write_script(path: &std::path::Path, script: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(script.as_bytes())
+}
+
+/// `setsid` makes the process a session and group leader only once it
+/// runs; until then a signal to its group would reach nothing, and a
+/// `cancel` arriving then would miss the job.
+async fn await_own_session(child: &mut Child, pid: i32) -> std::io::Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        let own = nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(pid)))
+            .is_ok_and(|sid| sid.as_raw() == pid);
+        if own || child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        if started.elapsed() > SESSION_TIMEOUT {
+            // Not a group of its own yet: only the process itself can be
+            // stopped, and it must not run on unwatched.
+            let _ = child.start_kill();
+            return Err(std::io::Error::other(
+                "the job's shell did not start a session of its own",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn pump(stream: impl AsyncRead + Unpin, prefix: String, log: Arc<File>, interactive: bool) {
     let mut reader = BufReader::new(stream);
     let mut line = prefix.clone().into_bytes();
+    let mut starting = interactive;
     loop {
         line.truncate(prefix.len());
         match reader.read_until(b'\n', &mut line).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {
+                if starting && shell::is_startup_noise(&line[prefix.len()..]) {
+                    continue;
+                }
+                starting = false;
                 if !line.ends_with(b"\n") {
                     line.push(b'\n');
                 }
@@ -188,7 +257,9 @@ mod tests {
     fn node(rank: usize, dir: &std::path::Path) -> NodeCommand {
         NodeCommand {
             rank,
+            phase: Phase::Run,
             workdir: dir.to_owned(),
+            script_file: dir.join(format!("run-{rank}.sh")),
             env: vec![("GREETING".into(), "hi".into())],
         }
     }
@@ -198,17 +269,15 @@ mod tests {
         let temp = tempfile::tempdir().unwrap();
         let log_path = temp.path().join("run.log");
         let log = Arc::new(crate::fsutil::open_append(&log_path).unwrap());
-        let nodes = (0..2)
-            .map(|rank| {
-                spawn_node(
-                    "echo $GREETING; echo oops >&2; printf tail",
-                    &node(rank, temp.path()),
-                    &log,
-                    true,
-                )
-                .unwrap()
-            })
-            .collect::<Vec<_>>();
+        let mut nodes = Vec::new();
+        for rank in 0..2 {
+            let script = "echo $GREETING; echo oops >&2; printf tail";
+            nodes.push(
+                spawn_node(script, &node(rank, temp.path()), &log, true)
+                    .await
+                    .unwrap(),
+            );
+        }
         let pids: Vec<i32> = nodes.iter().map(|node| node.pid).collect();
         let end = wait_phase(nodes, &CancellationToken::new(), Duration::from_secs(1)).await;
         assert_eq!(end, PhaseEnd::Succeeded);
@@ -226,8 +295,12 @@ mod tests {
         let temp = tempfile::tempdir().unwrap();
         let log = Arc::new(crate::fsutil::open_append(&temp.path().join("run.log")).unwrap());
         let nodes = vec![
-            spawn_node("exec sleep 1000", &node(0, temp.path()), &log, false).unwrap(),
-            spawn_node("exit 3", &node(1, temp.path()), &log, false).unwrap(),
+            spawn_node("exec sleep 1000", &node(0, temp.path()), &log, false)
+                .await
+                .unwrap(),
+            spawn_node("exit 3", &node(1, temp.path()), &log, false)
+                .await
+                .unwrap(),
         ];
         let end = wait_phase(nodes, &CancellationToken::new(), Duration::from_secs(1)).await;
         assert_eq!(end, PhaseEnd::Failed(vec![128 + 15, 3]));

@@ -128,10 +128,12 @@ impl PhaseRunner<'_> {
             env.push((JOB_MARKER_VAR.to_owned(), job_marker(&ctx.dir, job.job_id)));
             let command = NodeCommand {
                 rank: node.rank,
+                phase,
                 workdir: node.workdir(),
+                script_file: ctx.dir.job_script(job.job_id, phase.name(), node.rank),
                 env,
             };
-            match spawn_node(script, &command, self.log, job.num_nodes > 1) {
+            match spawn_node(script, &command, self.log, job.num_nodes > 1).await {
                 Ok(process) => spawned.push(process),
                 Err(err) => {
                     // Stop the nodes already started before giving up.

@@ -133,6 +133,11 @@ pub trait Provider: Send + Sync {
     /// can never host (more nodes than it allows), saying what to change;
     /// no retry lifts it. `provision` checks it too.
     fn admits(&self, spec: &ClusterSpec) -> Result<()>;
+    /// Refuses, before anything is made, a file mount destination this
+    /// infrastructure cannot place where the task says (never elsewhere).
+    fn admits_file_mount(&self, _target: &skydeck_types::task::MountTarget) -> Result<()> {
+        Ok(())
+    }
     async fn query(&self, handle: &Handle) -> Result<ClusterState>;
     /// Stops everything running on the cluster; its nodes and files stay.
     async fn stop(&self, handle: &Handle) -> Result<()>;

@@ -1,14 +1,19 @@
 //! File work for node sandboxes: where a remote path lands in a node's
 //! directory, copying trees into it, and crash-safe writes.
 
+use skydeck_types::task::MountTarget;
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
-/// Where `remote` (as a task names it: `~/x`, `/data/x` or a relative
-/// path) is inside a node sandbox rooted at `node_dir`. A sandbox has no
-/// root filesystem of its own, so absolute paths are placed under its
-/// directory too; `..` components are dropped so nothing lands outside it.
-pub fn node_path(node_dir: &Path, remote: &str) -> PathBuf {
+/// Where `remote` (as a task names it: `~/x`, or a path relative to the
+/// home) is inside a node sandbox rooted at `node_dir`, the node's home. A
+/// sandbox has no root filesystem of its own: an absolute path is refused,
+/// never moved under the sandbox. `..` components are dropped so nothing
+/// lands outside it (task destinations never hold any: see `MountTarget`).
+pub fn node_path(node_dir: &Path, remote: &str) -> Result<PathBuf, String> {
+    if remote.starts_with('/') {
+        return Err(absolute_refusal(remote));
+    }
     let relative = remote
         .strip_prefix("~/")
         .or_else(|| (remote == "~").then_some(""))
@@ -19,7 +24,28 @@ pub fn node_path(node_dir: &Path, remote: &str) -> PathBuf {
             path.push(part);
         }
     }
-    path
+    Ok(path)
+}
+
+/// Whether a file mount can go where the task says on a `local` node.
+pub fn placeable(target: &MountTarget) -> Result<(), String> {
+    match target {
+        MountTarget::Absolute(path) => Err(absolute_refusal(path)),
+        MountTarget::Home(_) | MountTarget::Workdir(_) => Ok(()),
+    }
+}
+
+/// A `local` node is a directory on the server's machine, shared with the
+/// server and every other cluster: writing a task's files at an absolute
+/// path there would let any user write wherever the server may.
+fn absolute_refusal(path: &str) -> String {
+    let name = path.trim_start_matches('/');
+    format!(
+        "file_mounts: {path} is an absolute path, and the local infrastructure cannot place \
+         files there: its nodes are directories on the API server's machine, and a task writes \
+         only inside its own node. Mount it at ~/{name} (the node's home) or at {name} (under \
+         the workdir, ~/sky_workdir) and read it from there."
+    )
 }
 
 /// Copies a file or a directory tree to `to`, replacing files that exist.
@@ -69,19 +95,28 @@ mod tests {
     #[test]
     fn remote_paths_stay_inside_the_node() {
         let node = Path::new("/c/nodes/0");
+        let at = |remote| node_path(node, remote).unwrap();
+        assert_eq!(at("~/sky_workdir"), Path::new("/c/nodes/0/sky_workdir"));
         assert_eq!(
-            node_path(node, "~/sky_workdir"),
-            Path::new("/c/nodes/0/sky_workdir")
+            at("~/sky_workdir/rel/x.txt"),
+            Path::new("/c/nodes/0/sky_workdir/rel/x.txt")
         );
-        assert_eq!(
-            node_path(node, "/data/x.txt"),
-            Path::new("/c/nodes/0/data/x.txt")
+        assert_eq!(at("../../etc/passwd"), Path::new("/c/nodes/0/etc/passwd"));
+        assert_eq!(at("~"), Path::new("/c/nodes/0"));
+    }
+
+    #[test]
+    fn absolute_destinations_are_refused_not_moved() {
+        let err = node_path(Path::new("/c/nodes/0"), "/data/x.txt").unwrap_err();
+        assert!(err.contains("/data/x.txt is an absolute path"), "{err}");
+        let err = placeable(&MountTarget::parse("/data").unwrap()).unwrap_err();
+        assert!(
+            err.contains("~/data") && err.contains("~/sky_workdir"),
+            "{err}"
         );
-        assert_eq!(
-            node_path(node, "../../etc/passwd"),
-            Path::new("/c/nodes/0/etc/passwd")
-        );
-        assert_eq!(node_path(node, "~"), Path::new("/c/nodes/0"));
+        for ok in ["~/data", "data"] {
+            placeable(&MountTarget::parse(ok).unwrap()).unwrap();
+        }
     }
 
     #[test]

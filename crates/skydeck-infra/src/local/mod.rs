@@ -14,6 +14,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use skydeck_agent::protocol::{AutostopAction, AutostopFile};
 use skydeck_types::names::confine;
+use skydeck_types::task::MountTarget;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -395,6 +396,10 @@ impl Provider for LocalProvider {
         Ok(())
     }
 
+    fn admits_file_mount(&self, target: &MountTarget) -> Result<()> {
+        files::placeable(target).map_err(InfraError::Refused)
+    }
+
     async fn provision(&self, spec: &ClusterSpec) -> Result<Handle> {
         self.admits(spec)?;
         // What the machine has free may change (`--retry-until-up` waits
@@ -555,7 +560,7 @@ impl Provider for LocalProvider {
             // stored handle says.
             let node_dir = confine(&dir, Path::new("nodes").join(node.rank.to_string()))
                 .map_err(|err| InfraError::Refused(err.to_string()))?;
-            let target = files::node_path(&node_dir, remote);
+            let target = files::node_path(&node_dir, remote).map_err(InfraError::Refused)?;
             let (from, to) = (local.to_owned(), target.clone());
             tokio::task::spawn_blocking(move || files::copy_tree(&from, &to))
                 .await

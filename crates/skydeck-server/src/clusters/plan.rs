@@ -11,7 +11,7 @@ use crate::skypilot::exception;
 use skydeck_infra::NodeRequest;
 use skydeck_types::RequestError;
 use skydeck_types::names::confine;
-use skydeck_types::task::{EnvValue, FileMount, Workdir};
+use skydeck_types::task::{EnvValue, FileMount, MountTarget, Workdir};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -30,8 +30,8 @@ pub struct Plan {
     pub job_cpus: f64,
     /// The workdir, in the request's upload.
     pub workdir: Option<Uploaded>,
-    /// Remote path → its source, in the request's upload.
-    pub file_mounts: Vec<(String, Uploaded)>,
+    /// Where on the nodes → its source, in the request's upload.
+    pub file_mounts: Vec<(MountTarget, Uploaded)>,
     pub setup: Option<String>,
     pub run: Option<String>,
     pub envs: BTreeMap<String, String>,
@@ -123,7 +123,9 @@ pub fn plan(task_yaml: &str, uploaded: Option<&Path>, files: Files) -> Result<Pl
         match mount {
             FileMount::Source(source) if !source.contains("://") => {
                 let what = format!("file_mounts.{target}");
-                file_mounts.push((target.clone(), locate(uploaded, mapping, &what, source)?));
+                let at = MountTarget::parse(target)
+                    .map_err(|why| invalid(format!("Invalid task: {what}: {why}")))?;
+                file_mounts.push((at, locate(uploaded, mapping, &what, source)?));
             }
             _ => {
                 return Err(invalid(format!(

@@ -347,7 +347,7 @@ async fn sync_files(
         ctx.log
             .line(&format!("⚙︎ Syncing file mount {target} ({size})..."));
         provider
-            .sync_up(handle, source.path(), target)
+            .sync_up(handle, source.path(), &target.remote_path())
             .await
             .map_err(infra_error)?;
     }
@@ -389,7 +389,8 @@ async fn submit_job(
             accelerators: plan.node.accelerators.clone(),
         },
         resources_str: plan.resources_str(),
-        task_id: Some(format!("sky-{}_{}", ctx.id, record.name)),
+        // The agent builds it in SkyPilot's format from the job's submission.
+        task_id: None,
     };
     let job_id = agent.submit(&spec).await.map_err(infra_error)?;
     ctx.log.line(&format!("✓ Job submitted, ID: {job_id}"));

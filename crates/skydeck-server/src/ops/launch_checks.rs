@@ -66,10 +66,13 @@ pub async fn check_task(
     let spec = spec_of(ctx, &name, &plan);
     // Before the name is claimed: a cluster the infrastructure cannot host
     // (a million nodes) is refused without a trace.
-    ctx.infra
-        .provider(&plan.infra)?
-        .admits(&spec)
-        .map_err(infra_error)?;
+    let provider = ctx.infra.provider(&plan.infra)?;
+    provider.admits(&spec).map_err(infra_error)?;
+    for (target, _) in &plan.file_mounts {
+        provider
+            .admits_file_mount(target)
+            .map_err(|err| RequestError::new(exception::VALUE_ERROR, err.to_string()))?;
+    }
     Ok(Checked {
         plan,
         name,

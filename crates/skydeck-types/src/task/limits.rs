@@ -153,6 +153,20 @@ fn check_vars(
                 ),
             ));
         }
+        // Like the length, a NUL is what no process environment can carry:
+        // the job could never start, so the task is refused before anything
+        // is provisioned for it.
+        if let EnvValue::Set(value) = value
+            && value.contains('\0')
+        {
+            return Err(too_large(
+                path.key(name),
+                format_args!(
+                    "the value of {name} contains a NUL byte (\\0), which an environment \
+                     variable cannot hold: remove it, or pass binary data in a file"
+                ),
+            ));
+        }
         if let EnvValue::Set(value) = value
             && value.len() > MAX_VAR_VALUE_BYTES
         {
@@ -240,6 +254,24 @@ mod tests {
         for err in [refused(&envs), refused(&long_run)] {
             assert!(err.contains(crate::limits::LIMIT_ERROR_PREFIX), "{err}");
         }
+    }
+
+    #[test]
+    fn a_nul_byte_in_an_env_value_is_refused_naming_the_variable() {
+        for yaml in [
+            "run: x\nenvs:\n  GOOD: ok\n  BAD: \"a\\0b\"\n",
+            "run: x\nsecrets:\n  BAD: \"hidden\\0value\"\n",
+        ] {
+            let err = refused(yaml);
+            assert!(err.contains(crate::limits::LIMIT_ERROR_PREFIX), "{err}");
+            assert!(err.contains("BAD") && err.contains("NUL byte"), "{err}");
+            assert!(!err.contains("hidden"), "a value is never shown: {err}");
+        }
+        let mut task = parse_tasks("run: x").unwrap().remove(0);
+        task.envs
+            .insert("FROM_FLAG".into(), EnvValue::Set("a\0b".into()));
+        let err = task.validate().unwrap_err().to_string();
+        assert!(err.contains("FROM_FLAG"), "{err}");
     }
 
     #[test]

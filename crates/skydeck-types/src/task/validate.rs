@@ -4,6 +4,7 @@
 use super::error::{FieldPath, TaskError, TaskErrorKind};
 use super::file_mount::FileMount;
 use super::infra::{Infra, canonical_kind};
+use super::mount_target::MountTarget;
 use super::resources::Resources;
 use super::spec::{EnvValue, TaskSpec, Workdir, env_name_error, is_env_name};
 use super::yaml::quote;
@@ -112,11 +113,11 @@ fn check_workdir(workdir: Option<&Workdir>, path: &FieldPath) -> Result<(), Task
 }
 
 fn check_file_mount(target: &str, mount: &FileMount, path: &FieldPath) -> Result<(), TaskError> {
-    if !(target.starts_with('/') || target.starts_with("~/")) {
+    if let Err(why) = MountTarget::parse(target) {
         return Err(TaskError::invalid(
             path,
             &quote(target),
-            "a path on the nodes that is absolute (/data) or in the home directory (~/data)",
+            &format!("{} ({why})", MountTarget::EXPECTED),
         )
         .at_key());
     }
@@ -301,10 +302,10 @@ mod tests {
                 .contains("both an environment variable and a secret")
         );
         assert!(
-            error("file_mounts: {data: ./d}\nrun: x")
-                .starts_with("file_mounts.data: invalid value \"data\"")
+            error("file_mounts: {../data: ./d}\nrun: x")
+                .starts_with("file_mounts.../data: invalid value \"../data\"")
         );
-        task("file_mounts: {~/data: ./d, /abs: s3://b}\nrun: x")
+        task("file_mounts: {~/data: ./d, /abs: s3://b, rel/data: ./d}\nrun: x")
             .validate()
             .unwrap();
         assert!(
