@@ -6,6 +6,7 @@
 
 use super::ownership::{check_owner, owned_cluster};
 use super::{OpResult, RequestContext, internal};
+use crate::clusters::autostop::{AutostopRequest, task_autostop};
 use crate::clusters::handle_of;
 use crate::clusters::plan::{Files, Plan};
 use crate::executor::now;
@@ -390,7 +391,7 @@ fn check_same_workspace(ctx: &RequestContext, cluster: &ClusterRecord) -> Result
     ))
 }
 
-pub async fn launch(ctx: &RequestContext, mut body: LaunchBody) -> OpResult {
+pub async fn launch(ctx: &RequestContext, body: LaunchBody) -> OpResult {
     let task = ctx.infra.secrets.original_task(&ctx.id, body.task.clone());
     let options = PolicyRequestOptions {
         cluster_name: body.cluster_name.clone().map(String::from),
@@ -398,12 +399,7 @@ pub async fn launch(ctx: &RequestContext, mut body: LaunchBody) -> OpResult {
         down: body.down,
         dryrun: body.dryrun,
     };
-    let policed = super::policy::police(ctx, "launch", task, Some(options)).await?;
-    let task = policed.task_yaml;
-    if let Some(options) = policed.options {
-        body.idle_minutes_to_autostop = options.idle_minutes_to_autostop;
-        body.down = options.down;
-    }
+    let (task, autostop) = police_with_autostop(ctx, "launch", task, options).await?;
     let plan = load_plan(ctx, &task, body.file_mounts_blob_id.as_ref(), Files::All).await?;
     check_infra_allowed(ctx, &plan)?;
     let name = body
@@ -475,14 +471,48 @@ pub async fn launch(ctx: &RequestContext, mut body: LaunchBody) -> OpResult {
     };
     sync_files(ctx, &record, &handle, &plan).await?;
     let job_id = submit_job(ctx, &record, &plan, !body.no_setup).await?;
-    // Only once the job is queued: an autostop of 0 minutes set before it
-    // would find the cluster idle and take it away first. `--down` alone
-    // means tear down as soon as the jobs are done, as in SkyPilot.
-    let autostop = body.idle_minutes_to_autostop.or(body.down.then_some(0));
-    if let Some(minutes) = autostop {
-        set_autostop(ctx, &record, minutes, body.down).await?;
-    }
+    apply_autostop(ctx, &record, autostop).await?;
     Ok(json!({"job_id": job_id, "handle": records::handle_dict(&record, Some(&handle))}))
+}
+
+/// Runs the admin policy on a launch or exec and works out the autostop
+/// the request leaves the cluster with: the task's `resources.autostop`
+/// (where the official client puts `-i` and `--down`) overridden by the
+/// body's flags, as the policy saw it and as it may have changed it.
+async fn police_with_autostop(
+    ctx: &RequestContext,
+    request_name: &str,
+    task: String,
+    mut options: PolicyRequestOptions,
+) -> Result<(String, AutostopRequest), RequestError> {
+    let flags = (options.idle_minutes_to_autostop, options.down);
+    // The policy sees the final values, as SkyPilot's client sends them.
+    AutostopRequest::of(task_autostop(&task).as_ref(), flags.0, flags.1).to_options(&mut options);
+    let sent = options.clone();
+    let policed = super::policy::police(ctx, request_name, task, Some(options)).await?;
+    // Options the policy changed override the task as flags would.
+    let flags = match policed.options {
+        Some(changed) if changed != sent => (changed.idle_minutes_to_autostop, changed.down),
+        _ => flags,
+    };
+    let autostop =
+        AutostopRequest::of(task_autostop(&policed.task_yaml).as_ref(), flags.0, flags.1);
+    Ok((policed.task_yaml, autostop))
+}
+
+/// Sets what the request asked of the cluster's autostop. Only once the
+/// job is queued: an autostop of 0 minutes set before it would find the
+/// cluster idle and take it away first (`--down` alone means tear down as
+/// soon as the jobs are done, as in SkyPilot).
+async fn apply_autostop(
+    ctx: &RequestContext,
+    record: &ClusterRecord,
+    autostop: AutostopRequest,
+) -> Result<(), RequestError> {
+    match autostop.setting() {
+        Some((minutes, down)) => set_autostop(ctx, record, minutes, down).await,
+        None => Ok(()),
+    }
 }
 
 pub async fn exec(ctx: &RequestContext, body: ExecBody) -> OpResult {
@@ -490,12 +520,10 @@ pub async fn exec(ctx: &RequestContext, body: ExecBody) -> OpResult {
     let options = PolicyRequestOptions {
         cluster_name: Some(body.cluster_name.to_string()),
         idle_minutes_to_autostop: None,
-        down: false,
+        down: body.down,
         dryrun: body.dryrun,
     };
-    let task = super::policy::police(ctx, "exec", task, Some(options))
-        .await?
-        .task_yaml;
+    let (task, autostop) = police_with_autostop(ctx, "exec", task, options).await?;
     let plan = load_plan(
         ctx,
         &task,
@@ -532,6 +560,7 @@ pub async fn exec(ctx: &RequestContext, body: ExecBody) -> OpResult {
             .map_err(infra_error)?;
     }
     let job_id = submit_job(ctx, &record, &plan, false).await?;
+    apply_autostop(ctx, &record, autostop).await?;
     Ok(json!({"job_id": job_id, "handle": records::handle_dict(&record, Some(&handle))}))
 }
 
@@ -557,6 +586,15 @@ async fn set_autostop(
         ));
     }
     Ok(())
+}
+
+/// A stopped cluster has no autostop pending: `sky status` shows `-`.
+async fn clear_autostop(store: &dyn skydeck_store::Store, name: &str) -> Result<(), RequestError> {
+    store
+        .set_cluster_autostop(name, -1, false)
+        .await
+        .map(drop)
+        .map_err(internal)
 }
 
 /// The cluster `name`, which the requester must own (or act for everyone).
@@ -591,6 +629,7 @@ pub async fn stop(ctx: &RequestContext, body: StopOrDownBody) -> OpResult {
         .set_cluster_status(&record.name, ClusterStatus::Stopped, now())
         .await
         .map_err(internal)?;
+    clear_autostop(ctx.store.as_ref(), &record.name).await?;
     ctx.log.line(&format!("Cluster {} stopped.", record.name));
     Ok(Value::Null)
 }
@@ -641,9 +680,10 @@ pub async fn start(ctx: &RequestContext, body: StartBody) -> OpResult {
         .await
         .map_err(internal)?;
     let record = existing(ctx, &body.cluster_name).await?;
-    if let Some(minutes) = body.idle_minutes_to_autostop {
-        set_autostop(ctx, &record, minutes, body.down).await?;
-    }
+    // A stopped cluster comes back with autostop off, as in SkyPilot,
+    // unless the start sets one; the agent may still hold the old one.
+    let minutes = body.idle_minutes_to_autostop.unwrap_or(-1);
+    set_autostop(ctx, &record, minutes, body.down && minutes >= 0).await?;
     ctx.log.line(&format!("✓ Cluster {} is UP.", record.name));
     Ok(records::handle_dict(&record, Some(&handle)))
 }
@@ -692,6 +732,7 @@ pub async fn reconcile(
             return Ok(Some(record.clone()));
         }
         (ClusterState::AutoStopped { down: false } | ClusterState::Stopped, ClusterStatus::Up) => {
+            clear_autostop(ctx_store, &record.name).await?;
             ClusterStatus::Stopped
         }
         (ClusterState::Running, ClusterStatus::Stopped) => ClusterStatus::Up,
