@@ -158,6 +158,49 @@ async fn autostop_in_the_task_is_applied_on_launch_and_exec_and_cleared_on_stop(
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policys_forced_autostop_caps_the_tasks_and_leaves_a_plain_exec_alone() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path()).unwrap();
+    std::fs::write(
+        home.path().join("config.yaml"),
+        "admin_policy:\n  autostop: {idle_minutes: 6000, down: false}\n",
+    )
+    .unwrap();
+    let server = TestServer::start(home.path(), &[]);
+    let api = Client::new(&server.url, None).expect("a client");
+
+    // The task asks for longer than the policy allows: capped.
+    run(
+        &api,
+        "/launch",
+        json!({
+            "task": "resources:\n  autostop: {idle_minutes: 9000, down: false}\nrun: echo hi\n",
+            "cluster_name": "capped",
+        }),
+    )
+    .await;
+    let capped = record(&api, "capped").await.unwrap();
+    assert_eq!(autostop_of(&capped), (6000, false), "{capped}");
+
+    // Set shorter by hand, then an exec that asks nothing: kept.
+    run(
+        &api,
+        "/autostop",
+        json!({"cluster_name": "capped", "idle_minutes": 3000, "down": true}),
+    )
+    .await;
+    run(
+        &api,
+        "/exec",
+        json!({"task": "run: echo again\n", "cluster_name": "capped"}),
+    )
+    .await;
+    let kept = record(&api, "capped").await.unwrap();
+    assert_eq!(autostop_of(&kept), (3000, true), "{kept}");
+    run(&api, "/down", json!({"cluster_name": "capped"})).await;
+}
+
 /// The AUTOSTOP cell of `cluster`'s row in `sky status`, read at the
 /// column where the header puts it.
 fn autostop_cell(status: &Outcome, cluster: &str) -> Option<String> {

@@ -523,7 +523,13 @@ pub async fn exec(ctx: &RequestContext, body: ExecBody) -> OpResult {
         down: body.down,
         dryrun: body.dryrun,
     };
-    let (task, autostop) = police_with_autostop(ctx, "exec", task, options).await?;
+    // An exec that asks nothing of autostop leaves the cluster's as it is,
+    // even where a policy would force one on a launch.
+    let asks_autostop = body.down || task_autostop(&task).is_some();
+    let (task, mut autostop) = police_with_autostop(ctx, "exec", task, options).await?;
+    if !asks_autostop {
+        autostop = AutostopRequest::Unchanged;
+    }
     let plan = load_plan(
         ctx,
         &task,
