@@ -19,6 +19,8 @@ use support::sky::{Outcome, Report, Sky, official_sky, temp_dir};
 
 /// How long any one state change may take before the test gives up.
 const DEADLINE: Duration = Duration::from_secs(90);
+/// The same through `sky status`, each call of which starts Python.
+const SKY_DEADLINE: Duration = Duration::from_secs(300);
 
 /// An autostop "minute" of a fifth of a second: a 1-minute autostop fires
 /// within seconds, a 6000-minute one not within the test.
@@ -222,7 +224,7 @@ async fn wait_sky_status(sky: &Sky, what: &str, holds: impl Fn(&Outcome) -> bool
             return status;
         }
         assert!(
-            started.elapsed() < DEADLINE,
+            started.elapsed() < SKY_DEADLINE,
             "waiting for {what}:\n{}",
             status.describe()
         );
