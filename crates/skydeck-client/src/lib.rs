@@ -7,10 +7,11 @@ pub mod upload;
 
 use futures_util::StreamExt;
 use serde::Serialize;
+use skydeck_types::client_tool::HEADER_CLIENT;
 use skydeck_types::version::{
     API_VERSION, HEADER_API_VERSION, HEADER_REQUEST_ID, HEADER_VERSION, SKYPILOT_COMPAT_VERSION,
 };
-use skydeck_types::{HealthResponse, RequestError, RequestPayload, RequestStatus};
+use skydeck_types::{ClientTool, HealthResponse, RequestError, RequestPayload, RequestStatus};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +100,9 @@ impl Client {
             .http
             .request(method, format!("{}{path}", self.base_url))
             .header(HEADER_API_VERSION, API_VERSION.to_string())
-            .header(HEADER_VERSION, SKYPILOT_COMPAT_VERSION);
+            .header(HEADER_VERSION, SKYPILOT_COMPAT_VERSION)
+            // So the server's hints name `skydeck` commands, not `sky` ones.
+            .header(HEADER_CLIENT, ClientTool::skydeck_header_value());
         // One Authorization header: the token is the more specific choice
         // (set for this shell or this login) over a password in the URL.
         if let Some(token) = &self.token {

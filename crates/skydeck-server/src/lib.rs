@@ -7,6 +7,7 @@
 
 pub mod admin_policy;
 pub mod auth;
+pub mod client_tool;
 pub mod clusters;
 pub mod config;
 pub mod downloads;

@@ -7,6 +7,7 @@
 //! needs more than serde (pickled error envelopes, double-encoded values).
 
 pub mod bodies;
+pub mod client_tool;
 pub mod command_line;
 pub mod config;
 pub mod glob;
@@ -20,5 +21,6 @@ pub mod ssh_node_pools;
 pub mod task;
 pub mod version;
 
+pub use client_tool::ClientTool;
 pub use health::{HealthResponse, HealthStatus, HealthUser};
 pub use request::{RequestError, RequestPayload, RequestStatus, ScheduleType};

@@ -15,40 +15,81 @@ pub fn local_default() -> String {
     format!("http://127.0.0.1:{DEFAULT_PORT}")
 }
 
-/// Where requests go: `SKYDECK_API_SERVER_ENDPOINT`, else the endpoint saved
-/// by `api login`, else the local default (`None` here).
+/// Which API server the CLI talks to, and who it says it is. Every
+/// command (`status`, `api status`, `api stop`…) asks [`resolve`], so
+/// they all act on the same server.
 pub struct Target {
     pub endpoint: String,
     pub token: Option<String>,
-    /// True when no endpoint was configured: the CLI may start a server.
-    pub is_local_default: bool,
+    pub source: Source,
 }
 
+/// Why [`Target::endpoint`] is the server to talk to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `SKYDECK_API_SERVER_ENDPOINT`.
+    Environment,
+    /// The endpoint saved by `api login`.
+    Login,
+    /// The server started from this state directory (its `server.json`),
+    /// on whatever port it was given.
+    HomeServer { pid: u32 },
+    /// Nothing configured and nothing running from this state directory:
+    /// the local default, which the CLI may start.
+    LocalDefault,
+}
+
+impl Target {
+    /// True when nothing names a server: the CLI may start one.
+    pub fn is_local_default(&self) -> bool {
+        self.source == Source::LocalDefault
+    }
+}
+
+/// Where requests go: `SKYDECK_API_SERVER_ENDPOINT`, else the endpoint
+/// saved by `api login`, else the server running from this state
+/// directory (`SKYDECK_HOME`), else the local default.
 pub fn resolve(paths: &Paths) -> anyhow::Result<Target> {
     let saved = read_client_config(paths)?;
     let token = std::env::var(ENV_TOKEN)
         .ok()
         .filter(|t| !t.is_empty())
         .or(saved.token);
+    let target = |endpoint: String, source: Source| Target {
+        endpoint,
+        token: token.clone(),
+        source,
+    };
     if let Some(endpoint) = std::env::var(ENV_ENDPOINT).ok().filter(|e| !e.is_empty()) {
-        return Ok(Target {
-            endpoint,
-            token,
-            is_local_default: false,
-        });
+        return Ok(target(endpoint, Source::Environment));
     }
-    Ok(match saved.endpoint {
-        Some(endpoint) => Target {
-            endpoint,
-            token,
-            is_local_default: false,
-        },
-        None => Target {
-            endpoint: local_default(),
-            token,
-            is_local_default: true,
-        },
-    })
+    if let Some(endpoint) = saved.endpoint {
+        return Ok(target(endpoint, Source::Login));
+    }
+    if let Some(running) = crate::daemon::running_server(paths) {
+        return Ok(target(running.url, Source::HomeServer { pid: running.pid }));
+    }
+    Ok(target(local_default(), Source::LocalDefault))
+}
+
+/// Whether two endpoints name the same server (`http://h:1/` and
+/// `http://h:1`, credentials aside).
+pub fn same_server(a: &str, b: &str) -> bool {
+    let bare = |url: &str| {
+        let url = url.trim_end_matches('/');
+        match url.split_once("://") {
+            Some((scheme, rest)) => {
+                let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+                format!(
+                    "{}://{}",
+                    scheme.to_ascii_lowercase(),
+                    host.to_ascii_lowercase()
+                )
+            }
+            None => url.to_ascii_lowercase(),
+        }
+    };
+    bare(a) == bare(b)
 }
 
 #[derive(Default)]
@@ -159,4 +200,23 @@ fn active_workspace(paths: &Paths) -> Option<String> {
         .get("active_workspace")?
         .as_str()
         .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_server;
+
+    #[test]
+    fn same_server_ignores_credentials_case_and_a_trailing_slash() {
+        assert!(same_server(
+            "http://127.0.0.1:5000/",
+            "http://127.0.0.1:5000"
+        ));
+        assert!(same_server("http://alice:pw@Host:1", "HTTP://host:1"));
+        assert!(!same_server(
+            "http://127.0.0.1:5000",
+            "http://127.0.0.1:5001"
+        ));
+        assert!(!same_server("https://h:1", "http://h:1"));
+    }
 }

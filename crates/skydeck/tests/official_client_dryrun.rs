@@ -67,7 +67,7 @@ async fn the_official_client_dryrun_shows_the_plan_or_the_launchs_error() {
         .await;
     report.check(
         &refused,
-        !refused.success() && refused.output().contains("cannot fit this request"),
+        !refused.success() && refused.output().contains("does not fit on local"),
         "a dry run that cannot fit fails with the launch's error",
     );
     report.check(

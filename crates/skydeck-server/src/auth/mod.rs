@@ -481,7 +481,10 @@ pub async fn authenticate(
     let caller = match auth.identify(request.headers(), peer).await {
         Ok(Some(user)) => Caller::User(user),
         Ok(None) if public => Caller::Anonymous,
-        Ok(None) => return unauthorized(auth.settings(), &needs_login(auth.settings())),
+        Ok(None) => {
+            let tool = crate::client_tool::of_headers(request.headers());
+            return unauthorized(auth.settings(), &tool.render(&needs_login(auth.settings())));
+        }
         // The health check reports who you are; wrong credentials there
         // mean "nobody", which the client turns into a clear login error.
         Err(AuthError::Invalid(_)) if public => Caller::Anonymous,

@@ -1,6 +1,7 @@
 //! Clusters as the server manages them: which provider owns a cluster, how
 //! to reach its agent, and what a task asks of it.
 
+pub mod autostop;
 pub mod placement;
 pub mod plan;
 

@@ -431,6 +431,7 @@ impl Executor {
             policy_timeout: self.policy_timeout,
         };
         let hold = self.hold.contains(name);
+        let tool = crate::client_tool::of_body(&body);
         let work = std::panic::AssertUnwindSafe(async move {
             if hold {
                 ctx.log.line("Held by SKYDECK_TEST_HOLD_REQUESTS.");
@@ -440,7 +441,11 @@ impl Executor {
         });
         match work.catch_unwind().await {
             Ok(Ok(value)) => Outcome::Succeeded(value),
-            Ok(Err(error)) => Outcome::Failed(error),
+            // Hints name the commands of the tool the request came from.
+            Ok(Err(error)) => Outcome::Failed(RequestError {
+                message: tool.render(&error.message),
+                ..error
+            }),
             Err(panic) => {
                 tracing::error!(request.id = %id, panic = panic_message(&*panic), "request panicked");
                 Outcome::Failed(RequestError::new(

@@ -8,6 +8,7 @@ use super::launch_checks::{self, check_same_workspace};
 use super::ownership::owned_cluster;
 use super::progress;
 use super::{OpResult, RequestContext, internal};
+use crate::clusters::autostop::{AutostopRequest, task_autostop};
 use crate::clusters::handle_of;
 use crate::clusters::placement;
 use crate::clusters::plan::{Files, Plan};
@@ -481,14 +482,48 @@ pub async fn launch(ctx: &RequestContext, body: LaunchBody) -> OpResult {
     };
     sync_files(ctx, &record, &handle, plan).await?;
     let job_id = submit_job(ctx, &record, plan, !body.no_setup).await?;
-    // Only once the job is queued: an autostop of 0 minutes set before it
-    // would find the cluster idle and take it away first. `--down` alone
-    // means tear down as soon as the jobs are done, as in SkyPilot.
-    let autostop = body.idle_minutes_to_autostop.or(body.down.then_some(0));
-    if let Some(minutes) = autostop {
-        set_autostop(ctx, &record, minutes, body.down).await?;
-    }
+    apply_autostop(ctx, &record, checked.autostop).await?;
     Ok(json!({"job_id": job_id, "handle": records::handle_dict(&record, Some(&handle))}))
+}
+
+/// Runs the admin policy on a launch or exec and works out the autostop
+/// the request leaves the cluster with: the task's `resources.autostop`
+/// (where the official client puts `-i` and `--down`) overridden by the
+/// body's flags, as the policy saw it and as it may have changed it.
+pub(super) async fn police_with_autostop(
+    ctx: &RequestContext,
+    request_name: &str,
+    task: String,
+    mut options: PolicyRequestOptions,
+) -> Result<(String, AutostopRequest), RequestError> {
+    let flags = (options.idle_minutes_to_autostop, options.down);
+    // The policy sees the final values, as SkyPilot's client sends them.
+    AutostopRequest::of(task_autostop(&task).as_ref(), flags.0, flags.1).to_options(&mut options);
+    let sent = options.clone();
+    let policed = super::policy::police(ctx, request_name, task, Some(options)).await?;
+    // Options the policy changed override the task as flags would.
+    let flags = match policed.options {
+        Some(changed) if changed != sent => (changed.idle_minutes_to_autostop, changed.down),
+        _ => flags,
+    };
+    let autostop =
+        AutostopRequest::of(task_autostop(&policed.task_yaml).as_ref(), flags.0, flags.1);
+    Ok((policed.task_yaml, autostop))
+}
+
+/// Sets what the request asked of the cluster's autostop. Only once the
+/// job is queued: an autostop of 0 minutes set before it would find the
+/// cluster idle and take it away first (`--down` alone means tear down as
+/// soon as the jobs are done, as in SkyPilot).
+async fn apply_autostop(
+    ctx: &RequestContext,
+    record: &ClusterRecord,
+    autostop: AutostopRequest,
+) -> Result<(), RequestError> {
+    match autostop.setting() {
+        Some((minutes, down)) => set_autostop(ctx, record, minutes, down).await,
+        None => Ok(()),
+    }
 }
 
 pub async fn exec(ctx: &RequestContext, body: ExecBody) -> OpResult {
@@ -496,12 +531,16 @@ pub async fn exec(ctx: &RequestContext, body: ExecBody) -> OpResult {
     let options = PolicyRequestOptions {
         cluster_name: Some(body.cluster_name.to_string()),
         idle_minutes_to_autostop: None,
-        down: false,
+        down: body.down,
         dryrun: body.dryrun,
     };
-    let task = super::policy::police(ctx, "exec", task, Some(options))
-        .await?
-        .task_yaml;
+    // An exec that asks nothing of autostop leaves the cluster's as it is,
+    // even where a policy would force one on a launch.
+    let asks_autostop = body.down || task_autostop(&task).is_some();
+    let (task, mut autostop) = police_with_autostop(ctx, "exec", task, options).await?;
+    if !asks_autostop {
+        autostop = AutostopRequest::Unchanged;
+    }
     let plan = load_plan(
         ctx,
         &task,
@@ -545,6 +584,7 @@ pub async fn exec(ctx: &RequestContext, body: ExecBody) -> OpResult {
             .map_err(infra_error)?;
     }
     let job_id = submit_job(ctx, &record, &plan, false).await?;
+    apply_autostop(ctx, &record, autostop).await?;
     Ok(json!({"job_id": job_id, "handle": records::handle_dict(&record, Some(&handle))}))
 }
 
@@ -570,6 +610,15 @@ async fn set_autostop(
         ));
     }
     Ok(())
+}
+
+/// A stopped cluster has no autostop pending: `sky status` shows `-`.
+async fn clear_autostop(store: &dyn skydeck_store::Store, name: &str) -> Result<(), RequestError> {
+    store
+        .set_cluster_autostop(name, -1, false)
+        .await
+        .map(drop)
+        .map_err(internal)
 }
 
 /// The cluster `name`, which the requester must own (or act for everyone).
@@ -607,6 +656,7 @@ pub async fn stop(ctx: &RequestContext, body: StopOrDownBody) -> OpResult {
     // Nothing runs on it now: what it held is free for other clusters
     // (`start` places it again).
     placement::release(ctx.store.as_ref(), &record.name).await?;
+    clear_autostop(ctx.store.as_ref(), &record.name).await?;
     ctx.log.line(&format!("Cluster {} stopped.", record.name));
     Ok(Value::Null)
 }
@@ -653,9 +703,10 @@ pub async fn start(ctx: &RequestContext, body: StartBody) -> OpResult {
         .await
         .map_err(internal)?;
     let record = existing(ctx, &body.cluster_name).await?;
-    if let Some(minutes) = body.idle_minutes_to_autostop {
-        set_autostop(ctx, &record, minutes, body.down).await?;
-    }
+    // A stopped cluster comes back with autostop off, as in SkyPilot,
+    // unless the start sets one; the agent may still hold the old one.
+    let minutes = body.idle_minutes_to_autostop.unwrap_or(-1);
+    set_autostop(ctx, &record, minutes, body.down && minutes >= 0).await?;
     ctx.log.line(&format!("✓ Cluster {} is UP.", record.name));
     Ok(records::handle_dict(&record, Some(&handle)))
 }
@@ -704,6 +755,7 @@ pub async fn reconcile(
             return Ok(Some(record.clone()));
         }
         (ClusterState::AutoStopped { down: false } | ClusterState::Stopped, ClusterStatus::Up) => {
+            clear_autostop(ctx_store, &record.name).await?;
             ClusterStatus::Stopped
         }
         (ClusterState::Running, ClusterStatus::Stopped) => ClusterStatus::Up,

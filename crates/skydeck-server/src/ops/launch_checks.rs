@@ -9,8 +9,11 @@
 //! taken meanwhile) and to provision.
 
 use super::RequestContext;
-use super::clusters::{generated_name, infra_error, load_plan, misfit, spec_of};
+use super::clusters::{
+    generated_name, infra_error, load_plan, misfit, police_with_autostop, spec_of,
+};
 use super::ownership::check_owner;
+use crate::clusters::autostop::AutostopRequest;
 use crate::clusters::plan::{Files, Plan};
 use crate::clusters::{handle_of, placement};
 use crate::skypilot::{exception, records};
@@ -26,8 +29,10 @@ pub struct Checked {
     pub plan: Plan,
     pub name: ClusterName,
     pub spec: ClusterSpec,
-    /// The launch's body after the admin policy (which may set autostop).
     pub body: LaunchBody,
+    /// The autostop asked for (flags, or the task's `resources.autostop`),
+    /// after the admin policy.
+    pub autostop: AutostopRequest,
 }
 
 /// The checks that depend on the task and the caller, not on what exists
@@ -35,10 +40,7 @@ pub struct Checked {
 /// the task (parsed, its limits and uploaded files checked), the
 /// workspace (the caller may use it, and its infrastructure), and what
 /// the infrastructure can ever host.
-pub async fn check_task(
-    ctx: &RequestContext,
-    mut body: LaunchBody,
-) -> Result<Checked, RequestError> {
+pub async fn check_task(ctx: &RequestContext, body: LaunchBody) -> Result<Checked, RequestError> {
     let task = ctx.infra.secrets.original_task(&ctx.id, body.task.clone());
     let options = PolicyRequestOptions {
         cluster_name: body.cluster_name.clone().map(String::from),
@@ -46,18 +48,8 @@ pub async fn check_task(
         down: body.down,
         dryrun: body.dryrun,
     };
-    let policed = super::policy::police(ctx, "launch", task, Some(options)).await?;
-    if let Some(options) = policed.options {
-        body.idle_minutes_to_autostop = options.idle_minutes_to_autostop;
-        body.down = options.down;
-    }
-    let plan = load_plan(
-        ctx,
-        &policed.task_yaml,
-        body.file_mounts_blob_id.as_ref(),
-        Files::All,
-    )
-    .await?;
+    let (task, autostop) = police_with_autostop(ctx, "launch", task, options).await?;
+    let plan = load_plan(ctx, &task, body.file_mounts_blob_id.as_ref(), Files::All).await?;
     check_workspace(ctx, &plan).await?;
     let name = body
         .cluster_name
@@ -78,6 +70,7 @@ pub async fn check_task(
         name,
         spec,
         body,
+        autostop,
     })
 }
 
@@ -224,11 +217,10 @@ pub fn log_plan(ctx: &RequestContext, checked: &Checked, existing: Option<&Clust
         _ => "nothing (no run or setup)",
     };
     lines.push(format!("  Job:         {job} ({})", plan.resources_str()));
-    let autostop = body.idle_minutes_to_autostop.or(body.down.then_some(0));
-    lines.push(match autostop {
-        Some(minutes) if minutes >= 0 => format!(
+    lines.push(match checked.autostop.setting() {
+        Some((minutes, down)) if minutes >= 0 => format!(
             "  Autostop:    {} after {minutes} idle minute(s)",
-            if body.down { "tear down" } else { "stop" }
+            if down { "tear down" } else { "stop" }
         ),
         _ => "  Autostop:    off".to_owned(),
     });

@@ -5,12 +5,12 @@
 
 use super::SharedState;
 use super::schedule::schedule;
-use crate::auth::Caller;
+use crate::client_tool::Requester;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::ops::Op;
 use axum::Json;
-use axum::extract::{Extension, State};
+use axum::extract::State;
 use axum::response::Response;
 use serde::Deserialize;
 use skydeck_types::bodies::BaseBody;
@@ -20,20 +20,20 @@ use skydeck_types::listing_bodies::{
 
 pub async fn cost_report(
     State(state): State<SharedState>,
-    Extension(caller): Extension<Caller>,
+    requester: Requester,
     ApiJson(body): ApiJson<CostReportBody>,
 ) -> Result<Response, ApiError> {
-    schedule(&state, &caller, Op::CostReport, &body.base, &body, None).await
+    schedule(&state, &requester, Op::CostReport, &body.base, &body, None).await
 }
 
 pub async fn list_accelerators(
     State(state): State<SharedState>,
-    Extension(caller): Extension<Caller>,
+    requester: Requester,
     ApiJson(body): ApiJson<ListAcceleratorsBody>,
 ) -> Result<Response, ApiError> {
     schedule(
         &state,
-        &caller,
+        &requester,
         Op::ListAccelerators,
         &body.base,
         &body,
@@ -44,12 +44,12 @@ pub async fn list_accelerators(
 
 pub async fn list_accelerator_counts(
     State(state): State<SharedState>,
-    Extension(caller): Extension<Caller>,
+    requester: Requester,
     ApiJson(body): ApiJson<ListAcceleratorCountsBody>,
 ) -> Result<Response, ApiError> {
     schedule(
         &state,
-        &caller,
+        &requester,
         Op::ListAcceleratorCounts,
         &body.base,
         &body,
@@ -60,27 +60,27 @@ pub async fn list_accelerator_counts(
 
 pub async fn storage_ls(
     State(state): State<SharedState>,
-    Extension(caller): Extension<Caller>,
+    requester: Requester,
 ) -> Result<Response, ApiError> {
     let base = BaseBody::default();
-    schedule(&state, &caller, Op::StorageLs, &base, &base, None).await
+    schedule(&state, &requester, Op::StorageLs, &base, &base, None).await
 }
 
 /// The query (`refresh`, `names`) narrows a list that is empty anyway.
 pub async fn volume_list(
     State(state): State<SharedState>,
-    Extension(caller): Extension<Caller>,
+    requester: Requester,
 ) -> Result<Response, ApiError> {
     let base = BaseBody::default();
-    schedule(&state, &caller, Op::VolumeList, &base, &base, None).await
+    schedule(&state, &requester, Op::VolumeList, &base, &base, None).await
 }
 
 pub async fn jobs_queue_v1(
     State(state): State<SharedState>,
-    Extension(caller): Extension<Caller>,
+    requester: Requester,
     ApiJson(base): ApiJson<BaseBody>,
 ) -> Result<Response, ApiError> {
-    schedule(&state, &caller, Op::JobsQueueV1, &base, &base, None).await
+    schedule(&state, &requester, Op::JobsQueueV1, &base, &base, None).await
 }
 
 #[derive(Deserialize)]
@@ -93,13 +93,13 @@ pub struct Completion {
 /// an admin) whose name starts with what was typed.
 pub async fn complete_cluster_name(
     State(state): State<SharedState>,
-    Extension(caller): Extension<Caller>,
+    requester: Requester,
     ApiQuery(query): ApiQuery<Completion>,
 ) -> Result<Json<Vec<String>>, ApiError> {
-    let owner = if caller.sees_all() {
+    let owner = if requester.caller.sees_all() {
         None
     } else {
-        caller.user().map(|user| user.id.clone())
+        requester.caller.user().map(|user| user.id.clone())
     };
     let names = state
         .store
@@ -115,7 +115,7 @@ pub async fn complete_cluster_name(
 /// Shell completion of request ids, among the requests the caller sees.
 pub async fn complete_api_request(
     State(state): State<SharedState>,
-    Extension(caller): Extension<Caller>,
+    requester: Requester,
     ApiQuery(query): ApiQuery<Completion>,
 ) -> Result<Json<Vec<String>>, ApiError> {
     // Ids are UUIDs: anything else typed so far completes to nothing.
@@ -126,10 +126,10 @@ pub async fn complete_api_request(
     {
         return Ok(Json(Vec::new()));
     }
-    let scope = if caller.sees_all() {
+    let scope = if requester.caller.sees_all() {
         None
     } else {
-        caller.user().map(|user| user.id.clone())
+        requester.caller.user().map(|user| user.id.clone())
     };
     let ids = state
         .store

@@ -3,6 +3,7 @@
 
 use super::SharedState;
 use crate::auth::Caller;
+use crate::client_tool::Requester;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::ops::Op;
@@ -24,7 +25,7 @@ use skydeck_types::version::HEADER_REQUEST_ID;
 /// Stores a request for `op` and answers with its id.
 pub(super) async fn schedule<B: Serialize>(
     state: &SharedState,
-    caller: &Caller,
+    requester: &Requester,
     op: Op,
     base: &BaseBody,
     body: &B,
@@ -32,7 +33,7 @@ pub(super) async fn schedule<B: Serialize>(
 ) -> Result<Response, ApiError> {
     schedule_as(
         state,
-        caller,
+        requester,
         new_request_id(),
         op,
         base,
@@ -45,14 +46,14 @@ pub(super) async fn schedule<B: Serialize>(
 /// [`schedule`] under an id chosen beforehand.
 async fn schedule_as<B: Serialize>(
     state: &SharedState,
-    caller: &Caller,
+    requester: &Requester,
     id: String,
     op: Op,
     base: &BaseBody,
     body: &B,
     cluster_name: Option<ClusterName>,
 ) -> Result<Response, ApiError> {
-    let id = accept(state, caller, id, op, base, body, cluster_name).await?;
+    let id = accept(state, requester, id, op, base, body, cluster_name).await?;
     let mut response = Json(serde_json::Value::Null).into_response();
     response.headers_mut().insert(
         HEADER_REQUEST_ID,
@@ -146,14 +147,16 @@ fn workspace_for(
 /// Stores a request for `op`; once this returns its id, it is durable.
 pub(super) async fn accept<B: Serialize>(
     state: &SharedState,
-    caller: &Caller,
+    requester: &Requester,
     id: String,
     op: Op,
     base: &BaseBody,
     body: &B,
     cluster_name: Option<ClusterName>,
 ) -> Result<String, ApiError> {
+    let Requester { caller, tool } = requester;
     let mut body = serde_json::to_value(body).map_err(ApiError::internal)?;
+    crate::client_tool::stamp(&mut body, *tool);
     let user_id = match caller.user() {
         // The proven identity replaces whatever the client says it is, so
         // the operation acts for (and only for) that user.
@@ -200,60 +203,60 @@ pub(super) async fn accept<B: Serialize>(
 
 pub async fn status(
     State(state): State<SharedState>,
-    Extension(caller): Extension<Caller>,
+    requester: Requester,
     ApiJson(body): ApiJson<StatusBody>,
 ) -> Result<Response, ApiError> {
-    schedule(&state, &caller, Op::Status, &body.base, &body, None).await
+    schedule(&state, &requester, Op::Status, &body.base, &body, None).await
 }
 
 pub async fn check(
     State(state): State<SharedState>,
-    Extension(caller): Extension<Caller>,
+    requester: Requester,
     ApiJson(body): ApiJson<CheckBody>,
 ) -> Result<Response, ApiError> {
-    schedule(&state, &caller, Op::Check, &body.base, &body, None).await
+    schedule(&state, &requester, Op::Check, &body.base, &body, None).await
 }
 
 pub async fn jobs_queue(
     State(state): State<SharedState>,
-    Extension(caller): Extension<Caller>,
+    requester: Requester,
     ApiJson(body): ApiJson<JobsQueueBody>,
 ) -> Result<Response, ApiError> {
-    schedule(&state, &caller, Op::JobsQueue, &body.base, &body, None).await
+    schedule(&state, &requester, Op::JobsQueue, &body.base, &body, None).await
 }
 
 pub async fn serve_status(
     State(state): State<SharedState>,
-    Extension(caller): Extension<Caller>,
+    requester: Requester,
     ApiJson(body): ApiJson<ServeStatusBody>,
 ) -> Result<Response, ApiError> {
-    schedule(&state, &caller, Op::ServeStatus, &body.base, &body, None).await
+    schedule(&state, &requester, Op::ServeStatus, &body.base, &body, None).await
 }
 
 pub async fn pool_status(
     State(state): State<SharedState>,
-    Extension(caller): Extension<Caller>,
+    requester: Requester,
     ApiJson(body): ApiJson<PoolStatusBody>,
 ) -> Result<Response, ApiError> {
-    schedule(&state, &caller, Op::PoolStatus, &body.base, &body, None).await
+    schedule(&state, &requester, Op::PoolStatus, &body.base, &body, None).await
 }
 
 pub async fn api_cancel(
     State(state): State<SharedState>,
-    Extension(caller): Extension<Caller>,
+    requester: Requester,
     ApiJson(body): ApiJson<ApiCancelBody>,
 ) -> Result<Response, ApiError> {
-    schedule(&state, &caller, Op::ApiCancel, &body.base, &body, None).await
+    schedule(&state, &requester, Op::ApiCancel, &body.base, &body, None).await
 }
 
 pub async fn enabled_clouds(
     State(state): State<SharedState>,
-    Extension(caller): Extension<Caller>,
+    requester: Requester,
     ApiQuery(query): ApiQuery<EnabledCloudsQuery>,
 ) -> Result<Response, ApiError> {
     schedule(
         &state,
-        &caller,
+        &requester,
         Op::EnabledClouds,
         &BaseBody::default(),
         &query,
@@ -264,11 +267,11 @@ pub async fn enabled_clouds(
 
 pub async fn workspaces(
     State(state): State<SharedState>,
-    Extension(caller): Extension<Caller>,
+    requester: Requester,
 ) -> Result<Response, ApiError> {
     schedule(
         &state,
-        &caller,
+        &requester,
         Op::WorkspacesGet,
         &BaseBody::default(),
         &serde_json::json!({}),
@@ -304,11 +307,11 @@ macro_rules! cluster_op {
     ($($handler:ident: $body:ty => $op:expr, $cluster:ident;)*) => {$(
         pub async fn $handler(
             State(state): State<SharedState>,
-            Extension(caller): Extension<Caller>,
+            requester: Requester,
             ApiJson(body): ApiJson<$body>,
         ) -> Result<Response, ApiError> {
             let cluster = Some(body.$cluster.clone());
-            schedule(&state, &caller, $op, &body.base, &body, cluster).await
+            schedule(&state, &requester, $op, &body.base, &body, cluster).await
         }
     )*};
 }
@@ -327,50 +330,59 @@ cluster_op! {
 
 pub async fn launch(
     State(state): State<SharedState>,
-    Extension(caller): Extension<Caller>,
+    requester: Requester,
     ApiJson(mut body): ApiJson<LaunchBody>,
 ) -> Result<Response, ApiError> {
     let id = new_request_id();
     body.task = storable_task(&state, &id, std::mem::take(&mut body.task)).await?;
     let cluster = body.cluster_name.clone();
-    schedule_as(&state, &caller, id, Op::Launch, &body.base, &body, cluster).await
+    schedule_as(
+        &state,
+        &requester,
+        id,
+        Op::Launch,
+        &body.base,
+        &body,
+        cluster,
+    )
+    .await
 }
 
 pub async fn exec(
     State(state): State<SharedState>,
-    Extension(caller): Extension<Caller>,
+    requester: Requester,
     ApiJson(mut body): ApiJson<ExecBody>,
 ) -> Result<Response, ApiError> {
     let id = new_request_id();
     body.task = storable_task(&state, &id, std::mem::take(&mut body.task)).await?;
     let cluster = Some(body.cluster_name.clone());
-    schedule_as(&state, &caller, id, Op::Exec, &body.base, &body, cluster).await
+    schedule_as(&state, &requester, id, Op::Exec, &body.base, &body, cluster).await
 }
 
 /// Optimizing needs no secret, so the stored dag keeps none.
 pub async fn optimize(
     State(state): State<SharedState>,
-    Extension(caller): Extension<Caller>,
+    requester: Requester,
     ApiJson(mut body): ApiJson<OptimizeBody>,
 ) -> Result<Response, ApiError> {
     let dag = std::mem::take(&mut body.dag);
     body.dag =
         crate::task_limits::checked(dag, |dag| Ok(skydeck_types::task::redact_task_yaml(&dag)))
             .await?;
-    schedule(&state, &caller, Op::Optimize, &body.base, &body, None).await
+    schedule(&state, &requester, Op::Optimize, &body.base, &body, None).await
 }
 
 /// `/logs` answers with the log stream itself (the id in the header), as
 /// SkyPilot's server does; `/api/get` then gives the job's exit code.
 pub async fn logs(
     State(state): State<SharedState>,
-    Extension(caller): Extension<Caller>,
+    requester: Requester,
     ApiJson(body): ApiJson<LogsBody>,
 ) -> Result<Response, ApiError> {
     let cluster = Some(body.cluster_name.clone());
     let id = accept(
         &state,
-        &caller,
+        &requester,
         new_request_id(),
         Op::Logs,
         &body.base,

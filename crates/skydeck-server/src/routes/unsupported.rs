@@ -15,12 +15,12 @@
 //! refused `sky jobs launch` leaves no task (or secret) behind.
 
 use super::{Route, SharedState};
-use crate::auth::Caller;
+use crate::client_tool::Requester;
 use crate::error::ApiError;
 use crate::ops::Op;
 use crate::ops::unsupported::{find, refuse};
 use axum::body::Bytes;
-use axum::extract::{Extension, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, on};
@@ -379,27 +379,27 @@ fn handler(method: Method, answer: Answer) -> MethodRouter<SharedState> {
         .expect("the table names only GET, POST and DELETE");
     on(
         filter,
-        move |State(state): State<SharedState>,
-              Extension(caller): Extension<Caller>,
-              body: Bytes| async move { answer_with(&state, &caller, answer, &body).await },
+        move |State(state): State<SharedState>, requester: Requester, body: Bytes| async move {
+            answer_with(&state, &requester, answer, &body).await
+        },
     )
 }
 
 async fn answer_with(
     state: &SharedState,
-    caller: &Caller,
+    requester: &Requester,
     answer: Answer,
     body: &[u8],
 ) -> Result<Response, ApiError> {
     match answer {
         Request(name) => {
-            let id = accept(state, caller, name, body).await?;
+            let id = accept(state, requester, name, body).await?;
             let mut response = axum::Json(serde_json::Value::Null).into_response();
             set_request_id(&mut response, &id);
             Ok(response)
         }
         Stream(name) => {
-            let id = accept(state, caller, name, body).await?;
+            let id = accept(state, requester, name, body).await?;
             let mut response = super::stream::stream_response(state, id.clone(), None, true, None)?;
             set_request_id(&mut response, &id);
             Ok(response)
@@ -430,7 +430,7 @@ async fn answer_with(
 /// fails whatever it carried.
 async fn accept(
     state: &SharedState,
-    caller: &Caller,
+    requester: &Requester,
     name: &'static str,
     body: &[u8],
 ) -> Result<String, ApiError> {
@@ -439,7 +439,7 @@ async fn accept(
     let base: BaseBody = serde_json::from_slice(body).unwrap_or_default();
     super::schedule::accept(
         state,
-        caller,
+        requester,
         super::schedule::new_request_id(),
         op,
         &base,

@@ -1,6 +1,7 @@
 //! `skydeck api …`: the server and its requests.
 
 use crate::cli::{ApiCancelArgs, ApiLogsArgs, ApiStatusArgs, HealthArgs, LoginArgs, StartArgs};
+use crate::endpoint::Source;
 use crate::table::{Table, ago};
 use crate::{daemon, endpoint};
 use anyhow::bail;
@@ -27,14 +28,34 @@ pub async fn start(paths: &Paths, args: &StartArgs) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn stop(paths: &Paths) -> anyhow::Result<ExitCode> {
+/// Stops the server the other commands talk to ([`endpoint::resolve`]),
+/// which must be one started from this state directory: its pid file is
+/// how it is stopped. Any other server is left alone, with a word on why.
+pub async fn stop(paths: &Paths, target: &endpoint::Target) -> anyhow::Result<ExitCode> {
+    let home = paths.home.display();
+    let ours = daemon::running_server(paths);
+    match (&target.source, &ours) {
+        (Source::HomeServer { .. } | Source::LocalDefault, _) => {}
+        (_, Some(running)) if endpoint::same_server(&running.url, &target.endpoint) => {}
+        (source, _) => {
+            let why = match source {
+                Source::Environment => format!("{} names it", endpoint::ENV_ENDPOINT),
+                _ => "you logged in to it (`skydeck api login`)".to_owned(),
+            };
+            eprintln!(
+                "The API server at {} ({why}) was not started from {home}; `skydeck api stop` \
+                 stops only the server started from this state directory (by the pid in its \
+                 server.json). Stop it where it was started, with that SKYDECK_HOME.",
+                target.endpoint
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     if daemon::stop(paths).await? {
-        println!("Skydeck API server stopped.");
+        let url = ours.map(|running| running.url).unwrap_or_default();
+        println!("Skydeck API server at {url} stopped.");
     } else {
-        println!(
-            "No Skydeck API server is running from {}.",
-            paths.home.display()
-        );
+        println!("No Skydeck API server is running from {home}.");
     }
     Ok(ExitCode::SUCCESS)
 }

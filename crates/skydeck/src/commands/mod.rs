@@ -43,7 +43,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             unreachable!("handled above")
         }
         Command::Api(ApiCommand::Start(args)) => api::start(&paths, &args).await,
-        Command::Api(ApiCommand::Stop) => api::stop(&paths).await,
+        Command::Api(ApiCommand::Stop) => api::stop(&paths, &endpoint::resolve(&paths)?).await,
         Command::Api(ApiCommand::Login(args)) => api::login(&paths, &args).await,
         Command::Api(ApiCommand::Health(args)) => api::health(&args).await,
         Command::Api(ApiCommand::Info) => api::info(&connect(&paths).await?).await,
@@ -158,7 +158,7 @@ fn failed(err: ClientError) -> anyhow::Result<ExitCode> {
 async fn connect(paths: &Paths) -> anyhow::Result<Client> {
     let target = endpoint::resolve(paths)?;
     let client = Client::new(&target.endpoint, target.token.clone())?;
-    if !target.is_local_default || client.health().await.is_ok() {
+    if !target.is_local_default() || client.health().await.is_ok() {
         return Ok(client);
     }
     eprintln!(
