@@ -33,6 +33,30 @@ pub struct NodeInfo {
     /// machine of its own, whose GPUs are all its jobs'.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpus: Option<Vec<u32>>,
+    /// How the head's agent reaches this node over SSH; `None` where the
+    /// node is on the head's own machine (every `local` node, and the head
+    /// itself everywhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<NodeSsh>,
+}
+
+/// A worker node as the head's agent reaches it: with the cluster's own
+/// key pair (made by the server for this cluster, authorized on the
+/// worker for the cluster's life), checked against the host keys the
+/// server recorded for the pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSsh {
+    /// The address the head connects to (the node's `ip` as the pool
+    /// file names it may be a host name).
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// The cluster's private key, on the head.
+    pub identity_file: PathBuf,
+    /// A `known_hosts` file on the head holding the workers' host keys.
+    pub known_hosts: PathBuf,
+    /// The agent's binary on the node (installed content-addressed).
+    pub agent: PathBuf,
 }
 
 impl NodeInfo {

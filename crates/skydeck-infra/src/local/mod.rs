@@ -141,6 +141,7 @@ impl LocalProvider {
                     .iter()
                     .find(|a| a.node_rank == rank)
                     .map(|a| a.gpus.clone()),
+                ssh: None,
             })
             .collect();
         Ok(Handle {
