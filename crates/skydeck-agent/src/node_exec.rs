@@ -18,13 +18,13 @@ use crate::runner::{DRAIN_TIMEOUT, NodeCommand, exit_code, start_shell};
 use anyhow::{Context, ensure};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
+use std::io::{BufRead, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use std::io::{BufRead, Read};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, oneshot};
 
 /// The agent subcommand's name (`skydeck agent node-exec`).
 pub(crate) const SUBCOMMAND: &str = "node-exec";
@@ -83,8 +83,15 @@ impl Report {
 
 impl NodeExecRequest {
     fn check(&self) -> anyhow::Result<()> {
-        for (what, path) in [("workdir", &self.workdir), ("script_file", &self.script_file)] {
-            ensure!(path.is_absolute(), "{what} {} is not absolute", path.display());
+        for (what, path) in [
+            ("workdir", &self.workdir),
+            ("script_file", &self.script_file),
+        ] {
+            ensure!(
+                path.is_absolute(),
+                "{what} {} is not absolute",
+                path.display()
+            );
         }
         if let Some(limit) = self.silence_limit_secs {
             ensure!(
@@ -104,9 +111,12 @@ pub(crate) async fn run() -> anyhow::Result<ExitCode> {
     let request: NodeExecRequest =
         serde_json::from_slice(&first).context("stdin does not start with a node request")?;
     request.check()?;
-    for dir in [Some(request.workdir.as_path()), request.script_file.parent()]
-        .into_iter()
-        .flatten()
+    for dir in [
+        Some(request.workdir.as_path()),
+        request.script_file.parent(),
+    ]
+    .into_iter()
+    .flatten()
     {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }

@@ -15,7 +15,9 @@
 use crate::cluster::NodeSsh;
 use crate::node_exec::{self, NodeExecRequest};
 use crate::process::JOB_MARKER_VAR;
-use crate::runner::{DRAIN_TIMEOUT, NodeCommand, NodeExit, NodeProcess, exit_code, line_prefix, pump};
+use crate::runner::{
+    DRAIN_TIMEOUT, NodeCommand, NodeExit, NodeProcess, exit_code, line_prefix, pump,
+};
 use std::fs::File;
 use std::io::Write;
 use std::process::{ExitStatus, Stdio};
@@ -112,10 +114,11 @@ pub(crate) async fn spawn_remote(
         .id()
         .and_then(|pid| i32::try_from(pid).ok())
         .ok_or_else(|| std::io::Error::other("the new ssh has no pid"))?;
-    let (mut stdin, stdout, stderr) = match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
-        (Some(stdin), Some(stdout), Some(stderr)) => (stdin, stdout, stderr),
-        _ => return Err(std::io::Error::other("ssh's pipes are missing")),
-    };
+    let (mut stdin, stdout, stderr) =
+        match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
+            (Some(stdin), Some(stdout), Some(stderr)) => (stdin, stdout, stderr),
+            _ => return Err(std::io::Error::other("ssh's pipes are missing")),
+        };
     let (started_tx, started) = oneshot::channel();
     let reports = tokio::spawn(read_reports(stderr, node.rank, log.clone(), started_tx));
     let request = NodeExecRequest {
@@ -148,7 +151,12 @@ pub(crate) async fn spawn_remote(
             )));
         }
     };
-    let output = pump(stdout, line_prefix(node.rank, remote_pid), log.clone(), true);
+    let output = pump(
+        stdout,
+        line_prefix(node.rank, remote_pid),
+        log.clone(),
+        true,
+    );
     Ok(NodeProcess {
         rank: node.rank,
         pid,
@@ -321,8 +329,14 @@ mod tests {
             "Host key verification failed.".to_owned(),
         ];
         let message = start_failure("1 (root@10.0.0.2:22)", &ssh, 255, &said);
-        assert!(message.contains("host key is not the one recorded in /kh"), "{message}");
+        assert!(
+            message.contains("host key is not the one recorded in /kh"),
+            "{message}"
+        );
         let other = start_failure("1", &ssh, 255, &["Connection refused".to_owned()]);
-        assert!(other.ends_with("(ssh exited with 255): Connection refused"), "{other}");
+        assert!(
+            other.ends_with("(ssh exited with 255): Connection refused"),
+            "{other}"
+        );
     }
 }

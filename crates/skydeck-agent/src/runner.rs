@@ -193,7 +193,12 @@ async fn await_own_session(child: &mut Child, pid: i32) -> std::io::Result<()> {
     }
 }
 
-pub(crate) async fn pump(stream: impl AsyncRead + Unpin, prefix: String, log: Arc<File>, interactive: bool) {
+pub(crate) async fn pump(
+    stream: impl AsyncRead + Unpin,
+    prefix: String,
+    log: Arc<File>,
+    interactive: bool,
+) {
     let mut reader = BufReader::new(stream);
     let mut line = prefix.clone().into_bytes();
     let mut starting = interactive;

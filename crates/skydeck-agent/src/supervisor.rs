@@ -2,13 +2,13 @@
 //! node, then its final status.
 
 use crate::cluster::{ClusterInfo, NodeInfo};
-use crate::remote::{alive_interval, spawn_remote};
 use crate::env::{Phase, node_env};
 use crate::fsutil::open_append;
 use crate::jobs::{finish, read_secrets};
 use crate::paths::ClusterDir;
 use crate::process::{JOB_MARKER_VAR, KILL_GRACE, boot_id, job_marker};
 use crate::protocol::JobStatus;
+use crate::remote::{alive_interval, spawn_remote};
 use crate::runner::{NodeCommand, NodeProcess, PhaseEnd, spawn_node, wait_phase};
 use crate::state::{JobRecord, NodeProc, StateStore};
 use anyhow::Context;
@@ -200,10 +200,11 @@ impl PhaseRunner<'_> {
         let script_file = match node.ssh {
             None => ctx.dir.job_script(job.job_id, phase.name(), node.rank),
             // On the worker, inside the node's own directory.
-            Some(_) => node
-                .dir
-                .join(".skydeck")
-                .join(format!("job-{}-{}.sh", job.job_id, phase.name())),
+            Some(_) => {
+                node.dir
+                    .join(".skydeck")
+                    .join(format!("job-{}-{}.sh", job.job_id, phase.name()))
+            }
         };
         NodeCommand {
             rank: node.rank,
