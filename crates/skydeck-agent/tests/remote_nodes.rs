@@ -24,6 +24,7 @@ struct RemoteCluster {
     agent: PathBuf,
     /// Each worker's node directory, as seen on its host.
     worker_dirs: Vec<(String, PathBuf)>,
+    unique: String,
 }
 
 impl RemoteCluster {
@@ -74,7 +75,22 @@ impl RemoteCluster {
             hosts,
             agent,
             worker_dirs,
+            unique,
         })
+    }
+
+    /// A job spec on `num_nodes` nodes whose processes carry the
+    /// environment variable `TEST_TOKEN`, unique to the test (see
+    /// `job_processes`).
+    fn spec(&self, run: &str, num_nodes: usize, token: &str) -> Value {
+        let mut job = spec("k1", run);
+        job["num_nodes"] = json!(num_nodes);
+        job["envs"] = json!({"TEST_TOKEN": self.token(token)});
+        job
+    }
+
+    fn token(&self, token: &str) -> String {
+        format!("{token}-{}", self.unique)
     }
 
     fn host(&self, name: &str) -> &TestHost {
@@ -101,6 +117,7 @@ impl RemoteCluster {
     /// Pids on the host of processes carrying `token` in their environment
     /// or running this test's agent binary.
     fn job_processes(&self, name: &str, token: &str) -> Vec<String> {
+        let token = self.token(token);
         let script = format!(
             "for p in /proc/[0-9]*; do \
                if grep -qa 'TEST_TOKEN={token}' $p/environ 2>/dev/null \
@@ -205,20 +222,12 @@ fn node_lines(log: &str, rank: usize) -> Vec<String> {
         .collect()
 }
 
-fn spec_with(key: &str, run: &str, num_nodes: usize, token: &str) -> Value {
-    let mut job = spec(key, run);
-    job["num_nodes"] = json!(num_nodes);
-    job["envs"] = json!({"TEST_TOKEN": token});
-    job
-}
-
 #[test]
 fn each_node_runs_on_its_own_host_and_sees_its_rank_and_every_ip() {
     let Some(remote) = RemoteCluster::new(&["h1", "h2"]) else {
         return;
     };
-    let mut job = spec_with(
-        "k1",
+    let mut job = remote.spec(
         "echo host=$(hostname) rank=$SKYPILOT_NODE_RANK; \
          echo ips=$(echo \"$SKYPILOT_NODE_IPS\" | paste -sd,); \
          echo out1; echo err1 >&2; echo out2; echo err2 >&2; echo out3; \
@@ -287,8 +296,7 @@ fn a_failing_worker_fails_the_job_with_its_code() {
     let Some(remote) = RemoteCluster::new(&["h1"]) else {
         return;
     };
-    let job = spec_with(
-        "k1",
+    let job = remote.spec(
         "if [ $SKYPILOT_NODE_RANK = 1 ]; then exit 7; fi; sleep 1000",
         2,
         "t2",
@@ -307,8 +315,7 @@ fn cancel_leaves_no_process_of_the_job_on_any_host() {
     let Some(remote) = RemoteCluster::new(&["h1", "h2"]) else {
         return;
     };
-    let job = spec_with(
-        "k1",
+    let job = remote.spec(
         "sleep 1000 & echo started; trap '' TERM; sleep 1000",
         3,
         "t3",
@@ -341,7 +348,7 @@ fn a_dropped_connection_fails_the_job_and_the_worker_cleans_up() {
     let Some(remote) = RemoteCluster::new(&["h2"]) else {
         return;
     };
-    let job = spec_with("k1", "echo started; sleep 1000", 2, "t4");
+    let job = remote.spec("echo started; sleep 1000", 2, "t4");
     let job_id = remote.cluster.submit(&job);
     wait_for("the worker to start", || {
         node_lines(&remote.cluster.log(job_id), 1)
@@ -394,7 +401,7 @@ fn a_worker_cut_off_fails_the_job_and_stops_its_processes_there() {
     };
     let _held = hosts.hold("h5");
     let remote = RemoteCluster::new(&["h5"]).unwrap();
-    let job = spec_with("k1", "echo started; sleep 1000", 2, "t5");
+    let job = remote.spec("echo started; sleep 1000", 2, "t5");
     let job_id = remote.cluster.submit(&job);
     wait_for("the worker to start", || {
         node_lines(&remote.cluster.log(job_id), 1)
@@ -423,7 +430,7 @@ fn a_worker_cut_off_fails_the_job_and_stops_its_processes_there() {
 /// The hosts' PID namespaces are children of ours: their processes are in
 /// our /proc too, under our numbers.
 fn worker_pids_seen_from_here(remote: &RemoteCluster, token: &str) -> Vec<i32> {
-    let wanted = format!("TEST_TOKEN={token}");
+    let wanted = format!("TEST_TOKEN={}", remote.token(token));
     let agent = remote.agent.display().to_string();
     std::fs::read_dir("/proc")
         .unwrap()
@@ -449,7 +456,7 @@ fn a_worker_whose_host_key_changed_is_refused() {
     let _held = hosts.hold("h5");
     let remote = RemoteCluster::new(&["h5"]).unwrap();
     hosts.rekey("h5");
-    let job = spec_with("k1", "echo ran", 2, "t6");
+    let job = remote.spec("echo ran", 2, "t6");
     let job_id = remote.cluster.submit(&job);
     remote.cluster.wait_status(job_id, "FAILED_DRIVER");
     let log = remote.cluster.log(job_id);
@@ -463,4 +470,26 @@ fn a_worker_whose_host_key_changed_is_refused() {
     // Nothing ran on the worker.
     assert!(node_lines(&log, 1).is_empty(), "{log}");
     assert!(!Path::new(&remote.worker_dir_here(1)).exists());
+}
+
+#[test]
+fn a_head_agent_killed_outright_leaves_nothing_on_the_workers() {
+    let Some(remote) = RemoteCluster::new(&["h1"]) else {
+        return;
+    };
+    let job = remote.spec("echo started; sleep 1000", 2, "t7");
+    let job_id = remote.cluster.submit(&job);
+    wait_for("the worker to start", || {
+        node_lines(&remote.cluster.log(job_id), 1)
+            .contains(&"started".to_owned())
+            .then_some(())
+    });
+    remote
+        .cluster
+        .signal_daemon(nix::sys::signal::Signal::SIGKILL);
+    // Its ssh sees stdin close, passes that on, and node-exec stops the job.
+    remote.wait_no_job_processes("h1", "t7");
+    wait_for("the head's ssh processes to go", || {
+        remote.local_ssh_processes().is_empty().then_some(())
+    });
 }
