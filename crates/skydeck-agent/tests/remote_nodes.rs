@@ -493,3 +493,25 @@ fn a_head_agent_killed_outright_leaves_nothing_on_the_workers() {
         remote.local_ssh_processes().is_empty().then_some(())
     });
 }
+
+/// Not a check: prints how long a trivial three-node job takes from submit
+/// to SUCCEEDED (two workers over SSH: one handshake each per phase).
+#[test]
+#[ignore = "a measurement; run with --ignored --nocapture"]
+fn three_node_job_round_trip() {
+    let Some(remote) = RemoteCluster::new(&["h1", "h2"]) else {
+        return;
+    };
+    let rounds = 10;
+    let started = std::time::Instant::now();
+    for round in 0..rounds {
+        let mut job = remote.spec("echo hi", 3, "t8");
+        job["idempotency_key"] = json!(format!("k{round}"));
+        let job_id = remote.cluster.submit(&job);
+        remote.cluster.wait_status(job_id, "SUCCEEDED");
+    }
+    eprintln!(
+        "three-node job, submit to SUCCEEDED: {:?} on average over {rounds}",
+        started.elapsed() / rounds
+    );
+}
