@@ -315,11 +315,13 @@ fn cancel_leaves_no_process_of_the_job_on_any_host() {
     let Some(remote) = RemoteCluster::new(&["h1", "h2"]) else {
         return;
     };
-    let job = remote.spec(
+    let mut job = remote.spec(
         "sleep 1000 & echo started; trap '' TERM; sleep 1000",
         3,
         "t3",
     );
+    let secret = remote.token("hunter2");
+    job["secrets"] = json!({"TOKEN": secret});
     let job_id = remote.cluster.submit(&job);
     wait_for("every node to start", || {
         let log = remote.cluster.log(job_id);
@@ -327,6 +329,26 @@ fn cancel_leaves_no_process_of_the_job_on_any_host() {
             .all(|rank| node_lines(&log, rank).contains(&"started".to_owned()))
             .then_some(())
     });
+    // The secret went to the workers over stdin: no command line (the
+    // hosts' processes are in our /proc too) and no file there holds it.
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&cmdline).contains(&secret));
+    }
+    for rank in [1, 2] {
+        let scripts = remote.worker_dir_here(rank).join(".skydeck");
+        for entry in std::fs::read_dir(scripts).unwrap().flatten() {
+            let text = std::fs::read_to_string(entry.path()).unwrap();
+            assert!(!text.contains(&secret), "{}", entry.path().display());
+            let mode = std::fs::metadata(entry.path()).unwrap().permissions();
+            assert_eq!(
+                std::os::unix::fs::PermissionsExt::mode(&mode) & 0o077,
+                0,
+                "{}",
+                entry.path().display()
+            );
+        }
+    }
     for host in ["h1", "h2"] {
         assert!(!remote.job_processes(host, "t3").is_empty());
     }
