@@ -31,7 +31,7 @@ impl RemoteCluster {
     fn new(workers: &[&str]) -> Option<Self> {
         let hosts = test_hosts()?;
         let mut cluster = Cluster::new(workers.len() + 1, json!({"cpus": 4.0}))
-            .with_daemon_env("SKYDECK_AGENT_SSH_ALIVE_SECS", "1");
+            .with_daemon_env("SKYDECK_AGENT_SSH_ALIVE_SECS", "2");
         let unique = format!(
             "{}-{}",
             std::process::id(),
@@ -431,6 +431,8 @@ fn a_worker_cut_off_fails_the_job_and_stops_its_processes_there() {
             .then_some(())
     });
     let link = remote.host("h5").link.clone().unwrap();
+    let pids = worker_pids_seen_from_here(&remote, "t5");
+    assert!(!pids.is_empty());
     {
         let _down = LinkDown(&link);
         LinkDown::set(&link, "down");
@@ -440,8 +442,6 @@ fn a_worker_cut_off_fails_the_job_and_stops_its_processes_there() {
         // The head's side is gone at once; the worker's on its own, once
         // the heartbeat stays away (its link is still down here).
         assert!(remote.local_ssh_processes().is_empty());
-        let pids = worker_pids_seen_from_here(&remote, "t5");
-        assert!(!pids.is_empty());
         wait_for("node-exec to stop the job on the cut-off host", || {
             pids.iter().all(|pid| common::pid_gone(*pid)).then_some(())
         });
