@@ -537,3 +537,24 @@ fn three_node_job_round_trip() {
         started.elapsed() / rounds
     );
 }
+
+#[test]
+fn a_stopping_head_agent_stops_the_job_on_its_workers() {
+    let Some(mut remote) = RemoteCluster::new(&["h2"]) else {
+        return;
+    };
+    let job = remote.spec("echo started; sleep 1000", 2, "t9");
+    let job_id = remote.cluster.submit(&job);
+    wait_for("the worker to start", || {
+        node_lines(&remote.cluster.log(job_id), 1)
+            .contains(&"started".to_owned())
+            .then_some(())
+    });
+    remote
+        .cluster
+        .signal_daemon(nix::sys::signal::Signal::SIGTERM);
+    assert!(remote.cluster.wait_daemon_exit().success());
+    assert_eq!(remote.cluster.status(job_id).as_deref(), Some("CANCELLED"));
+    remote.wait_no_job_processes("h2", "t9");
+    assert!(remote.local_ssh_processes().is_empty());
+}
