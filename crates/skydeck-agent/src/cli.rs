@@ -38,6 +38,10 @@ pub enum AgentCommand {
     Autostop(AutostopArgs),
     /// Print the daemon's liveness, autostop setting, job counts and idle time.
     Status(ClusterArgs),
+    /// On a worker node: run one phase of a job as the head's agent asks
+    /// over SSH (a JSON request on stdin; output on stdout). Not for people.
+    #[command(name = "node-exec", hide = true)]
+    NodeExec,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -207,6 +211,7 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<ExitCode> {
             process::wake_daemon(&dir);
             print_json(&AutostopReply { autostop: setting })
         }
+        AgentCommand::NodeExec => crate::node_exec::run().await,
         AgentCommand::Status(args) => {
             let (dir, store) = args.open()?;
             let state = store.read()?;

@@ -9,12 +9,26 @@ use std::process::ExitCode;
 #[command(name = "skydeck-agent", about = "The Skydeck node agent.")]
 struct Cli {
     #[command(subcommand)]
-    command: AgentCommand,
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Agent(AgentCommand),
+    /// `skydeck-agent agent …` as `skydeck agent …`: the head's agent
+    /// starts workers' `node-exec` so, whichever binary is installed.
+    #[command(name = "agent", hide = true)]
+    Nested {
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match cli::run(Cli::parse().command).await {
+    let (Command::Agent(command) | Command::Nested { command }) = Cli::parse().command;
+    match cli::run(command).await {
         Ok(code) => code,
         Err(err) => {
             eprintln!("Error: {err:#}");

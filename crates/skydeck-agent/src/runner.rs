@@ -4,6 +4,7 @@
 
 use crate::env::Phase;
 use crate::process::terminate_groups;
+use crate::remote::RemoteLink;
 use crate::shell;
 use std::fs::File;
 use std::io::Write;
@@ -19,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 /// A process that escaped its group (setsid) can hold a log pipe open
 /// forever; past this, the phase stops waiting for its output.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(crate) struct NodeCommand {
     pub rank: usize,
@@ -32,10 +33,22 @@ pub(crate) struct NodeCommand {
 
 pub(crate) struct NodeProcess {
     pub rank: usize,
-    /// Also the process group id: the process leads its own group.
+    /// Also the process group id: the process leads its own group (bash
+    /// here, or the `ssh` that reaches a worker).
     pub pid: i32,
-    child: Child,
-    pumps: Vec<JoinHandle<()>>,
+    pub child: Child,
+    pub pumps: Vec<JoinHandle<()>>,
+    /// How to read a worker's end; `None` for a node on this machine.
+    pub remote: Option<RemoteLink>,
+}
+
+/// How one node's process ended.
+pub(crate) enum NodeExit {
+    /// Its exit code (128 + n for a process killed by signal n).
+    Code(i32),
+    /// The worker's status never came back: the connection or the worker's
+    /// agent died. `code` is the local `ssh`'s.
+    Lost { code: i32, reason: String },
 }
 
 #[derive(Debug, PartialEq)]
@@ -44,6 +57,8 @@ pub(crate) enum PhaseEnd {
     /// Exit codes by rank (128 + n for a process killed by signal n).
     Failed(Vec<i32>),
     Cancelled,
+    /// A worker was lost mid-phase (why); the others were stopped.
+    Lost(String),
 }
 
 /// Multi-node jobs tag each line with its node, as SkyPilot does.
@@ -64,6 +79,42 @@ pub(crate) async fn spawn_node(
     log: &Arc<File>,
     prefixed: bool,
 ) -> std::io::Result<NodeProcess> {
+    let shell = start_shell(script, node).await?;
+    let prefix = if prefixed {
+        line_prefix(node.rank, shell.pid)
+    } else {
+        String::new()
+    };
+    let pumps = vec![tokio::spawn(pump(
+        shell.output,
+        prefix,
+        log.clone(),
+        shell.interactive,
+    ))];
+    Ok(NodeProcess {
+        rank: node.rank,
+        pid: shell.pid,
+        child: shell.child,
+        pumps,
+        remote: None,
+    })
+}
+
+/// A node's bash, started and leading its own process group.
+pub(crate) struct Shell {
+    pub child: Child,
+    /// Also the process group id.
+    pub pid: i32,
+    /// Its stdout and stderr, one pipe.
+    pub output: tokio::net::unix::pipe::Receiver,
+    /// Whether the first lines may be bash's startup noise.
+    pub interactive: bool,
+}
+
+/// Writes the node's wrapped script and starts bash on it (see `shell`),
+/// with `node.env` on top of our own environment. Used on the head for
+/// its own nodes and by `node-exec` on a worker.
+pub(crate) async fn start_shell(script: &str, node: &NodeCommand) -> std::io::Result<Shell> {
     let restore = node
         .env
         .iter()
@@ -98,23 +149,12 @@ pub(crate) async fn spawn_node(
     if launch.new_session {
         await_own_session(&mut child, pid).await?;
     }
-    let prefix = if prefixed {
-        line_prefix(node.rank, pid)
-    } else {
-        String::new()
-    };
     let output = tokio::net::unix::pipe::Receiver::from_owned_fd(output.into())?;
-    let pumps = vec![tokio::spawn(pump(
-        output,
-        prefix,
-        log.clone(),
-        launch.interactive,
-    ))];
-    Ok(NodeProcess {
-        rank: node.rank,
-        pid,
+    Ok(Shell {
         child,
-        pumps,
+        pid,
+        output,
+        interactive: launch.interactive,
     })
 }
 
@@ -153,7 +193,12 @@ async fn await_own_session(child: &mut Child, pid: i32) -> std::io::Result<()> {
     }
 }
 
-async fn pump(stream: impl AsyncRead + Unpin, prefix: String, log: Arc<File>, interactive: bool) {
+pub(crate) async fn pump(
+    stream: impl AsyncRead + Unpin,
+    prefix: String,
+    log: Arc<File>,
+    interactive: bool,
+) {
     let mut reader = BufReader::new(stream);
     let mut line = prefix.clone().into_bytes();
     let mut starting = interactive;
@@ -193,25 +238,37 @@ pub(crate) async fn wait_phase(
     let mut waits = JoinSet::new();
     for (index, node) in nodes.into_iter().enumerate() {
         pumps.extend(node.pumps);
-        let mut child = node.child;
-        waits.spawn(async move { (index, child.wait().await) });
+        let (mut child, remote) = (node.child, node.remote);
+        waits.spawn(async move {
+            let status = child.wait().await;
+            let exit = match remote {
+                None => NodeExit::Code(exit_code(status)),
+                Some(link) => link.end(status).await,
+            };
+            (index, exit)
+        });
     }
-    let (mut failed, mut cancelled) = (false, false);
+    let (mut failed, mut cancelled, mut lost) = (false, false, None);
     loop {
         tokio::select! {
             next = waits.join_next() => {
                 let Some(joined) = next else { break };
-                let (index, code) = match joined {
-                    Ok((index, Ok(status))) => {
-                        (index, status.code().or(status.signal().map(|signal| 128 + signal)).unwrap_or(-1))
-                    }
-                    Ok((index, Err(err))) => {
-                        tracing::warn!(%err, "cannot wait for a node process");
-                        (index, -1)
-                    }
+                let (index, exit) = match joined {
+                    Ok(ended) => ended,
                     Err(err) => {
                         tracing::warn!(%err, "a node waiter failed");
                         continue;
+                    }
+                };
+                let code = match exit {
+                    NodeExit::Code(code) => code,
+                    NodeExit::Lost { code, reason } => {
+                        // Only a loss we did not cause ourselves counts.
+                        if !failed && !cancelled {
+                            tracing::warn!(index, "{reason}");
+                            lost = Some(reason);
+                        }
+                        code
                     }
                 };
                 codes[index] = code;
@@ -230,10 +287,26 @@ pub(crate) async fn wait_phase(
     drain(pumps).await;
     if cancelled {
         PhaseEnd::Cancelled
+    } else if let Some(reason) = lost {
+        PhaseEnd::Lost(reason)
     } else if failed {
         PhaseEnd::Failed(codes)
     } else {
         PhaseEnd::Succeeded
+    }
+}
+
+/// 128 + n for a process killed by signal n, as shells report it.
+pub(crate) fn exit_code(status: std::io::Result<std::process::ExitStatus>) -> i32 {
+    match status {
+        Ok(status) => status
+            .code()
+            .or(status.signal().map(|signal| 128 + signal))
+            .unwrap_or(-1),
+        Err(err) => {
+            tracing::warn!(%err, "cannot wait for a node process");
+            -1
+        }
     }
 }
 

@@ -1,19 +1,21 @@
 //! One job's life inside the daemon: setup on every node, then run on every
 //! node, then its final status.
 
-use crate::cluster::ClusterInfo;
+use crate::cluster::{ClusterInfo, NodeInfo};
 use crate::env::{Phase, node_env};
 use crate::fsutil::open_append;
 use crate::jobs::{finish, read_secrets};
 use crate::paths::ClusterDir;
 use crate::process::{JOB_MARKER_VAR, KILL_GRACE, boot_id, job_marker};
 use crate::protocol::JobStatus;
+use crate::remote::{alive_interval, spawn_remote};
 use crate::runner::{NodeCommand, NodeProcess, PhaseEnd, spawn_node, wait_phase};
 use crate::state::{JobRecord, NodeProc, StateStore};
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::sync::Arc;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) struct JobContext {
@@ -69,7 +71,11 @@ async fn run_job(
     let job_id = job.job_id;
     let secrets = read_secrets(&ctx.dir, job_id)?;
     let log = Arc::new(open_append(&ctx.dir.job_log(job_id))?);
-    for node in &ctx.cluster.nodes[..job.num_nodes] {
+    // A worker's is made there, by node-exec.
+    for node in ctx.cluster.nodes[..job.num_nodes]
+        .iter()
+        .filter(|node| node.ssh.is_none())
+    {
         let workdir = node.workdir();
         std::fs::create_dir_all(&workdir)
             .with_context(|| format!("cannot create {}", workdir.display()))?;
@@ -85,6 +91,7 @@ async fn run_job(
         match runner.run(Phase::Setup, setup).await? {
             PhaseEnd::Succeeded => {}
             PhaseEnd::Cancelled => return Ok(Ending::Cancelled),
+            PhaseEnd::Lost(reason) => return Ok(lost(job_id, &reason)),
             PhaseEnd::Failed(codes) => {
                 return Ok(Ending::Failed(
                     JobStatus::FailedSetup,
@@ -100,6 +107,7 @@ async fn run_job(
         match runner.run(Phase::Run, run).await? {
             PhaseEnd::Succeeded => {}
             PhaseEnd::Cancelled => return Ok(Ending::Cancelled),
+            PhaseEnd::Lost(reason) => return Ok(lost(job_id, &reason)),
             PhaseEnd::Failed(codes) => {
                 return Ok(Ending::Failed(
                     JobStatus::Failed,
@@ -109,6 +117,15 @@ async fn run_job(
         }
     }
     Ok(Ending::Succeeded)
+}
+
+/// SkyPilot's status for a job whose driver (here: the link to a worker)
+/// died under it.
+fn lost(job_id: u64, reason: &str) -> Ending {
+    Ending::Failed(
+        JobStatus::FailedDriver,
+        format!("ERROR: Job {job_id} {reason}; the other nodes were stopped."),
+    )
 }
 
 struct PhaseRunner<'a> {
@@ -122,32 +139,80 @@ struct PhaseRunner<'a> {
 impl PhaseRunner<'_> {
     async fn run(&self, phase: Phase, script: &str) -> anyhow::Result<PhaseEnd> {
         let (ctx, job) = (self.ctx, self.job);
+        let prefixed = job.num_nodes > 1;
+        let alive = alive_interval();
         let mut spawned = Vec::new();
+        let mut failure = None;
+        // Workers start together: each waits for its SSH handshake.
+        let mut remote = JoinSet::new();
         for node in &ctx.cluster.nodes[..job.num_nodes] {
-            let mut env = node_env(&ctx.cluster, job, node.rank, phase, self.secrets);
-            env.push((JOB_MARKER_VAR.to_owned(), job_marker(&ctx.dir, job.job_id)));
-            let command = NodeCommand {
-                rank: node.rank,
-                phase,
-                workdir: node.workdir(),
-                script_file: ctx.dir.job_script(job.job_id, phase.name(), node.rank),
-                env,
-            };
-            match spawn_node(script, &command, self.log, job.num_nodes > 1).await {
+            let command = self.command(phase, node);
+            if let Some(ssh) = node.ssh.clone() {
+                let (script, log) = (script.to_owned(), self.log.clone());
+                remote.spawn(async move {
+                    let started = spawn_remote(&script, &command, &ssh, &log, alive).await;
+                    (command.rank, started)
+                });
+                continue;
+            }
+            match spawn_node(script, &command, self.log, prefixed).await {
                 Ok(process) => spawned.push(process),
                 Err(err) => {
-                    // Stop the nodes already started before giving up.
-                    self.cancel.cancel();
-                    wait_phase(spawned, self.cancel, KILL_GRACE).await;
-                    return Err(err).context(format!("cannot start bash on node {}", node.rank));
+                    failure = Some(
+                        anyhow::Error::new(err)
+                            .context(format!("cannot start bash on node {}", node.rank)),
+                    );
+                    break;
                 }
             }
         }
+        while let Some(joined) = remote.join_next().await {
+            match joined {
+                Ok((_, Ok(process))) => spawned.push(process),
+                Ok((rank, Err(err))) => {
+                    failure.get_or_insert_with(|| {
+                        anyhow::Error::new(err).context(format!("cannot start node {rank}"))
+                    });
+                }
+                Err(err) => {
+                    failure.get_or_insert_with(|| anyhow::anyhow!("a node's start failed: {err}"));
+                }
+            }
+        }
+        if let Some(err) = failure {
+            // Stop the nodes already started before giving up.
+            self.cancel.cancel();
+            wait_phase(spawned, self.cancel, KILL_GRACE).await;
+            return Err(err);
+        }
+        spawned.sort_by_key(|process| process.rank);
         if !record_procs(&ctx.store, job.job_id, &spawned)? {
             // Cancelled while the processes were starting.
             self.cancel.cancel();
         }
         Ok(wait_phase(spawned, self.cancel, KILL_GRACE).await)
+    }
+
+    fn command(&self, phase: Phase, node: &NodeInfo) -> NodeCommand {
+        let (ctx, job) = (self.ctx, self.job);
+        let mut env = node_env(&ctx.cluster, job, node.rank, phase, self.secrets);
+        env.push((JOB_MARKER_VAR.to_owned(), job_marker(&ctx.dir, job.job_id)));
+        let script_file = match node.ssh {
+            None => ctx.dir.job_script(job.job_id, phase.name(), node.rank),
+            // On the worker, inside the node's own directory.
+            Some(_) => {
+                node.dir
+                    .join(".skydeck")
+                    .join(format!("job-{}-{}.sh", job.job_id, phase.name()))
+            }
+        };
+        NodeCommand {
+            rank: node.rank,
+            phase,
+            workdir: node.workdir(),
+            script_file,
+            env,
+        }
     }
 }
 
