@@ -28,6 +28,7 @@ Standard library, PyYAML and unittest only. Run:
 (scripts/chart-test.sh installs helm and the validator and runs this).
 """
 
+import base64
 import concurrent.futures
 import functools
 import json
@@ -1431,6 +1432,31 @@ class ApiServerTest(unittest.TestCase):
         p = kubectl("create", "role", "read-pods", "--verb=get", "--resource=pods", "-n", ns, "--as", sa)
         self.assertEqual(p.returncode, 0, p.stderr)
 
+    def test_ssh_node_pools_and_keys_are_accepted_by_the_api_server(self):
+        ns = self.namespace("ssh-pools")
+        p = kubectl("create", "secret", "generic", "skydeck-ssh-keys", "-n", ns,
+                    "--from-literal=id_ed25519=not-a-real-key")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        p = kubectl("create", "secret", "generic", "kube-credentials", "-n", ns,
+                    "--from-literal=config={}")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.install("deck", ns, "-f", os.path.join(VALUES_DIR, "ssh-node-pools.yaml"))
+        p = kubectl("get", "secret", "deck-ssh-node-pools", "-n", ns, "-o", "json")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        data = json.loads(p.stdout)["data"]
+        pools = yaml.safe_load(base64.b64decode(data["ssh_node_pools.yaml"]))
+        self.assertEqual(pools["gpu-boxes"]["hosts"], ["10.0.0.11", "10.0.0.12"])
+        p = kubectl("get", "deployment", "deck-api-server", "-n", ns, "-o", "json")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        spec = json.loads(p.stdout)["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        self.assertEqual(volumes["ssh-keys"]["secret"]["defaultMode"], 0o600)
+        self.assertEqual(volumes["ssh-keys"]["secret"]["secretName"], "skydeck-ssh-keys")
+        self.assertEqual(volumes["ssh-node-pools"]["secret"]["secretName"], "deck-ssh-node-pools")
+        mounts = {m["mountPath"]: m for m in spec["containers"][0]["volumeMounts"]}
+        self.assertEqual(mounts["/var/skydeck/ssh_keys"]["name"], "ssh-keys")
+        self.assertEqual(mounts["/var/skydeck/ssh_node_pool"]["name"], "ssh-node-pools")
+
     def test_a_clone_installs_air_gapped_with_every_subchart_off(self):
         ns = self.namespace("air-gapped")
         p = helm("install", "deck", committed_chart_copy(), "-n", ns, "--kubeconfig", KUBECONFIG,
@@ -1509,6 +1535,46 @@ class PodTest(unittest.TestCase):
         vol, m = r.volume_at("/var/skydeck/kubeconfig")
         self.assertEqual(vol["secret"]["secretName"], "kube-credentials")
         self.assertEqual(r.env_value("KUBECONFIG"), HOME + "/.kube/config:/var/skydeck/kubeconfig/config")
+
+    def test_ssh_keys_are_readable_by_the_server_user_only(self):
+        r = ok("ssh-node-pools.yaml")
+        # The pod runs as uid/gid 1000 with fsGroup 1000: the kubelet
+        # writes the secret's files root-owned, group 1000, mode 0600 plus
+        # group read (0640). ssh accepts a root-owned key that its user
+        # reads through the group; no other user of the pod can read it.
+        pod = r.pod()
+        for key, want in (("runAsUser", 1000), ("runAsGroup", 1000), ("fsGroup", 1000), ("runAsNonRoot", True)):
+            self.assertEqual(pod["securityContext"][key], want, key)
+        _, m = r.volume_at("/var/skydeck/ssh_keys")
+        self.assertTrue(m.get("readOnly"), m)
+        _, m = r.volume_at("/var/skydeck/ssh_node_pool")
+        self.assertTrue(m.get("readOnly"), m)
+        # ~/.ssh is made under the umask PID 1 set (077): a 0700 directory.
+        self.assertIn("umask 077", r.container()["command"][2])
+        s = r.script()
+        self.assertLess(s.index("mkdir -p %s/.ssh" % HOME), s.index('ln -sf "$f" "%s/.ssh/' % HOME))
+        # Only the keys' secret is given a mode; the pools' file is not a key.
+        self.assertNotIn("defaultMode", r.volumes()["ssh-node-pools"]["secret"])
+
+    def test_ssh_node_pools_and_keys_unset_render_nothing(self):
+        for r in (ok(), ok(set_json=["apiService.sshNodePools=null", "apiService.sshKeySecret=null"]),
+                  ok(sets=["apiService.sshKeySecret=skydeck-ssh-keys"])):
+            s = r.script()
+            self.assertNotIn("/var/skydeck/ssh_node_pool", r.mounts())
+            self.assertNotIn("ssh-node-pools", r.volumes())
+            self.assertIsNone(r.find("Secret", "skydeck-ssh-node-pools"))
+            self.assertNotIn("ssh_node_pools.yaml", s)
+            self.assertNotIn(HOME + "/.kube", r.mounts())
+            self.assertNotIn("KUBECONFIG", r.env())
+        r = ok()
+        self.assertNotIn("/var/skydeck/ssh_keys", r.mounts())
+        self.assertNotIn("ssh-keys", r.volumes())
+        self.assertNotIn("/var/skydeck/ssh_keys", r.script())
+        # Keys without pools: mounted and linked on their own.
+        r = ok(sets=["apiService.sshKeySecret=skydeck-ssh-keys"])
+        vol, _ = r.volume_at("/var/skydeck/ssh_keys")
+        self.assertEqual(vol["secret"], {"secretName": "skydeck-ssh-keys", "defaultMode": 0o600})
+        self.assertIn('ln -sf "$f" "%s/.ssh/$(basename "$f")"' % HOME, r.script())
 
     def test_pod_extras(self):
         r = ok("pod-extras.yaml")

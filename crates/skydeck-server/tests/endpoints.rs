@@ -332,7 +332,7 @@ fn cluster(name: &str, status: ClusterStatus, launched_at: f64) -> ClusterRecord
 }
 
 #[tokio::test]
-async fn the_cost_report_lists_clusters_at_no_cost_within_the_days_asked() {
+async fn the_cost_report_lists_clusters_and_their_history_at_no_cost_within_the_days_asked() {
     let app = app().await;
     let store = &app.server.state().store;
     let now = std::time::SystemTime::now()
@@ -352,13 +352,36 @@ async fn the_cost_report_lists_clusters_at_no_cost_within_the_days_asked() {
         ))
         .await
         .unwrap();
+    // Torn down a day ago after a day up, and ten days ago: the history.
+    for (name, launched, ended) in [("gone", 2.0, 1.0), ("ancient", 20.0, 10.0)] {
+        store
+            .put_cluster(&cluster(name, ClusterStatus::Up, now - launched * 86400.0))
+            .await
+            .unwrap();
+        store
+            .set_cluster_status(name, ClusterStatus::Up, now - launched * 86400.0)
+            .await
+            .unwrap();
+        store
+            .delete_cluster(name, now - ended * 86400.0)
+            .await
+            .unwrap();
+    }
 
     let report = |days: &str| post("/cost_report", &format!(r#"{{"days": {days}}}"#));
     let answer = app.run(report("30")).await;
     assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
     let records: Vec<serde_json::Value> =
         serde_json::from_str(answer.body["return_value"].as_str().unwrap()).unwrap();
-    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!(records.len(), 4, "{records:?}");
+    // Torn down: no status (the client shows TERMINATED), up from launch
+    // to teardown, at no cost.
+    let gone = records.iter().find(|r| r["name"] == "gone").unwrap();
+    assert_eq!(gone["status"], serde_json::Value::Null);
+    assert_eq!(gone["duration"], 86400);
+    assert_eq!(gone["total_cost"], 0.0);
+    assert_eq!(gone["resources_str"], "Local(cpus=4, mem=8, H100:1)");
+    assert_eq!(gone["usage_intervals"][0][1], (now - 86400.0) as i64);
     let fresh = records.iter().find(|r| r["name"] == "fresh").unwrap();
     assert_eq!(fresh["status"], "UP");
     assert_eq!(fresh["total_cost"], 0.0);
@@ -377,12 +400,14 @@ async fn the_cost_report_lists_clusters_at_no_cost_within_the_days_asked() {
         .iter()
         .map(|r| r["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, vec!["fresh"]);
+    // As in SkyPilot: clusters that exist are always listed, torn-down ones
+    // if they ended within the days asked; newest launch first.
+    assert_eq!(names, vec!["fresh", "gone", "old"]);
 
     let all = app.run(report("null")).await;
     let records: Vec<serde_json::Value> =
         serde_json::from_str(all.body["return_value"].as_str().unwrap()).unwrap();
-    assert_eq!(records.len(), 2);
+    assert_eq!(records.len(), 4);
 }
 
 #[tokio::test]

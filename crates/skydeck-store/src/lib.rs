@@ -7,14 +7,15 @@
 //! against both.
 
 mod error;
+mod history;
 mod migrate;
 mod model;
 mod sql;
 
 pub use error::StoreError;
 pub use model::{
-    ClusterRecord, ClusterStatus, NewRequest, Outcome, RequestFilter, RequestRecord, Role,
-    ServerInfo, StoredConfig, TokenRecord, User,
+    ClusterRecord, ClusterStatus, EndedCluster, NewRequest, Outcome, RequestFilter, RequestRecord,
+    Role, ServerInfo, StoredConfig, TokenRecord, User,
 };
 pub use sql::{Dialect, SqlStore};
 
@@ -154,8 +155,18 @@ pub trait Store: Send + Sync + 'static {
     -> Result<bool>;
     /// Sets autostop; false if no such cluster.
     async fn set_cluster_autostop(&self, name: &str, minutes: i64, down: bool) -> Result<bool>;
-    /// Forgets the cluster; false if there was none.
-    async fn delete_cluster(&self, name: &str) -> Result<bool>;
+    /// Forgets the cluster; false if there was none. One that was ever UP
+    /// stays in the history, ended at `now`.
+    async fn delete_cluster(&self, name: &str, now: f64) -> Result<bool>;
+    /// Clusters torn down, newest end first, limited to one user's when
+    /// `user_id` is given and to those that ended at or after `since`.
+    /// A cluster is in the history from its first UP (`put_cluster` or
+    /// `set_cluster_status` with UP), listed here once it has ended.
+    async fn list_ended_clusters(
+        &self,
+        user_id: Option<&str>,
+        since: Option<f64>,
+    ) -> Result<Vec<EndedCluster>>;
 
     // ---- placement on the hosts we place work on ourselves
     /// Records a host with its capacity, or updates a recorded host's

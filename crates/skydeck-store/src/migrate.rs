@@ -33,6 +33,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "placement",
         include_str!("../migrations/0006_placement.sql"),
     ),
+    (
+        7,
+        "cluster_history",
+        include_str!("../migrations/0007_cluster_history.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

@@ -205,6 +205,14 @@ pub struct ClusterRecord {
     pub last_use: Option<String>,
 }
 
+/// A cluster that was torn down: its fields as they last were, and when it
+/// ended. One per incarnation (`cluster.cluster_hash`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndedCluster {
+    pub cluster: ClusterRecord,
+    pub ended_at: f64,
+}
+
 /// The server config as stored for every replica to read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredConfig {

@@ -5,8 +5,8 @@
 //! text so no column type differs between the two.
 
 use crate::model::{
-    ClusterRecord, ClusterStatus, NewRequest, Outcome, RequestFilter, RequestRecord, Role,
-    ServerInfo, StoredConfig, TokenRecord, User,
+    ClusterRecord, ClusterStatus, EndedCluster, NewRequest, Outcome, RequestFilter, RequestRecord,
+    Role, ServerInfo, StoredConfig, TokenRecord, User,
 };
 use crate::{Decide, Result, Store, StoreError, migrate};
 use async_trait::async_trait;
@@ -356,7 +356,7 @@ fn token_from_row(row: &AnyRow) -> Result<TokenRecord> {
     })
 }
 
-const CLUSTER_COLUMNS: &str = "name, status, user_id, workspace, infra, cluster_hash, \
+pub(crate) const CLUSTER_COLUMNS: &str = "name, status, user_id, workspace, infra, cluster_hash, \
      launched_at, status_updated_at, num_nodes, resources, handle, autostop_minutes, \
      autostop_down, ever_up, last_use";
 
@@ -1002,9 +1002,13 @@ impl Store for SqlStore {
              autostop_down = excluded.autostop_down, ever_up = excluded.ever_up, \
              last_use = excluded.last_use"
         );
+        let mut conn = self.write().await?;
+        let mut tx = conn.begin().await?;
         bind_cluster(sqlx::query(&sql), cluster)
-            .execute(&mut *self.write().await?)
+            .execute(&mut *tx)
             .await?;
+        crate::history::record(&mut tx, &cluster.name, None).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -1049,6 +1053,8 @@ impl Store for SqlStore {
         status: ClusterStatus,
         now: f64,
     ) -> Result<bool> {
+        let mut conn = self.write().await?;
+        let mut tx = conn.begin().await?;
         let result = sqlx::query(
             "UPDATE clusters SET status = $1, status_updated_at = $2, \
              ever_up = CASE WHEN $1 = 'UP' THEN 1 ELSE ever_up END WHERE name = $3",
@@ -1056,8 +1062,10 @@ impl Store for SqlStore {
         .bind(status.as_str())
         .bind(now)
         .bind(name)
-        .execute(&mut *self.write().await?)
+        .execute(&mut *tx)
         .await?;
+        crate::history::record(&mut tx, name, None).await?;
+        tx.commit().await?;
         Ok(result.rows_affected() == 1)
     }
 
@@ -1073,12 +1081,40 @@ impl Store for SqlStore {
         Ok(result.rows_affected() == 1)
     }
 
-    async fn delete_cluster(&self, name: &str) -> Result<bool> {
+    async fn delete_cluster(&self, name: &str, now: f64) -> Result<bool> {
+        let mut conn = self.write().await?;
+        let mut tx = conn.begin().await?;
+        crate::history::record(&mut tx, name, Some(now)).await?;
         let result = sqlx::query("DELETE FROM clusters WHERE name = $1")
             .bind(name)
-            .execute(&mut *self.write().await?)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(result.rows_affected() == 1)
+    }
+
+    async fn list_ended_clusters(
+        &self,
+        user_id: Option<&str>,
+        since: Option<f64>,
+    ) -> Result<Vec<EndedCluster>> {
+        let sql = crate::history::ended_query(user_id.is_some(), since.is_some());
+        let mut query = sqlx::query(&sql);
+        if let Some(user_id) = user_id {
+            query = query.bind(user_id);
+        }
+        if let Some(since) = since {
+            query = query.bind(since);
+        }
+        let rows = query.fetch_all(&self.reader).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(EndedCluster {
+                    cluster: decode_cluster(row)?,
+                    ended_at: row.try_get("ended_at")?,
+                })
+            })
+            .collect()
     }
 
     async fn put_host(&self, host: &Host) -> Result<()> {

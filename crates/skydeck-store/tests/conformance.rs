@@ -14,7 +14,9 @@ use sqlx::Connection;
 use std::collections::HashSet;
 use std::sync::Arc;
 
+mod history;
 mod placement;
+use history::torn_down_clusters_stay_in_the_history_with_their_end;
 use placement::{
     hosts_are_recorded_and_their_capacity_updated,
     placements_are_recorded_released_and_freed_with_their_cluster,
@@ -134,6 +136,7 @@ conformance!(
     hosts_are_recorded_and_their_capacity_updated,
     placements_are_recorded_released_and_freed_with_their_cluster,
     racing_placements_never_double_book_the_last_gpu,
+    torn_down_clusters_stay_in_the_history_with_their_end,
 );
 
 async fn the_server_config_is_replaced_whole_and_versioned(store: Arc<SqlStore>) {
@@ -1067,8 +1070,8 @@ async fn clusters_are_stored_updated_listed_and_deleted(store: Arc<SqlStore>) {
     store.put_cluster(&replaced).await.unwrap();
     assert_eq!(store.get_cluster("c1").await.unwrap().unwrap(), replaced);
 
-    assert!(store.delete_cluster("c1").await.unwrap());
-    assert!(!store.delete_cluster("c1").await.unwrap());
+    assert!(store.delete_cluster("c1", 900.0).await.unwrap());
+    assert!(!store.delete_cluster("c1", 900.0).await.unwrap());
     assert_eq!(names(store.list_clusters(None).await.unwrap()), ["b2"]);
 }
 

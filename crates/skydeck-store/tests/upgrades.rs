@@ -105,6 +105,23 @@ const SEED: &[(i64, &str)] = &[
         "INSERT INTO placement_allocations (cluster_name, node_rank, host_id, cpus, \
          memory_gb, gpus, ports) VALUES ('c1', 0, 'local', 2.0, 4.0, '[0]', '[8080]')",
     ),
+    (
+        7,
+        "INSERT INTO cluster_history (cluster_hash, name, status, user_id, workspace, infra, \
+         launched_at, status_updated_at, num_nodes, resources, handle, autostop_minutes, \
+         autostop_down, ever_up, last_use, ended_at) SELECT cluster_hash, name, status, \
+         user_id, workspace, infra, launched_at, status_updated_at, num_nodes, resources, \
+         handle, autostop_minutes, autostop_down, ever_up, last_use, NULL FROM clusters \
+         WHERE ever_up = 1",
+    ),
+    (
+        7,
+        "INSERT INTO cluster_history (cluster_hash, name, status, user_id, workspace, infra, \
+         launched_at, status_updated_at, num_nodes, resources, handle, autostop_minutes, \
+         autostop_down, ever_up, last_use, ended_at) VALUES ('hash-gone', 'gone', 'UP', \
+         'u-bob', 'default', 'local', 150.0, 160.0, 1, '{}', '{}', -1, 0, 1, \
+         'sky launch -c gone', 700.0)",
+    ),
 ];
 
 /// Tables whose rows must all survive, with the version that created them.
@@ -118,6 +135,7 @@ const TABLES: &[(i64, &str)] = &[
     (5, "server_identity"),
     (6, "placement_hosts"),
     (6, "placement_allocations"),
+    (7, "cluster_history"),
 ];
 
 fn fixtures() -> PathBuf {
@@ -166,6 +184,22 @@ async fn upgrade_and_check(url: &str, version: i64) {
     let after = row_counts(url, version).await;
     assert_eq!(before, after, "rows lost migrating v{version}");
     let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    // A cluster that was up before the history existed is in it now (v7
+    // added it to what was there).
+    let c1_history: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM cluster_history WHERE cluster_hash = 'hash-1' \
+         AND ended_at IS NULL",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap()
+    .try_get("n")
+    .unwrap();
+    assert_eq!(
+        c1_history,
+        i64::from(version >= 2),
+        "c1's history, from v{version}"
+    );
     let applied: i64 = sqlx::query("SELECT MAX(version) AS v FROM _sqlx_migrations")
         .fetch_one(&mut conn)
         .await
@@ -270,6 +304,17 @@ async fn check_upgraded(store: &SqlStore, version: i64) {
         assert_eq!(store.list_hosts("local").await.unwrap()[0].gpus.len(), 1);
     } else {
         assert!(held.is_empty());
+    }
+    let ended = store.list_ended_clusters(None, None).await.unwrap();
+    if version >= 7 {
+        assert_eq!(ended.len(), 1);
+        assert_eq!(
+            (ended[0].cluster.name.as_str(), ended[0].ended_at),
+            ("gone", 700.0)
+        );
+        assert_eq!(ended[0].cluster.user_id, "u-bob");
+    } else {
+        assert!(ended.is_empty(), "nothing ended before the history existed");
     }
 }
 

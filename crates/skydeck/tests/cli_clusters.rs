@@ -398,15 +398,30 @@ async fn a_bare_command_launches_on_a_generated_cluster_and_down_alone_autodowns
         .to_owned();
     assert!(generated.starts_with("sky-"), "{}", status.describe());
 
-    // `--down` alone: the job runs to the end, with autodown set. (Not
-    // waited out: reconciling an autodowned local cluster takes the
-    // server 15 s today.)
-    cli.run(&["launch", "-y", "-c", "once", "--down", "--", "echo", "bye"])
-        .await
+    // `--down` alone: the job runs to the end, then the cluster goes by
+    // itself. The server sets the autodown once the job is queued; the CLI
+    // makes no second `/autostop` call of its own.
+    let launched = cli
+        .run(&["launch", "-y", "-c", "once", "--down", "--", "echo", "bye"])
+        .await;
+    launched
         .expect_stdout(&["bye"])
-        .expect_stderr(&["Autodown set", "Job 1 SUCCEEDED"]);
+        .expect_stderr(&["Job 1 SUCCEEDED"]);
+    assert!(
+        !launched.stderr.contains("Autodown set"),
+        "the CLI set autodown itself: {}",
+        launched.describe()
+    );
+    let requests = cli.run(&["api", "status", "-a"]).await;
+    assert!(
+        requests.stdout.contains("sky.launch") && !requests.stdout.contains("sky.autostop"),
+        "the CLI sent its own /autostop: {}",
+        requests.describe()
+    );
     let once = row(&cli.run(&["status", "once"]).await.stdout, "once");
-    assert!(once.contains("0m (down)"), "{once}");
+    assert!(once.is_empty() || once.contains("0m (down)"), "{once}");
+    cli.poll(&["status"], |status| row(&status.stdout, "once").is_empty())
+        .await;
 
     cli.run(&["down", &generated, "-y"])
         .await

@@ -4,8 +4,8 @@
 use super::Metrics;
 use async_trait::async_trait;
 use skydeck_store::{
-    ClusterRecord, ClusterStatus, Decide, Dialect, NewRequest, Outcome, RequestFilter,
-    RequestRecord, Result, Role, ServerInfo, Store, StoredConfig, TokenRecord, User,
+    ClusterRecord, ClusterStatus, Decide, Dialect, EndedCluster, NewRequest, Outcome,
+    RequestFilter, RequestRecord, Result, Role, ServerInfo, Store, StoredConfig, TokenRecord, User,
 };
 use skydeck_types::placement::{Allocation, Host};
 use skydeck_types::{RequestStatus, ScheduleType};
@@ -79,7 +79,8 @@ timed! {
     fn list_clusters(&self, user_id: Option<&str>) -> Result<Vec<ClusterRecord>>;
     fn set_cluster_status(&self, name: &str, status: ClusterStatus, now: f64) -> Result<bool>;
     fn set_cluster_autostop(&self, name: &str, minutes: i64, down: bool) -> Result<bool>;
-    fn delete_cluster(&self, name: &str) -> Result<bool>;
+    fn delete_cluster(&self, name: &str, now: f64) -> Result<bool>;
+    fn list_ended_clusters(&self, user_id: Option<&str>, since: Option<f64>) -> Result<Vec<EndedCluster>>;
     fn put_host(&self, host: &Host) -> Result<()>;
     fn list_hosts(&self, pool: &str) -> Result<Vec<Host>>;
     fn list_allocations(&self, pool: &str) -> Result<Vec<Allocation>>;

@@ -212,7 +212,7 @@ async fn bring_up(
                 if !record.ever_up {
                     // Nothing usable was made: do not leave a half-made
                     // cluster (deleting it releases what it held).
-                    let _ = ctx.store.delete_cluster(name.as_str()).await;
+                    let _ = ctx.store.delete_cluster(name.as_str(), now()).await;
                 } else {
                     let _ = placement::release(ctx.store.as_ref(), name.as_str()).await;
                 }
@@ -682,7 +682,7 @@ pub async fn down(ctx: &RequestContext, body: StopOrDownBody) -> OpResult {
             .line(&format!("Ignoring a teardown error (--purge): {err}"));
     }
     ctx.store
-        .delete_cluster(&record.name)
+        .delete_cluster(&record.name, now())
         .await
         .map_err(internal)?;
     ctx.log
@@ -735,7 +735,7 @@ pub async fn reconcile(
     let status = match (state, record.status) {
         (ClusterState::Gone, _) => {
             ctx_store
-                .delete_cluster(&record.name)
+                .delete_cluster(&record.name, now())
                 .await
                 .map_err(internal)?;
             return Ok(None);
@@ -743,7 +743,7 @@ pub async fn reconcile(
         (ClusterState::AutoStopped { down: true }, _) => {
             provider.terminate(&handle).await.map_err(infra_error)?;
             ctx_store
-                .delete_cluster(&record.name)
+                .delete_cluster(&record.name, now())
                 .await
                 .map_err(internal)?;
             tracing::info!(cluster = %record.name, "autostop tore the cluster down");

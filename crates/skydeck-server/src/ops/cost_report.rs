@@ -1,9 +1,10 @@
-//! `sky cost-report`: the clusters this server holds, each with what it
-//! runs on, when it was launched and how long it has been up. The machines
-//! are your own, so every price is 0.
+//! `sky cost-report`: the clusters this server holds and those it held
+//! (the cluster history), each with what it ran on, when it was launched
+//! and how long it was up. The machines are your own, so every price is 0.
 //!
-//! A cluster torn down leaves no row behind yet, so the report covers the
-//! clusters that exist (UP, STOPPED or INIT), not torn-down history.
+//! As in SkyPilot: a cluster that exists (UP, STOPPED or INIT) is always
+//! listed; a torn-down one (status `null`, which the client shows as
+//! TERMINATED) when it ended within the `days` asked; newest launch first.
 
 use super::{OpResult, RequestContext, internal};
 use crate::skypilot::records::infra_display;
@@ -21,24 +22,30 @@ pub async fn cost_report(ctx: &RequestContext, body: CostReportBody) -> OpResult
     } else {
         Some(ctx.user_id.as_str())
     };
-    let clusters = ctx.store.list_clusters(owner).await.map_err(internal)?;
     let now = crate::executor::now();
     let cutoff = body.days.map(|days| now - f64::from(days) * DAY_SECONDS);
-    let records: Vec<Value> = clusters
+    let existing = ctx.store.list_clusters(owner).await.map_err(internal)?;
+    let ended = ctx
+        .store
+        .list_ended_clusters(owner, cutoff)
+        .await
+        .map_err(internal)?;
+    let mut rows: Vec<(&ClusterRecord, Option<f64>)> = existing
         .iter()
-        .filter(|cluster| cutoff.is_none_or(|cutoff| last_active(cluster, now) >= cutoff))
-        .filter(|cluster| wanted(cluster, &body))
-        .map(|cluster| record(cluster, now))
+        .map(|cluster| (cluster, None))
+        .chain(ended.iter().map(|e| (&e.cluster, Some(e.ended_at))))
+        .filter(|(cluster, _)| wanted(cluster, &body))
+        .collect();
+    rows.sort_by(|a, b| launched_at(b.0).total_cmp(&launched_at(a.0)));
+    let records = rows
+        .into_iter()
+        .map(|(cluster, ended_at)| record(cluster, now, ended_at))
         .collect();
     Ok(Value::Array(records))
 }
 
-/// When the cluster was last up: now for a running one.
-fn last_active(cluster: &ClusterRecord, now: f64) -> f64 {
-    match cluster.status {
-        ClusterStatus::Up => now,
-        _ => cluster.status_updated_at,
-    }
+fn launched_at(cluster: &ClusterRecord) -> f64 {
+    cluster.launched_at.unwrap_or(cluster.status_updated_at)
 }
 
 fn wanted(cluster: &ClusterRecord, body: &CostReportBody) -> bool {
@@ -56,18 +63,26 @@ fn wanted(cluster: &ClusterRecord, body: &CostReportBody) -> bool {
     }
 }
 
-fn record(cluster: &ClusterRecord, now: f64) -> Value {
+/// One row of the report; `ended_at` is when a torn-down cluster ended
+/// (`None` for one that exists).
+fn record(cluster: &ClusterRecord, now: f64, ended_at: Option<f64>) -> Value {
     let handle: Option<Handle> = serde_json::from_value(cluster.handle.clone()).ok();
     let infra = infra_display(&cluster.infra);
-    let launched_at = cluster.launched_at.unwrap_or(cluster.status_updated_at);
-    // Up since launch, or until it was stopped.
+    let launched_at = launched_at(cluster);
+    // Up since launch, until now, its teardown, or when it was stopped.
+    let running = ended_at.is_none() && cluster.status == ClusterStatus::Up;
     let until = match cluster.status {
-        ClusterStatus::Up => now,
+        ClusterStatus::Up => ended_at.unwrap_or(now),
         _ => cluster.status_updated_at.max(launched_at),
     };
-    let end: Value = match cluster.status {
-        ClusterStatus::Up => Value::Null,
-        _ => json!(until as i64),
+    let end: Value = if running {
+        Value::Null
+    } else {
+        json!(until as i64)
+    };
+    let status: Value = match ended_at {
+        Some(_) => Value::Null,
+        None => json!(cluster.status.as_str()),
     };
     let cpus = handle.as_ref().map(|h| trim_float(h.capacity.cpus));
     let memory = handle
@@ -87,7 +102,7 @@ fn record(cluster: &ClusterRecord, now: f64) -> Value {
     });
     json!({
         "name": cluster.name,
-        "status": cluster.status.as_str(),
+        "status": status,
         "launched_at": launched_at as i64,
         "duration": (until - launched_at).max(0.0) as i64,
         "last_use": cluster.last_use.clone().unwrap_or_default(),

@@ -117,7 +117,7 @@ pub(super) async fn placements_are_recorded_released_and_freed_with_their_cluste
     // Released (a stopped cluster), and freed when the cluster goes.
     assert_eq!(store.release_cluster("a").await.unwrap(), 1);
     assert_eq!(store.release_cluster("a").await.unwrap(), 0);
-    assert!(store.delete_cluster("b").await.unwrap());
+    assert!(store.delete_cluster("b", 900.0).await.unwrap());
     assert!(store.list_allocations("local").await.unwrap().is_empty());
     let c = store
         .place_cluster("local", "c", &one_gpu("c"))

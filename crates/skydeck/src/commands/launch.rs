@@ -10,15 +10,20 @@ use crate::cli::{ExecArgs, LaunchArgs};
 use skydeck_client::Client;
 use skydeck_client::upload::{Bundle, CHUNK_BYTES};
 use skydeck_server::config::Paths;
-use skydeck_types::bodies::{AutostopBody, ExecBody, LaunchBody};
+use skydeck_types::bodies::{ExecBody, LaunchBody};
 use skydeck_types::names::{BlobId, ClusterName};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub async fn launch(paths: &Paths, client: &Client, args: &LaunchArgs) -> anyhow::Result<ExitCode> {
-    let mut task = task_args::load(&args.entrypoint, &args.task)?;
+/// `task` is the one the arguments name, loaded and checked already.
+pub async fn launch(
+    paths: &Paths,
+    client: &Client,
+    args: &LaunchArgs,
+    mut task: Task,
+) -> anyhow::Result<ExitCode> {
     if !args.yes && !args.dryrun && !exists(paths, client, args.cluster.as_deref()).await? {
         let action = match &args.cluster {
             Some(name) => format!("Launching a new cluster {name:?}"),
@@ -46,22 +51,13 @@ pub async fn launch(paths: &Paths, client: &Client, args: &LaunchArgs) -> anyhow
         include_credentials: false,
     };
     let id = client.submit("/launch", &body).await?;
-    // `--down` alone means "tear down once the jobs are done": autodown
-    // after 0 idle minutes, set once the job is queued. The server sets a
-    // launch's autostop before it submits the job, and an agent told "0
-    // idle minutes" tears a cluster with no job yet down at once.
-    let autodown_when_done = args.down && args.idle_minutes_to_autostop.is_none();
+    // `--down` (alone or with `-i`) needs nothing more from here: the
+    // server applies the launch's autostop once the job is queued, so an
+    // autodown after 0 idle minutes waits for the job instead of finding
+    // the cluster idle.
     let value = match follow::request(client, &id).await {
         Ok(Followed::Finished(value)) => value,
-        Ok(Followed::Detached) => {
-            if autodown_when_done {
-                eprintln!(
-                    "Autodown is not set yet: once the launch is done, run `skydeck autostop \
-                     CLUSTER -i 0 --down -y`."
-                );
-            }
-            return Ok(request_detached("launch", &id));
-        }
+        Ok(Followed::Detached) => return Ok(request_detached("launch", &id)),
         Err(err) => return failed(err),
     };
     if args.dryrun {
@@ -73,25 +69,16 @@ pub async fn launch(paths: &Paths, client: &Client, args: &LaunchArgs) -> anyhow
             anyhow::anyhow!("the API server did not say which cluster it launched")
         })?,
     };
-    if autodown_when_done {
-        let body = AutostopBody {
-            base: base(paths),
-            cluster_name: cluster.clone(),
-            idle_minutes: 0,
-            down: true,
-        };
-        let id = client.submit("/autostop", &body).await?;
-        if let Err(err) = super::waiting::wait(client, &id).await {
-            return failed(err);
-        }
-        eprintln!("✓ Autodown set: cluster {cluster} is torn down once its jobs are done.");
-    }
     let job_id = value["job_id"].as_u64();
     run_job(paths, client, &cluster, job_id, args.detach_run, true).await
 }
 
-pub async fn exec(paths: &Paths, client: &Client, args: &ExecArgs) -> anyhow::Result<ExitCode> {
-    let mut task = task_args::load(&args.entrypoint, &args.task)?;
+pub async fn exec(
+    paths: &Paths,
+    client: &Client,
+    args: &ExecArgs,
+    mut task: Task,
+) -> anyhow::Result<ExitCode> {
     // As in SkyPilot, exec syncs only the workdir: file mounts were made
     // when the cluster was launched.
     let blob = upload(paths, client, &mut task, true).await?;

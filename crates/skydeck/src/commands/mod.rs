@@ -57,8 +57,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Endpoints(args) => {
             clusters::endpoints(&paths, &connect(&paths).await?, &args).await
         }
-        Command::Launch(args) => launch::launch(&paths, &connect(&paths).await?, &args).await,
-        Command::Exec(args) => launch::exec(&paths, &connect(&paths).await?, &args).await,
+        // The task is read and checked before a server is reached (or
+        // started): a broken YAML says so and starts nothing.
+        Command::Launch(args) => {
+            let task = task_args::load(&args.entrypoint, &args.task)?;
+            launch::launch(&paths, &connect(&paths).await?, &args, task).await
+        }
+        Command::Exec(args) => {
+            let task = task_args::load(&args.entrypoint, &args.task)?;
+            launch::exec(&paths, &connect(&paths).await?, &args, task).await
+        }
         Command::Queue(args) => jobs::queue(&paths, &connect(&paths).await?, &args).await,
         Command::Logs(args) => jobs::logs(&paths, &connect(&paths).await?, &args).await,
         Command::Cancel(args) => jobs::cancel(&paths, &connect(&paths).await?, &args).await,
