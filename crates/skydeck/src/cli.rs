@@ -45,6 +45,9 @@ pub enum Command {
     Endpoints(EndpointsArgs),
     /// Show which infrastructure is available.
     Check(CheckArgs),
+    /// Open a shell on a cluster's head node, or run a command there,
+    /// through the API server (`skydeck ssh CLUSTER [-- COMMAND…]`).
+    Ssh(SshArgs),
     /// Manage the users of an API server with authentication on.
     #[command(subcommand)]
     Users(UsersCommand),
@@ -696,6 +699,33 @@ pub struct AutostopArgs {
     /// Do not ask for confirmation.
     #[arg(short, long)]
     pub yes: bool,
+}
+
+/// `skydeck ssh CLUSTER [-- COMMAND…]`. The SSH Node Pools commands
+/// (`skydeck ssh up`/`down`) share the name as subcommands
+/// (`args_conflicts_with_subcommands`): a cluster named `up` or `down` is
+/// reached with `--cluster up`.
+#[derive(Debug, Args)]
+pub struct SshArgs {
+    /// The cluster; without a command, a login shell on a terminal.
+    #[arg(value_name = "CLUSTER")]
+    pub name: Option<ClusterName>,
+    /// The cluster, for one whose name is also a subcommand (`up`, `down`).
+    #[arg(long = "cluster", value_name = "CLUSTER", conflicts_with = "name")]
+    pub cluster: Option<ClusterName>,
+    /// The command and its arguments, run as given (no shell: write
+    /// `bash -c '…'` for one), after `--`.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+impl SshArgs {
+    pub fn cluster(&self) -> Option<&str> {
+        self.name
+            .as_ref()
+            .or(self.cluster.as_ref())
+            .map(ClusterName::as_str)
+    }
 }
 
 #[derive(Debug, Args)]
