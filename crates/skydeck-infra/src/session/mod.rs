@@ -12,6 +12,8 @@
 mod driver;
 mod local;
 
+pub(crate) use driver::{Input, Process, Reader, drive};
+
 pub(crate) use local::{spawn_pipes, spawn_pty};
 
 use std::path::PathBuf;
