@@ -857,6 +857,24 @@ mod tests {
     }
 
     #[test]
+    fn ssh_takes_a_cluster_and_a_command_after_the_separator() {
+        let Command::Ssh(args) = parse(&["ssh", "c1", "--", "ls", "-la", "--env"]) else {
+            panic!("not ssh");
+        };
+        assert_eq!(args.cluster(), Some("c1"));
+        assert_eq!(args.command, ["ls", "-la", "--env"]);
+        let Command::Ssh(args) = parse(&["ssh", "--cluster", "up", "--", "true"]) else {
+            panic!("not ssh");
+        };
+        assert_eq!(args.cluster(), Some("up"));
+        let Command::Ssh(args) = parse(&["ssh", "c1"]) else {
+            panic!("not ssh");
+        };
+        assert!(args.command.is_empty());
+        assert!(Cli::try_parse_from(["skydeck", "ssh", "../x"]).is_err());
+    }
+
+    #[test]
     fn logs_status_and_sync_down_exclude_each_other() {
         assert!(Cli::try_parse_from(["skydeck", "logs", "c1", "--status", "-s"]).is_err());
         let Command::Logs(args) = parse(&["logs", "c1", "2", "--tail", "5", "--no-follow"]) else {
