@@ -118,6 +118,25 @@ fn commands_run_on_the_head_node_with_their_io_and_exit_code() {
         (Some(0), "hi\nthere".to_owned())
     );
 
+    // A program that prints much while it reads no input is not held up by
+    // the input waiting for it, nor its input by its output.
+    let piped = Command::new("sh")
+        .args([
+            "-c",
+            r#"head -c 100000000 /dev/zero | "$0" ssh c -- sh -c 'head -c 20000000 /dev/zero; wc -c' | wc -c"#,
+            support::BINARY,
+        ])
+        .env("SKYDECK_HOME", &client)
+        .env("SKYDECK_API_SERVER_ENDPOINT", &url)
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&piped.stdout).trim(),
+        "20000010",
+        "{}",
+        text(&piped.stderr)
+    );
+
     // A client that goes away leaves nothing running.
     let marker = format!("1000.{}", std::process::id());
     let mut held = skydeck(&client, &url)

@@ -28,9 +28,10 @@ use skydeck_store::ClusterStatus;
 use skydeck_types::names::ClusterName;
 use skydeck_types::ssh_session::{Decoder, Frame, PROTOCOL};
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 /// Sessions one user may hold at once: enough for a few terminals, too few
 /// to exhaust the server's processes or file descriptors.
@@ -271,73 +272,94 @@ fn cluster_env(name: &str, handle: &skydeck_infra::Handle) -> Vec<(String, Strin
 
 /// Relays frames between the connection and the program until it exits
 /// (its code goes last) or the client leaves (the program is killed as
-/// `session` is dropped).
-async fn relay<S: AsyncRead + AsyncWrite + Unpin>(stream: S, session: Session) {
+/// `session` is dropped). Input is read on a task of its own: a program
+/// that reads no input while it prints must not stall its output behind
+/// input that waits for it.
+async fn relay<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, session: Session) {
     let Session {
         input,
         mut output,
         exit,
     } = session;
-    let (mut reader, mut writer) = tokio::io::split(stream);
-    let mut decoder = Decoder::default();
-    let mut buf = vec![0; 32 * 1024];
-    loop {
+    let (reader, mut writer) = tokio::io::split(stream);
+    let activity = Arc::new(Notify::new());
+    let (left, mut client_left) = oneshot::channel();
+    let reading = tokio::spawn(read_client(reader, input, Arc::clone(&activity), left));
+    let end = loop {
         tokio::select! {
-            read = reader.read(&mut buf) => {
-                // The client left (it never half-closes: the end of its
-                // input is a frame).
-                let n = match read {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => n,
-                };
-                decoder.push(&buf[..n]);
-                loop {
-                    let message = match decoder.next_frame() {
-                        Ok(Some(Frame::Stdin(data))) => SessionInput::Data(data),
-                        Ok(Some(Frame::StdinEof)) => SessionInput::Eof,
-                        Ok(Some(Frame::Resize { cols, rows })) => {
-                            SessionInput::Resize(TtySize { cols, rows })
-                        }
-                        Ok(Some(_)) => continue,
-                        Ok(None) => break,
-                        Err(err) => {
-                            let _ = writer.write_all(&Frame::Error(err).encode()).await;
-                            return;
-                        }
-                    };
-                    if input.send(message).await.is_err() {
-                        // The program stopped reading; its output and exit
-                        // still come.
-                        break;
-                    }
-                }
-            }
             out = output.recv() => {
                 let frame = match out {
                     Some(SessionOutput::Stdout(data)) => Frame::Stdout(data),
                     Some(SessionOutput::Stderr(data)) => Frame::Stderr(data),
-                    None => break,
+                    None => break None,
                 };
                 if writer.write_all(&frame.encode()).await.is_err() {
-                    return;
+                    break Some(None);
                 }
             }
+            left = &mut client_left => break Some(left.ok().flatten()),
+            () = activity.notified() => {}
             () = tokio::time::sleep(IDLE) => {
-                let _ = writer
-                    .write_all(&Frame::Error(format!(
-                        "the session was idle for {} minutes and was ended",
-                        IDLE.as_secs() / 60
-                    )).encode())
-                    .await;
-                return;
+                break Some(Some(format!(
+                    "the session was idle for {} minutes and was ended",
+                    IDLE.as_secs() / 60
+                )));
             }
         }
-    }
-    let last = match exit.await {
-        Ok(Ok(code)) => Frame::Exit(code),
-        Ok(Err(err)) => Frame::Error(err.to_string()),
-        Err(_) => Frame::Error("the session ended without an exit code".to_owned()),
+    };
+    reading.abort();
+    let last = match end {
+        // The client left, or broke the protocol: the program is killed
+        // as the session's output is dropped.
+        Some(None) => return,
+        Some(Some(message)) => Frame::Error(message),
+        None => match exit.await {
+            Ok(Ok(code)) => Frame::Exit(code),
+            Ok(Err(err)) => Frame::Error(err.to_string()),
+            Err(_) => Frame::Error("the session ended without an exit code".to_owned()),
+        },
     };
     let _ = writer.write_all(&last.encode()).await;
     let _ = writer.shutdown().await;
+}
+
+/// Passes the client's frames on until it leaves (`None`) or sends
+/// something that is not this protocol (why).
+async fn read_client(
+    mut reader: impl AsyncRead + Unpin,
+    input: mpsc::Sender<SessionInput>,
+    activity: Arc<Notify>,
+    left: oneshot::Sender<Option<String>>,
+) {
+    let mut decoder = Decoder::default();
+    let mut buf = vec![0; 32 * 1024];
+    let why = loop {
+        // The client never half-closes (the end of its input is a frame):
+        // the end of the stream is the client gone.
+        let n = match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break None,
+            Ok(n) => n,
+        };
+        activity.notify_one();
+        decoder.push(&buf[..n]);
+        let broken = loop {
+            let message = match decoder.next_frame() {
+                Ok(Some(Frame::Stdin(data))) => SessionInput::Data(data),
+                Ok(Some(Frame::StdinEof)) => SessionInput::Eof,
+                Ok(Some(Frame::Resize { cols, rows })) => {
+                    SessionInput::Resize(TtySize { cols, rows })
+                }
+                Ok(Some(_)) => continue,
+                Ok(None) => break None,
+                Err(err) => break Some(err),
+            };
+            // A program that stopped reading still has output and an exit
+            // code to come: its input is dropped, the client is not.
+            let _ = input.send(message).await;
+        };
+        if broken.is_some() {
+            break broken;
+        }
+    };
+    let _ = left.send(why);
 }

@@ -65,51 +65,60 @@ enum End {
 }
 
 async fn relay(
-    stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite,
+    stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
     interactive: bool,
 ) -> End {
     let (mut reader, mut writer) = tokio::io::split(stream);
     let (frames, mut to_send) = mpsc::channel::<Frame>(16);
     read_stdin(frames.clone(), interactive);
+    // Written on a task of its own, so input the remote program does not
+    // read yet never holds up its output.
+    let writing = tokio::spawn(async move {
+        while let Some(frame) = to_send.recv().await {
+            if writer.write_all(&frame.encode()).await.is_err() {
+                break;
+            }
+        }
+    });
     let mut resizes = interactive
         .then(|| tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change()).ok())
         .flatten();
     let mut decoder = Decoder::default();
     let mut buf = vec![0; 32 * 1024];
-    let mut sending = true;
-    loop {
+    let end = loop {
         tokio::select! {
             read = reader.read(&mut buf) => {
                 let n = match read {
-                    Ok(0) => return End::Failed("the API server closed the session".to_owned()),
-                    Err(err) => return End::Failed(format!("the session's connection failed: {err}")),
+                    Ok(0) => break End::Failed("the API server closed the session".to_owned()),
+                    Err(err) => break End::Failed(format!("the session's connection failed: {err}")),
                     Ok(n) => n,
                 };
                 decoder.push(&buf[..n]);
-                loop {
-                    match decoder.next_frame() {
-                        Ok(Some(Frame::Stdout(data))) => write_out(&mut std::io::stdout(), &data),
-                        Ok(Some(Frame::Stderr(data))) => write_out(&mut std::io::stderr(), &data),
-                        Ok(Some(Frame::Exit(code))) => return End::Exit(code),
-                        Ok(Some(Frame::Error(message))) => return End::Failed(message),
-                        Ok(Some(_)) => {}
-                        Ok(None) => break,
-                        Err(err) => return End::Failed(format!("the session's stream broke: {err}")),
-                    }
+                if let Some(end) = show(&mut decoder) {
+                    break end;
                 }
             }
-            frame = to_send.recv(), if sending => match frame {
-                Some(frame) => {
-                    if writer.write_all(&frame.encode()).await.is_err() {
-                        sending = false;
-                    }
-                }
-                None => sending = false,
-            },
             Some(()) = async { match resizes.as_mut() { Some(s) => s.recv().await, None => None } } => {
                 let (cols, rows) = window_size();
-                let _ = frames.send(Frame::Resize { cols, rows }).await;
+                let _ = frames.try_send(Frame::Resize { cols, rows });
             }
+        }
+    };
+    writing.abort();
+    end
+}
+
+/// Prints the whole frames received so far; the end, once it came.
+fn show(decoder: &mut Decoder) -> Option<End> {
+    loop {
+        match decoder.next_frame() {
+            Ok(Some(Frame::Stdout(data))) => write_out(&mut std::io::stdout(), &data),
+            Ok(Some(Frame::Stderr(data))) => write_out(&mut std::io::stderr(), &data),
+            Ok(Some(Frame::Exit(code))) => return Some(End::Exit(code)),
+            Ok(Some(Frame::Error(message))) => return Some(End::Failed(message)),
+            Ok(Some(_)) => {}
+            Ok(None) => return None,
+            Err(err) => return Some(End::Failed(format!("the session's stream broke: {err}"))),
         }
     }
 }
