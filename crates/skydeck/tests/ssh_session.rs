@@ -154,6 +154,27 @@ fn commands_run_on_the_head_node_with_their_io_and_exit_code() {
     poll("the command is killed once its client is gone", || {
         processes(&["sleep", &marker]).is_empty()
     });
+    // Told to stop, the client ends the session (and restores a terminal
+    // it put in raw mode) and exits as a signalled command would.
+    let mut held = skydeck(&client, &url)
+        .args(["ssh", "c", "--", "sleep", &marker])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    poll("the command starts", || {
+        !processes(&["sleep", &marker]).is_empty()
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(held.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(held.wait().unwrap().code(), Some(128 + 15));
+    poll("the command is killed once its client stopped", || {
+        processes(&["sleep", &marker]).is_empty()
+    });
 
     // A stopped cluster says so; an unknown one is not found.
     let out = run(&client, &url, &["ssh", "nope", "--", "true"], None);

@@ -9,6 +9,7 @@ use skydeck_types::ssh_session::{Decoder, Frame};
 use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
 /// The exit status when the session itself failed (ssh's own).
@@ -35,6 +36,16 @@ pub async fn ssh(client: &Client, args: &SshArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    // A signal that would end the command ends the session instead, so the
+    // terminal is restored on the way out (in a shell, ^C is a key: raw
+    // mode sends it to the remote side). Caught from the start, so none
+    // ends the command between the program's start and the relay's.
+    let stops = [
+        SignalKind::terminate(),
+        SignalKind::hangup(),
+        SignalKind::interrupt(),
+    ]
+    .map(|kind| signal(kind).ok());
     let stream = match client
         .open_session(cluster, &args.command, terminal.as_ref())
         .await
@@ -47,11 +58,12 @@ pub async fn ssh(client: &Client, args: &SshArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let end = relay(stream, interactive).await;
+    let end = relay(stream, interactive, stops).await;
     // Back to a cooked terminal before anything more is printed.
     drop(raw);
     Ok(match end {
         End::Exit(code) => ExitCode::from((code & 0xff) as u8),
+        End::Signal(number) => ExitCode::from(128 + number),
         End::Failed(message) => {
             eprintln!("{message}");
             ExitCode::from(SESSION_FAILED)
@@ -62,11 +74,22 @@ pub async fn ssh(client: &Client, args: &SshArgs) -> anyhow::Result<ExitCode> {
 enum End {
     Exit(i32),
     Failed(String),
+    /// This command was told to stop by signal N.
+    Signal(u8),
+}
+
+/// The next delivery of a signal, or never where none could be set up.
+async fn next(signal: &mut Option<Signal>) -> Option<()> {
+    match signal {
+        Some(signal) => signal.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn relay(
     stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
     interactive: bool,
+    stops: [Option<Signal>; 3],
 ) -> End {
     let (mut reader, mut writer) = tokio::io::split(stream);
     let (frames, mut to_send) = mpsc::channel::<Frame>(16);
@@ -81,8 +104,9 @@ async fn relay(
         }
     });
     let mut resizes = interactive
-        .then(|| tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change()).ok())
+        .then(|| signal(SignalKind::window_change()).ok())
         .flatten();
+    let [mut term, mut hup, mut int] = stops;
     let mut decoder = Decoder::default();
     let mut buf = vec![0; 32 * 1024];
     let end = loop {
@@ -98,7 +122,10 @@ async fn relay(
                     break end;
                 }
             }
-            Some(()) = async { match resizes.as_mut() { Some(s) => s.recv().await, None => None } } => {
+            Some(()) = next(&mut term) => break End::Signal(15),
+            Some(()) = next(&mut hup) => break End::Signal(1),
+            Some(()) = next(&mut int) => break End::Signal(2),
+            Some(()) = next(&mut resizes) => {
                 let (cols, rows) = window_size();
                 let _ = frames.try_send(Frame::Resize { cols, rows });
             }
