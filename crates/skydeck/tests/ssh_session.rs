@@ -279,6 +279,18 @@ async fn only_the_owner_or_an_admin_may_open_a_session() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("belongs to another user"), "{stderr}");
     assert!(!marker.exists(), "nothing ran for another user");
+    // The refusals are plain HTTP answers, before anything runs.
+    let touch = ["touch".to_owned(), marker.display().to_string()];
+    let as_bob = skydeck_client::Client::new(&bob, None).unwrap();
+    for (cluster, status) in [("mine", 403), ("nothing-here", 404)] {
+        match as_bob.open_session(cluster, &touch, None).await {
+            Err(skydeck_client::ClientError::Http { status: got, .. }) => {
+                assert_eq!(got, status, "{cluster}")
+            }
+            other => panic!("{cluster}: {:?}", other.map(|_| "a session")),
+        }
+    }
+    assert!(!marker.exists(), "nothing ran for another user");
 
     for (who, endpoint) in [("the owner", &alice), ("an admin", &admin_url)] {
         let out = run(&home, endpoint, &["ssh", "mine", "--", "echo", "in"], None);
