@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod glob;
+pub mod session;
 pub mod upload;
 
 use futures_util::StreamExt;

@@ -11,6 +11,7 @@ pub mod local;
 mod machine;
 pub mod placement;
 mod runner;
+pub mod session;
 pub mod ssh;
 
 pub use agent_client::{AgentClient, LogFollow};

@@ -1,5 +1,6 @@
 //! Running commands on a node.
 
+use crate::session::{Session, SessionSpec};
 use crate::{InfraError, Result};
 use async_trait::async_trait;
 use std::path::PathBuf;
@@ -39,6 +40,14 @@ pub trait CommandRunner: Send + Sync {
     /// reader that went away stops the work at once, even while the
     /// command prints nothing.
     async fn stream(&self, argv: &[String], out: mpsc::Sender<Vec<u8>>) -> Result<i32>;
+    /// Starts `spec` with its input and output relayed as they flow, on a
+    /// pseudo-terminal when `spec.tty` asks for one (`skydeck ssh`).
+    async fn session(&self, spec: SessionSpec) -> Result<Session> {
+        let _ = spec;
+        Err(InfraError::Refused(
+            "interactive sessions are not available on this infrastructure".to_owned(),
+        ))
+    }
 }
 
 /// Runs commands on this machine.
@@ -136,6 +145,14 @@ impl CommandRunner for LocalRunner {
             tracing::debug!(command = %argv[0], stderr = %stderr_text.trim(), "command wrote to stderr");
         }
         Ok(status.code().unwrap_or(-1))
+    }
+
+    async fn session(&self, spec: SessionSpec) -> Result<Session> {
+        let dir = spec.sandbox.clone().unwrap_or_else(|| self.dir.clone());
+        match spec.tty {
+            Some(size) => crate::session::spawn_pty(&dir, &spec, size),
+            None => crate::session::spawn_pipes(&dir, &spec),
+        }
     }
 }
 

@@ -18,6 +18,7 @@ pub mod names;
 pub mod placement;
 pub mod request;
 pub mod ssh_node_pools;
+pub mod ssh_session;
 pub mod task;
 pub mod version;
 

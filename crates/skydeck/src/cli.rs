@@ -45,6 +45,9 @@ pub enum Command {
     Endpoints(EndpointsArgs),
     /// Show which infrastructure is available.
     Check(CheckArgs),
+    /// Open a shell on a cluster's head node, or run a command there,
+    /// through the API server (`skydeck ssh CLUSTER [-- COMMAND…]`).
+    Ssh(SshArgs),
     /// Manage the users of an API server with authentication on.
     #[command(subcommand)]
     Users(UsersCommand),
@@ -698,6 +701,33 @@ pub struct AutostopArgs {
     pub yes: bool,
 }
 
+/// `skydeck ssh CLUSTER [-- COMMAND…]`. The SSH Node Pools commands
+/// (`skydeck ssh up`/`down`) share the name as subcommands
+/// (`args_conflicts_with_subcommands`): a cluster named `up` or `down` is
+/// reached with `--cluster up`.
+#[derive(Debug, Args)]
+pub struct SshArgs {
+    /// The cluster; without a command, a login shell on a terminal.
+    #[arg(value_name = "CLUSTER")]
+    pub name: Option<ClusterName>,
+    /// The cluster, for one whose name is also a subcommand (`up`, `down`).
+    #[arg(long = "cluster", value_name = "CLUSTER", conflicts_with = "name")]
+    pub cluster: Option<ClusterName>,
+    /// The command and its arguments, run as given (no shell: write
+    /// `bash -c '…'` for one), after `--`.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+impl SshArgs {
+    pub fn cluster(&self) -> Option<&str> {
+        self.name
+            .as_ref()
+            .or(self.cluster.as_ref())
+            .map(ClusterName::as_str)
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct EndpointsArgs {
     /// The cluster.
@@ -824,6 +854,24 @@ mod tests {
     #[test]
     fn exec_needs_something_to_run() {
         assert!(Cli::try_parse_from(["skydeck", "exec", "c1"]).is_err());
+    }
+
+    #[test]
+    fn ssh_takes_a_cluster_and_a_command_after_the_separator() {
+        let Command::Ssh(args) = parse(&["ssh", "c1", "--", "ls", "-la", "--env"]) else {
+            panic!("not ssh");
+        };
+        assert_eq!(args.cluster(), Some("c1"));
+        assert_eq!(args.command, ["ls", "-la", "--env"]);
+        let Command::Ssh(args) = parse(&["ssh", "--cluster", "up", "--", "true"]) else {
+            panic!("not ssh");
+        };
+        assert_eq!(args.cluster(), Some("up"));
+        let Command::Ssh(args) = parse(&["ssh", "c1"]) else {
+            panic!("not ssh");
+        };
+        assert!(args.command.is_empty());
+        assert!(Cli::try_parse_from(["skydeck", "ssh", "../x"]).is_err());
     }
 
     #[test]

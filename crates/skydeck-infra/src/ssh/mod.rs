@@ -27,6 +27,7 @@ mod pool;
 mod probe;
 mod quote;
 mod runner;
+mod session;
 mod sync;
 mod target;
 

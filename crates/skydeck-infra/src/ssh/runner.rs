@@ -10,6 +10,7 @@ use super::pool::Connector;
 use super::quote::quote_argv;
 use super::target::SshTarget;
 use crate::runner::{CommandOutput, CommandRunner, READER_GONE, STREAM_CHUNK};
+use crate::session::{Session as UserSession, SessionSpec};
 use crate::{InfraError, Result};
 use async_trait::async_trait;
 use openssh::{Session, Stdio};
@@ -110,7 +111,7 @@ impl SshRunner {
         }
     }
 
-    async fn spawn(
+    pub(super) async fn spawn(
         &self,
         argv: &[String],
         stdin: bool,
@@ -158,17 +159,17 @@ impl SshRunner {
 
 /// Kills the command's process group on the host unless disarmed: dropping
 /// a run or stream future mid-way leaves nothing running there.
-struct KillGuard {
-    session: Arc<Session>,
-    pgid: Option<oneshot::Receiver<u32>>,
+pub(super) struct KillGuard {
+    pub(super) session: Arc<Session>,
+    pub(super) pgid: Option<oneshot::Receiver<u32>>,
 }
 
 impl KillGuard {
-    fn disarm(&mut self) {
+    pub(super) fn disarm(&mut self) {
         self.pgid = None;
     }
 
-    async fn kill_now(&mut self) {
+    pub(super) async fn kill_now(&mut self) {
         if let Some(pgid) = self.pgid.take() {
             kill_when_known(Arc::clone(&self.session), pgid).await;
         }
@@ -244,7 +245,7 @@ fn read_stderr(
 
 /// The group id and what follows it, once the mark line is complete. Lines
 /// before it (a login script's chatter) are dropped with it.
-fn take_mark(buf: &[u8]) -> Option<(u32, Vec<u8>)> {
+pub(super) fn take_mark(buf: &[u8]) -> Option<(u32, Vec<u8>)> {
     let mark = PGID_MARK.as_bytes();
     let start = buf.windows(mark.len()).position(|w| w == mark)?;
     let digits = start + mark.len();
@@ -259,7 +260,7 @@ fn take_mark(buf: &[u8]) -> Option<(u32, Vec<u8>)> {
 
 /// The command's exit code, or an error when the connection was lost
 /// under it.
-async fn exit_code(
+pub(super) async fn exit_code(
     status: std::result::Result<std::process::ExitStatus, openssh::Error>,
     session: &Session,
     target: &SshTarget,
@@ -325,6 +326,10 @@ impl CommandRunner for SshRunner {
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
         })
+    }
+
+    async fn session(&self, spec: SessionSpec) -> Result<UserSession> {
+        super::session::open(self, spec).await
     }
 
     async fn stream(&self, argv: &[String], out: mpsc::Sender<Vec<u8>>) -> Result<i32> {

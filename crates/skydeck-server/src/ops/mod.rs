@@ -14,6 +14,7 @@ mod launch_checks;
 mod listings;
 mod not_yet_listings;
 mod ownership;
+pub use ownership::not_owner;
 mod policy;
 mod progress;
 pub mod unsupported;

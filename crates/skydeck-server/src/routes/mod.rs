@@ -6,6 +6,7 @@ mod health;
 mod listings;
 mod requests;
 mod schedule;
+mod ssh_session;
 mod stream;
 mod unsupported;
 mod upload;
@@ -117,6 +118,7 @@ pub fn routes() -> Vec<Route> {
             "/api/completion/api_request",
             listings::complete_api_request,
         ),
+        Route::get(skydeck_types::ssh_session::PATH, ssh_session::ssh),
         Route::get("/api/completion/storage_name", listings::complete_nothing),
         Route::get("/api/completion/volume_name", listings::complete_nothing),
     ]

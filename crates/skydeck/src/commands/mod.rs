@@ -11,6 +11,7 @@ mod lifecycle;
 mod man;
 mod password;
 mod prompt;
+mod ssh_session;
 mod task_args;
 mod tokens;
 mod users;
@@ -54,6 +55,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status(args) => clusters::status(&paths, &connect(&paths).await?, &args).await,
         Command::Check(args) => clusters::check(&paths, &connect(&paths).await?, &args).await,
+        Command::Ssh(args) => ssh_session::ssh(&connect(&paths).await?, &args).await,
         Command::Endpoints(args) => {
             clusters::endpoints(&paths, &connect(&paths).await?, &args).await
         }
