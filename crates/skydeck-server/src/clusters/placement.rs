@@ -48,11 +48,26 @@ pub async fn check_fit(
     provider: &dyn Provider,
     spec: &ClusterSpec,
 ) -> Result<Result<(), NoFit>, RequestError> {
-    let Some(pool) = provider.placement() else {
+    let Some(mut pool) = provider.placement() else {
         return Ok(Ok(()));
     };
+    pool.hosts = recorded_and_probed(store, &pool).await?;
     let held = store.list_allocations(&pool.pool).await.map_err(internal)?;
     Ok(fit_on(&pool, &held, spec.name.as_str(), &spec.node, spec.num_nodes).map(drop))
+}
+
+/// The pool's hosts as placing reads them: the store's records (an SSH
+/// pool's, which `ssh up` makes), each replaced by the provider's probe of
+/// it now where it has one (this machine's).
+async fn recorded_and_probed(
+    store: &dyn Store,
+    pool: &PlacementPool,
+) -> Result<Vec<skydeck_infra::placement::Host>, RequestError> {
+    let mut hosts = store.list_hosts(&pool.pool).await.map_err(internal)?;
+    hosts.retain(|recorded| !pool.hosts.iter().any(|probed| probed.id == recorded.id));
+    hosts.extend(pool.hosts.iter().cloned());
+    hosts.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(hosts)
 }
 
 /// [`fit`], with a request the hosts could not hold even empty told apart
