@@ -33,6 +33,33 @@ fn on_host(hosts: &TestHosts, host: &str, line: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Polls the queue until job `job` of `cluster` has succeeded.
+async fn wait_until_succeeded(api: &Client, cluster: &str, job: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let jobs = submit(
+            api,
+            "/queue",
+            json!({"cluster_name": cluster, "all_users": true}),
+        )
+        .await
+        .unwrap();
+        let status = jobs
+            .as_array()
+            .and_then(|jobs| jobs.iter().find(|j| j["job_id"] == job))
+            .map(|j| j["status"].as_str().unwrap_or_default().to_owned())
+            .unwrap_or_default();
+        if status == "SUCCEEDED" {
+            break;
+        }
+        assert!(
+            !status.starts_with("FAILED") && Instant::now() < deadline,
+            "job {job} is {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn launch_logs_and_down_on_an_ssh_node_pool() {
     let Some(hosts) = test_hosts() else { return };
@@ -83,29 +110,7 @@ async fn launch_logs_and_down_on_an_ssh_node_pool() {
     eprintln!("launch on the pool took {:?}", started.elapsed());
     let job = launched["job_id"].as_u64().expect("a job id");
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let jobs = submit(
-            &api,
-            "/queue",
-            json!({"cluster_name": cluster, "all_users": true}),
-        )
-        .await
-        .unwrap();
-        let status = jobs
-            .as_array()
-            .and_then(|jobs| jobs.iter().find(|j| j["job_id"] == job))
-            .map(|j| j["status"].as_str().unwrap_or_default().to_owned())
-            .unwrap_or_default();
-        if status == "SUCCEEDED" {
-            break;
-        }
-        assert!(
-            !status.starts_with("FAILED") && Instant::now() < deadline,
-            "job {job} is {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_succeeded(&api, &cluster, job).await;
     let body = json!({"cluster_name": cluster, "job_id": job, "follow": false}).to_string();
     let log = http("POST", &format!("{}/logs", server.url), Some(&body))
         .await
@@ -124,6 +129,22 @@ async fn launch_logs_and_down_on_an_ssh_node_pool() {
         on_host(&hosts, "h1", &format!("test -d {dir} && echo there")),
         "there\n"
     );
+
+    // A relaunch on the set-up cluster: the agent is there, nothing to copy.
+    let started = Instant::now();
+    let again = submit(
+        &api,
+        "/launch",
+        json!({
+            "task": "resources:\n  infra: ssh/rack\n  cpus: 1\nrun: echo again\n",
+            "cluster_name": cluster,
+            "retry_until_up": false,
+        }),
+    )
+    .await
+    .unwrap();
+    wait_until_succeeded(&api, &cluster, again["job_id"].as_u64().unwrap()).await;
+    eprintln!("relaunch to a finished job took {:?}", started.elapsed());
 
     submit(&api, "/down", json!({"cluster_name": cluster}))
         .await

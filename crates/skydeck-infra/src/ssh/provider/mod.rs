@@ -22,6 +22,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use node_runner::{NodeRunner, Unreachable};
+use sha2::{Digest, Sha256};
 use skydeck_agent::cluster::NodeSsh;
 use skydeck_types::names::PoolName;
 use skydeck_types::ssh_node_pools::PoolHost;
@@ -40,6 +41,9 @@ pub struct SshProvider {
     targets: BTreeMap<String, SshTarget>,
     /// The `skydeck` binary installed on the hosts as the agent.
     program: PathBuf,
+    /// Where it is installed on a host, relative to the home; hashing the
+    /// binary takes seconds, so once.
+    installed_path: tokio::sync::OnceCell<String>,
     /// One connection per host, made on first use and kept.
     runners: std::sync::Mutex<HashMap<String, Arc<NodeRunner>>>,
 }
@@ -81,6 +85,7 @@ impl SshProvider {
             ssh,
             targets,
             program,
+            installed_path: tokio::sync::OnceCell::new(),
             runners: std::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -237,25 +242,62 @@ impl SshProvider {
         })
     }
 
-    /// Installs the agent on `host` (a no-op when that build is there) and
-    /// links it as the cluster's; returns its absolute path.
+    /// Where `install_program` puts this build of the agent (relative to
+    /// the home): `.skydeck/bin/<sha256>/skydeck`.
+    async fn installed_path(&self) -> Result<&String> {
+        self.installed_path
+            .get_or_try_init(|| async {
+                let program = self.program.clone();
+                let digest = tokio::task::spawn_blocking(move || {
+                    std::fs::read(&program).map(|content| format!("{:x}", Sha256::digest(content)))
+                })
+                .await
+                .map_err(|err| InfraError::Command(format!("hashing the agent failed: {err}")))?
+                .map_err(InfraError::io(format!(
+                    "cannot read {}",
+                    self.program.display()
+                )))?;
+                Ok(format!(".skydeck/bin/{digest}/skydeck"))
+            })
+            .await
+    }
+
+    /// Installs the agent on `host` (only when that build is not there)
+    /// and links it as the cluster's; returns its absolute path.
     async fn install_agent(&self, host: &str, name: &ClusterName, home: &str) -> Result<String> {
         let runner = self.runner(host)?;
-        let installed = runner
-            .get()
-            .await?
-            .install_program(&self.program, "skydeck")
-            .await?;
-        self.script(
-            &*runner,
-            host,
-            scripts::link_agent(),
-            name,
-            &[&installed.path],
-            None,
-        )
-        .await?;
-        Ok(format!("{home}/{}", installed.path))
+        let path = self.installed_path().await?;
+        let link = |path: &str| {
+            let argv: Vec<String> = [
+                "sh",
+                "-c",
+                &scripts::link_agent(),
+                "skydeck",
+                name.as_str(),
+                path,
+            ]
+            .iter()
+            .map(|w| (*w).to_owned())
+            .collect();
+            let runner = Arc::clone(&runner);
+            async move { runner.run(&argv, None).await }
+        };
+        let mut out = link(path).await?;
+        if out.code == scripts::NOT_INSTALLED {
+            let installed = runner
+                .get()
+                .await?
+                .install_program(&self.program, "skydeck")
+                .await?;
+            out = link(&installed.path).await?;
+        }
+        if !out.success() {
+            return Err(InfraError::Command(format!(
+                "on {host} (cluster {name}): cannot link the agent: {}",
+                out.stderr.trim()
+            )));
+        }
+        Ok(format!("{home}/{path}"))
     }
 
     /// The host-key lines of the pool's known_hosts for `host` (reached at

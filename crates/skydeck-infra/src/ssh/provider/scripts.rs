@@ -60,10 +60,15 @@ cat >"$f.partial" && mv -f "$f.partial" "$f"
     )
 }
 
-/// Points `$d/bin/skydeck` at the installed agent `$2` (relative to home).
+/// Exit code of [`link_agent`] when the agent is not installed there.
+pub const NOT_INSTALLED: i32 = 95;
+
+/// Points `$d/bin/skydeck` at the installed agent `$2` (relative to home);
+/// exits [`NOT_INSTALLED`] when that build is not there.
 pub fn link_agent() -> String {
     script(
-        r#"mkdir -p "$d/bin" && ln -sfn "$HOME/$2" "$d/bin/skydeck"
+        r#"[ -x "$HOME/$2" ] || exit 95
+mkdir -p "$d/bin" && ln -sfn "$HOME/$2" "$d/bin/skydeck"
 "#,
     )
 }
