@@ -406,3 +406,42 @@ async fn terminate_reports_a_host_that_does_not_answer_and_cleans_the_others() {
     let h5 = support_runner(&provider, &hosts, state.path(), "h5").await;
     assert_eq!(leftovers(&*h5, &name).await, Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn a_cluster_whose_handle_was_lost_is_removed_from_every_host_of_the_pool() {
+    let Some(hosts) = test_hosts() else { return };
+    // Every host of the pool is visited, h5 too.
+    let _h5 = hosts.hold("h5");
+    let state = tempfile::tempdir().unwrap();
+    let provider = provider(&hosts, state.path(), Duration::from_secs(5));
+    let name = cluster_name("lost");
+    let handle = provider
+        .provision(&spec(&provider, &hosts, &name, &["h1", "h2"]))
+        .await
+        .unwrap();
+    let agent = provider.agent(&handle);
+    let id = agent.submit(&job("sleep 7322")).await.unwrap();
+    wait_for_status(&provider, &handle, id, JobStatus::Running).await;
+    let head = provider.head_runner(&handle);
+    let running = leftovers(&*head, &name).await;
+    assert!(
+        running.iter().any(|l| l.starts_with("job process"))
+            && running.iter().any(|l| l.starts_with("process")),
+        "the job and the agent are seen: {running:?}"
+    );
+
+    // A server that restarted without the handle: a fresh provider.
+    let fresh = self::provider(&hosts, state.path(), Duration::from_secs(5));
+    fresh
+        .terminate_unrecorded(&ClusterName::new(&name).unwrap())
+        .await
+        .unwrap();
+    for host in ["h1", "h2", "h5"] {
+        let runner = support_runner(&provider, &hosts, state.path(), host).await;
+        assert_eq!(
+            leftovers(&*runner, &name).await,
+            Vec::<String>::new(),
+            "on {host}"
+        );
+    }
+}
