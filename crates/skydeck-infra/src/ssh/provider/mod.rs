@@ -21,6 +21,7 @@ use crate::{
     Handle, InfraError, NodeInfo, PlacementPool, Provider, Result,
 };
 use async_trait::async_trait;
+use futures_util::future::try_join_all;
 use node_runner::{NodeRunner, Unreachable};
 use sha2::{Digest, Sha256};
 use skydeck_agent::cluster::NodeSsh;
@@ -429,22 +430,41 @@ impl Provider for SshProvider {
         self.admits(spec)?;
         let hosts = self.placed_hosts(spec)?;
         let name = &spec.name;
-        let mut facts = Vec::new();
-        for (rank, id) in hosts.iter().enumerate() {
-            let host = self.host_of(id)?;
+        // Every node at once: one round trip for all, not one per node.
+        let facts = try_join_all(hosts.iter().enumerate().map(|(rank, id)| async move {
             let rank = u32::try_from(rank).unwrap_or(u32::MAX);
-            facts.push(self.prepare_node(host, name, rank).await?);
-        }
+            self.prepare_node(self.host_of(id)?, name, rank).await
+        }))
+        .await?;
         let head_host = self.host_of(&hosts[0])?;
         let head = &facts[0];
         let head_dir = format!("{}/{CLUSTERS}/{name}", head.home);
-        let mut agents = Vec::new();
+        // Once per host: nodes sharing a host share its agent.
+        let mut distinct: Vec<(&str, &str)> = Vec::new();
         for (id, fact) in hosts.iter().zip(&facts) {
-            agents.push(
-                self.install_agent(self.host_of(id)?, name, &fact.home)
-                    .await?,
-            );
+            let host = self.host_of(id)?;
+            if !distinct.iter().any(|(h, _)| *h == host) {
+                distinct.push((host, &fact.home));
+            }
         }
+        let installed = try_join_all(
+            distinct
+                .iter()
+                .map(|(host, home)| self.install_agent(host, name, home)),
+        )
+        .await?;
+        let agents: Vec<String> = hosts
+            .iter()
+            .map(|id| {
+                let host = self.host_of(id).unwrap_or_default();
+                distinct
+                    .iter()
+                    .zip(&installed)
+                    .find(|((h, _), _)| *h == host)
+                    .map(|(_, path)| path.clone())
+                    .unwrap_or_default()
+            })
+            .collect();
 
         // Workers on another host than the head's are reached over SSH.
         let remote: Vec<usize> = (1..hosts.len())
