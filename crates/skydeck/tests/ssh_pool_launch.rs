@@ -146,6 +146,29 @@ async fn launch_logs_and_down_on_an_ssh_node_pool() {
     wait_until_succeeded(&api, &cluster, again["job_id"].as_u64().unwrap()).await;
     eprintln!("relaunch to a finished job took {:?}", started.elapsed());
 
+    // Stop: on machines Skydeck does not own, the processes go and the
+    // files stay; start brings the agent back.
+    submit(&api, "/stop", json!({"cluster_name": cluster}))
+        .await
+        .unwrap();
+    assert_eq!(
+        on_host(
+            &hosts,
+            "h1",
+            &format!(
+                "test -d {dir} && echo there; ps -eo args= | grep -F .skydeck/clusters/{cluster} | grep -v grep; true"
+            )
+        ),
+        "there\n"
+    );
+    submit(&api, "/start", json!({"cluster_name": cluster}))
+        .await
+        .unwrap();
+    let status = submit(&api, "/status", json!({"cluster_names": [cluster]}))
+        .await
+        .unwrap();
+    assert_eq!(status[0]["status"], "UP", "{status}");
+
     submit(&api, "/down", json!({"cluster_name": cluster}))
         .await
         .unwrap();
