@@ -68,7 +68,8 @@ impl Infra {
                 crate::skypilot::exception::VALUE_ERROR,
                 format!(
                     "Infrastructure {other:?} is not enabled on this Skydeck server; the \
-                     enabled infrastructure is: local. Run `sky check` to see why."
+                     enabled infrastructure is: local, and ssh/<pool> for each pool of \
+                     ssh_node_pools.yaml. Run `sky check` to see why."
                 ),
             )),
         }
