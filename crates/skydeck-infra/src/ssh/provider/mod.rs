@@ -748,6 +748,64 @@ fn node_path(node_dir: &Path, remote: &str) -> String {
 mod tests {
     use super::*;
 
+    fn provider(test: &str) -> SshProvider {
+        let dir =
+            std::env::temp_dir().join(format!("skydeck-provider-{test}-{}", std::process::id()));
+        let ssh = SshPool::open(&dir, crate::ssh::SshPoolOptions::default()).unwrap();
+        SshProvider::new(
+            PoolName::new("p").unwrap(),
+            ssh,
+            &[],
+            Path::new("/home/srv"),
+            PathBuf::from("/bin/true"),
+        )
+    }
+
+    fn handle(dir: &str) -> Handle {
+        Handle {
+            cluster_name: ClusterName::new("c").unwrap(),
+            cluster_dir: dir.to_owned(),
+            nodes: Vec::new(),
+            capacity: Capacity::default(),
+            ports: Vec::new(),
+            request: None,
+            hosts: vec!["ssh/p/gone".to_owned()],
+        }
+    }
+
+    #[test]
+    fn a_stored_directory_is_used_only_when_it_is_the_clusters_own() {
+        let provider = provider("dir");
+        assert_eq!(
+            provider.head_dir(&handle("/home/u/.skydeck/clusters/c")),
+            "/home/u/.skydeck/clusters/c"
+        );
+        for tampered in [
+            "/etc",
+            "/home/u/.skydeck/clusters/other",
+            "/x/../.skydeck/clusters/c",
+            "rel/.skydeck/clusters/c",
+        ] {
+            assert_eq!(
+                provider.head_dir(&handle(tampered)),
+                ".skydeck/clusters/c",
+                "{tampered}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(provider.ssh.dir());
+    }
+
+    #[tokio::test]
+    async fn a_host_the_pool_no_longer_lists_fails_its_commands_saying_so() {
+        let provider = provider("gone");
+        let runner = provider.head_runner(&handle("/home/u/.skydeck/clusters/c"));
+        let err = runner.run(&["true".to_owned()], None).await.unwrap_err();
+        assert!(err.to_string().contains("not in pool p"), "{err}");
+        let err = provider.query(&handle("/x")).await.unwrap_err();
+        assert!(err.to_string().contains("ssh/p/gone"), "{err}");
+        let _ = std::fs::remove_dir_all(provider.ssh.dir());
+    }
+
     #[test]
     fn remote_paths_land_in_the_node_home() {
         let home = Path::new("/home/u/.skydeck/clusters/c/nodes/1");
