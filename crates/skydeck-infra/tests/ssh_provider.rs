@@ -445,3 +445,58 @@ async fn a_cluster_whose_handle_was_lost_is_removed_from_every_host_of_the_pool(
         );
     }
 }
+
+/// sshd reads authorized_keys at every login: editing it in place (truncate,
+/// then write) would shut every other key of the login out for a moment,
+/// the server's own included. The edit is one rename, and none at all when
+/// nothing changes.
+#[tokio::test]
+async fn authorized_keys_are_replaced_in_one_rename_and_only_when_they_change() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Some(hosts) = test_hosts() else { return };
+    let state = tempfile::tempdir().unwrap();
+    let h2 = support_runner_plain(&hosts, state.path(), "h2").await;
+    let file = hosts.host("h2").dir.join("root/.ssh/authorized_keys");
+    let inode = || std::fs::metadata(&file).unwrap().ino();
+
+    let marker = format!("skydeck-cluster:{}", cluster_name("rename"));
+    let before = inode();
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    h2.revoke_key(&marker).await.unwrap();
+    assert_eq!(
+        inode(),
+        before,
+        "nothing to remove: the file is not touched"
+    );
+
+    let key = skydeck_infra::ssh::ClusterKey::generate(&state.path().join("key"), &marker)
+        .await
+        .unwrap();
+    h2.authorize_key(&key).await.unwrap();
+    let with = inode();
+    assert_ne!(
+        with, before,
+        "a new file renamed over the old, not a rewrite in place"
+    );
+    let meta = std::fs::metadata(&file).unwrap();
+    assert_eq!(meta.permissions().mode(), mode, "the file keeps its mode");
+    assert!(std::fs::read_to_string(&file).unwrap().contains(&marker));
+    h2.authorize_key(&key).await.unwrap();
+    assert_eq!(inode(), with, "already there: not touched");
+    h2.revoke_key(&marker).await.unwrap();
+    assert!(!std::fs::read_to_string(&file).unwrap().contains(&marker));
+}
+
+async fn support_runner_plain(
+    hosts: &TestHosts,
+    state: &Path,
+    host: &str,
+) -> skydeck_infra::ssh::SshRunner {
+    let pool = SshPool::open(&state.join("plain"), SshPoolOptions::default()).unwrap();
+    let mut target = skydeck_infra::ssh::SshTarget::new(
+        skydeck_infra::ssh::SshHost::parse(&hosts.host(host).address).unwrap(),
+    );
+    target.user = Some(skydeck_infra::ssh::SshUser::parse("root").unwrap());
+    target.identity_file = Some(hosts.key.clone());
+    pool.connect(&target).await.unwrap()
+}
