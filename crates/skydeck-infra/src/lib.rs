@@ -70,6 +70,11 @@ pub struct Handle {
     /// (which holds nothing) is placed with again when it starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<NodeRequest>,
+    /// The placement host of each node, by rank (`ssh/<pool>/<host>`):
+    /// how a provider that reaches nodes over the network finds them
+    /// again. Empty for `local`, whose nodes are all on this machine.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
 }
 
 /// What a provider sees of a cluster now.

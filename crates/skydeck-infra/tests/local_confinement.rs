@@ -42,6 +42,7 @@ fn handle(name: &str, dir: &Path) -> Handle {
         capacity: Capacity::default(),
         ports: Vec::new(),
         request: None,
+        hosts: Vec::new(),
     }
 }
 

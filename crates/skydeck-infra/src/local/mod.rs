@@ -157,6 +157,7 @@ impl LocalProvider {
             },
             ports: spec.node.ports.clone(),
             request: Some(spec.node.clone()),
+            hosts: Vec::new(),
         })
     }
 
@@ -538,6 +539,7 @@ impl Provider for LocalProvider {
             capacity: cluster.capacity,
             ports: Vec::new(),
             request: None,
+            hosts: Vec::new(),
         };
         self.terminate(&handle).await
     }

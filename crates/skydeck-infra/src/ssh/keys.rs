@@ -77,8 +77,11 @@ fn check_marker(marker: &str) -> Result<()> {
 }
 
 /// Rewrites `~/.ssh/authorized_keys` without the lines whose last field is
-/// the marker (`$1`), adding `$2` when given. Under a lock, in place (the
-/// file keeps its owner, mode and any link the user made).
+/// the marker (`$1`), adding `$2` when given. Under a lock; the new file is
+/// written beside and renamed over the old (through any link the user
+/// made, keeping its mode and owner), so sshd never reads it half-written:
+/// a truncate-and-rewrite in place would lock every other key of the login
+/// out for that moment. A file that would not change is left alone.
 const EDIT: &str = r#"set -e
 umask 077
 mkdir -p "$HOME/.ssh"
@@ -86,11 +89,15 @@ f="$HOME/.ssh/authorized_keys"
 [ -e "$f" ] || : >"$f"
 exec 9>>"$HOME/.ssh/.skydeck.lock"
 flock 9 2>/dev/null || true
-tmp="$HOME/.ssh/.skydeck.authorized_keys.$$"
+real=$(readlink -f "$f")
+tmp="$(dirname "$real")/.skydeck.authorized_keys.$$"
 trap 'rm -f "$tmp"' EXIT
-awk -v m="$1" '$NF != m' "$f" >"$tmp"
+awk -v m="$1" '$NF != m' "$real" >"$tmp"
 if [ -n "$2" ]; then printf '%s\n' "$2" >>"$tmp"; fi
-cat "$tmp" >"$f"
+if cmp -s "$tmp" "$real"; then exit 0; fi
+chmod --reference="$real" "$tmp" 2>/dev/null || chmod 600 "$tmp"
+chown --reference="$real" "$tmp" 2>/dev/null || true
+mv -f "$tmp" "$real"
 "#;
 
 impl SshRunner {

@@ -4,6 +4,7 @@
 pub mod autostop;
 pub mod placement;
 pub mod plan;
+pub mod ssh_pools;
 
 use crate::config::Paths;
 use crate::downloads::Downloads;
@@ -24,6 +25,8 @@ pub const ENV_AGENT_PROGRAM: &str = "SKYDECK_AGENT_PROGRAM";
 /// The infrastructure the server can launch on.
 pub struct Infra {
     local: Arc<LocalProvider>,
+    /// SSH node pools, as `ssh/<pool>`.
+    ssh: ssh_pools::SshPools,
     uploads: PathBuf,
     /// Task YAMLs as sent, while the database holds them redacted.
     pub secrets: SecretStash,
@@ -45,8 +48,9 @@ impl Infra {
             .unwrap_or_else(|| PathBuf::from("skydeck"));
         Ok(Self {
             local: Arc::new(
-                LocalProvider::new(paths.clusters(), program).with_max_nodes(max_nodes),
+                LocalProvider::new(paths.clusters(), program.clone()).with_max_nodes(max_nodes),
             ),
+            ssh: ssh_pools::SshPools::new(paths.clone(), program),
             uploads: paths.uploads(),
             secrets: SecretStash::new(paths.secrets()),
             downloads: Downloads::new(paths.downloads()),
@@ -59,11 +63,13 @@ impl Infra {
     pub fn provider(&self, kind: &str) -> Result<Arc<dyn Provider>, RequestError> {
         match kind {
             "local" => Ok(self.local.clone()),
+            other if other.starts_with("ssh/") => Ok(self.ssh.provider(&other[4..])?),
             other => Err(RequestError::new(
                 crate::skypilot::exception::VALUE_ERROR,
                 format!(
                     "Infrastructure {other:?} is not enabled on this Skydeck server; the \
-                     enabled infrastructure is: local. Run `sky check` to see why."
+                     enabled infrastructure is: local, and ssh/<pool> for each pool of \
+                     ssh_node_pools.yaml. Run `sky check` to see why."
                 ),
             )),
         }
@@ -74,7 +80,13 @@ impl Infra {
         let handle = handle_of(cluster)?;
         match cluster.infra.as_str() {
             "local" => Ok(self.local.agent(&handle)),
-            other => Err(self.provider(other).err().expect("only local exists")),
+            other if other.starts_with("ssh/") => {
+                Ok(self.ssh.provider(&other[4..])?.agent(&handle))
+            }
+            other => Err(self
+                .provider(other)
+                .err()
+                .expect("only local and ssh/<pool> exist")),
         }
     }
 

@@ -48,11 +48,26 @@ pub async fn check_fit(
     provider: &dyn Provider,
     spec: &ClusterSpec,
 ) -> Result<Result<(), NoFit>, RequestError> {
-    let Some(pool) = provider.placement() else {
+    let Some(mut pool) = provider.placement() else {
         return Ok(Ok(()));
     };
+    pool.hosts = recorded_and_probed(store, &pool).await?;
     let held = store.list_allocations(&pool.pool).await.map_err(internal)?;
     Ok(fit_on(&pool, &held, spec.name.as_str(), &spec.node, spec.num_nodes).map(drop))
+}
+
+/// The pool's hosts as placing reads them: the store's records (an SSH
+/// pool's, which `ssh up` makes), each replaced by the provider's probe of
+/// it now where it has one (this machine's).
+async fn recorded_and_probed(
+    store: &dyn Store,
+    pool: &PlacementPool,
+) -> Result<Vec<skydeck_infra::placement::Host>, RequestError> {
+    let mut hosts = store.list_hosts(&pool.pool).await.map_err(internal)?;
+    hosts.retain(|recorded| !pool.hosts.iter().any(|probed| probed.id == recorded.id));
+    hosts.extend(pool.hosts.iter().cloned());
+    hosts.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(hosts)
 }
 
 /// [`fit`], with a request the hosts could not hold even empty told apart
@@ -86,12 +101,17 @@ fn fit_on(
 /// and returns its allocations by node rank: empty where the
 /// infrastructure places clusters itself, the ones it holds if placed
 /// already, or why it does not fit now.
+///
+/// `pinned` names the host of each node by rank where the nodes cannot
+/// move (a stopped cluster on an SSH pool keeps its files on its hosts);
+/// empty where any host will do.
 pub async fn allocate(
     store: &dyn Store,
     provider: &dyn Provider,
     cluster: &str,
     request: &NodeRequest,
     num_nodes: u32,
+    pinned: &[String],
 ) -> Result<Result<Vec<Allocation>, NoFit>, RequestError> {
     let Some(pool) = provider.placement() else {
         return Ok(Ok(Vec::new()));
@@ -106,13 +126,57 @@ pub async fn allocate(
             hosts: hosts.to_vec(),
             ..pool.clone()
         };
-        fit_on(&pool, held, cluster, request, num_nodes).map_err(|no_fit| no_fit.0)
+        if pinned.is_empty() {
+            fit_on(&pool, held, cluster, request, num_nodes)
+        } else {
+            fit_pinned(&pool.hosts, held, cluster, request, pinned)
+        }
+        .map_err(|no_fit| no_fit.0)
     };
     Ok(store
         .place_cluster(&pool.pool, cluster, &decide)
         .await
         .map_err(internal)?
         .map_err(NoFit))
+}
+
+/// Places node k of `cluster` on host `pinned[k]`, beside what the other
+/// clusters hold there.
+fn fit_pinned(
+    hosts: &[skydeck_infra::placement::Host],
+    held: &[Allocation],
+    cluster: &str,
+    request: &NodeRequest,
+    pinned: &[String],
+) -> Result<Vec<Allocation>, NoFit> {
+    let mut placed: Vec<Allocation> = Vec::new();
+    for (rank, id) in pinned.iter().enumerate() {
+        let host = hosts.iter().find(|h| h.id == *id).ok_or_else(|| {
+            NoFit(format!(
+                "Node {rank} of cluster {cluster} lives on host {id}, which is no longer \
+                 recorded in its pool; `sky down` the cluster and launch it again."
+            ))
+        })?;
+        let mut node = request.clone();
+        if rank > 0 {
+            node.ports.clear();
+        }
+        // The cluster's nodes placed so far count as others on the host.
+        let others: Vec<Allocation> = held
+            .iter()
+            .filter(|a| a.cluster != cluster)
+            .cloned()
+            .chain(placed.iter().map(|a| Allocation {
+                cluster: format!("{cluster} (node {})", a.node_rank),
+                ..a.clone()
+            }))
+            .collect();
+        let mut one = fit(std::slice::from_ref(host), &others, cluster, &node, 1)?;
+        let mut allocation = one.remove(0);
+        allocation.node_rank = u32::try_from(rank).unwrap_or(u32::MAX);
+        placed.push(allocation);
+    }
+    Ok(placed)
 }
 
 /// Places a cluster whose launch is about to provision it: `spec` with its
@@ -128,6 +192,7 @@ pub async fn place_spec(
         spec.name.as_str(),
         &spec.node,
         spec.num_nodes,
+        &[],
     )
     .await?
     .map(|allocations| ClusterSpec {
@@ -155,6 +220,7 @@ pub async fn place_for_start(
         handle.cluster_name.as_str(),
         request,
         num_nodes,
+        &handle.hosts,
     )
     .await?
     {
@@ -176,4 +242,50 @@ pub async fn place_for_start(
 pub async fn release(store: &dyn Store, cluster: &str) -> Result<(), RequestError> {
     store.release_cluster(cluster).await.map_err(internal)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skydeck_infra::placement::Host;
+
+    fn host(id: &str, cpus: f64) -> Host {
+        Host {
+            id: id.to_owned(),
+            pool: "ssh/p".to_owned(),
+            cpus,
+            memory_gb: 8.0,
+            gpus: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn pinned_nodes_stay_on_their_hosts_and_count_against_each_other() {
+        let hosts = [host("ssh/p/a", 2.0), host("ssh/p/b", 2.0)];
+        let request = NodeRequest {
+            cpus: Some(1.0),
+            ports: vec![8080],
+            ..NodeRequest::default()
+        };
+        let pinned = ["ssh/p/b".to_owned(), "ssh/p/a".to_owned()];
+        let placed = fit_pinned(&hosts, &[], "c", &request, &pinned).unwrap();
+        let got: Vec<(u32, &str, &[u16])> = placed
+            .iter()
+            .map(|a| (a.node_rank, a.host.as_str(), a.ports.as_slice()))
+            .collect();
+        assert_eq!(got, [(0, "ssh/p/b", &[8080][..]), (1, "ssh/p/a", &[][..])]);
+
+        // Two nodes of 2 CPUs do not both fit on one 2-CPU host, though
+        // first fit would have moved one to the other host.
+        let big = NodeRequest {
+            cpus: Some(2.0),
+            ..NodeRequest::default()
+        };
+        let same = ["ssh/p/a".to_owned(), "ssh/p/a".to_owned()];
+        assert!(fit_pinned(&hosts, &[], "c", &big, &same).is_err());
+        // A host no longer recorded is named.
+        let gone = ["ssh/p/x".to_owned()];
+        let err = fit_pinned(&hosts, &[], "c", &big, &gone).unwrap_err();
+        assert!(err.0.contains("ssh/p/x"), "{err}");
+    }
 }

@@ -159,7 +159,7 @@ pub fn plan(task_yaml: &str, uploaded: Option<&Path>, files: Files) -> Result<Pl
     Ok(Plan {
         task_name: task.name.clone().map(String::from),
         num_nodes: task.num_nodes,
-        infra: resources.infra_kind().unwrap_or_else(|| "local".to_owned()),
+        infra: super::ssh_pools::infra_of(&resources),
         node: NodeRequest {
             cpus,
             memory_gb: resources.memory_gb(),

@@ -166,7 +166,11 @@ async fn check_workspace(ctx: &RequestContext, plan: &Plan) -> Result<(), Reques
         )));
     }
     ctx.config
-        .infra_allowed(&ctx.workspace, &plan.infra)
+        // `ssh/<pool>` is allowed as `ssh`.
+        .infra_allowed(
+            &ctx.workspace,
+            plan.infra.split('/').next().unwrap_or_default(),
+        )
         .map_err(|reason| denied(format!("Cannot launch: {reason}.")))
 }
 

@@ -18,6 +18,7 @@ use skydeck_store::ClusterRecord;
 pub fn infra_display(kind: &str) -> String {
     match kind {
         "local" => "Local".to_owned(),
+        ssh if ssh.starts_with("ssh/") => format!("SSH ({})", &ssh[4..]),
         other => other.to_owned(),
     }
 }

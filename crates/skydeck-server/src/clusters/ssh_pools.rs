@@ -1,0 +1,181 @@
+//! SSH node pools as the server's infrastructure `ssh/<pool>`: the pool
+//! file says how to reach each host, the store's host records (made by
+//! `ssh up`) what each has, and one provider per pool keeps its
+//! connections while the pool's hosts stay as they are.
+
+use crate::config::Paths;
+use crate::skypilot::exception;
+use skydeck_infra::ssh::{SshPool, SshPoolOptions, SshProvider};
+use skydeck_types::RequestError;
+use skydeck_types::names::PoolName;
+use skydeck_types::ssh_node_pools::{NodePools, PoolHost};
+use skydeck_types::task::Resources;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long one command on a pool host may take (installing the agent
+/// binary is the longest): a host that stops answering fails the request
+/// rather than holding it.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The infrastructure a task's resources name: `ssh/<pool>` keeps its pool,
+/// every other kind is its kind alone (`local` when none is named).
+pub fn infra_of(resources: &Resources) -> String {
+    match resources.infra_spec() {
+        Some(infra) if infra.kind.as_deref() == Some("ssh") => match infra.region {
+            Some(pool) => format!("ssh/{pool}"),
+            None => "ssh".to_owned(),
+        },
+        Some(infra) => infra.kind.unwrap_or_else(|| "local".to_owned()),
+        None => "local".to_owned(),
+    }
+}
+
+/// The pool file: `<state dir>/ssh_node_pools.yaml` (`~/.skydeck/…`), else
+/// SkyPilot's `~/.sky/ssh_node_pools.yaml`.
+pub fn pool_file(paths: &Paths) -> Option<PathBuf> {
+    let ours = paths.home.join("ssh_node_pools.yaml");
+    if ours.exists() {
+        return Some(ours);
+    }
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty())?;
+    let sky = Path::new(&home).join(".sky").join("ssh_node_pools.yaml");
+    sky.exists().then_some(sky)
+}
+
+/// A pool's SSH state on the server (its known_hosts, recorded by `ssh up`
+/// on first contact, and its connections' sockets).
+pub fn pool_state_dir(paths: &Paths, pool: &PoolName) -> PathBuf {
+    paths.home.join("ssh").join(pool.as_str())
+}
+
+/// A pool's provider, and the hosts it was made for.
+type Made = (Vec<PoolHost>, Arc<SshProvider>);
+
+/// The providers of the pools used so far.
+pub struct SshPools {
+    paths: Paths,
+    program: PathBuf,
+    providers: Mutex<HashMap<PoolName, Made>>,
+}
+
+fn refused(message: String) -> RequestError {
+    RequestError::new(exception::VALUE_ERROR, message)
+}
+
+impl SshPools {
+    pub fn new(paths: Paths, program: PathBuf) -> Self {
+        Self {
+            paths,
+            program,
+            providers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The provider of pool `pool` as the pool file says it now: the same
+    /// one (and its connections) while the pool's hosts are unchanged.
+    pub fn provider(&self, pool: &str) -> Result<Arc<SshProvider>, RequestError> {
+        let name = PoolName::new(pool).map_err(|err| refused(format!("ssh/{pool}: {err}")))?;
+        let file = pool_file(&self.paths).ok_or_else(|| {
+            refused(format!(
+                "Infrastructure ssh/{pool} is not set up: there is no {} (nor \
+                 ~/.sky/ssh_node_pools.yaml). Describe the pool there, then run `sky ssh up`.",
+                self.paths.home.join("ssh_node_pools.yaml").display()
+            ))
+        })?;
+        let text = std::fs::read_to_string(&file)
+            .map_err(|err| refused(format!("cannot read {}: {err}", file.display())))?;
+        let pools = NodePools::from_yaml(&text).map_err(refused)?;
+        let Some(config) = pools.pools.get(&name) else {
+            let known: Vec<&str> = pools.pools.keys().map(PoolName::as_str).collect();
+            return Err(refused(format!(
+                "There is no SSH node pool {pool} in {}; its pools are: {}.",
+                file.display(),
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        };
+        let (hosts, _) = config.hosts();
+        let mut providers = self.providers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((known, provider)) = providers.get(&name)
+            && *known == hosts
+        {
+            return Ok(Arc::clone(provider));
+        }
+        let ssh = SshPool::open(
+            &pool_state_dir(&self.paths, &name),
+            SshPoolOptions {
+                command_timeout: Some(COMMAND_TIMEOUT),
+                ..SshPoolOptions::default()
+            },
+        )
+        .map_err(|err| refused(format!("SSH node pool {pool}: {err}")))?;
+        let home = std::env::var_os("HOME").map_or_else(PathBuf::new, PathBuf::from);
+        let provider = Arc::new(SshProvider::new(
+            name.clone(),
+            ssh,
+            &hosts,
+            &home,
+            self.program.clone(),
+        ));
+        providers.insert(name, (hosts, Arc::clone(&provider)));
+        Ok(provider)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn infra(written: &str) -> String {
+        infra_of(&Resources {
+            infra: Some(written.to_owned()),
+            ..Resources::default()
+        })
+    }
+
+    #[test]
+    fn an_ssh_infra_keeps_its_pool() {
+        assert_eq!(infra("ssh/gpu-rack"), "ssh/gpu-rack");
+        assert_eq!(infra("ssh"), "ssh");
+        assert_eq!(infra("local"), "local");
+        assert_eq!(infra("aws/us-east-1"), "aws");
+        assert_eq!(infra_of(&Resources::default()), "local");
+        // `sky status` shows the pool as SkyPilot does.
+        assert_eq!(
+            crate::skypilot::records::infra_display("ssh/gpu-rack"),
+            "SSH (gpu-rack)"
+        );
+    }
+
+    #[test]
+    fn a_pool_comes_from_the_pool_file_and_is_kept_while_it_is_unchanged() {
+        let home = tempfile::tempdir().unwrap();
+        let paths = Paths::new(home.path());
+        let pools = SshPools::new(paths.clone(), PathBuf::from("/bin/true"));
+        let err = pools.provider("rack").err().unwrap().to_string();
+        assert!(err.contains("ssh_node_pools.yaml"), "{err}");
+
+        let file = home.path().join("ssh_node_pools.yaml");
+        std::fs::write(&file, "rack:\n  user: ubuntu\n  hosts: [10.0.0.1]\n").unwrap();
+        let err = pools.provider("other").err().unwrap().to_string();
+        assert!(err.contains("its pools are: rack"), "{err}");
+        assert!(pools.provider("../x").is_err());
+
+        let first = pools.provider("rack").unwrap();
+        assert_eq!(first.infra(), "ssh/rack");
+        assert!(Arc::ptr_eq(&first, &pools.provider("rack").unwrap()));
+        std::fs::write(&file, "rack:\n  hosts: [10.0.0.1, 10.0.0.2]\n").unwrap();
+        let changed = pools.provider("rack").unwrap();
+        assert!(
+            !Arc::ptr_eq(&first, &changed),
+            "a changed pool gets a new provider"
+        );
+        assert!(pool_state_dir(&paths, &PoolName::new("rack").unwrap()).is_dir());
+    }
+}
