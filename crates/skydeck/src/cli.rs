@@ -45,6 +45,9 @@ pub enum Command {
     Endpoints(EndpointsArgs),
     /// Show which infrastructure is available.
     Check(CheckArgs),
+    /// Set up or take down SSH Node Pools (admins only).
+    #[command(subcommand)]
+    Ssh(SshCommand),
     /// Manage the users of an API server with authentication on.
     #[command(subcommand)]
     Users(UsersCommand),
@@ -297,6 +300,23 @@ pub struct LoginArgs {
     /// A service-account token (sky_…).
     #[arg(long)]
     pub token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SshCommand {
+    /// Check every host of the pools in the server's ssh_node_pools.yaml,
+    /// install the agent there and record each host's capacity.
+    Up(SshPoolArgs),
+    /// Remove the agent from the pools' hosts and forget them (refused
+    /// while a cluster uses the pool).
+    Down(SshPoolArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SshPoolArgs {
+    /// One pool (`POOL` or `ssh/POOL`); every pool of the file without it.
+    #[arg(long)]
+    pub infra: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -25,6 +25,8 @@ pub struct Plan {
     pub num_nodes: u32,
     /// The infrastructure kind (`local` unless the task says otherwise).
     pub infra: String,
+    /// The infra's region: for `ssh`, the node pool (`ssh/<pool>`).
+    pub region: Option<String>,
     pub node: NodeRequest,
     /// CPUs the job holds on each node while it runs.
     pub job_cpus: f64,
@@ -160,6 +162,7 @@ pub fn plan(task_yaml: &str, uploaded: Option<&Path>, files: Files) -> Result<Pl
         task_name: task.name.clone().map(String::from),
         num_nodes: task.num_nodes,
         infra: resources.infra_kind().unwrap_or_else(|| "local".to_owned()),
+        region: resources.infra_spec().and_then(|i| i.region),
         node: NodeRequest {
             cpus,
             memory_gb: resources.memory_gb(),

@@ -167,7 +167,14 @@ async fn check_workspace(ctx: &RequestContext, plan: &Plan) -> Result<(), Reques
     }
     ctx.config
         .infra_allowed(&ctx.workspace, &plan.infra)
-        .map_err(|reason| denied(format!("Cannot launch: {reason}.")))
+        .map_err(|reason| denied(format!("Cannot launch: {reason}.")))?;
+    if plan.infra == "ssh"
+        && let Some(pool) = &plan.region
+    {
+        crate::ssh_pools::check::allowed(&ctx.config, &ctx.workspace, pool)
+            .map_err(|reason| denied(format!("Cannot launch: {reason}.")))?;
+    }
+    Ok(())
 }
 
 /// A cluster is used from the workspace it was launched in.

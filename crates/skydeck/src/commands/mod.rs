@@ -11,12 +11,15 @@ mod lifecycle;
 mod man;
 mod password;
 mod prompt;
+mod ssh;
 mod task_args;
 mod tokens;
 mod users;
 mod waiting;
 
-use crate::cli::{ApiCommand, Cli, Command, ConfigCommand, StartArgs, TokensCommand, UsersCommand};
+use crate::cli::{
+    ApiCommand, Cli, Command, ConfigCommand, SshCommand, StartArgs, TokensCommand, UsersCommand,
+};
 use crate::{daemon, endpoint};
 use anyhow::Context;
 use skydeck_client::{Client, ClientError};
@@ -85,6 +88,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 TokensCommand::Create(args) => tokens::create(&client, &args).await,
                 TokensCommand::List(args) => tokens::list(&client, &args).await,
                 TokensCommand::Revoke(args) => tokens::revoke(&client, &args).await,
+            }
+        }
+        Command::Ssh(command) => {
+            let client = connect(&paths).await?;
+            match command {
+                SshCommand::Up(args) => ssh::up(&paths, &client, &args).await,
+                SshCommand::Down(args) => ssh::down(&paths, &client, &args).await,
             }
         }
         Command::Config(command) => {
