@@ -171,7 +171,6 @@ async fn ssh_up_sets_up_a_pool_of_real_hosts_and_down_takes_it_away() {
     for name in ["h1", "h2", "h4"] {
         assert_eq!(installed_agents(&hosts, name).len(), 1, "agent on {name}");
     }
-    assert!(installed_agents(&hosts, "h3").is_empty());
     let known = std::fs::read_to_string(home.join("ssh/pools/lab/known_hosts")).unwrap();
     assert!(known.lines().count() >= 3, "host keys recorded: {known}");
 
