@@ -83,6 +83,10 @@ async fn official_client_sets_up_and_checks_ssh_node_pools() {
         ],
     );
 
+    // `sky status` lists each pool that is up among the enabled infra.
+    let status = sky.run(&["status"]).await;
+    report.expect(&status, &["Enabled Infra: ssh/team"]);
+
     let bad = sky.run(&["ssh", "up", "--infra", "bad"]).await;
     report.check(&bad, !bad.success(), "a pool with a wrong key must fail");
     for fragment in ["refused the key", "authorized_keys", "Failed to deploy"] {

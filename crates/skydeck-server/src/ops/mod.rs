@@ -307,7 +307,7 @@ pub async fn execute(op: Op, ctx: &RequestContext, value: serde_json::Value) -> 
     match op {
         Op::Status => clusters::status(ctx, body(value)?).await,
         Op::Check => check::check(ctx, body(value)?).await,
-        Op::EnabledClouds => listings::enabled_clouds(ctx).await,
+        Op::EnabledClouds => listings::enabled_clouds(ctx, body(value)?).await,
         Op::WorkspacesGet => listings::workspaces(ctx).await,
         Op::JobsQueue => listings::jobs_queue(ctx, body(value)?).await,
         Op::ServeStatus => listings::serve_status(ctx, body(value)?).await,
