@@ -111,6 +111,10 @@ async fn ssh_up_sets_up_a_pool_of_real_hosts_and_down_takes_it_away() {
     let Some(hosts) = test_hosts() else {
         return;
     };
+    // What an earlier run that failed midway left on this test's hosts.
+    for name in ["h1", "h2", "h4"] {
+        let _ = std::fs::remove_dir_all(hosts.host(name).dir.join("root/.skydeck"));
+    }
     let scratch = tempfile::tempdir().unwrap();
     let home = scratch.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
@@ -178,6 +182,37 @@ async fn ssh_up_sets_up_a_pool_of_real_hosts_and_down_takes_it_away() {
     let again = skydeck(&server, cwd, &["ssh", "up", "--infra", "ssh/lab"]).await;
     again.expect(0, &["already at"]);
     assert_eq!(recorded_hosts(&home, "ssh/lab").await.len(), 3);
+
+    // A host whose key changed is refused, saying how to accept the new
+    // key; doing so lets `up` through again.
+    hosts.rekey("h2");
+    let changed = skydeck(&server, cwd, &["ssh", "up", "--infra", "lab"]).await;
+    changed.expect(
+        1,
+        &[
+            "h2",
+            "changed since this pool first recorded it",
+            "ssh-keygen -R",
+        ],
+    );
+    let accept = changed
+        .all()
+        .lines()
+        .find_map(|l| {
+            l.split("run `")
+                .nth(1)
+                .and_then(|r| r.split('`').next())
+                .map(str::to_owned)
+        })
+        .expect("the message names the command to accept the new key");
+    let words: Vec<&str> = accept.split_whitespace().collect();
+    let status = std::process::Command::new(words[0])
+        .args(&words[1..])
+        .status()
+        .expect("run the accepting command");
+    assert!(status.success(), "{accept}");
+    let accepted = skydeck(&server, cwd, &["ssh", "up", "--infra", "lab"]).await;
+    accepted.expect(0, &["Completed deployment for cluster: lab"]);
 
     let after = skydeck(&server, cwd, &["check"]).await;
     after.expect(
