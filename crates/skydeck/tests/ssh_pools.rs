@@ -133,7 +133,7 @@ async fn ssh_up_sets_up_a_pool_of_real_hosts_and_down_takes_it_away() {
     .unwrap();
     std::fs::write(
         home.join("config.yaml"),
-        "ssh:\n  allowed_node_pools: [lab, broken]\n",
+        "ssh:\n  allowed_node_pools: [lab, broken, ghost]\n",
     )
     .unwrap();
     let ssh_config = hosts.ssh_config.to_str().unwrap();
@@ -206,11 +206,11 @@ async fn ssh_up_sets_up_a_pool_of_real_hosts_and_down_takes_it_away() {
         })
         .expect("the message names the command to accept the new key");
     let words: Vec<&str> = accept.split_whitespace().collect();
-    let status = std::process::Command::new(words[0])
+    let accepting = std::process::Command::new(words[0])
         .args(&words[1..])
-        .status()
+        .output()
         .expect("run the accepting command");
-    assert!(status.success(), "{accept}");
+    assert!(accepting.status.success(), "{accept}: {accepting:?}");
     let accepted = skydeck(&server, cwd, &["ssh", "up", "--infra", "lab"]).await;
     accepted.expect(0, &["Completed deployment for cluster: lab"]);
 
@@ -261,6 +261,26 @@ async fn ssh_up_sets_up_a_pool_of_real_hosts_and_down_takes_it_away() {
             "ssh.allowed_node_pools",
         ],
     );
+
+    // A pool not in the file, or not set up, is refused there too.
+    for (infra, says) in [
+        (
+            "ssh/ghost",
+            "No SSH Node Pool `ghost`; the pools are: broken, lab, other",
+        ),
+        (
+            "ssh/broken",
+            "SSH Node Pool `broken` cannot be used: Not set up.",
+        ),
+    ] {
+        let refused = skydeck(
+            &server,
+            cwd,
+            &["launch", "--dryrun", "--infra", infra, "--", "echo hi"],
+        )
+        .await;
+        refused.expect(1, &[says]);
+    }
 
     let down = skydeck(&server, cwd, &["ssh", "down", "--infra", "lab"]).await;
     down.expect(0, &["cleaned up successfully"]);

@@ -49,8 +49,9 @@ pub async fn check_task(ctx: &RequestContext, body: LaunchBody) -> Result<Checke
         dryrun: body.dryrun,
     };
     let (task, autostop) = police_with_autostop(ctx, "launch", task, options).await?;
-    let plan = load_plan(ctx, &task, body.file_mounts_blob_id.as_ref(), Files::All).await?;
+    let mut plan = load_plan(ctx, &task, body.file_mounts_blob_id.as_ref(), Files::All).await?;
     check_workspace(ctx, &plan).await?;
+    crate::ssh_pools::check::settle_pool(ctx, &mut plan).await?;
     let name = body
         .cluster_name
         .clone()
