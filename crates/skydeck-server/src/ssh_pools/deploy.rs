@@ -5,7 +5,7 @@ use super::{host_id, placement_pool, pool_ssh, target};
 use crate::ops::{OpResult, RequestContext, internal};
 use crate::skypilot::exception;
 use serde::{Deserialize, Serialize};
-use skydeck_infra::ssh::{BinaryPlatform, HostFacts, Privilege, SshPool, probe};
+use skydeck_infra::ssh::{BinaryPlatform, HostFacts, Privilege, ProgramImage, SshPool, probe};
 use skydeck_types::RequestError;
 use skydeck_types::names::PoolName;
 use skydeck_types::placement::{Gpu, Host};
@@ -87,9 +87,13 @@ pub async fn up(ctx: &RequestContext, body: SshUpBody) -> OpResult {
         if names.len() == 1 { "" } else { "s" },
         names.join(", ")
     ));
+    // Read and hashed once for every host of every pool.
+    let agent = ProgramImage::read(ctx.infra.agent_program())
+        .await
+        .map_err(internal)?;
     let mut failed = Vec::new();
     for (name, pool) in &pools {
-        if !up_pool(ctx, name, pool).await? {
+        if !up_pool(ctx, name, pool, &agent).await? {
             failed.push(name.to_string());
         }
     }
@@ -116,6 +120,7 @@ async fn up_pool(
     ctx: &RequestContext,
     name: &PoolName,
     pool: &NodePool,
+    agent: &ProgramImage,
 ) -> Result<bool, RequestError> {
     let (hosts, warnings) = pool.hosts();
     for warning in warnings {
@@ -129,7 +134,7 @@ async fn up_pool(
     let ssh = pool_ssh(ctx.infra.home(), name).map_err(internal)?;
     let results = futures_util::future::join_all(hosts.iter().map(|host| {
         let ssh = &ssh;
-        async move { (host, up_host(ctx, ssh, name, host).await) }
+        async move { (host, up_host(ctx, ssh, name, host, agent).await) }
     }))
     .await;
     let mut ok = true;
@@ -174,6 +179,7 @@ async fn up_host(
     ssh: &SshPool,
     pool: &PoolName,
     host: &PoolHost,
+    agent: &ProgramImage,
 ) -> Result<String, String> {
     let target = target(host);
     ctx.log
@@ -194,7 +200,7 @@ async fn up_host(
     ctx.log
         .line(&format!("  {}: installing the agent...", host.host));
     let installed = runner
-        .install_program(ctx.infra.agent_program(), AGENT_NAME)
+        .install_image(agent, AGENT_NAME)
         .await
         .map_err(|e| e.to_string())?;
     let record = host_record(pool, host, &facts);
