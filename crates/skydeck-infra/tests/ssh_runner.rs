@@ -242,13 +242,15 @@ async fn a_changed_host_key_is_refused_with_the_way_to_accept_it() {
         message.contains(&format!("remove line {known}:1")),
         "{message}"
     );
+    // The key is recorded under the alias's address, not the alias.
+    let address = &hosts.host("h5").address;
     assert!(
-        message.contains(&format!("ssh-keygen -R h5 -f {known}")),
+        message.contains(&format!("ssh-keygen -R {address} -f {known}")),
         "{message}"
     );
     // Doing what it says accepts the new key.
     let out = std::process::Command::new("ssh-keygen")
-        .args(["-R", &hosts.host("h5").address, "-f", &known])
+        .args(["-R", address, "-f", &known])
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");

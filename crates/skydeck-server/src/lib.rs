@@ -24,6 +24,7 @@ pub mod routes;
 pub mod secrets;
 pub mod signals;
 pub mod skypilot;
+pub mod ssh_pools;
 pub mod state;
 pub mod task_limits;
 pub mod uploads;

@@ -1249,3 +1249,72 @@ fn up_cluster(name: &str, user_id: String) -> ClusterRecord {
         last_use: None,
     }
 }
+
+#[tokio::test]
+async fn only_admins_set_ssh_node_pools_up_or_down_or_read_their_file() {
+    let app = app().await;
+    for call in [
+        post(
+            "/ssh_node_pools/deploy",
+            r#"{"infra": null, "cleanup": false}"#,
+        )
+        .basic("alice", "alice-pw"),
+        post("/ssh_node_pools/lab/deploy", "").basic("alice", "alice-pw"),
+        post("/ssh_node_pools/down", r#"{"infra": "lab"}"#).basic("alice", "alice-pw"),
+        post("/ssh_node_pools/lab/down", "").basic("alice", "alice-pw"),
+        get("/ssh_node_pools").basic("alice", "alice-pw"),
+    ] {
+        let answer = app.call(call).await;
+        answer.expect_refused(StatusCode::FORBIDDEN, "Only admins");
+    }
+    // A pool name that is not one is refused before anything is stored.
+    let answer = app
+        .call(post("/ssh_node_pools/..%2Fx/deploy", "").basic("admin", ADMIN_PASSWORD))
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{:?}", answer.body);
+    // Anyone may ask whether a pool is up; without a file none is.
+    let answer = app
+        .call(get("/ssh_node_pools/lab/status").basic("alice", "alice-pw"))
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    assert_eq!(answer.body["context_name"], "ssh-lab");
+    assert_eq!(answer.body["status"], "Not Ready");
+}
+
+#[tokio::test]
+async fn a_launch_on_a_node_pool_the_workspace_does_not_allow_is_refused() {
+    let app = app().await;
+    app.set_config(serde_json::json!({
+        "ssh": {"allowed_node_pools": ["everyone"]},
+        "workspaces": {"lab-only": {"ssh": {"allowed_node_pools": ["lab"]}}},
+    }))
+    .await;
+    for (workspace, pool, setting) in [
+        (
+            "default",
+            "lab",
+            "ssh.allowed_node_pools lists only everyone",
+        ),
+        (
+            "lab-only",
+            "everyone",
+            "workspaces.lab-only.ssh.allowed_node_pools lists only lab",
+        ),
+    ] {
+        let body = serde_json::json!({
+            "cluster_name": "c1",
+            "task": format!("resources:\n  infra: ssh/{pool}\nrun: echo hi\n"),
+            "override_skypilot_config": {"active_workspace": workspace},
+        })
+        .to_string();
+        let answer = app.run("alice", "alice-pw", "/launch", &body).await;
+        let error = request_error(&answer);
+        assert!(error.contains("PermissionDeniedError"), "{error}");
+        assert!(
+            error.contains(&format!("`{pool}` is not allowed")),
+            "{error}"
+        );
+        assert!(error.contains(setting), "{error}");
+        assert!(app.store().get_cluster("c1").await.unwrap().is_none());
+    }
+}

@@ -174,6 +174,9 @@ pub trait Store: Send + Sync + 'static {
     async fn put_host(&self, host: &Host) -> Result<()>;
     /// The hosts of `pool`, by id.
     async fn list_hosts(&self, pool: &str) -> Result<Vec<Host>>;
+    /// Forgets a host (`ssh down`); false if there was none. The caller
+    /// makes sure nothing is placed on it.
+    async fn delete_host(&self, id: &str) -> Result<bool>;
     /// What clusters hold on the hosts of `pool`, by cluster and node rank.
     async fn list_allocations(&self, pool: &str) -> Result<Vec<Allocation>>;
     /// Places the recorded cluster `cluster` on the hosts of `pool` in one

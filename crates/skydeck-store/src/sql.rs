@@ -1148,6 +1148,14 @@ impl Store for SqlStore {
         rows.iter().map(decode_host).collect()
     }
 
+    async fn delete_host(&self, id: &str) -> Result<bool> {
+        let result = sqlx::query("DELETE FROM placement_hosts WHERE id = $1")
+            .bind(id)
+            .execute(&mut *self.write().await?)
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
     async fn list_allocations(&self, pool: &str) -> Result<Vec<Allocation>> {
         let sql = format!(
             "SELECT {ALLOCATION_COLUMNS} FROM placement_allocations a \

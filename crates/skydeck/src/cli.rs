@@ -46,7 +46,9 @@ pub enum Command {
     /// Show which infrastructure is available.
     Check(CheckArgs),
     /// Open a shell on a cluster's head node, or run a command there,
-    /// through the API server (`skydeck ssh CLUSTER [-- COMMAND…]`).
+    /// through the API server (`skydeck ssh CLUSTER [-- COMMAND…]`); or
+    /// set up or take down SSH Node Pools (`skydeck ssh up|down`, admins
+    /// only).
     Ssh(SshArgs),
     /// Manage the users of an API server with authentication on.
     #[command(subcommand)]
@@ -300,6 +302,23 @@ pub struct LoginArgs {
     /// A service-account token (sky_…).
     #[arg(long)]
     pub token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SshCommand {
+    /// Check every host of the pools in the server's ssh_node_pools.yaml,
+    /// install the agent there and record each host's capacity.
+    Up(SshPoolArgs),
+    /// Remove the agent from the pools' hosts and forget them (refused
+    /// while a cluster uses the pool).
+    Down(SshPoolArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SshPoolArgs {
+    /// One pool (`POOL` or `ssh/POOL`); every pool of the file without it.
+    #[arg(long)]
+    pub infra: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -706,7 +725,10 @@ pub struct AutostopArgs {
 /// (`args_conflicts_with_subcommands`): a cluster named `up` or `down` is
 /// reached with `--cluster up`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct SshArgs {
+    #[command(subcommand)]
+    pub pools: Option<SshCommand>,
     /// The cluster; without a command, a login shell on a terminal.
     #[arg(value_name = "CLUSTER")]
     pub name: Option<ClusterName>,

@@ -1,8 +1,9 @@
 //! The official SkyPilot 0.14.1 CLI on the commands beyond clusters: what
 //! this server can answer works (`show-gpus`, `cost-report`, `storage ls`,
 //! `volumes ls`, `serve status`, `jobs queue`), and what it cannot yet
-//! (`jobs launch/cancel/logs`, `serve up/down`, `ssh up`) fails with one
-//! plain line and no Python traceback.
+//! (`jobs launch/cancel/logs`, `serve up/down`) fails with one plain line
+//! and no Python traceback; `ssh up` without a pool file says where to
+//! write one.
 //!
 //! Runs only with `SKYDECK_TEST_SKY` (see `official_client.rs`).
 
@@ -99,7 +100,7 @@ async fn official_sky_client_lists_what_exists_and_refuses_what_does_not_yet() {
     .unwrap();
     let service = service.to_str().unwrap();
 
-    let refused: [(&[&str], &str); 8] = [
+    let refused: [(&[&str], &str); 6] = [
         (
             &["jobs", "launch", "-y", "--", "echo", "hi"],
             "managed jobs",
@@ -109,12 +110,22 @@ async fn official_sky_client_lists_what_exists_and_refuses_what_does_not_yet() {
         (&["serve", "up", "-y", "-n", "svc", service], "SkyServe"),
         (&["serve", "down", "-y", "svc"], "SkyServe"),
         (&["serve", "logs", "svc", "1"], "SkyServe"),
-        (&["ssh", "up"], "SSH Node Pools"),
-        (&["ssh", "down"], "SSH Node Pools"),
     ];
     for (args, feature) in refused {
         let outcome = sky.run(args).await;
         expect_refusal(&mut report, &outcome, feature);
+    }
+    for args in [["ssh", "up"], ["ssh", "down"]] {
+        let outcome = sky.run(&args).await;
+        let output = outcome.output();
+        report.check(
+            &outcome,
+            !outcome.success()
+                && output.contains("No SSH Node Pools are defined")
+                && output.contains("ssh_node_pools.yaml")
+                && !output.contains("Traceback"),
+            "without a pool file, one line saying where to write it",
+        );
     }
 
     let down = sky.run(&["down", "-y", "c1"]).await;

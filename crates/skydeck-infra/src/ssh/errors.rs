@@ -33,11 +33,21 @@ pub(super) fn connect_error(
             Some(at) => format!("remove line {at} (file:line)"),
             None => format!("remove the host's line from {}", known_hosts.display()),
         };
+        // The name the key is recorded under: the address an alias's
+        // HostName gives (`ssh-keygen -R ALIAS` would find nothing).
+        let recorded = detail
+            .lines()
+            .find_map(|l| {
+                l.split_once("Host key for ")
+                    .and_then(|(_, rest)| rest.split_once(" has changed"))
+                    .map(|(host, _)| host.trim().to_owned())
+            })
+            .filter(|h| !h.is_empty() && !h.contains(char::is_whitespace))
+            .unwrap_or_else(|| target.host.to_string());
         return InfraError::Refused(format!(
             "the host key of {target}{via} changed since this pool first recorded it: \
              the host was reinstalled, or something is in between. If the change is \
-             expected, {remove}, or run `ssh-keygen -R {} -f {}`, and connect again",
-            target.host,
+             expected, {remove}, or run `ssh-keygen -R {recorded} -f {}`, and connect again",
             known_hosts.display()
         ));
     }

@@ -62,9 +62,43 @@ impl BinaryPlatform {
     }
 }
 
+/// A program read and hashed once, to install on many hosts (hashing a
+/// large binary costs more than checking that a host has it).
+#[derive(Debug, Clone)]
+pub struct ProgramImage {
+    source: std::path::PathBuf,
+    content: std::sync::Arc<Vec<u8>>,
+    sha: String,
+}
+
+impl ProgramImage {
+    pub async fn read(local: &Path) -> Result<Self> {
+        let content = tokio::fs::read(local)
+            .await
+            .map_err(InfraError::io(format!("cannot read {}", local.display())))?;
+        let (content, sha) = tokio::task::spawn_blocking(move || {
+            let sha = format!("{:x}", Sha256::digest(&content));
+            (content, sha)
+        })
+        .await
+        .map_err(|e| InfraError::Command(format!("hashing {} failed: {e}", local.display())))?;
+        Ok(Self {
+            source: local.to_owned(),
+            content: std::sync::Arc::new(content),
+            sha,
+        })
+    }
+}
+
 impl SshRunner {
     /// Installs `local` (an executable) under its content hash as `name`.
     pub async fn install_program(&self, local: &Path, name: &str) -> Result<Installed> {
+        self.install_image(&ProgramImage::read(local).await?, name)
+            .await
+    }
+
+    /// Installs a program read beforehand under its content hash as `name`.
+    pub async fn install_image(&self, image: &ProgramImage, name: &str) -> Result<Installed> {
         let valid_name = !name.is_empty()
             && name
                 .bytes()
@@ -75,10 +109,8 @@ impl SshRunner {
                 "{name:?} is not a program name (letters, digits, '-', '_', '.')"
             )));
         }
-        let content = tokio::fs::read(local)
-            .await
-            .map_err(InfraError::io(format!("cannot read {}", local.display())))?;
-        let sha = format!("{:x}", Sha256::digest(&content));
+        let local = &image.source;
+        let sha = &image.sha;
         let dir = format!(".skydeck/bin/{sha}");
         let path = format!("{dir}/{name}");
         let there = self
@@ -105,8 +137,8 @@ mv -f "$part" "$1/$3"
 "#;
         let out = self
             .run(
-                &argv(&["sh", "-c", script, "install", &dir, &sha, name]),
-                Some(content),
+                &argv(&["sh", "-c", script, "install", &dir, sha, name]),
+                Some(image.content.as_ref().clone()),
             )
             .await?;
         if !out.success() {

@@ -32,7 +32,7 @@ mod session;
 mod sync;
 mod target;
 
-pub use install::{BinaryPlatform, Installed};
+pub use install::{BinaryPlatform, Installed, ProgramImage};
 pub use keys::ClusterKey;
 pub use pool::{SshPool, SshPoolOptions};
 pub use probe::{Gpu, HostFacts, Libc, Privilege, probe};

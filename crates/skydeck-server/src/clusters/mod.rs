@@ -35,6 +35,11 @@ pub struct Infra {
     /// One lock per cluster name: launch, start, stop and down of one
     /// cluster run one at a time.
     locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The state directory (`$SKYDECK_HOME`): SSH node pools keep their
+    /// file and per-pool SSH state under it (`crate::ssh_pools`).
+    home: PathBuf,
+    /// The program installed and run as each cluster's agent.
+    agent_program: PathBuf,
 }
 
 impl Infra {
@@ -50,12 +55,24 @@ impl Infra {
             local: Arc::new(
                 LocalProvider::new(paths.clusters(), program.clone()).with_max_nodes(max_nodes),
             ),
-            ssh: ssh_pools::SshPools::new(paths.clone(), program),
+            ssh: ssh_pools::SshPools::new(paths.clone(), program.clone()),
+            home: paths.home.clone(),
+            agent_program: program,
             uploads: paths.uploads(),
             secrets: SecretStash::new(paths.secrets()),
             downloads: Downloads::new(paths.downloads()),
             locks: std::sync::Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The server's state directory.
+    pub fn home(&self) -> &std::path::Path {
+        &self.home
+    }
+
+    /// The program `ssh up` installs on a pool's hosts (this binary).
+    pub fn agent_program(&self) -> &std::path::Path {
+        &self.agent_program
     }
 
     /// The provider for an infrastructure kind, or an error naming the

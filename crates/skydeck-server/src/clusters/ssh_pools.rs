@@ -5,20 +5,14 @@
 
 use crate::config::Paths;
 use crate::skypilot::exception;
-use skydeck_infra::ssh::{SshPool, SshPoolOptions, SshProvider};
+use skydeck_infra::ssh::SshProvider;
 use skydeck_types::RequestError;
 use skydeck_types::names::PoolName;
-use skydeck_types::ssh_node_pools::{NodePools, PoolHost};
+use skydeck_types::ssh_node_pools::PoolHost;
 use skydeck_types::task::Resources;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-/// How long one command on a pool host may take (installing the agent
-/// binary is the longest): a host that stops answering fails the request
-/// rather than holding it.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The infrastructure a task's resources name: `ssh/<pool>` keeps its pool,
 /// every other kind is its kind alone (`local` when none is named).
@@ -31,24 +25,6 @@ pub fn infra_of(resources: &Resources) -> String {
         Some(infra) => infra.kind.unwrap_or_else(|| "local".to_owned()),
         None => "local".to_owned(),
     }
-}
-
-/// The pool file: `<state dir>/ssh_node_pools.yaml` (`~/.skydeck/…`), else
-/// SkyPilot's `~/.sky/ssh_node_pools.yaml`.
-pub fn pool_file(paths: &Paths) -> Option<PathBuf> {
-    let ours = paths.home.join("ssh_node_pools.yaml");
-    if ours.exists() {
-        return Some(ours);
-    }
-    let home = std::env::var_os("HOME").filter(|h| !h.is_empty())?;
-    let sky = Path::new(&home).join(".sky").join("ssh_node_pools.yaml");
-    sky.exists().then_some(sky)
-}
-
-/// A pool's SSH state on the server (its known_hosts, recorded by `ssh up`
-/// on first contact, and its connections' sockets).
-pub fn pool_state_dir(paths: &Paths, pool: &PoolName) -> PathBuf {
-    paths.home.join("ssh").join(pool.as_str())
 }
 
 /// A pool's provider, and the hosts it was made for.
@@ -78,16 +54,16 @@ impl SshPools {
     /// one (and its connections) while the pool's hosts are unchanged.
     pub fn provider(&self, pool: &str) -> Result<Arc<SshProvider>, RequestError> {
         let name = PoolName::new(pool).map_err(|err| refused(format!("ssh/{pool}: {err}")))?;
-        let file = pool_file(&self.paths).ok_or_else(|| {
-            refused(format!(
-                "Infrastructure ssh/{pool} is not set up: there is no {} (nor \
+        let pools = crate::ssh_pools::load(&self.paths.home).map_err(refused)?;
+        let file = crate::ssh_pools::pool_file(&self.paths.home)
+            .unwrap_or_else(|| self.paths.home.join("ssh_node_pools.yaml"));
+        if pools.pools.is_empty() {
+            return Err(refused(format!(
+                "Infrastructure ssh/{pool} is not set up: there is no pool in {} (nor in \
                  ~/.sky/ssh_node_pools.yaml). Describe the pool there, then run `sky ssh up`.",
-                self.paths.home.join("ssh_node_pools.yaml").display()
-            ))
-        })?;
-        let text = std::fs::read_to_string(&file)
-            .map_err(|err| refused(format!("cannot read {}: {err}", file.display())))?;
-        let pools = NodePools::from_yaml(&text).map_err(refused)?;
+                file.display()
+            )));
+        }
         let Some(config) = pools.pools.get(&name) else {
             let known: Vec<&str> = pools.pools.keys().map(PoolName::as_str).collect();
             return Err(refused(format!(
@@ -107,14 +83,9 @@ impl SshPools {
         {
             return Ok(Arc::clone(provider));
         }
-        let ssh = SshPool::open(
-            &pool_state_dir(&self.paths, &name),
-            SshPoolOptions {
-                command_timeout: Some(COMMAND_TIMEOUT),
-                ..SshPoolOptions::default()
-            },
-        )
-        .map_err(|err| refused(format!("SSH node pool {pool}: {err}")))?;
+        // The same SSH state `ssh up` recorded the hosts' keys in.
+        let ssh = crate::ssh_pools::pool_ssh(&self.paths.home, &name)
+            .map_err(|err| refused(format!("SSH node pool {pool}: {err}")))?;
         let home = std::env::var_os("HOME").map_or_else(PathBuf::new, PathBuf::from);
         let provider = Arc::new(SshProvider::new(
             name.clone(),
@@ -176,6 +147,6 @@ mod tests {
             !Arc::ptr_eq(&first, &changed),
             "a changed pool gets a new provider"
         );
-        assert!(pool_state_dir(&paths, &PoolName::new("rack").unwrap()).is_dir());
+        assert!(home.path().join("ssh").join("pools").join("rack").is_dir());
     }
 }

@@ -83,6 +83,7 @@ timed! {
     fn list_ended_clusters(&self, user_id: Option<&str>, since: Option<f64>) -> Result<Vec<EndedCluster>>;
     fn put_host(&self, host: &Host) -> Result<()>;
     fn list_hosts(&self, pool: &str) -> Result<Vec<Host>>;
+    fn delete_host(&self, id: &str) -> Result<bool>;
     fn list_allocations(&self, pool: &str) -> Result<Vec<Allocation>>;
     fn place_cluster(&self, pool: &str, cluster: &str, decide: &Decide<'_>) -> Result<std::result::Result<Vec<Allocation>, String>>;
     fn release_cluster(&self, cluster: &str) -> Result<u64>;

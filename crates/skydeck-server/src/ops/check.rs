@@ -34,9 +34,18 @@ pub async fn check(ctx: &RequestContext, body: CheckBody) -> OpResult {
             }
         }
     }
+    let workspace = body.workspace.unwrap_or_else(|| ctx.workspace.clone());
+    let ssh_wanted = wanted.as_ref().is_none_or(|w| w.iter().any(|n| n == "ssh"));
+    let mut ssh_pools = Vec::new();
+    if ssh_wanted {
+        ssh_pools = check_ssh(ctx, &workspace).await;
+        if !ssh_pools.is_empty() {
+            enabled.insert("SSH".to_owned(), serde_json::json!(["compute"]));
+        }
+    }
     if let Some(wanted) = &wanted {
         for name in wanted {
-            if !infra::known().iter().any(|i| i.name == name) {
+            if name != "ssh" && !infra::known().iter().any(|i| i.name == name) {
                 log.line(&format!("  {name}: disabled"));
                 log.line(&format!(
                     "    Reason: Skydeck does not support {name:?} yet; supported: {}.",
@@ -56,8 +65,77 @@ pub async fn check(ctx: &RequestContext, body: CheckBody) -> OpResult {
         log.line("Enabled infra:");
         for name in enabled.keys() {
             log.line(&format!("  {name} [compute]"));
+            if name == "SSH" {
+                for (i, pool) in ssh_pools.iter().enumerate() {
+                    let branch = if i + 1 == ssh_pools.len() {
+                        "└──"
+                    } else {
+                        "├──"
+                    };
+                    log.line(&format!("    {branch} {pool}"));
+                }
+            }
         }
     }
-    let workspace = body.workspace.unwrap_or_else(|| "default".to_owned());
     Ok(serde_json::json!({ workspace: enabled }))
+}
+
+/// The SSH section, as SkyPilot prints it: `SSH` enabled when any pool
+/// is set up, each pool of the file beneath with its state. Returns the
+/// enabled pools.
+async fn check_ssh(ctx: &RequestContext, workspace: &str) -> Vec<String> {
+    let log = &ctx.log;
+    let states = crate::ssh_pools::check::pool_states(
+        ctx.infra.home(),
+        ctx.store.as_ref(),
+        &ctx.config,
+        workspace,
+    )
+    .await;
+    let states = match states {
+        Ok(states) => states,
+        Err(reason) => {
+            log.line("  SSH: disabled");
+            log.line(&format!("    Reason: {reason}"));
+            return Vec::new();
+        }
+    };
+    if states.is_empty() {
+        log.line("  SSH: disabled");
+        log.line(
+            "    Reason: No SSH Node Pools are defined: write them in \
+             ~/.skydeck/ssh_node_pools.yaml (or ~/.sky/ssh_node_pools.yaml), then run `sky ssh up`.",
+        );
+        return Vec::new();
+    }
+    let up: Vec<String> = states
+        .iter()
+        .filter(|s| s.enabled.is_ok())
+        .map(|s| s.name.to_string())
+        .collect();
+    if up.is_empty() {
+        log.line("  SSH: disabled");
+        log.line(
+            "    Reason: No SSH Node Pools are up. Run `sky ssh up` to set up Node Pools \
+             from ~/.sky/ssh_node_pools.yaml.",
+        );
+    } else {
+        log.line("  SSH: enabled [compute]");
+    }
+    log.line("    SSH Node Pools:");
+    for (i, state) in states.iter().enumerate() {
+        let branch = if i + 1 == states.len() {
+            "└──"
+        } else {
+            "├──"
+        };
+        match &state.enabled {
+            Ok(()) => log.line(&format!("    {branch} {}: enabled.", state.name)),
+            Err(reason) => log.line(&format!(
+                "    {branch} {}: disabled. Reason: {reason}",
+                state.name
+            )),
+        }
+    }
+    up
 }

@@ -49,8 +49,9 @@ pub async fn check_task(ctx: &RequestContext, body: LaunchBody) -> Result<Checke
         dryrun: body.dryrun,
     };
     let (task, autostop) = police_with_autostop(ctx, "launch", task, options).await?;
-    let plan = load_plan(ctx, &task, body.file_mounts_blob_id.as_ref(), Files::All).await?;
+    let mut plan = load_plan(ctx, &task, body.file_mounts_blob_id.as_ref(), Files::All).await?;
     check_workspace(ctx, &plan).await?;
+    crate::ssh_pools::check::settle_pool(ctx, &mut plan).await?;
     let name = body
         .cluster_name
         .clone()
@@ -171,7 +172,12 @@ async fn check_workspace(ctx: &RequestContext, plan: &Plan) -> Result<(), Reques
             &ctx.workspace,
             plan.infra.split('/').next().unwrap_or_default(),
         )
-        .map_err(|reason| denied(format!("Cannot launch: {reason}.")))
+        .map_err(|reason| denied(format!("Cannot launch: {reason}.")))?;
+    if let Some(pool) = plan.infra.strip_prefix("ssh/") {
+        crate::ssh_pools::check::allowed(&ctx.config, &ctx.workspace, pool)
+            .map_err(|reason| denied(format!("Cannot launch: {reason}.")))?;
+    }
+    Ok(())
 }
 
 /// A cluster is used from the workspace it was launched in.

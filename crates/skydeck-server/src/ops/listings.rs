@@ -4,10 +4,38 @@
 
 use super::{OpResult, RequestContext};
 use crate::infra;
-use skydeck_types::bodies::{JobsQueueBody, PoolStatusBody, ServeStatusBody};
+use skydeck_types::bodies::{EnabledCloudsQuery, JobsQueueBody, PoolStatusBody, ServeStatusBody};
 
-pub async fn enabled_clouds(_ctx: &RequestContext) -> OpResult {
-    let names: Vec<&str> = infra::enabled().iter().map(|i| i.display_name).collect();
+pub async fn enabled_clouds(ctx: &RequestContext, query: EnabledCloudsQuery) -> OpResult {
+    let mut names: Vec<String> = infra::enabled()
+        .iter()
+        .map(|i| i.display_name.to_owned())
+        .collect();
+    // SkyPilot lists each SSH Node Pool that is up as `ssh/<pool>` when
+    // asked to expand (`sky status`'s "Enabled Infra"), else `SSH` once.
+    let workspace = query.workspace.as_deref().unwrap_or(&ctx.workspace);
+    let pools = crate::ssh_pools::check::pool_states(
+        ctx.infra.home(),
+        ctx.store.as_ref(),
+        &ctx.config,
+        workspace,
+    )
+    .await
+    .unwrap_or_default();
+    let up: Vec<String> = pools
+        .iter()
+        .filter(|p| p.enabled.is_ok())
+        .map(|p| format!("ssh/{}", p.name))
+        .collect();
+    let expand = query
+        .expand
+        .as_deref()
+        .is_some_and(|e| e.eq_ignore_ascii_case("true"));
+    if expand {
+        names.splice(0..0, up);
+    } else if !up.is_empty() {
+        names.insert(0, "SSH".to_owned());
+    }
     Ok(serde_json::json!(names))
 }
 

@@ -57,6 +57,8 @@ pub enum Op {
     StorageLs,
     VolumeList,
     JobsQueueV1,
+    SshUp,
+    SshDown,
     /// A SkyPilot request this server does not support yet, by its name
     /// (see `unsupported.rs`).
     Refused(&'static str),
@@ -73,7 +75,7 @@ pub enum OnRestart {
 
 impl Op {
     /// Every operation but the refused ones (`unsupported::REFUSED`).
-    pub const ALL: [Op; 27] = [
+    pub const ALL: [Op; 29] = [
         Op::Status,
         Op::Check,
         Op::EnabledClouds,
@@ -101,6 +103,8 @@ impl Op {
         Op::StorageLs,
         Op::VolumeList,
         Op::JobsQueueV1,
+        Op::SshUp,
+        Op::SshDown,
     ];
 
     /// SkyPilot's request name.
@@ -133,6 +137,8 @@ impl Op {
             Op::StorageLs => "sky.storage_ls",
             Op::VolumeList => "sky.volume_list",
             Op::JobsQueueV1 => "sky.jobs.queue",
+            Op::SshUp => "sky.ssh_node_pools.up",
+            Op::SshDown => "sky.ssh_node_pools.down",
             Op::Refused(name) => name,
         }
     }
@@ -149,9 +155,15 @@ impl Op {
             // Probing infrastructure can take seconds per backend; cluster
             // lifecycles take as long as provisioning; a followed log lasts
             // as long as its job.
-            Op::Check | Op::Launch | Op::Exec | Op::Start | Op::Stop | Op::Down | Op::Logs => {
-                ScheduleType::Long
-            }
+            Op::Check
+            | Op::Launch
+            | Op::Exec
+            | Op::Start
+            | Op::Stop
+            | Op::Down
+            | Op::Logs
+            | Op::SshUp
+            | Op::SshDown => ScheduleType::Long,
             _ => ScheduleType::Short,
         }
     }
@@ -207,6 +219,8 @@ impl Op {
             | Op::Endpoints
             | Op::Optimize
             | Op::DownloadLogs
+            | Op::SshUp
+            | Op::SshDown
             // Probe the machine's GPUs.
             | Op::ListAccelerators
             | Op::ListAcceleratorCounts => false,
@@ -294,7 +308,7 @@ pub async fn execute(op: Op, ctx: &RequestContext, value: serde_json::Value) -> 
     match op {
         Op::Status => clusters::status(ctx, body(value)?).await,
         Op::Check => check::check(ctx, body(value)?).await,
-        Op::EnabledClouds => listings::enabled_clouds(ctx).await,
+        Op::EnabledClouds => listings::enabled_clouds(ctx, body(value)?).await,
         Op::WorkspacesGet => listings::workspaces(ctx).await,
         Op::JobsQueue => listings::jobs_queue(ctx, body(value)?).await,
         Op::ServeStatus => listings::serve_status(ctx, body(value)?).await,
@@ -319,6 +333,8 @@ pub async fn execute(op: Op, ctx: &RequestContext, value: serde_json::Value) -> 
         Op::StorageLs => not_yet_listings::storage_ls(ctx).await,
         Op::VolumeList => not_yet_listings::volume_list(ctx).await,
         Op::JobsQueueV1 => not_yet_listings::jobs_queue_v1(ctx).await,
+        Op::SshUp => crate::ssh_pools::deploy::up(ctx, body(value)?).await,
+        Op::SshDown => crate::ssh_pools::deploy::down(ctx, body(value)?).await,
         Op::Refused(name) => Err(unsupported::refuse(name)),
     }
 }

@@ -21,7 +21,6 @@ enum Feature {
     ManagedJobs,
     Pools,
     Services,
-    SshNodePools,
     Storage,
     Volumes,
     Kubernetes,
@@ -41,9 +40,6 @@ impl Feature {
             }
             Feature::Pools => "pools (`sky jobs pool`) yet",
             Feature::Services => "SkyServe services (`sky serve`) yet",
-            Feature::SshNodePools => {
-                "SSH Node Pools (`sky ssh`) yet; `sky check` lists the infrastructure it has"
-            }
             Feature::Storage => "SkyPilot storage (`sky storage`) yet",
             Feature::Volumes => "volumes (`sky volumes`) yet",
             Feature::Kubernetes => "Kubernetes infrastructure yet",
@@ -86,8 +82,6 @@ pub const REFUSED: &[Refused] = &[
     refused("sky.serve.terminate_replica", Feature::Services),
     refused("sky.serve.logs", Feature::Services),
     refused("sky.serve.sync_down_logs", Feature::Services),
-    refused("sky.ssh_node_pools.up", Feature::SshNodePools),
-    refused("sky.ssh_node_pools.down", Feature::SshNodePools),
     refused("sky.storage_delete", Feature::Storage),
     refused("sky.volume_apply", Feature::Volumes),
     refused("sky.volume_delete", Feature::Volumes),

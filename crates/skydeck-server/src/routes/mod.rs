@@ -6,6 +6,7 @@ mod health;
 mod listings;
 mod requests;
 mod schedule;
+mod ssh_pools;
 mod ssh_session;
 mod stream;
 mod unsupported;
@@ -121,6 +122,12 @@ pub fn routes() -> Vec<Route> {
         Route::get(skydeck_types::ssh_session::PATH, ssh_session::ssh),
         Route::get("/api/completion/storage_name", listings::complete_nothing),
         Route::get("/api/completion/volume_name", listings::complete_nothing),
+        Route::post("/ssh_node_pools/deploy", ssh_pools::up_all),
+        Route::post("/ssh_node_pools/{pool_name}/deploy", ssh_pools::up_pool),
+        Route::post("/ssh_node_pools/down", ssh_pools::down_all),
+        Route::post("/ssh_node_pools/{pool_name}/down", ssh_pools::down_pool),
+        Route::get("/ssh_node_pools", ssh_pools::list),
+        Route::get("/ssh_node_pools/{pool_name}/status", ssh_pools::status),
     ]
     .into_iter()
     // The client's endpoints for features to come, each refused plainly.

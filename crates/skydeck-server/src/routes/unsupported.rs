@@ -96,28 +96,8 @@ const ENDPOINTS: &[(Method, &str, Answer)] = &[
         "/serve/sync-down-logs",
         Request("sky.serve.sync_down_logs"),
     ),
-    // SSH Node Pools.
-    at(
-        Method::POST,
-        "/ssh_node_pools/deploy",
-        Request("sky.ssh_node_pools.up"),
-    ),
-    at(
-        Method::POST,
-        "/ssh_node_pools/{pool_name}/deploy",
-        Request("sky.ssh_node_pools.up"),
-    ),
-    at(
-        Method::POST,
-        "/ssh_node_pools/down",
-        Request("sky.ssh_node_pools.down"),
-    ),
-    at(
-        Method::POST,
-        "/ssh_node_pools/{pool_name}/down",
-        Request("sky.ssh_node_pools.down"),
-    ),
-    at(Method::GET, "/ssh_node_pools", NotImplemented(SSH_POOLS)),
+    // SSH Node Pools: set up and listed in `ssh_pools.rs`; the pool file is
+    // edited on the server.
     at(Method::POST, "/ssh_node_pools", NotImplemented(SSH_POOLS)),
     at(
         Method::DELETE,
@@ -132,11 +112,6 @@ const ENDPOINTS: &[(Method, &str, Answer)] = &[
     at(
         Method::POST,
         "/ssh_node_pools/keys",
-        NotImplemented(SSH_POOLS),
-    ),
-    at(
-        Method::GET,
-        "/ssh_node_pools/{pool_name}/status",
         NotImplemented(SSH_POOLS),
     ),
     // Storage and volumes (their listings work: see `listings.rs`).

@@ -11,13 +11,17 @@ mod lifecycle;
 mod man;
 mod password;
 mod prompt;
+mod ssh;
 mod ssh_session;
 mod task_args;
 mod tokens;
 mod users;
 mod waiting;
 
-use crate::cli::{ApiCommand, Cli, Command, ConfigCommand, StartArgs, TokensCommand, UsersCommand};
+use crate::cli::{
+    ApiCommand, Cli, Command, ConfigCommand, SshArgs, SshCommand, StartArgs, TokensCommand,
+    UsersCommand,
+};
 use crate::{daemon, endpoint};
 use anyhow::Context;
 use skydeck_client::{Client, ClientError};
@@ -55,6 +59,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status(args) => clusters::status(&paths, &connect(&paths).await?, &args).await,
         Command::Check(args) => clusters::check(&paths, &connect(&paths).await?, &args).await,
+        Command::Ssh(SshArgs {
+            pools: Some(command),
+            ..
+        }) => {
+            let client = connect(&paths).await?;
+            match command {
+                SshCommand::Up(args) => ssh::up(&paths, &client, &args).await,
+                SshCommand::Down(args) => ssh::down(&paths, &client, &args).await,
+            }
+        }
         Command::Ssh(args) => ssh_session::ssh(&connect(&paths).await?, &args).await,
         Command::Endpoints(args) => {
             clusters::endpoints(&paths, &connect(&paths).await?, &args).await

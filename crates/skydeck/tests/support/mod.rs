@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod sky;
+pub mod ssh_hosts;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
