@@ -51,7 +51,11 @@ pub fn fit(
         let ports: &[u16] = if rank == 0 { &request.ports } else { &[] };
         let mut reasons = Vec::new();
         let mut chosen = None;
-        for host in hosts {
+        // Spread: the hosts without a node of this cluster come first, so
+        // a multi-node task gets distinct machines where the pool has them.
+        let mut order: Vec<&Host> = hosts.iter().collect();
+        order.sort_by_key(|host| placed.iter().filter(|a| a.host == host.id).count());
+        for host in order {
             // The cluster's own earlier nodes count; a stale allocation of
             // its own (a previous placement) does not.
             let on_host: Vec<&Allocation> = held
@@ -405,6 +409,23 @@ mod tests {
         let first = host(2.0, 0);
         let placed = fit(&[first, second], &[], "a", &request(Some(4.0), 1.0, &[]), 1).unwrap();
         assert_eq!(placed[0].host, "ssh/pool/b");
+    }
+
+    #[test]
+    fn the_nodes_of_a_cluster_spread_over_the_hosts() {
+        let mut second = host(8.0, 0);
+        second.id = "ssh/pool/b".to_owned();
+        let placed = fit(
+            &[host(8.0, 0), second],
+            &[],
+            "a",
+            &request(Some(1.0), 0.0, &[]),
+            3,
+        )
+        .unwrap();
+        let on: Vec<&str> = placed.iter().map(|a| a.host.as_str()).collect();
+        assert_eq!(on[1], "ssh/pool/b", "{on:?}");
+        assert_ne!(on[0], on[1], "{on:?}");
     }
 
     #[test]

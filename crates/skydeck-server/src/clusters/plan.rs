@@ -25,6 +25,9 @@ pub struct Plan {
     pub num_nodes: u32,
     /// The infrastructure kind (`local` unless the task says otherwise).
     pub infra: String,
+    /// Whether the task names its infrastructure: one that does not runs
+    /// on an existing cluster wherever that is (`sky exec CLUSTER CMD`).
+    pub infra_named: bool,
     pub node: NodeRequest,
     /// CPUs the job holds on each node while it runs.
     pub job_cpus: f64,
@@ -160,6 +163,7 @@ pub fn plan(task_yaml: &str, uploaded: Option<&Path>, files: Files) -> Result<Pl
         task_name: task.name.clone().map(String::from),
         num_nodes: task.num_nodes,
         infra: super::ssh_pools::infra_of(&resources),
+        infra_named: resources.infra_spec().is_some(),
         node: NodeRequest {
             cpus,
             memory_gb: resources.memory_gb(),
