@@ -27,6 +27,12 @@ pub fn infra_of(resources: &Resources) -> String {
     }
 }
 
+/// Whether a task asking for infra `asked` may run on a cluster on
+/// `cluster`: a bare `ssh` is any pool.
+pub fn infra_fits(asked: &str, cluster: &str) -> bool {
+    asked == cluster || (asked == "ssh" && cluster.starts_with("ssh/"))
+}
+
 /// A pool's provider, and the hosts it was made for.
 type Made = (Vec<PoolHost>, Arc<SshProvider>);
 
@@ -102,6 +108,15 @@ impl SshPools {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bare_ssh_fits_a_cluster_on_any_pool_and_nothing_else() {
+        assert!(infra_fits("ssh", "ssh/rack"));
+        assert!(infra_fits("ssh/rack", "ssh/rack"));
+        assert!(!infra_fits("ssh/other", "ssh/rack"));
+        assert!(!infra_fits("ssh", "local"));
+        assert!(!infra_fits("local", "ssh/rack"));
+    }
 
     fn infra(written: &str) -> String {
         infra_of(&Resources {

@@ -80,10 +80,8 @@ async fn user_name(ctx: &RequestContext) -> String {
 
 /// Why a task cannot run on an existing cluster, if it cannot.
 pub(super) fn misfit(plan: &Plan, cluster: &ClusterRecord, handle: &Handle) -> Option<String> {
-    // A bare `ssh` is any pool; the cluster's infra names its pool.
-    let same_infra =
-        plan.infra == cluster.infra || (plan.infra == "ssh" && cluster.infra.starts_with("ssh/"));
-    if plan.infra_named && !same_infra {
+    // A task that names no infra runs wherever the cluster is.
+    if plan.infra_named && !crate::clusters::ssh_pools::infra_fits(&plan.infra, &cluster.infra) {
         return Some(format!(
             "the task asks for infra {:?}, the cluster is on {:?}",
             plan.infra, cluster.infra
