@@ -6,6 +6,7 @@
 // Shared with agent.rs; not every helper is used here.
 #[allow(dead_code)]
 mod common;
+#[path = "../../skydeck-infra/tests/support/ssh_hosts.rs"]
 mod ssh_hosts;
 
 use common::{AGENT, Cluster, spec, wait_for};

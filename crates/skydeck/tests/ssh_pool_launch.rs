@@ -3,16 +3,14 @@
 //! launch, logs, status, down, and nothing of the cluster left on the host.
 //! Needs the SSH test hosts (scripts/ssh-hosts-up.sh).
 
-#[path = "../../skydeck-infra/tests/support/ssh_hosts.rs"]
-mod ssh_hosts;
 mod support;
 
 use serde_json::{Value, json};
 use skydeck_client::{Client, ClientError};
 use skydeck_store::{SqlStore, Store};
 use skydeck_types::placement::Host;
-use ssh_hosts::{TestHosts, test_hosts};
 use std::time::{Duration, Instant};
+use support::ssh_hosts::{TestHosts, test_hosts};
 use support::{TestServer, http};
 
 async fn submit(client: &Client, path: &str, body: Value) -> Result<Value, ClientError> {

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod sky;
+#[path = "../../../skydeck-infra/tests/support/ssh_hosts.rs"]
 pub mod ssh_hosts;
 
 use std::io::{BufRead, BufReader};
