@@ -9,32 +9,10 @@
 //! name: no registry cloud, so no cloud-specific code path (Kubernetes SSH
 //! proxies, Slurm) in the client takes it for one of its own.
 
+use super::pickle::op::*;
+use super::pickle::{global, write_str as string};
 use base64::Engine;
 use serde_json::Value;
-
-const PROTO: u8 = 0x80;
-const GLOBAL: u8 = b'c';
-const STOP: u8 = b'.';
-const NONE: u8 = b'N';
-const NEWTRUE: u8 = 0x88;
-const NEWFALSE: u8 = 0x89;
-const BININT: u8 = b'J';
-const BINFLOAT: u8 = b'G';
-const BINUNICODE: u8 = b'X';
-const EMPTY_LIST: u8 = b']';
-const EMPTY_DICT: u8 = b'}';
-const EMPTY_TUPLE: u8 = b')';
-const TUPLE1: u8 = 0x85;
-const TUPLE3: u8 = 0x87;
-const MARK: u8 = b'(';
-const APPENDS: u8 = b'e';
-const SETITEMS: u8 = b'u';
-const REDUCE: u8 = b'R';
-const NEWOBJ: u8 = 0x81;
-const BUILD: u8 = b'b';
-const MEMOIZE: u8 = 0x94;
-const BINGET: u8 = b'h';
-const POP: u8 = b'0';
 
 /// Memo slots of the two objects the program refers back to.
 const HANDLE: u8 = 0;
@@ -77,21 +55,6 @@ pub fn status_handle(handle: &Value, infra: &str) -> String {
     // The handle is what is left on the stack.
     out.push(STOP);
     base64::engine::general_purpose::STANDARD.encode(out)
-}
-
-fn global(module: &str, name: &str, out: &mut Vec<u8>) {
-    out.push(GLOBAL);
-    out.extend_from_slice(module.as_bytes());
-    out.push(b'\n');
-    out.extend_from_slice(name.as_bytes());
-    out.push(b'\n');
-}
-
-fn string(s: &str, out: &mut Vec<u8>) {
-    out.push(BINUNICODE);
-    let len = u32::try_from(s.len()).expect("pickled strings are far below 4 GiB");
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
 }
 
 fn json(value: &Value, out: &mut Vec<u8>) {

@@ -16,15 +16,38 @@ pub enum PickleValue {
     Dict(Vec<(String, PickleValue)>),
 }
 
-const PROTO: u8 = 0x80;
-const STOP: u8 = b'.';
-const NONE: u8 = b'N';
-const BINUNICODE: u8 = b'X';
-const EMPTY_LIST: u8 = b']';
-const EMPTY_DICT: u8 = b'}';
-const MARK: u8 = b'(';
-const APPENDS: u8 = b'e';
-const SETITEMS: u8 = b'u';
+use op::*;
+
+/// Pickle opcodes (protocols 2 to 4), shared by every pickle this server
+/// writes.
+pub(super) mod op {
+    pub const PROTO: u8 = 0x80;
+    pub const STOP: u8 = b'.';
+    pub const NONE: u8 = b'N';
+    pub const BINUNICODE: u8 = b'X';
+    pub const EMPTY_LIST: u8 = b']';
+    pub const EMPTY_DICT: u8 = b'}';
+    pub const MARK: u8 = b'(';
+    pub const APPENDS: u8 = b'e';
+    pub const SETITEMS: u8 = b'u';
+    pub const GLOBAL: u8 = b'c';
+    pub const NEWTRUE: u8 = 0x88;
+    pub const NEWFALSE: u8 = 0x89;
+    pub const BININT: u8 = b'J';
+    pub const BINFLOAT: u8 = b'G';
+    pub const EMPTY_TUPLE: u8 = b')';
+    pub const TUPLE1: u8 = 0x85;
+    pub const TUPLE3: u8 = 0x87;
+    pub const REDUCE: u8 = b'R';
+    pub const NEWOBJ: u8 = 0x81;
+    pub const BUILD: u8 = b'b';
+    pub const MEMOIZE: u8 = 0x94;
+    pub const BINGET: u8 = b'h';
+    pub const POP: u8 = b'0';
+    pub const TUPLE: u8 = b't';
+    pub const SETITEM: u8 = b's';
+    pub const NEWOBJ_EX: u8 = 0x92;
+}
 
 pub fn dumps(value: &PickleValue) -> Vec<u8> {
     let mut out = vec![PROTO, 2];
@@ -33,7 +56,16 @@ pub fn dumps(value: &PickleValue) -> Vec<u8> {
     out
 }
 
-fn write_str(s: &str, out: &mut Vec<u8>) {
+/// A `GLOBAL` reference to `module.name`.
+pub(super) fn global(module: &str, name: &str, out: &mut Vec<u8>) {
+    out.push(GLOBAL);
+    out.extend_from_slice(module.as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'\n');
+}
+
+pub(super) fn write_str(s: &str, out: &mut Vec<u8>) {
     out.push(BINUNICODE);
     let len = u32::try_from(s.len()).expect("pickled strings are far below 4 GiB");
     out.extend_from_slice(&len.to_le_bytes());

@@ -15,30 +15,10 @@
 //! its first falsy argument, the 0.0 in front. Own hardware costs nothing
 //! per hour here.
 
+use super::pickle::op::*;
+use super::pickle::{global, write_str as string};
 use base64::Engine;
 use std::collections::BTreeMap;
-
-const PROTO: u8 = 0x80;
-const GLOBAL: u8 = b'c';
-const STOP: u8 = b'.';
-const BININT: u8 = b'J';
-const BINFLOAT: u8 = b'G';
-const BINUNICODE: u8 = b'X';
-const EMPTY_DICT: u8 = b'}';
-const EMPTY_TUPLE: u8 = b')';
-const TUPLE: u8 = b't';
-const TUPLE1: u8 = 0x85;
-const TUPLE3: u8 = 0x87;
-const MARK: u8 = b'(';
-const SETITEM: u8 = b's';
-const SETITEMS: u8 = b'u';
-const REDUCE: u8 = b'R';
-const NEWOBJ: u8 = 0x81;
-const NEWOBJ_EX: u8 = 0x92;
-const BUILD: u8 = b'b';
-const MEMOIZE: u8 = 0x94;
-const BINGET: u8 = b'h';
-const POP: u8 = b'0';
 
 /// Memo slots of the objects the program refers back to.
 const RESOURCES: u8 = 0;
@@ -129,21 +109,6 @@ fn set(out: &mut Vec<u8>, name: &str, value: impl FnOnce(&mut Vec<u8>)) {
     string(name, out);
     value(out);
     out.extend([TUPLE3, REDUCE, POP]);
-}
-
-fn global(module: &str, name: &str, out: &mut Vec<u8>) {
-    out.push(GLOBAL);
-    out.extend_from_slice(module.as_bytes());
-    out.push(b'\n');
-    out.extend_from_slice(name.as_bytes());
-    out.push(b'\n');
-}
-
-fn string(s: &str, out: &mut Vec<u8>) {
-    out.push(BINUNICODE);
-    let len = u32::try_from(s.len()).expect("pickled strings are far below 4 GiB");
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
 }
 
 fn float(value: f64, out: &mut Vec<u8>) {
