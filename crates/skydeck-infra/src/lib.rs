@@ -7,6 +7,7 @@
 //! agent with [`AgentClient`], which only needs a runner for the head node.
 
 mod agent_client;
+pub mod kubernetes;
 pub mod local;
 mod machine;
 pub mod placement;

@@ -1,0 +1,1 @@
+//! The [`crate::Provider`] on one Kubernetes context: pods, exec, sync.
