@@ -11,4 +11,5 @@ pub mod connect;
 pub mod provider;
 pub mod target;
 
+pub use provider::KubeProvider;
 pub use target::{KubeSettings, KubeTarget, PortMode, RemoteIdentity};
