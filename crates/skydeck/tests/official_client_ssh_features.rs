@@ -147,11 +147,17 @@ async fn official_client_uses_endpoints_logs_cancel_and_autostop_on_an_ssh_node_
         return;
     };
     let cluster = format!("feat-{}", std::process::id());
+    // What an earlier run that failed midway left: agents, files, keys.
     for name in HOSTS {
         on_host(
             &hosts,
             name,
-            "rm -rf $HOME/.skydeck/clusters/feat-*; \
+            "for p in /proc/[0-9]*; do \
+               tr '\\0' '\\n' <$p/cmdline 2>/dev/null \
+                 | grep -q \"^$HOME/.skydeck/clusters/feat-[^/]*$\" \
+                 && kill -9 ${p#/proc/}; \
+             done; \
+             rm -rf $HOME/.skydeck/clusters/feat-*; \
              sed -i '/skydeck-cluster:feat-/d' $HOME/.ssh/authorized_keys; true",
         );
     }

@@ -224,14 +224,20 @@ fn agent_runs(hosts: &TestHosts, host: &str, cluster: &str) -> bool {
 }
 
 /// Removes what an earlier run that failed midway left of clusters named
-/// `prefix-*` on `members`.
+/// `prefix-*` on `members`: its agents (a server that died leaves them
+/// running), directories and keys.
 fn clean_earlier_runs(hosts: &TestHosts, members: &[&str], prefix: &str) {
     for host in members {
         on_host(
             hosts,
             host,
             &format!(
-                "rm -rf $HOME/.skydeck/clusters/{prefix}-*; \
+                "for p in /proc/[0-9]*; do \
+                   tr '\\0' '\\n' <$p/cmdline 2>/dev/null \
+                     | grep -q \"^$HOME/.skydeck/clusters/{prefix}-[^/]*$\" \
+                     && kill -9 ${{p#/proc/}}; \
+                 done; \
+                 rm -rf $HOME/.skydeck/clusters/{prefix}-*; \
                  sed -i '/skydeck-cluster:{prefix}-/d' $HOME/.ssh/authorized_keys; true"
             ),
         );
