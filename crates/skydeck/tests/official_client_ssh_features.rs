@@ -109,12 +109,21 @@ async fn fetch_until_up(address: &str) -> Option<String> {
     None
 }
 
+/// Runs `sky ARGS`, saying how long it took (the client starts Python
+/// each time; where a run's minutes go shows here with --no-capture).
+async fn run(sky: &Sky, args: &[&str]) -> Outcome {
+    let started = Instant::now();
+    let outcome = sky.run(args).await;
+    eprintln!("`sky {}` took {:?}", args.join(" "), started.elapsed());
+    outcome
+}
+
 /// Runs `args` until `ready` holds for the outcome or the deadline passes;
 /// the last outcome.
 async fn poll(sky: &Sky, args: &[&str], ready: impl Fn(&Outcome) -> bool) -> Outcome {
     let deadline = Instant::now() + STATE_TIMEOUT;
     loop {
-        let outcome = sky.run(args).await;
+        let outcome = run(sky, args).await;
         if ready(&outcome) || Instant::now() > deadline {
             return outcome;
         }
@@ -185,9 +194,9 @@ async fn official_client_uses_endpoints_logs_cancel_and_autostop_on_an_ssh_node_
         server: &server,
         failures: String::new(),
     };
-    let login = sky.run(&["api", "login", "-e", &server.url]).await;
+    let login = run(&sky, &["api", "login", "-e", &server.url]).await;
     report.expect(&login, &["Logged into SkyPilot API server"]);
-    let up = sky.run(&["ssh", "up", "--infra", "feat"]).await;
+    let up = run(&sky, &["ssh", "up", "--infra", "feat"]).await;
     report.expect(&up, &["SSH Node Pools set up successfully"]);
 
     let head = hosts.host(HOSTS[0]);
@@ -208,8 +217,9 @@ async fn official_client_uses_endpoints_logs_cancel_and_autostop_on_an_ssh_node_
         ),
     )
     .unwrap();
-    let launch = sky
-        .run(&[
+    let launch = run(
+        &sky,
+        &[
             "launch",
             "-y",
             "-d",
@@ -218,15 +228,16 @@ async fn official_client_uses_endpoints_logs_cancel_and_autostop_on_an_ssh_node_
             "--infra",
             "ssh/feat",
             task.to_str().unwrap(),
-        ])
-        .await;
+        ],
+    )
+    .await;
     report.expect(&launch, &[]);
 
     // Endpoints: the head host's address on the test bridge.
     let at = format!("{}:{port}", head.address);
-    let endpoints = sky.run(&["status", "--endpoints", &cluster]).await;
+    let endpoints = run(&sky, &["status", "--endpoints", &cluster]).await;
     report.expect(&endpoints, &[&at]);
-    let endpoint = sky.run(&["status", "--endpoint", &port, &cluster]).await;
+    let endpoint = run(&sky, &["status", "--endpoint", &port, &cluster]).await;
     report.expect(&endpoint, &[&at]);
     let page = fetch_until_up(&at).await.unwrap_or_default();
     report.check(
@@ -237,7 +248,7 @@ async fn official_client_uses_endpoints_logs_cancel_and_autostop_on_an_ssh_node_
 
     // Cancel: the serving job's processes end on both hosts.
     let running = job_processes_become(&hosts, &cluster, true).await;
-    let cancel = sky.run(&["cancel", "-y", &cluster, "1"]).await;
+    let cancel = run(&sky, &["cancel", "-y", &cluster, "1"]).await;
     report.expect(&cancel, &[]);
     report.check(
         &cancel,
@@ -256,8 +267,7 @@ async fn official_client_uses_endpoints_logs_cancel_and_autostop_on_an_ssh_node_
 
     // exec: ranks and every node's address.
     let ips = format!("[{} {}]", head.address, worker.address);
-    let exec = sky
-        .run(&[
+    let exec = run(&sky, &[
             "exec",
             &cluster,
             "--num-nodes",
@@ -272,17 +282,17 @@ async fn official_client_uses_endpoints_logs_cancel_and_autostop_on_an_ssh_node_
     ];
     report.expect(&exec, &[&node_lines[0], &node_lines[1], "line-5"]);
 
-    let tail = sky.run(&["logs", "--tail", "2", &cluster, "2"]).await;
+    let tail = run(&sky, &["logs", "--tail", "2", &cluster, "2"]).await;
     report.expect(&tail, &["line-5"]);
     report.check(
         &tail,
         !tail.output().contains("line-3"),
         "--tail 2 shows only the end of the log",
     );
-    let logs = sky.run(&["logs", &cluster, "2"]).await;
+    let logs = run(&sky, &["logs", &cluster, "2"]).await;
     report.expect(&logs, &[&node_lines[0], &node_lines[1], "line-5"]);
 
-    let sync_down = sky.run(&["logs", "--sync-down", &cluster, "2"]).await;
+    let sync_down = run(&sky, &["logs", "--sync-down", &cluster, "2"]).await;
     report.expect(&sync_down, &["Job 2 logs:"]);
     let synced = std::fs::read_to_string(sky.home.join(format!("sky_logs/{cluster}/2/run.log")))
         .unwrap_or_default();
@@ -295,7 +305,7 @@ async fn official_client_uses_endpoints_logs_cancel_and_autostop_on_an_ssh_node_
     );
 
     // Autostop: the remote agent stops itself, the files stay.
-    let autostop = sky.run(&["autostop", "-y", &cluster, "-i", "1"]).await;
+    let autostop = run(&sky, &["autostop", "-y", &cluster, "-i", "1"]).await;
     report.expect(&autostop, &[]);
     let stopped = poll(&sky, &["status", "--refresh", &cluster], |s| {
         line_with(s, &cluster).contains("STOPPED")
@@ -321,9 +331,9 @@ async fn official_client_uses_endpoints_logs_cancel_and_autostop_on_an_ssh_node_
             &format!("after autostop {name} must keep the files and run nothing: {kept:?}"),
         );
     }
-    let start = sky.run(&["start", "-y", &cluster]).await;
+    let start = run(&sky, &["start", "-y", &cluster]).await;
     report.expect(&start, &[]);
-    let restarted = sky.run(&["status", &cluster]).await;
+    let restarted = run(&sky, &["status", &cluster]).await;
     report.check(
         &restarted,
         line_with(&restarted, &cluster).contains("UP"),
@@ -332,11 +342,13 @@ async fn official_client_uses_endpoints_logs_cancel_and_autostop_on_an_ssh_node_
 
     // Autostop in the task (`-i 1 --down`, which the client folds into
     // resources.autostop): torn down, nothing left on either host.
-    let relaunch = sky
-        .run(&[
+    let relaunch = run(
+        &sky,
+        &[
             "launch", "-y", "-c", &cluster, "-i", "1", "--down", "echo", "last-job",
-        ])
-        .await;
+        ],
+    )
+    .await;
     report.expect(&relaunch, &["last-job"]);
     let gone = poll(&sky, &["status", "--refresh"], |s| {
         s.success() && !s.stdout.contains(&cluster)
@@ -355,7 +367,7 @@ async fn official_client_uses_endpoints_logs_cancel_and_autostop_on_an_ssh_node_
             &format!("nothing of the cluster may be left on {name}:\n{left}"),
         );
     }
-    let ssh_down = sky.run(&["ssh", "down", "--infra", "feat"]).await;
+    let ssh_down = run(&sky, &["ssh", "down", "--infra", "feat"]).await;
     report.expect(&ssh_down, &["SSH Node Pools cleaned up successfully"]);
     report.finish();
 }
