@@ -12,6 +12,7 @@
 
 pub mod check;
 pub mod deploy;
+pub mod edit;
 
 use skydeck_infra::ssh::{SshPool, SshPoolOptions, SshTarget};
 use skydeck_types::names::PoolName;
