@@ -20,7 +20,8 @@
 # hosts/h3/home/skytest, the same client key), that may sudo with a
 # password only (written to hosts/h3/sudo_password, made per run): the pool
 # file's `password:` is tested on it. Its passwd/group/shadow entries and
-# its sudoers rule exist only inside h3's mount namespace (copies of the
+# its sudoers rule (and an /etc/hosts line for h3's name, which sudo looks
+# up) exist only inside h3's mount namespace (copies of the
 # machine's files bind-mounted over /etc there), so the machine's own /etc
 # is never changed and nothing is left to undo when h3 stops; `sudo` is
 # installed from Debian when missing.
@@ -186,11 +187,15 @@ chmod 700 "$h/home/$sudo_user" "$h/home/$sudo_user/.ssh"
 { cat /etc/shadow; echo "$sudo_user:$(openssl passwd -6 "$sudo_password"):20000:0:99999:7:::"; } >"$h/etc/shadow"
 printf '%s\n' 'Defaults env_reset' 'Defaults timestamp_timeout=0' \
   'root ALL=(ALL:ALL) ALL' "$sudo_user ALL=(ALL:ALL) ALL" >"$h/etc/sudoers"
-chmod 644 "$h/etc/passwd" "$h/etc/group"
+# sudo looks its host's name up; without a line for it, it waits for DNS
+# that these networks do not have.
+{ cat /etc/hosts; echo "127.0.1.1 skydeck-test-h3"; } >"$h/etc/hosts"
+chmod 644 "$h/etc/passwd" "$h/etc/group" "$h/etc/hosts"
 chmod 640 "$h/etc/shadow"
 chmod 440 "$h/etc/sudoers"
 h3_etc="mount --bind '$h/etc/passwd' /etc/passwd && mount --bind '$h/etc/group' /etc/group &&
-      mount --bind '$h/etc/shadow' /etc/shadow && mount --bind '$h/etc/sudoers' /etc/sudoers &&"
+      mount --bind '$h/etc/shadow' /etc/shadow && mount --bind '$h/etc/sudoers' /etc/sudoers &&
+      mount --bind '$h/etc/hosts' /etc/hosts &&"
 
 for i in 1 2 3 4 5; do
   ns=sd$slot-h$i
