@@ -93,10 +93,6 @@ pub async fn up(ctx: &RequestContext, body: SshUpBody) -> OpResult {
         .map_err(internal)?;
     let mut failed = Vec::new();
     for (name, pool) in &pools {
-        // Before touching a host: whatever `up` reaches, `down` can reach
-        // again, even once the pool file no longer lists the pool.
-        let (hosts, _) = pool.hosts();
-        super::records::record(ctx, name, &hosts).await?;
         if !up_pool(ctx, name, pool, &agent).await? {
             failed.push(name.to_string());
         }
@@ -189,6 +185,12 @@ async fn up_host(
     ctx.log
         .line(&format!("  Checking SSH connection to {target}..."));
     let runner = ssh.connect(&target).await.map_err(|e| e.to_string())?;
+    // Reached, before anything is put there: `down` can reach it again,
+    // even once the pool file no longer lists it. A host never reached is
+    // not recorded, so it cannot hold `down` up for ever.
+    super::records::record(ctx, pool, std::slice::from_ref(host))
+        .await
+        .map_err(|e| format!("cannot record the host: {}", e.message))?;
     let facts = probe(&runner, host.password.as_ref())
         .await
         .map_err(|e| e.to_string())?;

@@ -47,6 +47,10 @@ fn encode(hosts: &[RecordedHost]) -> Result<String, RequestError> {
     serde_json::to_string(hosts).map_err(internal)
 }
 
+/// Serialises the read-modify-write of records: `up` records its hosts
+/// concurrently.
+static RECORDS_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Adds `hosts` to the pool's record (a host already there is updated):
 /// a host `up` once reached stays recorded until `down` cleaned it.
 pub async fn record(
@@ -54,6 +58,7 @@ pub async fn record(
     pool: &PoolName,
     hosts: &[PoolHost],
 ) -> Result<(), RequestError> {
+    let _guard = RECORDS_LOCK.lock().await;
     let mut merged: BTreeMap<SshHost, RecordedHost> = recorded(ctx)
         .await?
         .remove(pool)
@@ -78,6 +83,7 @@ pub async fn keep_only(
     pool: &PoolName,
     left: &[PoolHost],
 ) -> Result<(), RequestError> {
+    let _guard = RECORDS_LOCK.lock().await;
     if left.is_empty() {
         ctx.store
             .delete_ssh_pool_record(pool.as_str())
