@@ -16,6 +16,16 @@
 #                  "unreachable"), so it takes ProxyJump h1.
 # Nothing routes out of these networks: traffic never leaves the machine.
 #
+# h3 also has a non-root login, `skytest` (uid 4242, home
+# hosts/h3/home/skytest, the same client key), that may sudo with a
+# password only (written to hosts/h3/sudo_password, made per run): the pool
+# file's `password:` is tested on it. Its passwd/group/shadow entries and
+# its sudoers rule (and an /etc/hosts line for h3's name, which sudo looks
+# up) exist only inside h3's mount namespace (copies of the
+# machine's files bind-mounted over /etc there), so the machine's own /etc
+# is never changed and nothing is left to undo when h3 stops; `sudo` is
+# installed from Debian when missing.
+#
 # DIR must lie outside /root and /tmp: every host mounts its own over those,
 # and sshd reads its host key from DIR after that. DIR gets the client key
 # pair (id_ed25519, generated here, never committed), ssh_config (aliases
@@ -58,6 +68,9 @@ command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 command -v rsync >/dev/null || missing+=(rsync)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v unshare >/dev/null || missing+=(util-linux)
+# h3's `skytest` login sudoes with a password (the pool file's `password:`).
+[ -x /usr/bin/sudo ] || missing+=(sudo)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -158,15 +171,43 @@ ip netns exec "sd$slot-h4" ip link set "sd${slot}j4" name eth0
 ip netns exec "sd$slot-h4" ip addr add "$net_b.2/24" dev eth0
 ip netns exec "sd$slot-h4" ip link set eth0 up
 
+# h3's sudo login: its /etc entries, bind-mounted over the machine's
+# inside h3 only (see the header).
+sudo_user=skytest
+h=$dir/hosts/h3
+sudo_password=$(openssl rand -hex 12)
+printf '%s\n' "$sudo_password" >"$h/sudo_password"
+chmod 600 "$h/sudo_password"
+mkdir -p "$h/home/$sudo_user/.ssh"
+cp "$dir/id_ed25519.pub" "$h/home/$sudo_user/.ssh/authorized_keys"
+chown -R 4242:4242 "$h/home/$sudo_user"
+chmod 700 "$h/home/$sudo_user" "$h/home/$sudo_user/.ssh"
+{ cat /etc/passwd; echo "$sudo_user:x:4242:4242::$h/home/$sudo_user:/bin/bash"; } >"$h/etc/passwd"
+{ cat /etc/group; echo "$sudo_user:x:4242:"; } >"$h/etc/group"
+{ cat /etc/shadow; echo "$sudo_user:$(openssl passwd -6 "$sudo_password"):20000:0:99999:7:::"; } >"$h/etc/shadow"
+printf '%s\n' 'Defaults env_reset' 'Defaults timestamp_timeout=0' \
+  'root ALL=(ALL:ALL) ALL' "$sudo_user ALL=(ALL:ALL) ALL" >"$h/etc/sudoers"
+# sudo looks its host's name up; without a line for it, it waits for DNS
+# that these networks do not have.
+{ cat /etc/hosts; echo "127.0.1.1 skydeck-test-h3"; } >"$h/etc/hosts"
+chmod 644 "$h/etc/passwd" "$h/etc/group" "$h/etc/hosts"
+chmod 640 "$h/etc/shadow"
+chmod 440 "$h/etc/sudoers"
+h3_etc="mount --bind '$h/etc/passwd' /etc/passwd && mount --bind '$h/etc/group' /etc/group &&
+      mount --bind '$h/etc/shadow' /etc/shadow && mount --bind '$h/etc/sudoers' /etc/sudoers &&
+      mount --bind '$h/etc/hosts' /etc/hosts &&"
+
 for i in 1 2 3 4 5; do
   ns=sd$slot-h$i
   h=$dir/hosts/h$i
+  etc=
+  [ "$i" != 3 ] || etc=$h3_etc
   # unshare's own PID is recorded: killing it kills sshd (--kill-child),
   # which is PID 1 of the host's PID namespace, so every process left on
   # the host dies with it.
   ip netns exec "$ns" unshare --uts --mount --propagation private --pid --fork --kill-child \
     --mount-proc sh -c "hostname skydeck-test-h$i &&
-      mount --bind '$h/root' /root && mount --bind '$h/tmp' /tmp &&
+      mount --bind '$h/root' /root && mount --bind '$h/tmp' /tmp && $etc
       exec /usr/sbin/sshd -D -e -f '$h/etc/sshd_config'" \
     >"$h/sshd.log" 2>&1 </dev/null &
   echo "h$i $!" >>"$dir/pids"

@@ -197,6 +197,15 @@ pub trait Store: Send + Sync + 'static {
     /// too); returns how many nodes' allocations went.
     async fn release_cluster(&self, cluster: &str) -> Result<u64>;
 
+    // ---- SSH node pools set up (`ssh up`), for `ssh down`
+    /// Records (or replaces) how to reach the hosts of SSH node pool
+    /// `pool`, as JSON the caller owns.
+    async fn put_ssh_pool_record(&self, pool: &str, hosts: &str, now: f64) -> Result<()>;
+    /// Every recorded pool and its hosts' JSON, by pool name.
+    async fn list_ssh_pool_records(&self) -> Result<Vec<(String, String)>>;
+    /// Forgets a pool's record; false if there was none.
+    async fn delete_ssh_pool_record(&self, pool: &str) -> Result<bool>;
+
     // ---- API server processes
     async fn register_server(&self, server: &ServerInfo) -> Result<()>;
     async fn heartbeat_server(&self, id: &str, now: f64) -> Result<()>;

@@ -38,6 +38,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "cluster_history",
         include_str!("../migrations/0007_cluster_history.sql"),
     ),
+    (
+        8,
+        "ssh_pool_records",
+        include_str!("../migrations/0008_ssh_pool_records.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

@@ -1148,6 +1148,37 @@ impl Store for SqlStore {
         rows.iter().map(decode_host).collect()
     }
 
+    async fn put_ssh_pool_record(&self, pool: &str, hosts: &str, now: f64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO ssh_pool_records (pool, hosts, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (pool) DO UPDATE SET hosts = excluded.hosts, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(pool)
+        .bind(hosts)
+        .bind(now)
+        .execute(&mut *self.write().await?)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_ssh_pool_records(&self) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT pool, hosts FROM ssh_pool_records ORDER BY pool")
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("pool")?, row.try_get("hosts")?)))
+            .collect()
+    }
+
+    async fn delete_ssh_pool_record(&self, pool: &str) -> Result<bool> {
+        let result = sqlx::query("DELETE FROM ssh_pool_records WHERE pool = $1")
+            .bind(pool)
+            .execute(&mut *self.write().await?)
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
     async fn delete_host(&self, id: &str) -> Result<bool> {
         let result = sqlx::query("DELETE FROM placement_hosts WHERE id = $1")
             .bind(id)

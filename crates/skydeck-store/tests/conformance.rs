@@ -137,7 +137,25 @@ conformance!(
     placements_are_recorded_released_and_freed_with_their_cluster,
     racing_placements_never_double_book_the_last_gpu,
     torn_down_clusters_stay_in_the_history_with_their_end,
+    ssh_pool_records_are_replaced_listed_and_deleted,
 );
+
+async fn ssh_pool_records_are_replaced_listed_and_deleted(store: Arc<SqlStore>) {
+    assert!(store.list_ssh_pool_records().await.unwrap().is_empty());
+    store.put_ssh_pool_record("rack", "[1]", 1.0).await.unwrap();
+    store.put_ssh_pool_record("a", "[]", 1.0).await.unwrap();
+    store.put_ssh_pool_record("rack", "[2]", 2.0).await.unwrap();
+    assert_eq!(
+        store.list_ssh_pool_records().await.unwrap(),
+        vec![
+            ("a".to_owned(), "[]".to_owned()),
+            ("rack".to_owned(), "[2]".to_owned())
+        ]
+    );
+    assert!(store.delete_ssh_pool_record("rack").await.unwrap());
+    assert!(!store.delete_ssh_pool_record("rack").await.unwrap());
+    assert_eq!(store.list_ssh_pool_records().await.unwrap().len(), 1);
+}
 
 async fn the_server_config_is_replaced_whole_and_versioned(store: Arc<SqlStore>) {
     assert_eq!(store.server_config().await.unwrap(), None);

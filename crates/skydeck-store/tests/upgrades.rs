@@ -122,6 +122,11 @@ const SEED: &[(i64, &str)] = &[
          'u-bob', 'default', 'local', 150.0, 160.0, 1, '{}', '{}', -1, 0, 1, \
          'sky launch -c gone', 700.0)",
     ),
+    (
+        8,
+        "INSERT INTO ssh_pool_records (pool, hosts, updated_at) VALUES \
+         ('rack', '[{\"host\": \"10.0.0.1\", \"user\": \"ubuntu\"}]', 800.0)",
+    ),
 ];
 
 /// Tables whose rows must all survive, with the version that created them.
@@ -136,6 +141,7 @@ const TABLES: &[(i64, &str)] = &[
     (6, "placement_hosts"),
     (6, "placement_allocations"),
     (7, "cluster_history"),
+    (8, "ssh_pool_records"),
 ];
 
 fn fixtures() -> PathBuf {
@@ -315,6 +321,18 @@ async fn check_upgraded(store: &SqlStore, version: i64) {
         assert_eq!(ended[0].cluster.user_id, "u-bob");
     } else {
         assert!(ended.is_empty(), "nothing ended before the history existed");
+    }
+    let pools = store.list_ssh_pool_records().await.unwrap();
+    if version >= 8 {
+        assert_eq!(
+            pools,
+            vec![(
+                "rack".to_owned(),
+                r#"[{"host": "10.0.0.1", "user": "ubuntu"}]"#.to_owned()
+            )]
+        );
+    } else {
+        assert!(pools.is_empty(), "no pool was recorded before v8");
     }
 }
 

@@ -187,6 +187,7 @@ const NAME_KINDS: &[&str] = &[
     "workspace name",
     "token name",
     "pool name",
+    "SSH key name",
     "job name",
     "upload id",
     "request id",
@@ -305,6 +306,15 @@ name_type!(
     PoolName,
     "pool name",
     "a pool name starts with a letter or digit, contains only letters, digits, '-', '_' and '.', and is at most 63 characters long",
+    valid_short_name
+);
+
+name_type!(
+    /// A private key's file name in the server's SSH key store
+    /// (`POST /ssh_node_pools/keys`): one path component, never hidden.
+    SshKeyName,
+    "SSH key name",
+    "an SSH key name starts with a letter or digit, contains only letters, digits, '-', '_' and '.', and is at most 63 characters long (for example mypool-0-ab12)",
     valid_short_name
 );
 

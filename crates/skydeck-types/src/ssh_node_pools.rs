@@ -75,6 +75,21 @@ impl SshUser {
     }
 }
 
+/// SkyPilot writes an unset `user`, `identity_file` or `password` as `''`
+/// (`sky ssh up -f` sends every host that way): empty means absent.
+fn empty_is_none<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    use serde::de::IntoDeserializer;
+    match Option::<String>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(text) if text.is_empty() => Ok(None),
+        Some(text) => T::deserialize(text.into_deserializer()).map(Some),
+    }
+}
+
 /// A bounded prefix of a refused value, for messages.
 fn shown(text: &str) -> String {
     text.chars().take(80).collect()
@@ -164,12 +179,24 @@ impl<'de> Deserialize<'de> for NodePools {
 #[serde(deny_unknown_fields)]
 pub struct NodePool {
     pub hosts: Vec<PoolHostEntry>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_is_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub user: Option<SshUser>,
     /// A path on the server; `~` is the server user's home.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_is_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub identity_file: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_is_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub password: Option<SudoPassword>,
 }
 
@@ -206,11 +233,23 @@ pub struct HostSpec {
     /// SkyPilot skips (with a warning) an entry without `ip`.
     #[serde(default)]
     pub ip: Option<SshHost>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_is_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub user: Option<SshUser>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_is_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub identity_file: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_is_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub password: Option<SudoPassword>,
     /// Sent by `sky ssh up -f`; SkyPilot decides it from the SSH config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -346,6 +385,14 @@ other:
             "use_ssh_config": false}]}}"#;
         let pools = NodePools::from_yaml(body).unwrap();
         assert_eq!(pools.pools["mypool"].hosts().0.len(), 1);
+        // What 0.14.1 really sends for a pool without user or password.
+        let body = r#"{"p": {"hosts": [{"ip": "10.0.0.1", "user": "",
+            "identity_file": "/k", "password": "", "use_ssh_config": false}]}}"#;
+        let pools: NodePools = serde_json::from_str(body).unwrap();
+        let host = &pools.pools["p"].hosts().0[0];
+        assert_eq!(host.user, None);
+        assert_eq!(host.password, None);
+        assert_eq!(host.identity_file.as_deref(), Some("/k"));
     }
 
     #[test]

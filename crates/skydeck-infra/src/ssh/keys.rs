@@ -18,10 +18,13 @@ pub struct ClusterKey {
 
 impl ClusterKey {
     /// Makes a new ed25519 key pair at `dir/id_ed25519` (mode 0600), whose
-    /// comment is `marker` (letters, digits, `-`, `_`, `.`, `:`; it names
-    /// the key's line on every host).
+    /// comment is `skydeck-server:<this server's host name> <marker>`: the
+    /// marker (letters, digits, `-`, `_`, `.`, `:`) is the last field, which
+    /// names the key's line on every host; the server's name before it tells
+    /// an admin reading authorized_keys whose key it is.
     pub async fn generate(dir: &Path, marker: &str) -> Result<Self> {
         check_marker(marker)?;
+        let comment = format!("{} {marker}", server_note());
         std::fs::create_dir_all(dir)
             .map_err(InfraError::io(format!("cannot make {}", dir.display())))?;
         let private_key = dir.join("id_ed25519");
@@ -37,7 +40,7 @@ impl ClusterKey {
             }
         }
         let out = tokio::process::Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", marker, "-f"])
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", &comment, "-f"])
             .arg(&private_key)
             .output()
             .await
@@ -59,6 +62,24 @@ impl ClusterKey {
             marker: marker.to_owned(),
         })
     }
+}
+
+/// `skydeck-server:<host name>`, the host name cut to what a marker may
+/// hold (a pod's name on Kubernetes, the machine's elsewhere).
+pub fn server_note() -> String {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default();
+    let host: String = host
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
+        .take(64)
+        .collect();
+    format!(
+        "skydeck-server:{}",
+        if host.is_empty() { "unknown" } else { &host }
+    )
 }
 
 fn check_marker(marker: &str) -> Result<()> {
@@ -135,5 +156,26 @@ impl SshRunner {
                 out.stderr.trim()
             )))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_cluster_key_names_the_server_and_ends_in_its_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = ClusterKey::generate(dir.path(), "skydeck-cluster:c1")
+            .await
+            .unwrap();
+        let fields: Vec<&str> = key.public_line.split_whitespace().collect();
+        assert_eq!(fields[0], "ssh-ed25519");
+        assert_eq!(fields[2], server_note());
+        assert!(fields[2].starts_with("skydeck-server:"));
+        assert!(fields[2].len() > "skydeck-server:".len());
+        // The marker stays the last field: `revoke_key` finds the line by it.
+        assert_eq!(fields.last(), Some(&"skydeck-cluster:c1"));
+        check_marker(fields[2]).unwrap();
     }
 }

@@ -87,6 +87,9 @@ timed! {
     fn list_allocations(&self, pool: &str) -> Result<Vec<Allocation>>;
     fn place_cluster(&self, pool: &str, cluster: &str, decide: &Decide<'_>) -> Result<std::result::Result<Vec<Allocation>, String>>;
     fn release_cluster(&self, cluster: &str) -> Result<u64>;
+    fn put_ssh_pool_record(&self, pool: &str, hosts: &str, now: f64) -> Result<()>;
+    fn list_ssh_pool_records(&self) -> Result<Vec<(String, String)>>;
+    fn delete_ssh_pool_record(&self, pool: &str) -> Result<bool>;
     fn register_server(&self, server: &ServerInfo) -> Result<()>;
     fn heartbeat_server(&self, id: &str, now: f64) -> Result<()>;
     fn remove_server(&self, id: &str) -> Result<()>;

@@ -54,6 +54,14 @@ impl Route {
             handler: post(handler),
         }
     }
+
+    fn delete<H: Handler<T, SharedState>, T: 'static>(path: &'static str, handler: H) -> Self {
+        Self {
+            method: Method::DELETE,
+            path,
+            handler: axum::routing::delete(handler),
+        }
+    }
 }
 
 /// Every route the server answers. The router is built from this list and
@@ -128,6 +136,10 @@ pub fn routes() -> Vec<Route> {
         Route::post("/ssh_node_pools/{pool_name}/down", ssh_pools::down_pool),
         Route::get("/ssh_node_pools", ssh_pools::list),
         Route::get("/ssh_node_pools/{pool_name}/status", ssh_pools::status),
+        Route::post("/ssh_node_pools", ssh_pools::update),
+        Route::delete("/ssh_node_pools/{pool_name}", ssh_pools::delete),
+        Route::get("/ssh_node_pools/keys", ssh_pools::list_keys),
+        Route::post("/ssh_node_pools/keys", ssh_pools::upload_key),
     ]
     .into_iter()
     // The client's endpoints for features to come, each refused plainly.

@@ -162,3 +162,141 @@ pub async fn status(
         "reason": reason,
     })))
 }
+
+impl From<crate::ssh_pools::edit::EditError> for ApiError {
+    fn from(err: crate::ssh_pools::edit::EditError) -> Self {
+        use crate::ssh_pools::edit::EditError;
+        match err {
+            EditError::Invalid(message) => ApiError::bad_request(message),
+            EditError::NotFound(message) => ApiError::not_found(message),
+            EditError::Io(message) => ApiError::internal(message),
+        }
+    }
+}
+
+/// `POST /ssh_node_pools`: each pool sent replaces the file's pool of that
+/// name (what `sky ssh up -f` sends before it deploys). Parsed whole before
+/// anything is written, so a bad host or name changes nothing.
+pub async fn update(
+    State(state): State<SharedState>,
+    requester: Requester,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    requester
+        .caller
+        .require_admin("change the SSH Node Pools file")?;
+    let limit = crate::ssh_pools::edit::MAX_POOL_FILE_BYTES;
+    if body.len() > limit {
+        return Err(ApiError::bad_request(format!(
+            "Failed to update SSH Node Pools: the body is {} bytes, more than the {limit} a pool file may hold",
+            body.len()
+        )));
+    }
+    let pools: skydeck_types::ssh_node_pools::NodePools = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("Failed to update SSH Node Pools: {e}")))?;
+    let names: Vec<String> = pools.pools.keys().map(|p| p.to_string()).collect();
+    let path = crate::ssh_pools::edit::merge_pools(state.infra.home(), pools).await?;
+    tracing::info!(pools = %names.join(","), file = %path.display(), "SSH Node Pools updated");
+    Ok(Json(serde_json::json!({"status": "success"})))
+}
+
+/// `DELETE /ssh_node_pools/{pool}`: takes a pool out of the file, unless a
+/// cluster runs on it. Its hosts stay recorded while the pool is up, so
+/// `ssh down` of it still works after.
+pub async fn delete(
+    State(state): State<SharedState>,
+    requester: Requester,
+    Path(pool): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    requester.caller.require_admin("delete SSH Node Pools")?;
+    let name = PoolName::new(&pool).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let allocations = state
+        .store
+        .list_allocations(&crate::ssh_pools::placement_pool(&name))
+        .await
+        .map_err(ApiError::internal)?;
+    let clusters: std::collections::BTreeSet<String> =
+        allocations.into_iter().map(|a| a.cluster).collect();
+    if !clusters.is_empty() {
+        let names: Vec<String> = clusters.into_iter().collect();
+        return Err(ApiError::conflict(format!(
+            "SSH Node Pool `{name}` is in use by cluster{} {}: take {} down first (`sky down {}`).",
+            if names.len() == 1 { "" } else { "s" },
+            names.join(", "),
+            if names.len() == 1 { "it" } else { "them" },
+            names.join(" ")
+        )));
+    }
+    crate::ssh_pools::edit::delete_pool(state.infra.home(), &name).await?;
+    tracing::info!(pool = %name, "SSH Node Pool deleted from the pool file");
+    Ok(Json(serde_json::json!({"status": "success"})))
+}
+
+/// `GET /ssh_node_pools/keys`: the stored keys' names.
+pub async fn list_keys(
+    State(state): State<SharedState>,
+    requester: Requester,
+) -> Result<Json<Vec<String>>, ApiError> {
+    requester.caller.require_admin("list the SSH key store")?;
+    Ok(Json(crate::ssh_pools::edit::list_keys(state.infra.home())?))
+}
+
+/// `POST /ssh_node_pools/keys`: a multipart upload of one private key
+/// (`key_name`, and `key_file` whose content is the key), stored 0600 in
+/// the server's key store; answers the path to write as `identity_file`.
+pub async fn upload_key(
+    State(state): State<SharedState>,
+    requester: Requester,
+    mut form: axum::extract::Multipart,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use skydeck_types::names::SshKeyName;
+    requester
+        .caller
+        .require_admin("upload SSH keys to the server")?;
+    let bad_form = |e: axum::extract::multipart::MultipartError| {
+        ApiError::bad_request(format!("Failed to upload SSH key: {}", e.body_text()))
+    };
+    let mut key_name: Option<String> = None;
+    let mut content: Option<Vec<u8>> = None;
+    while let Some(mut field) = form.next_field().await.map_err(bad_form)? {
+        let what = field.name().unwrap_or_default().to_owned();
+        // Each part is read with a bound: the key itself, or a short name.
+        let limit = if what == "key_file" {
+            crate::ssh_pools::edit::MAX_KEY_BYTES
+        } else {
+            1024
+        };
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(bad_form)? {
+            if bytes.len() + chunk.len() > limit {
+                return Err(ApiError::bad_request(format!(
+                    "Failed to upload SSH key: `{}` is larger than {limit} bytes",
+                    what.chars().take(40).collect::<String>()
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        match what.as_str() {
+            "key_name" => {
+                key_name = Some(String::from_utf8(bytes).map_err(|_| {
+                    ApiError::bad_request("Failed to upload SSH key: `key_name` is not text")
+                })?);
+            }
+            "key_file" => content = Some(bytes),
+            // Other parts (the client sends none) are ignored, as FastAPI does.
+            _ => {}
+        }
+    }
+    let (Some(key_name), Some(content)) = (key_name, content) else {
+        return Err(ApiError::bad_request(
+            "Missing key_name or key_file: send both as multipart form fields",
+        ));
+    };
+    let name = SshKeyName::new(key_name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let path = crate::ssh_pools::edit::store_key(state.infra.home(), &name, &content)?;
+    tracing::info!(key = %name, "SSH key stored");
+    Ok(Json(serde_json::json!({
+        "status": "success",
+        "key_path": path.display().to_string(),
+    })))
+}

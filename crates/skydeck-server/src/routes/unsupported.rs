@@ -8,7 +8,7 @@
 //!   that request's (empty) log, then the same failure;
 //! - one the client validates synchronously (`/volumes/validate`) answers
 //!   400 with the serialized exception, which the client re-raises;
-//! - the rest (dashboards, service accounts, SSH pool files) answer 501
+//! - the rest (dashboards, service accounts) answer 501
 //!   with a `detail` saying what is missing.
 //!
 //! None of them stores what the client sent beyond its base fields: a
@@ -95,24 +95,6 @@ const ENDPOINTS: &[(Method, &str, Answer)] = &[
         Method::POST,
         "/serve/sync-down-logs",
         Request("sky.serve.sync_down_logs"),
-    ),
-    // SSH Node Pools: set up and listed in `ssh_pools.rs`; the pool file is
-    // edited on the server.
-    at(Method::POST, "/ssh_node_pools", NotImplemented(SSH_POOLS)),
-    at(
-        Method::DELETE,
-        "/ssh_node_pools/{pool_name}",
-        NotImplemented(SSH_POOLS),
-    ),
-    at(
-        Method::GET,
-        "/ssh_node_pools/keys",
-        NotImplemented(SSH_POOLS),
-    ),
-    at(
-        Method::POST,
-        "/ssh_node_pools/keys",
-        NotImplemented(SSH_POOLS),
     ),
     // Storage and volumes (their listings work: see `listings.rs`).
     at(
@@ -323,7 +305,6 @@ const ENDPOINTS: &[(Method, &str, Answer)] = &[
     at(Method::POST, "/upload", NotImplemented(UPLOAD_V1)),
 ];
 
-const SSH_POOLS: &str = "SSH Node Pools (`sky ssh`)";
 const KUBERNETES: &str = "Kubernetes infrastructure";
 const SLURM: &str = "Slurm infrastructure";
 const WORKSPACE_CHOICE: &str = "choosing a workspace on the server; set `active_workspace` in \

@@ -185,6 +185,12 @@ async fn up_host(
     ctx.log
         .line(&format!("  Checking SSH connection to {target}..."));
     let runner = ssh.connect(&target).await.map_err(|e| e.to_string())?;
+    // Reached, before anything is put there: `down` can reach it again,
+    // even once the pool file no longer lists it. A host never reached is
+    // not recorded, so it cannot hold `down` up for ever.
+    super::records::record(ctx, pool, std::slice::from_ref(host))
+        .await
+        .map_err(|e| format!("cannot record the host: {}", e.message))?;
     let facts = probe(&runner, host.password.as_ref())
         .await
         .map_err(|e| e.to_string())?;
@@ -209,7 +215,7 @@ async fn up_host(
         .await
         .map_err(|e| format!("cannot record the host: {e}"))?;
     Ok(format!(
-        "{} ({}, {}), {} CPUs, {:.1} GiB memory, {}; agent {} ~/{}",
+        "{} ({}, {}), {} CPUs, {:.1} GiB memory, {}, {}; agent {} ~/{}",
         facts.hostname,
         facts.arch,
         match &facts.libc {
@@ -220,6 +226,12 @@ async fn up_host(
         facts.cpus,
         record.memory_gb,
         gpus_text(&facts),
+        match facts.privilege {
+            Privilege::Root => "root login",
+            Privilege::Sudo if host.password.is_some() => "sudo with the pool's password",
+            Privilege::Sudo => "sudo",
+            Privilege::None => "no sudo",
+        },
         if installed.copied {
             "installed at"
         } else {
@@ -281,7 +293,7 @@ async fn held_hosts(
 
 pub async fn down(ctx: &RequestContext, body: SshUpBody) -> OpResult {
     require_admin(ctx, "take SSH Node Pools down").await?;
-    let pools = selected(ctx, body.infra.as_deref())?;
+    let pools = super::records::down_targets(ctx, body.infra.as_deref()).await?;
     // Refuse before touching anything: a pool a cluster uses stays whole.
     for (name, _) in &pools {
         let held = held_hosts(ctx, &placement_pool(name)).await?;
@@ -302,10 +314,10 @@ pub async fn down(ctx: &RequestContext, body: SshUpBody) -> OpResult {
         }
     }
     let mut unreached = Vec::new();
-    for (name, pool) in &pools {
+    for (name, hosts) in &pools {
         ctx.log.line(&format!("Cleaning up SSH Node Pool {name}"));
         let ssh = pool_ssh(ctx.infra.home(), name).map_err(internal)?;
-        let (hosts, _) = pool.hosts();
+        let mut left = Vec::new();
         let results = futures_util::future::join_all(hosts.iter().map(|host| {
             let ssh = &ssh;
             async move { (host, down_host(ssh, host).await) }
@@ -317,11 +329,15 @@ pub async fn down(ctx: &RequestContext, body: SshUpBody) -> OpResult {
                 Err(reason) => {
                     ctx.log.line(&format!("  ✗ {}: {reason}", host.host));
                     unreached.push(format!("{name}/{}", host.host));
+                    left.push(host.clone());
                 }
             }
         }
-        // The records go even for hosts not reached: the pool is down, and
-        // `ssh down` again (which works from the file) cleans what is left.
+        // Only the hosts not reached stay recorded, for the next `down`.
+        super::records::keep_only(ctx, name, &left).await?;
+        // The placement records go even for hosts not reached: the pool is
+        // down, and `ssh down` again (from the pool file, or from the
+        // record of the hosts not reached) cleans what is left.
         for recorded in ctx
             .store
             .list_hosts(&placement_pool(name))

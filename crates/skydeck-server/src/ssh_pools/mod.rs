@@ -12,6 +12,8 @@
 
 pub mod check;
 pub mod deploy;
+pub mod edit;
+pub mod records;
 
 use skydeck_infra::ssh::{SshPool, SshPoolOptions, SshTarget};
 use skydeck_types::names::PoolName;
