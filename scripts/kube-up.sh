@@ -152,7 +152,7 @@ if ! $api_only; then
   ip link set "$bridge" up
   cgroup_root=/skydeck-kube-$slot
   for c in /sys/fs/cgroup/*/; do
-    case $c in */unified/ | */systemd/) continue ;; esac
+    case $c in */unified/) continue ;; esac
     mkdir -p "$c${cgroup_root#/}"
     echo "$c${cgroup_root#/}" >>"$state/host/cgroups"
   done
