@@ -152,8 +152,9 @@ if ! $api_only; then
   ip link set "$bridge" up
   cgroup_root=/skydeck-kube-$slot
   for c in /sys/fs/cgroup/*/; do
-    case $c in */unified/) continue ;; esac
-    mkdir -p "$c${cgroup_root#/}"
+    # The kubelet wants it in every v1 hierarchy; runc adds it to the
+    # unified (v2) one by itself. kube-down.sh removes all of them.
+    case $c in */unified/) ;; *) mkdir -p "$c${cgroup_root#/}" ;; esac
     echo "$c${cgroup_root#/}" >>"$state/host/cgroups"
   done
   # The first instance records the sysctls the kubelet changes; the last
