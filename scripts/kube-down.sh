@@ -7,8 +7,9 @@
 #   running are killed by containerd's init.pid files, and the shims of THIS
 #   containerd (found by STATE's socket path on their command line); then
 #   containerd and etcd. Every mount they made was in their own mount
-#   namespace, which goes with them (checked). Then the bridge, the
-#   cgroup root, and, when it is the last instance, the sysctls.
+#   namespace, which goes with them (checked). Then the iptables rule for
+#   the API server's service, the bridge, the cgroup root, and, when it is
+#   the last instance, the sysctls.
 #
 # Usage: scripts/kube-down.sh STATE [--keep]   (--keep leaves STATE's files)
 set -uo pipefail
@@ -88,6 +89,11 @@ fi
 
 # 4. Host changes.
 h=$state/host
+if [ -f "$h/iptables-nat" ]; then
+  mapfile -t rule <"$h/iptables-nat"
+  iptables -t nat -D "${rule[@]}" 2>/dev/null || log "WARNING: the iptables rule of $state was not there"
+  rm -f "$h/iptables-nat"
+fi
 if [ -f "$h/bridge" ]; then
   br=$(cat "$h/bridge")
   # The veths of pods whose network namespace is gone go by themselves.

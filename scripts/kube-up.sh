@@ -23,6 +23,12 @@
 #                pods get 10.216.N.2-254 on it, the bridge is 10.216.N.1 (the
 #                node's address, where the kubelet listens). No default route
 #                and no masquerading: pod traffic cannot leave the machine.
+#                Services get 10.96.N.0/24. There is no kube-proxy; only the
+#                API server's own service (10.96.N.1:443, what a pod's
+#                in-cluster config uses) is routed: pods have a route to
+#                10.96.N.0/24 through the bridge, and one iptables DNAT rule
+#                for packets from the bridge sends 10.96.N.1:443 to the API
+#                server on 127.0.0.1 (route_localnet on the bridge only).
 #   cgroups      the kubelet's --cgroup-root is /skydeck-kube-<N>
 #   /var/log     kubelet 1.20 hard-codes /var/log/pods and /var/log/containers
 #                and garbage-collects every pod directory there it does not
@@ -74,7 +80,7 @@ need_pkgs() {
   }
 }
 need_pkgs openssl curl python3
-$api_only || need_pkgs containerd runc containernetworking-plugins iproute2 util-linux
+$api_only || need_pkgs containerd runc containernetworking-plugins iproute2 iptables util-linux
 
 mkdir -p "$state"
 state=$(cd "$state" && pwd)
@@ -106,7 +112,6 @@ cm_port=$(free_port)
 sched_port=$(free_port)
 kubelet_port=$(free_port)
 kubelet_healthz_port=$(free_port)
-service_cidr=10.96.0.0/24
 node=skydeck-node
 
 start() { # name command...: in the background, its own session, PID recorded
@@ -148,6 +153,7 @@ if ! $api_only; then
   echo "$bridge" >"$state/host/bridge"
   pod_net=10.216.$slot
   node_ip=$pod_net.1
+  service_cidr=10.96.$slot.0/24
   ip addr add "$node_ip/24" dev "$bridge"
   ip link set "$bridge" up
   cgroup_root=/skydeck-kube-$slot
@@ -170,6 +176,8 @@ if ! $api_only; then
     fi
   ) 9</var/tmp
 fi
+
+service_cidr=${service_cidr:-10.96.0.0/24}
 
 # --- PKI: a CA, serving and client certs, the service-account key. Valid
 # for 30 days, made fresh on each start: a test fixture only.
@@ -293,8 +301,15 @@ cat >"$state/cni/net.d/10-skydeck.conflist" <<EOF
 {"cniVersion": "0.4.0", "name": "skydeck-pods-$slot", "plugins": [
   {"type": "bridge", "bridge": "$bridge", "isGateway": false, "ipMasq": false, "hairpinMode": true,
    "ipam": {"type": "host-local", "dataDir": "$state/cni/ipam",
-            "ranges": [[{"subnet": "$pod_net.0/24", "gateway": "$node_ip"}]]}}]}
+            "ranges": [[{"subnet": "$pod_net.0/24", "gateway": "$node_ip"}]],
+            "routes": [{"dst": "$service_cidr"}]}}]}
 EOF
+# The API server's service, for pods' in-cluster config: see the top.
+sysctl -qw "net.ipv4.conf.$bridge.route_localnet=1"
+dnat=(PREROUTING -i "$bridge" -d "$svc_ip/32" -p tcp --dport 443
+  -m comment --comment "skydeck-kube $state" -j DNAT --to-destination "127.0.0.1:$api_port")
+iptables -t nat -A "${dnat[@]}"
+printf '%s\n' "${dnat[@]}" >"$state/host/iptables-nat"
 c=$state/containerd
 cat >"$c/config.toml" <<EOF
 version = 2

@@ -63,6 +63,15 @@ echo "== container image and VM deployment test tools (hadolint, shellcheck, deb
 SKYDECK_TEST_DEPLOY_TOOLS=$(bash scripts/image-test.sh | tail -n 1)
 export SKYDECK_TEST_DEPLOY_TOOLS
 
+if [ -n "${SKYDECK_TEST_KUBECONFIG:-}" ]; then
+  echo "== the server's image in the test Kubernetes (for the chart, live)" >&2
+  cargo build --locked -p skydeck
+  SKYDECK_TEST_SKYDECK_IMAGE=$(bash scripts/kube-skydeck-image.sh "$kube_dir" "$CARGO_TARGET_DIR/debug/skydeck" | tail -n 1)
+  export SKYDECK_TEST_SKYDECK_IMAGE
+  # Fetched and checked by scripts/chart-test.sh above.
+  export SKYDECK_TEST_HELM=$SKYDECK_CACHE/chart-tools/helm3/helm
+fi
+
 echo "== format and lints" >&2
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
