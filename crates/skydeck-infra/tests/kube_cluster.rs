@@ -1,6 +1,7 @@
 //! The test Kubernetes itself (scripts/kube-up.sh): a pod from the local
-//! image runs, a command executed in it through the API server answers,
-//! and a deleted pod goes. Every Kubernetes test stands on this.
+//! image runs, a command executed in it through the API server answers, the
+//! pod reaches the API server where its in-cluster config says, and a
+//! deleted pod goes. Every Kubernetes test stands on this.
 
 mod support;
 
@@ -27,6 +28,27 @@ where
     }
 }
 
+/// Runs `script` with bash in the pod and returns its standard output.
+async fn exec_stdout(pods: &Api<Pod>, pod: &str, script: &str) -> String {
+    let mut process = pods
+        .exec(
+            pod,
+            ["bash", "-c", script],
+            &AttachParams::default().stdout(true).stderr(false),
+        )
+        .await
+        .expect("exec in the pod");
+    let mut out = String::new();
+    process
+        .stdout()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .await
+        .expect("read stdout");
+    process.join().await.expect("the exec session ends");
+    out
+}
+
 fn unique_name(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -41,7 +63,8 @@ async fn a_pod_runs_answers_exec_and_goes_when_deleted() {
     let client = cluster.client().await;
 
     // A namespace of its own; the controller manager gives it a default
-    // service account, without which no pod is admitted.
+    // service account and (1.20) that account a token secret: until both
+    // are there, no pod that mounts the token is admitted.
     let ns = unique_name("kube-smoke");
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let namespace: Namespace =
@@ -55,10 +78,11 @@ async fn a_pod_runs_answers_exec_and_goes_when_deleted() {
         "the namespace's default service account",
         Duration::from_secs(60),
         || async {
-            accounts
+            let account = accounts
                 .get_opt("default")
                 .await
-                .expect("get service account")
+                .expect("get service account")?;
+            account.secrets.is_some_and(|s| !s.is_empty()).then_some(())
         },
     )
     .await;
@@ -123,6 +147,18 @@ async fn a_pod_runs_answers_exec_and_goes_when_deleted() {
         "Debian 12 in the image: {out:?}"
     );
     assert_eq!(err, "err\n");
+
+    // What a pod's in-cluster config uses: the API server's service address.
+    let reached = exec_stdout(
+        &pods,
+        "box",
+        "exec 3<>/dev/tcp/$KUBERNETES_SERVICE_HOST/$KUBERNETES_SERVICE_PORT && echo reached",
+    )
+    .await;
+    assert_eq!(
+        reached, "reached\n",
+        "the pod reaches the API server's service"
+    );
 
     pods.delete("box", &DeleteParams::default())
         .await
