@@ -135,7 +135,7 @@ log "tools ready in $(($(date +%s) - start))s"
 if [ "${SKYDECK_CHART_APISERVER:-1}" = 0 ] && [ -z "${CI:-}" ]; then
   log "SKYDECK_CHART_APISERVER=0: no API server, its tests are skipped"
 else
-  SKYDECK_CACHE=$cache bash scripts/kube-build.sh >/dev/null
+  SKYDECK_CACHE=$cache bash scripts/kube-build.sh --api-only >/dev/null
   kube_dir=$(mktemp -d /tmp/skydeck-kube.XXXXXX)
   trap 'bash scripts/kube-apiserver-down.sh "$kube_dir"' EXIT
   SKYDECK_KUBECONFIG=$(SKYDECK_CACHE=$cache bash scripts/kube-apiserver-up.sh "$kube_dir")

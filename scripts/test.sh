@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. Installs and starts what the tests need
-# (a C compiler, PostgreSQL, the official `sky` client, SSH test hosts) and
-# stops it again.
+# (a C compiler, PostgreSQL, the official `sky` client, SSH test hosts, a
+# single-node Kubernetes) and stops it again.
 # Usage: scripts/test.sh        (as root on Debian, or with those installed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +28,9 @@ echo "== PostgreSQL" >&2
 pg_dir=$(mktemp -d /tmp/skydeck-pg.XXXXXX)
 # Outside /tmp and /root: each test host mounts its own over those.
 ssh_dir=$(mktemp -d /var/tmp/skydeck-ssh-hosts.XXXXXX)
-trap 'scripts/pg-down.sh "$pg_dir"; scripts/ssh-hosts-down.sh "$ssh_dir"' EXIT
+# Short: containerd's unix socket lives in it.
+kube_dir=$(mktemp -d /var/tmp/skydeck-kube.XXXXXX)
+trap 'scripts/pg-down.sh "$pg_dir"; scripts/ssh-hosts-down.sh "$ssh_dir"; bash scripts/kube-down.sh "$kube_dir"' EXIT
 SKYDECK_TEST_POSTGRES_URL=$(scripts/pg-up.sh "$pg_dir")
 export SKYDECK_TEST_POSTGRES_URL
 
@@ -38,6 +40,16 @@ if [ "$(id -u)" = 0 ]; then
   export SKYDECK_TEST_SSH_HOSTS
 else
   echo "test.sh: not root, so no SSH test hosts: their tests skip (and fail under CI)" >&2
+fi
+
+echo "== Kubernetes 1.20 (etcd, API server, controllers, scheduler, containerd, kubelet)" >&2
+if [ "$(id -u)" = 0 ]; then
+  # Built from Debian's archive once, cached in $SKYDECK_CACHE/kube.
+  SKYDECK_TEST_KUBECONFIG=$(bash scripts/kube-up.sh "$kube_dir" | tail -n 1)
+  export SKYDECK_TEST_KUBECONFIG
+  export SKYDECK_TEST_KUBE_IMAGE=localhost/debian:bookworm
+else
+  echo "test.sh: not root, so no Kubernetes: its tests skip (and fail under CI)" >&2
 fi
 
 echo "== official sky client (skypilot 0.14.1)" >&2
@@ -50,6 +62,15 @@ bash scripts/chart-test.sh
 echo "== container image and VM deployment test tools (hadolint, shellcheck, debootstrap, systemd-analyze)" >&2
 SKYDECK_TEST_DEPLOY_TOOLS=$(bash scripts/image-test.sh | tail -n 1)
 export SKYDECK_TEST_DEPLOY_TOOLS
+
+if [ -n "${SKYDECK_TEST_KUBECONFIG:-}" ]; then
+  echo "== the server's image in the test Kubernetes (for the chart, live)" >&2
+  cargo build --locked -p skydeck
+  SKYDECK_TEST_SKYDECK_IMAGE=$(bash scripts/kube-skydeck-image.sh "$kube_dir" "$CARGO_TARGET_DIR/debug/skydeck" | tail -n 1)
+  export SKYDECK_TEST_SKYDECK_IMAGE
+  # Fetched and checked by scripts/chart-test.sh above.
+  export SKYDECK_TEST_HELM=$SKYDECK_CACHE/chart-tools/helm3/helm
+fi
 
 echo "== format and lints" >&2
 cargo fmt --all -- --check

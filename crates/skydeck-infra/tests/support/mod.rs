@@ -1,1 +1,2 @@
+pub mod kube;
 pub mod ssh_hosts;
