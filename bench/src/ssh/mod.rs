@@ -93,6 +93,7 @@ async fn measure(
     config: &Config,
 ) -> anyhow::Result<SshReport> {
     let infra = format!("ssh/{POOL}");
+    let load_before = load_average();
     progress("timing fresh SSH connections");
     let handshake = handshakes(hosts, &pool_hosts[0]).await?;
     let up = up::run(api, POOL, pool_hosts.len(), config.up_rounds).await?;
@@ -113,7 +114,22 @@ async fn measure(
         exec,
         jobs,
         end_memory: server.memory()?,
+        load: [load_before, load_average()],
     })
+}
+
+/// The 1, 5 and 15 minute load averages: on a shared machine they say
+/// how much the numbers owe to others' work.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// `ssh HOST true` with no connection to reuse: what one SSH handshake

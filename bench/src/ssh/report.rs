@@ -29,6 +29,8 @@ pub struct SshReport {
     pub exec: Latency,
     pub jobs: JobsRun,
     pub end_memory: Memory,
+    /// The load averages (1, 5, 15 min) before and after the run.
+    pub load: [String; 2],
 }
 
 /// A launch step's name and how to read it from one run.
@@ -79,10 +81,15 @@ impl SshReport {
         let _ = writeln!(
             out,
             "{} CPUs; pool of {} test hosts ({}): real sshd in network namespaces on this \
-             machine\n",
+             machine",
             self.cpus,
             self.hosts.len(),
             self.hosts.join(", ")
+        );
+        let _ = writeln!(
+            out,
+            "load average before: {}, after: {}\n",
+            self.load[0], self.load[1]
         );
         self.up_table(&mut out);
         self.launch_table(&mut out);
@@ -220,6 +227,8 @@ impl SshReport {
                 "job_done_ms": summary_json(&self.exec.job_done),
             },
             "short_jobs": jobs_json(&self.jobs),
+            "load_average_before": self.load[0],
+            "load_average_after": self.load[1],
             "rss_end_mib": round2(kib_to_mib(self.end_memory.rss_kib)),
             "peak_rss_mib": round2(kib_to_mib(self.end_memory.hwm_kib)),
         })
@@ -289,6 +298,7 @@ mod tests {
                 rss_kib: 0,
                 hwm_kib: 0,
             },
+            load: Default::default(),
         }
     }
 
