@@ -13,6 +13,7 @@ mod http;
 mod load;
 mod report;
 mod server;
+mod ssh;
 mod stats;
 
 use anyhow::{Context, bail};
@@ -71,6 +72,34 @@ enum Command {
     /// a short retention: the state directory's size and the server's RSS
     /// before, during and after, to show both stay bounded.
     Soak(SoakArgs),
+    /// SSH node pools on the real sshd test hosts (scripts/ssh-hosts-up.sh):
+    /// `ssh up` of three hosts cold and warm, launch on the set-up pool to
+    /// the first log line step by step, exec round trips, many short jobs
+    /// through one SSH cluster. About a minute with the defaults.
+    Ssh(SshArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SshArgs {
+    /// The hosts.json of scripts/ssh-hosts-up.sh [default: $SKYDECK_TEST_SSH_HOSTS].
+    #[arg(long)]
+    hosts: Option<PathBuf>,
+
+    /// Rounds of `ssh down`, cold `ssh up`, warm `ssh up`.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    up_rounds: u32,
+
+    /// Fresh clusters launched on the pool one after another.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=50))]
+    runs: u32,
+
+    /// Execs of a trivial command onto one SSH cluster.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    execs: u32,
+
+    /// Short jobs submitted through one SSH cluster.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=5000))]
+    jobs: u32,
 }
 
 #[derive(Debug, clap::Args)]
@@ -130,11 +159,15 @@ async fn main() -> ExitCode {
 }
 
 async fn measure_and_print(cli: &Cli) -> anyhow::Result<()> {
+    if let Some(Command::Ssh(args)) = &cli.command {
+        return measure_ssh(cli, args).await;
+    }
     let binary = resolve_binary(cli.binary.as_deref())?;
     match &cli.command {
         Some(Command::Clusters(args)) => return measure_clusters(cli, args, binary).await,
         Some(Command::Soak(args)) => return measure_soak(cli, args, binary).await,
-        None => {}
+        // Handled above, before the binary: no hosts is the first thing to say.
+        Some(Command::Ssh(_)) | None => {}
     }
     let report = run(cli, binary).await?;
     if cli.json {
@@ -156,6 +189,36 @@ async fn measure_clusters(cli: &Cli, args: &ClustersArgs, binary: PathBuf) -> an
         fleet: args.clusters,
     };
     let outcome = clusters::run(&server, &binary, &config).await;
+    let stop = server.stop().await;
+    let report = outcome?;
+    stop?;
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+    } else {
+        print!("{}", report.to_table());
+    }
+    Ok(())
+}
+
+/// The SSH benchmark on one server; its clusters and the pool are taken
+/// down before the server stops, even when a part failed. Refuses at once
+/// when no test hosts are given.
+async fn measure_ssh(cli: &Cli, args: &SshArgs) -> anyhow::Result<()> {
+    let file = ssh::hosts::locate(
+        args.hosts.as_deref(),
+        std::env::var_os(ssh::hosts::HOSTS_VAR),
+    )?;
+    let hosts = ssh::hosts::TestHosts::load(&file)?;
+    let binary = resolve_binary(cli.binary.as_deref())?;
+    progress("starting the server for the SSH runs");
+    let (mut server, _) = Server::start(&binary).await?;
+    let config = ssh::Config {
+        up_rounds: args.up_rounds,
+        launches: args.runs,
+        execs: args.execs,
+        jobs: args.jobs,
+    };
+    let outcome = ssh::run(&server, &binary, &hosts, &config).await;
     let stop = server.stop().await;
     let report = outcome?;
     stop?;

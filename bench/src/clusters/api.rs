@@ -25,7 +25,15 @@ pub const OP_TIMEOUT: Duration = Duration::from_secs(120);
 /// header document, then the task. `run` goes in as a YAML string literal so
 /// a command such as `true` is not read as a boolean.
 pub fn task_yaml(name: &str, run: Option<&str>) -> String {
+    task_yaml_on(name, run, None)
+}
+
+/// [`task_yaml`] on infrastructure `infra` (`ssh/<pool>`); none: `local`.
+pub fn task_yaml_on(name: &str, run: Option<&str>, infra: Option<&str>) -> String {
     let mut yaml = format!("name: {name}\n---\nname: {name}\nnum_nodes: 1\n");
+    if let Some(infra) = infra {
+        yaml.push_str(&format!("resources:\n  infra: {infra}\n"));
+    }
     if let Some(run) = run {
         let quoted = serde_json::to_string(run).expect("a string serializes");
         yaml.push_str(&format!("run: {quoted}\n"));
@@ -139,6 +147,49 @@ impl Api {
             .with_context(|| format!("POST /down of {cluster}"))?;
         self.wait(&id).await?;
         Ok(())
+    }
+
+    /// `POST /ssh_node_pools/{pool}/deploy` (`sky ssh up --infra POOL`) or
+    /// `…/down`; returns the request id. The CLI sends no body.
+    pub async fn submit_ssh_pool(&self, pool: &str, up: bool) -> anyhow::Result<String> {
+        let action = if up { "deploy" } else { "down" };
+        let path = format!("/ssh_node_pools/{pool}/{action}");
+        self.client
+            .submit(&path, &serde_json::json!({}))
+            .await
+            .with_context(|| format!("POST {path}"))
+    }
+
+    /// A request's log (`/api/stream`, followed until the request ends),
+    /// each line with the moment it arrived.
+    pub async fn request_log(&self, id: &str) -> anyhow::Result<Vec<(Instant, String)>> {
+        let mut lines = Vec::new();
+        tokio::time::timeout(
+            OP_TIMEOUT,
+            self.client.stream(id, true, None, |line| {
+                lines.push((Instant::now(), line.to_owned()));
+            }),
+        )
+        .await
+        .with_context(|| format!("the log of request {id} did not end"))?
+        .with_context(|| format!("GET /api/stream of {id}"))?;
+        Ok(lines)
+    }
+
+    /// The head node's address of `cluster`, from `/status`.
+    pub async fn head_ip(&self, cluster: &str) -> anyhow::Result<String> {
+        let body =
+            serde_json::json!({"cluster_names": [cluster], "refresh": "NONE", "all_users": true});
+        let id = self
+            .client
+            .submit("/status", &body)
+            .await
+            .context("POST /status")?;
+        let value = self.wait(&id).await?;
+        value[0]["head_ip"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("/status of {cluster} names no head_ip: {value}"))
     }
 
     /// `POST /queue` for every user's jobs, finished ones included.
@@ -295,5 +346,8 @@ mod tests {
         let tasks = skydeck_types::task::parse_tasks(&yaml).unwrap();
         assert_eq!(tasks[0].run.as_deref(), Some("true"));
         assert!(!task_yaml("b", None).contains("run"));
+        let on_pool = task_yaml_on("b", Some("true"), Some("ssh/bench"));
+        let tasks = skydeck_types::task::parse_tasks(&on_pool).unwrap();
+        assert_eq!(tasks[0].resources.infra.as_deref(), Some("ssh/bench"));
     }
 }

@@ -8,13 +8,14 @@
 //! The job's own run time is measured apart, by running its command
 //! directly, to tell what the job costs from what getting it run costs.
 
-use super::api::{Api, FINISHED, QueuedJob, task_yaml};
+use super::api::{Api, FINISHED, QueuedJob, task_yaml, task_yaml_on};
 use super::{Created, agent_daemon, cluster_dir};
 use crate::progress;
 use crate::server::{CpuTimes, Memory, Server, read_cpu};
 use crate::stats::Summary;
 use anyhow::{Context, bail};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The job: as short as a job can be, so what is measured is the cost of
@@ -55,15 +56,39 @@ pub struct JobsRun {
     /// The server's CPU over the run (its own, and the agent commands it ran).
     pub cpu: CpuTimes,
     /// The cluster's agent daemon's CPU over the run (its own, and the
-    /// jobs' processes it reaped).
-    pub agent_cpu: CpuTimes,
+    /// jobs' processes it reaped), where this machine can see the daemon.
+    pub agent_cpu: Option<CpuTimes>,
     /// The size of the agent's state file after the run: the daemon and
     /// every agent command read (and most rewrite) all of it.
-    pub agent_state_bytes: u64,
+    pub agent_state_bytes: Option<u64>,
     pub memory_after: Memory,
 }
 
 impl JobsRun {
+    /// A run with nothing measured, for the reports' tests.
+    #[cfg(test)]
+    pub(crate) fn empty() -> Self {
+        Self {
+            jobs: 0,
+            submitted: Duration::ZERO,
+            queued: Duration::ZERO,
+            finished: Duration::ZERO,
+            succeeded: 0,
+            other: BTreeMap::new(),
+            alone: Summary::default(),
+            runtime: Summary::default(),
+            wait: Summary::default(),
+            max_running: 0,
+            cpu: CpuTimes::default(),
+            agent_cpu: None,
+            agent_state_bytes: None,
+            memory_after: Memory {
+                rss_kib: 0,
+                hwm_kib: 0,
+            },
+        }
+    }
+
     /// Jobs per second, from the first `POST` to the last job's end.
     pub fn rate(&self) -> f64 {
         self.jobs as f64 / self.finished.as_secs_f64()
@@ -93,18 +118,44 @@ pub async fn run(
     created.add(cluster);
     let id = api.submit_launch(cluster, task_yaml("idle", None)).await?;
     api.wait(&id).await?;
-
-    progress(&format!("{jobs} short jobs: submitting"));
     let dir = cluster_dir(&server.home(), cluster);
-    let daemon = agent_daemon(&dir).context("the cluster's agent daemon is not running")?;
-    let agent_before = read_cpu(daemon)?;
+    let view = AgentView {
+        daemon: Some(agent_daemon(&dir).context("the cluster's agent daemon is not running")?),
+        state_file: Some(dir.join("agent").join("state.json")),
+    };
+    let mut run = through(server, api, cluster, jobs, None, &view).await?;
+    created.down(api, cluster).await?;
+    run.alone = alone;
+    Ok(run)
+}
+
+/// What of a cluster's agent this machine can watch: its daemon's pid as
+/// this machine sees it, and its state file.
+#[derive(Debug, Default)]
+pub struct AgentView {
+    pub daemon: Option<u32>,
+    pub state_file: Option<PathBuf>,
+}
+
+/// `jobs` short jobs through `cluster`, which is UP (on `infra`, when
+/// that is not `local`). The job's own run time (`alone`) is left empty.
+pub async fn through(
+    server: &Server,
+    api: &Api,
+    cluster: &str,
+    jobs: u32,
+    infra: Option<&str>,
+    view: &AgentView,
+) -> anyhow::Result<JobsRun> {
+    progress(&format!("{jobs} short jobs: submitting"));
+    let agent_before = view.daemon.map(read_cpu).transpose()?;
     let cpu_before = server.cpu()?;
     let start = Instant::now();
     let start_epoch = epoch_now();
     let mut ids = Vec::with_capacity(jobs as usize);
     for _ in 0..jobs {
         ids.push(
-            api.submit_exec(cluster, task_yaml("short", Some(RUN)))
+            api.submit_exec(cluster, task_yaml_on("short", Some(RUN), infra))
                 .await?,
         );
     }
@@ -126,20 +177,24 @@ pub async fn run(
     progress(&format!("{jobs} short jobs: waiting for them to finish"));
     let records = wait_finished(api, cluster, &job_ids).await?;
     let cpu = server.cpu()?.since(cpu_before);
-    let agent_cpu = read_cpu(daemon)?.since(agent_before);
+    let agent_cpu = match (view.daemon, agent_before) {
+        (Some(pid), Some(before)) => Some(read_cpu(pid)?.since(before)),
+        _ => None,
+    };
     let memory_after = server.memory()?;
-    let agent_state_bytes =
-        std::fs::metadata(dir.join("agent").join("state.json")).map_or(0, |m| m.len());
-    created.down(api, cluster).await?;
+    let agent_state_bytes = view
+        .state_file
+        .as_ref()
+        .and_then(|file| std::fs::metadata(file).ok())
+        .map(|m| m.len());
     let mut run = summarize(records, start_epoch, submitted, queued, cpu, memory_after)?;
-    run.alone = alone;
     run.agent_cpu = agent_cpu;
     run.agent_state_bytes = agent_state_bytes;
     Ok(run)
 }
 
 /// The job's command run the way the agent runs it, one at a time.
-async fn command_alone() -> anyhow::Result<Summary> {
+pub async fn command_alone() -> anyhow::Result<Summary> {
     let mut times = Vec::with_capacity(ALONE_RUNS);
     for _ in 0..ALONE_RUNS {
         let start = Instant::now();
@@ -247,8 +302,8 @@ fn summarize(
         wait: Summary::of(wait),
         max_running: max_overlap(&intervals),
         cpu,
-        agent_cpu: CpuTimes::default(),
-        agent_state_bytes: 0,
+        agent_cpu: None,
+        agent_state_bytes: None,
         memory_after,
     })
 }

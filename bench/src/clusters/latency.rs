@@ -6,7 +6,7 @@
 //! with follow and read the job's output as it streams.
 
 use super::Created;
-use super::api::{Api, task_yaml};
+use super::api::{Api, task_yaml, task_yaml_on};
 use crate::progress;
 use crate::stats::Summary;
 use anyhow::{Context, bail};
@@ -44,24 +44,24 @@ struct Samples {
 
 /// The moment a run starts, on both clocks: the agent reports UNIX times.
 #[derive(Clone, Copy)]
-struct Start {
-    at: Instant,
+pub(crate) struct Start {
+    pub(crate) at: Instant,
     epoch: f64,
 }
 
 impl Start {
-    fn now() -> Self {
+    pub(crate) fn now() -> Self {
         Self {
             at: Instant::now(),
             epoch: super::jobs::epoch_now(),
         }
     }
 
-    fn elapsed(&self) -> Duration {
+    pub(crate) fn elapsed(&self) -> Duration {
         self.at.elapsed()
     }
 
-    fn offset_of(&self, epoch: Option<f64>) -> anyhow::Result<Duration> {
+    pub(crate) fn offset_of(&self, epoch: Option<f64>) -> anyhow::Result<Duration> {
         let epoch = epoch.context("the job record lacks a start or end time")?;
         Ok(Duration::try_from_secs_f64(epoch - self.epoch).unwrap_or_default())
     }
@@ -146,18 +146,26 @@ pub async fn launches(api: &Api, created: &Created, runs: u32) -> anyhow::Result
 
 /// `runs` execs onto one cluster that is already UP (launched without a
 /// job, so the execs' jobs are the only ones on it).
-pub async fn execs(api: &Api, created: &Created, runs: u32) -> anyhow::Result<Latency> {
+/// `infra` is where the cluster goes (`ssh/<pool>`); none: `local`.
+pub async fn execs(
+    api: &Api,
+    created: &Created,
+    runs: u32,
+    infra: Option<&str>,
+) -> anyhow::Result<Latency> {
     progress("exec to first log line: launching the cluster");
     let cluster = "bench-exec";
     created.add(cluster);
-    let id = api.submit_launch(cluster, task_yaml("idle", None)).await?;
+    let id = api
+        .submit_launch(cluster, task_yaml_on("idle", None, infra))
+        .await?;
     api.wait(&id).await?;
     let mut samples = Samples::default();
     for run in 1..=runs {
         progress(&format!("exec to first log line: run {run}/{runs}"));
         let start = Start::now();
         let id = api
-            .submit_exec(cluster, task_yaml("hello", Some(RUN)))
+            .submit_exec(cluster, task_yaml_on("hello", Some(RUN), infra))
             .await?;
         let accepted = start.elapsed();
         let result = api.wait(&id).await?;

@@ -6,11 +6,11 @@
 //! server is stopped, whatever happened on the way: a cluster's agent runs
 //! in its own process group and would outlive the server otherwise.
 
-mod api;
+pub(crate) mod api;
 mod fleet;
-mod jobs;
-mod latency;
-mod report;
+pub(crate) mod jobs;
+pub(crate) mod latency;
+pub(crate) mod report;
 pub mod soak;
 
 pub use report::ClusterReport;
@@ -70,7 +70,7 @@ async fn measure(
     config: &Config,
 ) -> anyhow::Result<ClusterReport> {
     let launch = latency::launches(api, created, config.latency_runs).await?;
-    let exec = latency::execs(api, created, config.latency_runs).await?;
+    let exec = latency::execs(api, created, config.latency_runs, None).await?;
     let jobs = jobs::run(server, api, created, config.jobs).await?;
     let fleet = fleet::run(server, api, created, config.fleet).await?;
     Ok(ClusterReport {

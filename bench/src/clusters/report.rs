@@ -71,26 +71,7 @@ impl ClusterReport {
             "cpus": self.cpus,
             "launch_to_first_line": latency_json(&self.launch),
             "exec_to_first_line": latency_json(&self.exec),
-            "short_jobs": {
-                "jobs": jobs.jobs,
-                "succeeded": jobs.succeeded,
-                "other_statuses": jobs.other,
-                "submitted_s": secs(jobs.submitted),
-                "submitted_per_s": round2(jobs.jobs as f64 / jobs.submitted.as_secs_f64()),
-                "queued_s": secs(jobs.queued),
-                "finished_s": secs(jobs.finished),
-                "jobs_per_s": round2(jobs.rate()),
-                "wall_per_job_ms": ms(jobs.per_job()),
-                "command_alone_ms": summary_json(&jobs.alone),
-                "agent_job_runtime_ms": summary_json(&jobs.runtime),
-                "overhead_per_job_ms": jobs.overhead().map(ms),
-                "agent_queue_wait_ms": summary_json(&jobs.wait),
-                "max_running": jobs.max_running,
-                "server_cpu_s": cpu_json(jobs.cpu),
-                "agent_daemon_cpu_s": cpu_json(jobs.agent_cpu),
-                "agent_state_bytes": jobs.agent_state_bytes,
-                "rss_after_mib": round2(kib_to_mib(jobs.memory_after.rss_kib)),
-            },
+            "short_jobs": jobs_json(jobs),
             "concurrent_launches": {
                 "clusters": fleet.clusters,
                 "launch_total_s": secs(fleet.launch_total),
@@ -109,6 +90,30 @@ impl ClusterReport {
             "peak_rss_mib": round2(kib_to_mib(self.end_memory.hwm_kib)),
         })
     }
+}
+
+/// The short-jobs run as JSON (shared with the SSH benchmark).
+pub(crate) fn jobs_json(jobs: &JobsRun) -> Value {
+    json!({
+        "jobs": jobs.jobs,
+        "succeeded": jobs.succeeded,
+        "other_statuses": jobs.other,
+        "submitted_s": secs(jobs.submitted),
+        "submitted_per_s": round2(jobs.jobs as f64 / jobs.submitted.as_secs_f64()),
+        "queued_s": secs(jobs.queued),
+        "finished_s": secs(jobs.finished),
+        "jobs_per_s": round2(jobs.rate()),
+        "wall_per_job_ms": ms(jobs.per_job()),
+        "command_alone_ms": summary_json(&jobs.alone),
+        "agent_job_runtime_ms": summary_json(&jobs.runtime),
+        "overhead_per_job_ms": jobs.overhead().map(ms),
+        "agent_queue_wait_ms": summary_json(&jobs.wait),
+        "max_running": jobs.max_running,
+        "server_cpu_s": cpu_json(jobs.cpu),
+        "agent_daemon_cpu_s": jobs.agent_cpu.map(cpu_json),
+        "agent_state_bytes": jobs.agent_state_bytes,
+        "rss_after_mib": round2(kib_to_mib(jobs.memory_after.rss_kib)),
+    })
 }
 
 fn latency_table(out: &mut String, title: &str, accepted: &str, done: &str, l: &Latency) {
@@ -138,7 +143,7 @@ fn latency_table(out: &mut String, title: &str, accepted: &str, done: &str, l: &
     out.push('\n');
 }
 
-fn jobs_table(out: &mut String, jobs: &JobsRun) {
+pub(crate) fn jobs_table(out: &mut String, jobs: &JobsRun) {
     let runtime = &jobs.runtime;
     let mut rows = vec![
         vec![format!(
@@ -187,10 +192,16 @@ fn jobs_table(out: &mut String, jobs: &JobsRun) {
         ),
         detail("most jobs running at once", jobs.max_running.to_string()),
         detail("server CPU (own + agent commands)", format_cpu(jobs.cpu)),
-        detail("agent daemon CPU (own + jobs)", format_cpu(jobs.agent_cpu)),
+        detail(
+            "agent daemon CPU (own + jobs)",
+            jobs.agent_cpu.map_or_else(|| "—".to_owned(), format_cpu),
+        ),
         detail(
             "agent state file after",
-            format!("{:.0} KiB", jobs.agent_state_bytes as f64 / 1024.0),
+            jobs.agent_state_bytes.map_or_else(
+                || "—".to_owned(),
+                |b| format!("{:.0} KiB", b as f64 / 1024.0),
+            ),
         ),
         detail("server RSS after", format_mib(jobs.memory_after.rss_kib)),
     ];
@@ -251,7 +262,7 @@ fn fleet_table(out: &mut String, fleet: &FleetRun) {
     out.push('\n');
 }
 
-fn detail(name: &str, value: String) -> Vec<String> {
+pub(crate) fn detail(name: &str, value: String) -> Vec<String> {
     vec![format!("  {name}"), value]
 }
 
@@ -268,7 +279,7 @@ fn others(jobs: &JobsRun) -> String {
 }
 
 /// Left-aligned columns, each as wide as its widest cell.
-fn render(rows: &[Vec<String>]) -> String {
+pub(crate) fn render(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {
@@ -290,19 +301,19 @@ fn render(rows: &[Vec<String>]) -> String {
     out
 }
 
-fn format_secs(duration: Duration) -> String {
+pub(crate) fn format_secs(duration: Duration) -> String {
     format!("{:.2} s", duration.as_secs_f64())
 }
 
-fn format_cpu(cpu: CpuTimes) -> String {
+pub(crate) fn format_cpu(cpu: CpuTimes) -> String {
     format!("{:.2} s + {:.2} s", cpu.own_s, cpu.children_s)
 }
 
-fn ms(duration: Duration) -> f64 {
+pub(crate) fn ms(duration: Duration) -> f64 {
     round2(duration.as_secs_f64() * 1e3)
 }
 
-fn secs(duration: Duration) -> f64 {
+pub(crate) fn secs(duration: Duration) -> f64 {
     (duration.as_secs_f64() * 1000.0).round() / 1000.0
 }
 
@@ -318,7 +329,7 @@ fn latency_json(latency: &Latency) -> Value {
     })
 }
 
-fn summary_json(summary: &Summary) -> Value {
+pub(crate) fn summary_json(summary: &Summary) -> Value {
     json!({
         "median": summary.median().map(ms),
         "p90": summary.percentile(90.0).map(ms),
@@ -327,6 +338,6 @@ fn summary_json(summary: &Summary) -> Value {
     })
 }
 
-fn cpu_json(cpu: CpuTimes) -> Value {
+pub(crate) fn cpu_json(cpu: CpuTimes) -> Value {
     json!({"own": round2(cpu.own_s), "children": round2(cpu.children_s)})
 }
