@@ -292,8 +292,7 @@ impl CommandRunner for SshRunner {
         let mut stdout = child.stdout().take().expect("piped");
         let stdout_task = tokio::spawn(async move {
             let mut out = Vec::new();
-            let _ = stdout.read_to_end(&mut out).await;
-            out
+            stdout.read_to_end(&mut out).await.map(|_| out)
         });
         // Written beside the wait, so a command that never reads its input
         // still times out; dropping the pipe at the end sends EOF.
@@ -319,7 +318,23 @@ impl CommandRunner for SshRunner {
         };
         guard.disarm();
         let code = exit_code(waited, &guard.session, &self.connector.target).await?;
-        let stdout = stdout_task.await.unwrap_or_default();
+        // A lost read is an error, not an empty answer: callers parse what
+        // the command printed.
+        let stdout = match stdout_task.await {
+            Ok(Ok(stdout)) => stdout,
+            Ok(Err(err)) => {
+                return Err(InfraError::Command(format!(
+                    "lost the output of {} on {}: {err}",
+                    argv[0], self.connector.target
+                )));
+            }
+            Err(err) => {
+                return Err(InfraError::Command(format!(
+                    "lost the output of {} on {}: {err}",
+                    argv[0], self.connector.target
+                )));
+            }
+        };
         let stderr = stderr_task.await.unwrap_or_default();
         Ok(CommandOutput {
             code,
