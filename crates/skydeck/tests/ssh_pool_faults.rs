@@ -334,9 +334,25 @@ async fn a_worker_cut_off_fails_the_job_and_the_cluster_shows_which_host_until_i
     assert!(why.contains(&h5), "{why}");
     assert!(!why.contains("host h1"), "{why}");
     assert_eq!(record["last_event"], why.as_str());
-    // Our CLI says the same.
+    // Our CLI says the same, and so does the official client.
     let status = pools.skydeck(&["status", &cluster]).await;
     status.expect(0, &["UNHEALTHY", &h5]);
+    if let Some(executable) = support::sky::official_sky() {
+        let sky = support::sky::Sky {
+            executable,
+            home: support::sky::temp_dir(pools.scratch.path(), "client-home"),
+        };
+        let login = sky.run(&["api", "login", "-e", &pools.server.url]).await;
+        assert!(login.success(), "{}", login.describe());
+        let status = sky.run(&["status", "-v", &cluster]).await;
+        assert!(
+            status.success()
+                && status.output().contains("UNHEALTHY")
+                && status.output().contains(&h5),
+            "{}",
+            status.describe()
+        );
+    }
 
     ctl(&pools.hosts, "h5", "restore");
     let (record, back_after) = pools
