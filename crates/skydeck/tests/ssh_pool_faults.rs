@@ -463,12 +463,21 @@ async fn down_with_a_host_down_cleans_the_others_and_says_how_to_finish() {
     };
     let _mend = Mend(&pools.hosts);
     let cluster = format!("half-{}", std::process::id());
-    let job = pools.launch("pair", &cluster, 2, "echo hi").await;
-    pools.wait_job(&cluster, job, "SUCCEEDED").await;
+    let job = pools.launch("pair", &cluster, 2, &held_job(&cluster)).await;
+    pools
+        .wait_log(
+            &cluster,
+            job,
+            &["started on skydeck-test-h1", "started on skydeck-test-h5"],
+        )
+        .await;
 
-    // sshd is PID 1 of the host: stopping it takes the host down, and its
-    // address answers "connection refused".
+    // sshd is PID 1 of the host: stopping it takes the host down (the
+    // worker's job processes die with it), and its address answers
+    // "connection refused".
     ctl(&pools.hosts, "h5", "stop");
+    let failed_after = pools.wait_job(&cluster, job, "FAILED_DRIVER").await;
+    eprintln!("worker host down: job FAILED_DRIVER after {failed_after:?}");
     let (record, _) = pools.refresh_until(&cluster, "unhealthy", unhealthy).await;
     assert!(reason(&record).contains("Connection refused"), "{record:#}");
 
