@@ -55,7 +55,10 @@ stop_host() {
   # the host's PID namespace.
   kill -KILL "$pid" 2>/dev/null || return 0
   for _ in $(seq 100); do
-    alive "$pid" || ! ssh -F "$dir/ssh_config" -o ConnectTimeout=1 "$name" true 2>/dev/null && return 0
+    # Gone when its sshd no longer lets anyone in.
+    if ! ssh -F "$dir/ssh_config" -o ConnectTimeout=1 "$name" true 2>/dev/null; then
+      return 0
+    fi
     sleep 0.1
   done
   log "$name ($pid) did not stop"
