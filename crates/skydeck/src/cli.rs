@@ -485,6 +485,13 @@ pub struct StatusArgs {
     /// Show more columns and untruncated values.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Show the exposed ports of the one cluster named, at its head's
+    /// address (as `skydeck endpoints CLUSTER`).
+    #[arg(long, conflicts_with = "endpoint")]
+    pub endpoints: bool,
+    /// Show where port PORT of the one cluster named is reached.
+    #[arg(long, value_name = "PORT")]
+    pub endpoint: Option<u16>,
 }
 
 #[derive(Debug, Args)]

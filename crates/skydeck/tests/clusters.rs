@@ -440,6 +440,37 @@ async fn a_launch_this_machine_cannot_hold_fails_fast_and_leaves_nothing() {
     down(&api, "gpus").await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_launch_that_fails_after_making_its_nodes_takes_them_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    // An agent that cannot start: provisioning fails after the node
+    // directories and cluster.json are made.
+    let agent = dir.path().join("broken-agent.sh");
+    std::fs::write(
+        &agent,
+        format!(
+            "#!/bin/sh\nif [ \"$2\" = daemon ]; then echo cannot start >&2; exit 1; fi\n\
+             exec '{}' \"$@\"\n",
+            support::BINARY
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server = TestServer::start(&home, &[("SKYDECK_AGENT_PROGRAM", agent.to_str().unwrap())]);
+    let api = client(&server);
+
+    let request = launch(&api, "broken", "run: echo no\n").await;
+    let err = api.wait(&request).await.unwrap_err().to_string();
+    assert!(err.contains("agent"), "{err}");
+    assert!(refresh_status(&api).await.is_empty());
+    assert!(
+        !home.join("clusters/broken").exists(),
+        "the failed launch left its nodes behind"
+    );
+}
+
 /// Follows a request's log until `needle` appears in it.
 async fn wait_for_log_line(server: &TestServer, request_id: &str, needle: &str) -> String {
     let mut response = skydeck_client::http_client()

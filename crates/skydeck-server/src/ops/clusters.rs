@@ -189,13 +189,14 @@ async fn bring_up(
         // Placed first (the record exists: the allocation refers to it),
         // so that a cluster that does not fit beside the others is told so
         // before anything is made; a retry places again.
-        let attempt =
-            match placement::place_spec(ctx.store.as_ref(), provider.as_ref(), spec).await? {
-                Ok(placed) => provider.provision(&placed).await,
-                Err(no_fit) => Err(InfraError::Unsatisfiable(placement::no_fit_message(
-                    &no_fit,
-                ))),
-            };
+        let placed = placement::place_spec(ctx.store.as_ref(), provider.as_ref(), spec).await?;
+        let made_something = placed.is_ok();
+        let attempt = match placed {
+            Ok(placed) => provider.provision(&placed).await,
+            Err(no_fit) => Err(InfraError::Unsatisfiable(placement::no_fit_message(
+                &no_fit,
+            ))),
+        };
         match attempt {
             Ok(handle) => break handle,
             // What cannot be had now may be later (another cluster frees
@@ -212,8 +213,27 @@ async fn bring_up(
             Err(err) => {
                 if !record.ever_up {
                     // Nothing usable was made: do not leave a half-made
-                    // cluster (deleting it releases what it held).
-                    let _ = ctx.store.delete_cluster(name.as_str(), now()).await;
+                    // cluster, on the nodes or in the store (deleting the
+                    // record releases what it held). Where the nodes
+                    // cannot be cleaned now, the INIT record stays so that
+                    // `down` can finish the job.
+                    let cleanup = if made_something {
+                        provider.terminate_unrecorded(name).await
+                    } else {
+                        Ok(())
+                    };
+                    match cleanup {
+                        Ok(()) => {
+                            let _ = ctx.store.delete_cluster(name.as_str(), now()).await;
+                        }
+                        Err(cleanup) => {
+                            ctx.log.line(&format!(
+                                "Could not remove what the failed launch left on its \
+                                 nodes ({cleanup}); `down {name}` tries again."
+                            ));
+                            let _ = placement::release(ctx.store.as_ref(), name.as_str()).await;
+                        }
+                    }
                 } else {
                     let _ = placement::release(ctx.store.as_ref(), name.as_str()).await;
                 }

@@ -75,6 +75,9 @@ pub async fn resolve(
 }
 
 pub async fn status(paths: &Paths, client: &Client, args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    if args.endpoints || args.endpoint.is_some() {
+        return super::status_endpoints::show(paths, client, args).await;
+    }
     let names = (!args.clusters.is_empty()).then_some(args.clusters.as_slice());
     let clusters = match fetch(paths, client, names, args.all_users, args.refresh).await {
         Ok(clusters) => clusters,

@@ -13,6 +13,7 @@ mod password;
 mod prompt;
 mod ssh;
 mod ssh_session;
+mod status_endpoints;
 mod task_args;
 mod tokens;
 mod users;

@@ -11,7 +11,9 @@
 //! are the store's records (`ssh up` makes them); this provider only reads
 //! the pool file for how to reach each host.
 
+mod agent_env;
 mod node_runner;
+mod ports;
 mod reach;
 mod scripts;
 
@@ -360,6 +362,45 @@ impl SshProvider {
             .collect()
     }
 
+    /// Starts the cluster's agent on its head `host` (`how`: see
+    /// `scripts::start_agent`), with the server's settings it needs.
+    async fn start_agent(&self, host: &str, name: &ClusterName, how: &str) -> Result<()> {
+        let runner = self.runner(host)?;
+        let env = agent_env::forwarded();
+        let mut args = vec![how];
+        args.extend(env.iter().map(String::as_str));
+        self.script(&*runner, host, scripts::start_agent(), name, &args, None)
+            .await
+            .map(drop)
+    }
+
+    /// Refuses the spec's ports where a program on the head `host` listens
+    /// on them already, before anything is made there.
+    async fn check_ports(&self, host: &str, spec: &ClusterSpec) -> Result<()> {
+        if spec.node.ports.is_empty() {
+            return Ok(());
+        }
+        let wanted: Vec<String> = spec.node.ports.iter().map(u16::to_string).collect();
+        let args: Vec<&str> = wanted.iter().map(String::as_str).collect();
+        let runner = self.runner(host)?;
+        let answer = self
+            .script(
+                &*runner,
+                host,
+                scripts::ports_in_use(),
+                &spec.name,
+                &args,
+                None,
+            )
+            .await?;
+        let taken = ports::taken(&answer, &spec.node.ports);
+        if taken.is_empty() {
+            Ok(())
+        } else {
+            Err(ports::refusal(self.pool.as_str(), host, &taken))
+        }
+    }
+
     /// Removes the cluster from `host`: stops its agent (on the head), kills
     /// whatever of it still runs, removes its directory and its key.
     async fn clean_host(&self, host: &str, name: &ClusterName) -> Result<()> {
@@ -512,6 +553,7 @@ impl Provider for SshProvider {
         self.admits(spec)?;
         let hosts = self.placed_hosts(spec)?;
         let name = &spec.name;
+        self.check_ports(self.host_of(&hosts[0])?, spec).await?;
         // Every node at once: one round trip for all, not one per node.
         let facts = try_join_all(hosts.iter().enumerate().map(|(rank, id)| async move {
             let rank = u32::try_from(rank).unwrap_or(u32::MAX);
@@ -650,15 +692,7 @@ impl Provider for SshProvider {
             Some(json),
         )
         .await?;
-        self.script(
-            &*head_runner,
-            head_host,
-            scripts::start_agent(),
-            name,
-            &[],
-            None,
-        )
-        .await?;
+        self.start_agent(head_host, name, "launch").await?;
         Ok(Handle {
             cluster_name: name.clone(),
             cluster_dir: head_dir,
@@ -723,16 +757,7 @@ impl Provider for SshProvider {
         let home = home.lines().next().unwrap_or_default().to_owned();
         // The server may have been upgraded since: its own build runs.
         self.install_agent(head, name, &home).await?;
-        self.script(
-            &*runner,
-            head,
-            scripts::start_agent(),
-            name,
-            &["start"],
-            None,
-        )
-        .await
-        .map(drop)
+        self.start_agent(head, name, "start").await
     }
 
     async fn terminate(&self, handle: &Handle) -> Result<()> {

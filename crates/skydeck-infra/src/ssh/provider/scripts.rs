@@ -76,7 +76,8 @@ mkdir -p "$d/bin" && ln -sfn "$HOME/$2" "$d/bin/skydeck"
 /// Starts the agent daemon unless it runs, detached from the SSH session
 /// (its own session, no terminal, output to its log) so that it outlives
 /// the connection; waits until it records its pid. `$2`: "start" clears an
-/// autostop the agent left.
+/// autostop the agent left. `$3` onwards: `NAME=VALUE` settings for the
+/// agent's environment (see `agent_env`), which no SSH session carries.
 pub fn start_agent() -> String {
     script(
         r#"[ -f "$d/cluster.json" ] || { echo "$d/cluster.json is missing: launch the cluster again" >&2; exit 93; }
@@ -84,6 +85,8 @@ mkdir -p "$d/agent"
 if [ "${2:-}" = start ]; then rm -f "$d/agent/autostop.json"; fi
 agent_pid >/dev/null && exit 0
 cd "$d" || exit 92
+if [ $# -gt 2 ]; then shift 2; else set --; fi
+for setting in "$@"; do export "$setting"; done
 setsid "$d/bin/skydeck" agent daemon --cluster-dir "$d" </dev/null >>"$d/agent/daemon.log" 2>&1 &
 i=0
 while [ $i -lt 300 ]; do
@@ -169,6 +172,24 @@ pub fn remove() -> String {
     script(
         r#"rm -rf -- "$d" || exit 94
 rmdir "$HOME/.skydeck/clusters" 2>/dev/null
+exit 0
+"#,
+    )
+}
+
+/// Prints those of the ports `$2…` that a program on this host listens on
+/// (at any address), unless the cluster's agent runs there already (its
+/// jobs hold them then).
+pub fn ports_in_use() -> String {
+    script(
+        r#"agent_pid >/dev/null && exit 0
+shift 1
+for port in "$@"; do
+  hex=$(printf ':%04X' "$port")
+  if cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk -v h="$hex" '$4 == "0A" && substr($2, length($2) - 4) == h { found = 1 } END { exit !found }'; then
+    echo "$port"
+  fi
+done
 exit 0
 "#,
     )
