@@ -388,11 +388,18 @@ async fn terminate_reports_a_host_that_does_not_answer_and_cleans_the_others() {
     let fresh = self::provider(&hosts, state.path(), Duration::from_secs(2));
     let err = fresh.terminate(&handle).await.unwrap_err().to_string();
     set_link("up");
-    assert!(err.contains(&hosts.host("h5").address), "{err}");
+    let (h1_address, h5_address) = (&hosts.host("h1").address, &hosts.host("h5").address);
     assert!(
-        !err.contains(&hosts.host("h1").address),
-        "h1 was reachable: {err}"
+        err.contains(&format!("host {h5_address} is unreachable")),
+        "{err}"
     );
+    // h1 answered: it is named as cleaned, not as lost.
+    assert!(
+        err.contains(&format!("It was removed from {h1_address}."))
+            && !err.contains(&format!("host {h1_address}")),
+        "{err}"
+    );
+    assert!(err.contains("`down --purge`"), "{err}");
     let h1 = support_runner(&provider, &hosts, state.path(), "h1").await;
     assert_eq!(leftovers(&*h1, &name).await, Vec::<String>::new());
 

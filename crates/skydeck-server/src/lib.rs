@@ -259,7 +259,12 @@ async fn reconcile_clusters(state: &AppState) {
         .iter()
         .filter(|c| c.status == skydeck_store::ClusterStatus::Up)
         .collect();
-    for cluster in &up {
+    // An INIT cluster that was UP is one a check found unhealthy: it is
+    // looked at again until it is UP (or gone).
+    let unhealthy = clusters
+        .iter()
+        .filter(|c| c.status == skydeck_store::ClusterStatus::Init && c.ever_up);
+    for cluster in up.iter().copied().chain(unhealthy) {
         // A launch in progress holds the lock; its cluster is not idle.
         let lock = state.infra.lock(&cluster.name);
         let Ok(_guard) = lock.try_lock() else {

@@ -2,6 +2,7 @@
 //! to reach its agent, and what a task asks of it.
 
 pub mod autostop;
+pub mod health;
 pub mod placement;
 pub mod plan;
 pub mod ssh_pools;
@@ -32,6 +33,8 @@ pub struct Infra {
     pub secrets: SecretStash,
     /// Job logs prepared for clients to download.
     pub downloads: Downloads,
+    /// What the last checks found wrong with each cluster.
+    pub health: health::ClusterHealth,
     /// One lock per cluster name: launch, start, stop and down of one
     /// cluster run one at a time.
     locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -61,6 +64,7 @@ impl Infra {
             uploads: paths.uploads(),
             secrets: SecretStash::new(paths.secrets()),
             downloads: Downloads::new(paths.downloads()),
+            health: health::ClusterHealth::default(),
             locks: std::sync::Mutex::new(HashMap::new()),
         })
     }

@@ -735,8 +735,10 @@ pub async fn start(ctx: &RequestContext, body: StartBody) -> OpResult {
 /// Brings the record in line with what the provider sees: an agent that
 /// stopped the cluster on its own (autostop), an agent that died on an UP
 /// cluster (restarted, so its lost jobs end FAILED_DRIVER instead of
-/// staying RUNNING), or a cluster that is gone. The caller holds the
-/// cluster's lock.
+/// staying RUNNING), a cluster that is gone, or one with a host that does
+/// not answer (INIT, as SkyPilot shows a cluster whose nodes are not all
+/// healthy, with the reason in `infra.health`; UP again once they all
+/// answer). The caller holds the cluster's lock.
 pub async fn reconcile(
     ctx_store: &dyn skydeck_store::Store,
     infra: &crate::clusters::Infra,
@@ -752,7 +754,15 @@ pub async fn reconcile(
         return Ok(Some(record.clone()));
     };
     let provider = infra.provider(&record.infra)?;
-    let state = provider.query(&handle).await.map_err(infra_error)?;
+    let state = match provider.query(&handle).await {
+        Ok(state) => state,
+        Err(err) => return unhealthy(ctx_store, infra, record, &err.to_string()).await,
+    };
+    // An INIT cluster that was UP before is one a check flipped (or a
+    // relaunch that failed after its nodes were made): SkyPilot's refresh
+    // makes it UP again once every node is healthy.
+    let was_up = record.status == ClusterStatus::Up
+        || (record.status == ClusterStatus::Init && record.ever_up);
     let status = match (state, record.status) {
         (ClusterState::Gone, _) => {
             ctx_store
@@ -770,16 +780,33 @@ pub async fn reconcile(
             tracing::info!(cluster = %record.name, "autostop tore the cluster down");
             return Ok(None);
         }
-        (ClusterState::AgentDown, ClusterStatus::Up) => {
+        (ClusterState::AgentDown, _) if was_up => {
             tracing::warn!(cluster = %record.name, "the cluster's agent is not running; restarting it");
             provider.start(&handle).await.map_err(infra_error)?;
-            return Ok(Some(record.clone()));
+            infra.health.record(
+                record,
+                "The cluster's agent was not running on its head (the host restarted, or the                  agent was killed): it was started again, and the jobs it lost ended                  FAILED_DRIVER."
+                    .to_owned(),
+            );
+            if record.status == ClusterStatus::Up {
+                return Ok(Some(record.clone()));
+            }
+            ClusterStatus::Up
         }
         (ClusterState::AutoStopped { down: false } | ClusterState::Stopped, ClusterStatus::Up) => {
             clear_autostop(ctx_store, &record.name).await?;
             ClusterStatus::Stopped
         }
         (ClusterState::Running, ClusterStatus::Stopped) => ClusterStatus::Up,
+        (ClusterState::Running, ClusterStatus::Init) if was_up => {
+            if infra.health.is_unhealthy(record) {
+                infra.health.record(
+                    record,
+                    "Every host of the cluster answers again.".to_owned(),
+                );
+            }
+            ClusterStatus::Up
+        }
         _ => return Ok(Some(record.clone())),
     };
     ctx_store
@@ -789,6 +816,31 @@ pub async fn reconcile(
     if status == ClusterStatus::Stopped {
         placement::release(ctx_store, &record.name).await?;
     }
+    ctx_store.get_cluster(&record.name).await.map_err(internal)
+}
+
+/// A cluster the provider could not fully see (`reason` names the hosts
+/// that did not answer): an UP one becomes INIT, and the reason is kept for
+/// its status record. Its jobs are the agent's to settle; nothing is torn
+/// down on a host that may only be cut off for a while.
+async fn unhealthy(
+    ctx_store: &dyn skydeck_store::Store,
+    infra: &crate::clusters::Infra,
+    record: &ClusterRecord,
+    reason: &str,
+) -> Result<Option<ClusterRecord>, RequestError> {
+    if record.status == ClusterStatus::Stopped {
+        return Ok(Some(record.clone()));
+    }
+    tracing::warn!(cluster = %record.name, reason, "the cluster is not healthy");
+    infra.health.unhealthy(record, reason);
+    if record.status != ClusterStatus::Up {
+        return Ok(Some(record.clone()));
+    }
+    ctx_store
+        .set_cluster_status(&record.name, ClusterStatus::Init, now())
+        .await
+        .map_err(internal)?;
     ctx_store.get_cluster(&record.name).await.map_err(internal)
 }
 
@@ -828,7 +880,13 @@ pub async fn status(ctx: &RequestContext, body: StatusBody) -> OpResult {
             .ok()
             .flatten()
             .map(|u| u.name);
-        out.push(records::status_record(&cluster, name.as_deref()));
+        let mut record = records::status_record(&cluster, name.as_deref());
+        records::with_health(
+            &mut record,
+            &cluster,
+            ctx.infra.health.last_event(&cluster).as_deref(),
+        );
+        out.push(record);
     }
     Ok(Value::Array(out))
 }

@@ -29,7 +29,11 @@ async fn up_cluster(ctx: &RequestContext, name: &str) -> Result<ClusterRecord, R
         })?;
     // Checked here, in the operation, not only when the request came in.
     super::ownership::check_owner(ctx, &cluster).await?;
-    if cluster.status != ClusterStatus::Up {
+    // A cluster a check flipped to INIT (a host does not answer) still has
+    // its jobs on its head: they are reached while the head answers.
+    let unhealthy =
+        cluster.status == ClusterStatus::Init && ctx.infra.health.is_unhealthy(&cluster);
+    if cluster.status != ClusterStatus::Up && !unhealthy {
         return Err(RequestError::new(
             "ClusterNotUpError",
             format!(

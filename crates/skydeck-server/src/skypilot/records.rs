@@ -123,6 +123,21 @@ pub fn status_record(cluster: &ClusterRecord, user_name: Option<&str>) -> Value 
     })
 }
 
+/// Adds what the server's checks found to a status record as SkyPilot's
+/// does: `last_event`, and for an INIT cluster a check flipped,
+/// `init_kind: "unhealthy"` with `init_status_reason` (the client then
+/// shows UNHEALTHY).
+pub fn with_health(record: &mut Value, cluster: &ClusterRecord, event: Option<&str>) {
+    let Some(event) = event else { return };
+    record["last_event"] = json!(event);
+    if cluster.status == skydeck_store::ClusterStatus::Init
+        && event.starts_with(crate::clusters::health::ABNORMAL)
+    {
+        record["init_kind"] = json!("unhealthy");
+        record["init_status_reason"] = json!(event);
+    }
+}
+
 /// What SkyPilot's job table stores for a task without a `name:`; the
 /// client's `ClusterJobRecord` requires a string there and rejects the whole
 /// queue otherwise.

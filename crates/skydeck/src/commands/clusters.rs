@@ -89,6 +89,9 @@ pub async fn status(paths: &Paths, client: &Client, args: &StatusArgs) -> anyhow
     }
     if !clusters.is_empty() {
         println!("{}", status_table(&clusters, args.all_users, args.verbose));
+        for reason in unhealthy_reasons(&clusters) {
+            println!("{reason}");
+        }
     }
     let missing: Vec<String> = args
         .clusters
@@ -138,7 +141,7 @@ fn status_table(clusters: &[Value], with_user: bool, verbose: bool) -> String {
         row.extend([
             text(&cluster["infra"]),
             text(resources),
-            text(&cluster["status"]),
+            status_text(cluster),
             autostop(cluster),
             cluster["launched_at"]
                 .as_f64()
@@ -152,6 +155,31 @@ fn status_table(clusters: &[Value], with_user: bool, verbose: bool) -> String {
         table.row(row);
     }
     table.render()
+}
+
+/// The STATUS column: INIT that a check flipped shows as UNHEALTHY, as
+/// `sky status` shows it.
+fn status_text(cluster: &Value) -> String {
+    if cluster["init_kind"] == "unhealthy" {
+        return "UNHEALTHY".to_owned();
+    }
+    cluster["status"].as_str().unwrap_or("-").to_owned()
+}
+
+/// One line per unhealthy cluster saying why (the hosts that did not
+/// answer, and what they said).
+fn unhealthy_reasons(clusters: &[Value]) -> Vec<String> {
+    clusters
+        .iter()
+        .filter(|c| c["init_kind"] == "unhealthy")
+        .map(|c| {
+            format!(
+                "{}: {}",
+                c["name"].as_str().unwrap_or("-"),
+                c["init_status_reason"].as_str().unwrap_or("-")
+            )
+        })
+        .collect()
 }
 
 /// `10m`, `2h`, `10m (down)`, `(down)` or `-`, as `sky status` shows it.

@@ -14,6 +14,7 @@
 mod agent_env;
 mod node_runner;
 mod ports;
+mod reach;
 mod scripts;
 
 use crate::placement::Allocation;
@@ -23,7 +24,7 @@ use crate::{
     Handle, InfraError, NodeInfo, PlacementPool, Provider, Result,
 };
 use async_trait::async_trait;
-use futures_util::future::try_join_all;
+use futures_util::future::{join_all, try_join_all};
 use node_runner::{NodeRunner, Unreachable};
 use sha2::{Digest, Sha256};
 use skydeck_agent::cluster::NodeSsh;
@@ -413,28 +414,109 @@ impl SshProvider {
         runner.get().await?.revoke_key(&key_marker(name)).await
     }
 
-    /// Cleans every host in `hosts`, all of them even when some fail; an
-    /// error lists those it could not clean.
+    /// Cleans every host in `hosts`, all of them at once and each even when
+    /// others fail; a host that does not answer within
+    /// [`reach::ANSWER_WITHIN`] is left, not waited for. An error lists the
+    /// hosts it could not clean and how to finish.
     async fn clean_hosts(
         &self,
         hosts: &[&str],
+        handle: Option<&Handle>,
         name: &ClusterName,
         mut failed: Vec<String>,
     ) -> Result<()> {
-        for host in hosts {
-            if let Err(err) = self.clean_host(host, name).await {
-                failed.push(format!("{host}: {err}"));
+        let results = join_all(hosts.iter().map(|host| async move {
+            let shown = Self::shown(handle, host);
+            let runner = self.runner(host)?;
+            reach::probe(&shown, &*runner).await?;
+            self.clean_host(host, name)
+                .await
+                .map_err(|err| InfraError::Command(format!("host {shown}: {err}")))
+        }))
+        .await;
+        let mut cleaned = Vec::new();
+        for (host, result) in hosts.iter().zip(results) {
+            match result {
+                Ok(()) => cleaned.push(Self::shown(handle, host)),
+                Err(err) => failed.push(err.to_string()),
             }
         }
         if failed.is_empty() {
-            Ok(())
+            return Ok(());
+        }
+        let done = if cleaned.is_empty() {
+            String::new()
         } else {
-            Err(InfraError::Command(format!(
-                "cluster {name} could not be removed from every host of pool {}; what is left \
-                 there stays until `down` is run again once they answer: {}",
-                self.pool,
-                failed.join("; ")
-            )))
+            format!(" It was removed from {}.", cleaned.join(", "))
+        };
+        Err(InfraError::Command(format!(
+            "cluster {name} could not be removed from every host of pool {}: {}.{done} Run              `down` again once those hosts answer, or `down --purge` to forget the cluster              here (what is left of it on those hosts then stays there).",
+            self.pool,
+            failed.join("; ")
+        )))
+    }
+
+    /// `host` as messages name it: with the address its node has when the
+    /// pool file names it otherwise (an alias), `h5 (10.0.0.6)`.
+    fn shown(handle: Option<&Handle>, host: &str) -> String {
+        let ip = handle.and_then(|handle| {
+            handle
+                .hosts
+                .iter()
+                .zip(&handle.nodes)
+                .find(|(id, _)| id.rsplit('/').next() == Some(host))
+                .map(|(_, node)| node.ip.clone())
+        });
+        match ip {
+            Some(ip) if ip != host && !ip.is_empty() => format!("{host} ({ip})"),
+            _ => host.to_owned(),
+        }
+    }
+
+    /// Whether every host of the cluster answers, and the agent's state on
+    /// its head; all hosts are asked at once, each within
+    /// [`reach::ANSWER_WITHIN`]. An error names each host that did not
+    /// answer and why.
+    async fn health(&self, handle: &Handle) -> Result<String> {
+        let head = self.head_host(handle)?;
+        let (hosts, missing) = self.hosts_of(handle);
+        let name = &handle.cluster_name;
+        let head_shown = Self::shown(Some(handle), head);
+        let head_state = reach::answered(&head_shown, async {
+            let runner = self.runner(head)?;
+            self.script(&*runner, head, scripts::agent_state(), name, &[], None)
+                .await
+        });
+        let workers = join_all(
+            hosts
+                .iter()
+                .filter(|host| **host != head)
+                .map(|host| async move {
+                    let shown = Self::shown(Some(handle), host);
+                    reach::probe(&shown, &*self.runner(host)?).await
+                }),
+        );
+        let (state, workers) = tokio::join!(head_state, workers);
+        let mut lost = missing;
+        // A head that says "gone" while a worker does not answer is a
+        // `down` that could not finish: still a cluster, unhealthy, so its
+        // record stays for the next `down` (or `down --purge`).
+        let state = match state {
+            Ok(state) => state,
+            Err(err) => {
+                lost.push(err.to_string());
+                String::new()
+            }
+        };
+        lost.extend(
+            workers
+                .into_iter()
+                .filter_map(|r| r.err().map(|e| e.to_string())),
+        );
+        if lost.is_empty() {
+            Ok(state)
+        } else {
+            Err(InfraError::Command(lost.join("; ")))
         }
     }
 }
@@ -623,18 +705,7 @@ impl Provider for SshProvider {
     }
 
     async fn query(&self, handle: &Handle) -> Result<ClusterState> {
-        let host = self.head_host(handle)?;
-        let runner = self.runner(host)?;
-        let state = self
-            .script(
-                &*runner,
-                host,
-                scripts::agent_state(),
-                &handle.cluster_name,
-                &[],
-                None,
-            )
-            .await?;
+        let state = self.health(handle).await?;
         Ok(match state.trim() {
             "gone" => ClusterState::Gone,
             "running" => ClusterState::Running,
@@ -648,22 +719,24 @@ impl Provider for SshProvider {
         let name = &handle.cluster_name;
         let head = self.head_host(handle)?;
         let runner = self.runner(head)?;
+        reach::probe(&Self::shown(Some(handle), head), &*runner).await?;
         self.script(&*runner, head, scripts::stop_agent(), name, &[], None)
             .await?;
         // The agent stops its jobs as it goes; whatever it could not reach
         // (a worker that was cut off a while) is stopped here.
         let (hosts, _) = self.hosts_of(handle);
-        let mut failed = Vec::new();
-        for host in hosts {
-            let reaped = async {
-                let runner = self.runner(host)?;
-                self.script(&*runner, host, scripts::reap(), name, &[], None)
-                    .await
-            };
-            if let Err(err) = reaped.await {
-                failed.push(format!("{host}: {err}"));
-            }
-        }
+        let reaped = join_all(hosts.iter().map(|host| async move {
+            let runner = self.runner(host)?;
+            reach::probe(&Self::shown(Some(handle), host), &*runner).await?;
+            self.script(&*runner, host, scripts::reap(), name, &[], None)
+                .await
+                .map_err(|err| InfraError::Command(format!("{host}: {err}")))
+        }))
+        .await;
+        let failed: Vec<String> = reaped
+            .into_iter()
+            .filter_map(|r| r.err().map(|e| e.to_string()))
+            .collect();
         if failed.is_empty() {
             Ok(())
         } else {
@@ -689,14 +762,14 @@ impl Provider for SshProvider {
 
     async fn terminate(&self, handle: &Handle) -> Result<()> {
         let (hosts, missing) = self.hosts_of(handle);
-        self.clean_hosts(&hosts, &handle.cluster_name, missing)
+        self.clean_hosts(&hosts, Some(handle), &handle.cluster_name, missing)
             .await
     }
 
     async fn terminate_unrecorded(&self, name: &ClusterName) -> Result<()> {
         // Where provisioning got to is not known: every host of the pool.
         let hosts: Vec<&str> = self.targets.keys().map(String::as_str).collect();
-        self.clean_hosts(&hosts, name, Vec::new()).await
+        self.clean_hosts(&hosts, None, name, Vec::new()).await
     }
 
     fn head_runner(&self, handle: &Handle) -> Arc<dyn CommandRunner> {
