@@ -7,6 +7,7 @@
 //! context exists when the pod's service-account token is mounted.
 
 use super::target::{IN_CLUSTER, KubeSettings, KubeTarget};
+use futures_util::FutureExt;
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use std::path::{Path, PathBuf};
 
@@ -109,14 +110,19 @@ impl KubeSources {
     /// names one, else to the context's own namespace (in-cluster:
     /// `SKYDECK_IN_CLUSTER_NAMESPACE`, then the pod's namespace), else
     /// `default`.
-    pub async fn connect(
+    ///
+    /// Synchronous, so the server can reach a context from anywhere: kube's
+    /// kubeconfig loader is `async` but never waits (exec credentials run
+    /// when the client first calls), and making a client needs only to be
+    /// inside the runtime.
+    pub fn connect(
         &self,
         context: &str,
         namespace: Option<String>,
         settings: KubeSettings,
     ) -> Result<KubeTarget, String> {
         install_crypto_provider();
-        let config = self.config(context).await?;
+        let config = self.config(context)?;
         let namespace = namespace
             .or_else(|| {
                 (context == IN_CLUSTER)
@@ -135,7 +141,7 @@ impl KubeSources {
         })
     }
 
-    async fn config(&self, context: &str) -> Result<Config, String> {
+    fn config(&self, context: &str) -> Result<Config, String> {
         if context == IN_CLUSTER && self.service_account.is_some() {
             let mut config = Config::incluster().map_err(|err| {
                 format!(
@@ -169,7 +175,8 @@ impl KubeSources {
             ..KubeConfigOptions::default()
         };
         Config::from_custom_kubeconfig(kubeconfig.clone(), &options)
-            .await
+            .now_or_never()
+            .ok_or_else(|| format!("Kubernetes context {context}: the kubeconfig loader waited"))?
             .map_err(|err| format!("Kubernetes context {context}: {err}"))
     }
 }
@@ -217,26 +224,15 @@ contexts:
     async fn the_namespace_is_the_configs_then_the_contexts_then_default() {
         let (_dir, sources) = sources();
         let settings = KubeSettings::default();
-        let dev = sources
-            .connect("dev", None, settings.clone())
-            .await
-            .unwrap();
+        let dev = sources.connect("dev", None, settings.clone()).unwrap();
         assert_eq!(dev.namespace, "team-a");
-        let prod = sources
-            .connect("prod", None, settings.clone())
-            .await
-            .unwrap();
+        let prod = sources.connect("prod", None, settings.clone()).unwrap();
         assert_eq!(prod.namespace, DEFAULT_NAMESPACE);
         let named = sources
             .connect("prod", Some("jobs".into()), settings.clone())
-            .await
             .unwrap();
         assert_eq!(named.namespace, "jobs");
-        let err = sources
-            .connect("nowhere", None, settings)
-            .await
-            .err()
-            .unwrap();
+        let err = sources.connect("nowhere", None, settings).err().unwrap();
         assert!(err.contains("its contexts are: dev, prod"), "{err}");
     }
 }

@@ -19,6 +19,8 @@ pub fn infra_display(kind: &str) -> String {
     match kind {
         "local" => "Local".to_owned(),
         ssh if ssh.starts_with("ssh/") => format!("SSH ({})", &ssh[4..]),
+        "kubernetes" => "Kubernetes".to_owned(),
+        kube if kube.starts_with("kubernetes/") => format!("Kubernetes ({})", &kube[11..]),
         other => other.to_owned(),
     }
 }
