@@ -3,7 +3,8 @@
 //! kubeconfig's context as `kubernetes/<context>` with its state, and a
 //! context whose API server is not there with the reason; a launch (dry
 //! run) on a context `kubernetes.allowed_contexts` leaves out, or on one
-//! a workspace's own list leaves out, is refused naming the allowed ones.
+//! a workspace's own list leaves out, is refused naming the allowed ones;
+//! a context whose credentials may not list pods is disabled, saying so.
 
 #[path = "support/kube.rs"]
 mod kube_support;
@@ -182,4 +183,90 @@ async fn check_lists_each_context_and_launch_keeps_to_the_allowed_ones() {
         "{}",
         narrow.describe()
     );
+}
+
+/// A kubeconfig for a service account with no role at all: the API server
+/// answers, and refuses.
+async fn powerless_kubeconfig(
+    kube: &kube_support::TestKube,
+    account: &str,
+    dir: &Path,
+) -> std::path::PathBuf {
+    use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+    use kube::api::{Api, PostParams};
+    let accounts: Api<ServiceAccount> = Api::namespaced(kube.client.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(kube.client.clone(), "default");
+    let body: ServiceAccount =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": account}})).unwrap();
+    accounts
+        .create(&PostParams::default(), &body)
+        .await
+        .expect("make the service account");
+    // Kubernetes 1.20 makes the account's token secret itself.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let token = loop {
+        let secret_name = accounts
+            .get(account)
+            .await
+            .ok()
+            .and_then(|a| a.secrets)
+            .and_then(|s| s.into_iter().find_map(|r| r.name));
+        if let Some(name) = secret_name
+            && let Ok(secret) = secrets.get(&name).await
+            && let Some(token) = secret.data.and_then(|d| d.get("token").cloned())
+        {
+            break String::from_utf8(token.0).unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no token for the service account"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let admin = kube::config::Kubeconfig::read_from(&kube.kubeconfig).unwrap();
+    let cluster = admin.clusters[0].cluster.clone().unwrap();
+    let path = dir.join("powerless.kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: powerless\nclusters:\n- name: c\n  \
+             cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: u\n  \
+             user: {{token: {token}}}\ncontexts:\n- name: powerless\n  context: {{cluster: c, \
+             user: u}}\n",
+            cluster.server.unwrap(),
+            cluster.certificate_authority_data.unwrap()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_context_whose_credentials_may_not_list_pods_is_disabled_saying_so() {
+    let Some(kube) = test_kube().await else {
+        return;
+    };
+    let scratch = tempfile::tempdir().unwrap();
+    let account = format!("skydeck-powerless-{}", std::process::id());
+    let kubeconfig = powerless_kubeconfig(&kube, &account, scratch.path()).await;
+    let home = scratch.path().join("server");
+    let server = TestServer::start(&home, &[("KUBECONFIG", kubeconfig.to_str().unwrap())]);
+    let check = skydeck(&server, scratch.path(), &["check", "kubernetes"]).await;
+    let _ = kube::api::Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(
+        kube.client.clone(),
+        "default",
+    )
+    .delete(&account, &Default::default())
+    .await;
+    for expected in [
+        "Kubernetes: disabled",
+        "powerless: disabled. Reason: Forbidden: the credentials may not list pods in \
+         namespace default",
+    ] {
+        assert!(
+            check.output.contains(expected),
+            "missing {expected:?}: {}",
+            check.describe()
+        );
+    }
 }
