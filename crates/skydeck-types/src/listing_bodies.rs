@@ -126,3 +126,26 @@ mod tests {
         );
     }
 }
+
+/// `POST /realtime_kubernetes_gpu_availability` (`sky show-gpus --infra
+/// k8s`): the GPUs of one context, or of every allowed one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RealtimeGpuAvailabilityBody {
+    #[serde(flatten)]
+    pub base: BaseBody,
+    pub context: Option<String>,
+    pub name_filter: Option<String>,
+    pub quantity_filter: Option<u32>,
+    /// SSH node pools' contexts instead of Kubernetes ones.
+    pub is_ssh: Option<bool>,
+}
+
+/// `POST /kubernetes_node_info`: the nodes of one context.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KubernetesNodeInfoBody {
+    #[serde(flatten)]
+    pub base: BaseBody,
+    pub context: Option<String>,
+}

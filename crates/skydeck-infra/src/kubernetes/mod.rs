@@ -4,10 +4,13 @@
 //!
 //! [`target`] says which context and how pods are made there;
 //! [`connect`] turns a kubeconfig context (or the pod's own service account)
-//! into a [`KubeTarget`]; [`provider`] is the [`crate::Provider`] on one
+//! into a [`KubeTarget`]; [`check`] says whether a context is usable and
+//! [`nodes`] what GPUs its nodes have; [`provider`] is the [`crate::Provider`] on one
 //! target.
 
+pub mod check;
 pub mod connect;
+pub mod nodes;
 pub mod provider;
 pub mod target;
 

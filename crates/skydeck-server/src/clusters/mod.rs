@@ -3,6 +3,7 @@
 
 pub mod autostop;
 pub mod health;
+pub mod kube_contexts;
 pub mod placement;
 pub mod plan;
 pub mod ssh_pools;
@@ -28,6 +29,8 @@ pub struct Infra {
     local: Arc<LocalProvider>,
     /// SSH node pools, as `ssh/<pool>`.
     ssh: ssh_pools::SshPools,
+    /// Kubernetes contexts, as `kubernetes/<context>`.
+    kube: kube_contexts::KubeContexts,
     uploads: PathBuf,
     /// Task YAMLs as sent, while the database holds them redacted.
     pub secrets: SecretStash,
@@ -59,6 +62,7 @@ impl Infra {
                 LocalProvider::new(paths.clusters(), program.clone()).with_max_nodes(max_nodes),
             ),
             ssh: ssh_pools::SshPools::new(paths.clone(), program.clone()),
+            kube: kube_contexts::KubeContexts::from_env(),
             home: paths.home.clone(),
             agent_program: program,
             uploads: paths.uploads(),
@@ -74,6 +78,11 @@ impl Infra {
         &self.home
     }
 
+    /// The Kubernetes contexts this server reaches.
+    pub fn kube(&self) -> &kube_contexts::KubeContexts {
+        &self.kube
+    }
+
     /// The program `ssh up` installs on a pool's hosts (this binary).
     pub fn agent_program(&self) -> &std::path::Path {
         &self.agent_program
@@ -85,12 +94,16 @@ impl Infra {
         match kind {
             "local" => Ok(self.local.clone()),
             other if other.starts_with("ssh/") => Ok(self.ssh.provider(&other[4..])?),
+            other if other.starts_with(kube_contexts::PREFIX) => {
+                Ok(self.kube.provider(&other[kube_contexts::PREFIX.len()..])?)
+            }
             other => Err(RequestError::new(
                 crate::skypilot::exception::VALUE_ERROR,
                 format!(
                     "Infrastructure {other:?} is not enabled on this Skydeck server; the \
-                     enabled infrastructure is: local, and ssh/<pool> for each pool of \
-                     ssh_node_pools.yaml. Run `sky check` to see why."
+                     enabled infrastructure is: local, ssh/<pool> for each pool of \
+                     ssh_node_pools.yaml, and kubernetes/<context> for each allowed context. \
+                     Run `sky check` to see why."
                 ),
             )),
         }
@@ -104,10 +117,18 @@ impl Infra {
             other if other.starts_with("ssh/") => {
                 Ok(self.ssh.provider(&other[4..])?.agent(&handle))
             }
+            // The pod backend's agent arrives with it (issue 15, part 2).
+            other if other.starts_with(kube_contexts::PREFIX) => Err(RequestError::new(
+                crate::skypilot::exception::RUNTIME_ERROR,
+                format!(
+                    "Cluster {:?} is on {other}, whose agent this server cannot reach yet.",
+                    cluster.name
+                ),
+            )),
             other => Err(self
                 .provider(other)
                 .err()
-                .expect("only local and ssh/<pool> exist")),
+                .expect("only local, ssh/<pool> and kubernetes/<context> exist")),
         }
     }
 

@@ -14,23 +14,29 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-/// The infrastructure a task's resources name: `ssh/<pool>` keeps its pool,
-/// every other kind is its kind alone (`local` when none is named).
+/// The infrastructure a task's resources name: `ssh/<pool>` keeps its pool
+/// and `kubernetes/<context>` (`k8s/…`) its context, every other kind is
+/// its kind alone (`local` when none is named).
 pub fn infra_of(resources: &Resources) -> String {
     match resources.infra_spec() {
-        Some(infra) if infra.kind.as_deref() == Some("ssh") => match infra.region {
-            Some(pool) => format!("ssh/{pool}"),
-            None => "ssh".to_owned(),
-        },
+        Some(infra) if matches!(infra.kind.as_deref(), Some("ssh" | "kubernetes")) => {
+            let kind = infra.kind.unwrap_or_default();
+            match infra.region {
+                Some(place) => format!("{kind}/{place}"),
+                None => kind,
+            }
+        }
         Some(infra) => infra.kind.unwrap_or_else(|| "local".to_owned()),
         None => "local".to_owned(),
     }
 }
 
 /// Whether a task asking for infra `asked` may run on a cluster on
-/// `cluster`: a bare `ssh` is any pool.
+/// `cluster`: a bare `ssh` is any pool, a bare `kubernetes` any context.
 pub fn infra_fits(asked: &str, cluster: &str) -> bool {
-    asked == cluster || (asked == "ssh" && cluster.starts_with("ssh/"))
+    asked == cluster
+        || (asked == "ssh" && cluster.starts_with("ssh/"))
+        || (asked == "kubernetes" && cluster.starts_with("kubernetes/"))
 }
 
 /// A pool's provider, and the hosts it was made for.
@@ -116,6 +122,9 @@ mod tests {
         assert!(!infra_fits("ssh/other", "ssh/rack"));
         assert!(!infra_fits("ssh", "local"));
         assert!(!infra_fits("local", "ssh/rack"));
+        assert!(infra_fits("kubernetes", "kubernetes/kind-a"));
+        assert!(!infra_fits("kubernetes/other", "kubernetes/kind-a"));
+        assert!(!infra_fits("kubernetes", "ssh/rack"));
     }
 
     fn infra(written: &str) -> String {
@@ -132,6 +141,16 @@ mod tests {
         assert_eq!(infra("local"), "local");
         assert_eq!(infra("aws/us-east-1"), "aws");
         assert_eq!(infra_of(&Resources::default()), "local");
+        assert_eq!(infra("k8s"), "kubernetes");
+        assert_eq!(infra("k8s/kind-a"), "kubernetes/kind-a");
+        assert_eq!(
+            infra("Kubernetes/arn:aws:eks:r:1:cluster/x"),
+            "kubernetes/arn:aws:eks:r:1:cluster/x"
+        );
+        assert_eq!(
+            crate::skypilot::records::infra_display("kubernetes/kind-a"),
+            "Kubernetes (kind-a)"
+        );
         // `sky status` shows the pool as SkyPilot does.
         assert_eq!(
             crate::skypilot::records::infra_display("ssh/gpu-rack"),

@@ -43,9 +43,21 @@ pub async fn check(ctx: &RequestContext, body: CheckBody) -> OpResult {
             enabled.insert("SSH".to_owned(), serde_json::json!(["compute"]));
         }
     }
+    let kube_wanted = wanted
+        .as_ref()
+        .is_none_or(|w| w.iter().any(|n| n == "kubernetes" || n == "k8s"));
+    let mut kube_contexts = Vec::new();
+    if kube_wanted {
+        kube_contexts = check_kubernetes(ctx, &workspace).await;
+        if !kube_contexts.is_empty() {
+            enabled.insert("Kubernetes".to_owned(), serde_json::json!(["compute"]));
+        }
+    }
     if let Some(wanted) = &wanted {
         for name in wanted {
-            if name != "ssh" && !infra::known().iter().any(|i| i.name == name) {
+            if !matches!(name.as_str(), "ssh" | "kubernetes" | "k8s")
+                && !infra::known().iter().any(|i| i.name == name)
+            {
                 log.line(&format!("  {name}: disabled"));
                 log.line(&format!(
                     "    Reason: Skydeck does not support {name:?} yet; supported: {}.",
@@ -65,15 +77,17 @@ pub async fn check(ctx: &RequestContext, body: CheckBody) -> OpResult {
         log.line("Enabled infra:");
         for name in enabled.keys() {
             log.line(&format!("  {name} [compute]"));
-            if name == "SSH" {
-                for (i, pool) in ssh_pools.iter().enumerate() {
-                    let branch = if i + 1 == ssh_pools.len() {
-                        "└──"
-                    } else {
-                        "├──"
-                    };
-                    log.line(&format!("    {branch} {pool}"));
-                }
+            let places = match name.as_str() {
+                "SSH" => ssh_pools.clone(),
+                // The infra names a task takes (`--infra kubernetes/<ctx>`).
+                "Kubernetes" => kube_contexts
+                    .iter()
+                    .map(|c| format!("kubernetes/{c}"))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            for (i, place) in places.iter().enumerate() {
+                log.line(&format!("    {} {place}", branch(i, places.len())));
             }
         }
     }
@@ -138,4 +152,49 @@ async fn check_ssh(ctx: &RequestContext, workspace: &str) -> Vec<String> {
         }
     }
     up
+}
+
+/// The tree branch of item `i` of `len`.
+fn branch(i: usize, len: usize) -> &'static str {
+    if i + 1 == len {
+        "└──"
+    } else {
+        "├──"
+    }
+}
+
+/// The Kubernetes section, as SkyPilot prints it: `Kubernetes` enabled
+/// when any allowed context answers, each allowed context beneath with its
+/// state. Returns the usable contexts.
+async fn check_kubernetes(ctx: &RequestContext, workspace: &str) -> Vec<String> {
+    let log = &ctx.log;
+    let kube = ctx.infra.kube();
+    let states = kube.states(&ctx.config, workspace).await;
+    if states.is_empty() {
+        log.line("  Kubernetes: disabled");
+        log.line(&format!("    Reason: {}", kube.none_reason()));
+        return Vec::new();
+    }
+    let usable: Vec<String> = states
+        .iter()
+        .filter(|s| s.enabled.is_ok())
+        .map(|s| s.name.clone())
+        .collect();
+    if usable.is_empty() {
+        log.line("  Kubernetes: disabled");
+    } else {
+        log.line("  Kubernetes: enabled [compute]");
+    }
+    log.line("    Allowed contexts:");
+    for (i, state) in states.iter().enumerate() {
+        let branch = branch(i, states.len());
+        match &state.enabled {
+            Ok(detail) => log.line(&format!("    {branch} {}: enabled. ({detail})", state.name)),
+            Err(reason) => log.line(&format!(
+                "    {branch} {}: disabled. Reason: {reason}",
+                state.name
+            )),
+        }
+    }
+    usable
 }

@@ -52,6 +52,7 @@ pub async fn check_task(ctx: &RequestContext, body: LaunchBody) -> Result<Checke
     let mut plan = load_plan(ctx, &task, body.file_mounts_blob_id.as_ref(), Files::All).await?;
     check_workspace(ctx, &plan).await?;
     crate::ssh_pools::check::settle_pool(ctx, &mut plan).await?;
+    crate::clusters::kube_contexts::settle_context(ctx, &mut plan).await?;
     let name = body
         .cluster_name
         .clone()

@@ -31,10 +31,19 @@ pub async fn enabled_clouds(ctx: &RequestContext, query: EnabledCloudsQuery) -> 
         .expand
         .as_deref()
         .is_some_and(|e| e.eq_ignore_ascii_case("true"));
+    // Kubernetes likewise, lower case as the client matches it
+    // (`'kubernetes' in enabled_clouds` decides whether `show-gpus` asks).
+    let contexts = ctx.infra.kube().enabled(&ctx.config, workspace);
     if expand {
         names.splice(0..0, up);
-    } else if !up.is_empty() {
-        names.insert(0, "SSH".to_owned());
+        names.extend(contexts.iter().map(|c| format!("kubernetes/{c}")));
+    } else {
+        if !up.is_empty() {
+            names.insert(0, "SSH".to_owned());
+        }
+        if !contexts.is_empty() {
+            names.push("kubernetes".to_owned());
+        }
     }
     Ok(serde_json::json!(names))
 }

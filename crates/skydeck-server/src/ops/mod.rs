@@ -10,6 +10,7 @@ mod check;
 pub mod clusters;
 mod cost_report;
 mod jobs;
+mod kube_gpus;
 mod launch_checks;
 mod listings;
 mod not_yet_listings;
@@ -59,6 +60,8 @@ pub enum Op {
     JobsQueueV1,
     SshUp,
     SshDown,
+    KubeGpuAvailability,
+    KubeNodeInfo,
     /// A SkyPilot request this server does not support yet, by its name
     /// (see `unsupported.rs`).
     Refused(&'static str),
@@ -75,7 +78,7 @@ pub enum OnRestart {
 
 impl Op {
     /// Every operation but the refused ones (`unsupported::REFUSED`).
-    pub const ALL: [Op; 29] = [
+    pub const ALL: [Op; 31] = [
         Op::Status,
         Op::Check,
         Op::EnabledClouds,
@@ -105,6 +108,8 @@ impl Op {
         Op::JobsQueueV1,
         Op::SshUp,
         Op::SshDown,
+        Op::KubeGpuAvailability,
+        Op::KubeNodeInfo,
     ];
 
     /// SkyPilot's request name.
@@ -139,6 +144,8 @@ impl Op {
             Op::JobsQueueV1 => "sky.jobs.queue",
             Op::SshUp => "sky.ssh_node_pools.up",
             Op::SshDown => "sky.ssh_node_pools.down",
+            Op::KubeGpuAvailability => "sky.realtime_kubernetes_gpu_availability",
+            Op::KubeNodeInfo => "sky.kubernetes_node_info",
             Op::Refused(name) => name,
         }
     }
@@ -223,7 +230,10 @@ impl Op {
             | Op::SshDown
             // Probe the machine's GPUs.
             | Op::ListAccelerators
-            | Op::ListAcceleratorCounts => false,
+            | Op::ListAcceleratorCounts
+            // Ask a Kubernetes API server.
+            | Op::KubeGpuAvailability
+            | Op::KubeNodeInfo => false,
         }
     }
 
@@ -335,6 +345,8 @@ pub async fn execute(op: Op, ctx: &RequestContext, value: serde_json::Value) -> 
         Op::JobsQueueV1 => not_yet_listings::jobs_queue_v1(ctx).await,
         Op::SshUp => crate::ssh_pools::deploy::up(ctx, body(value)?).await,
         Op::SshDown => crate::ssh_pools::deploy::down(ctx, body(value)?).await,
+        Op::KubeGpuAvailability => kube_gpus::realtime_gpu_availability(ctx, body(value)?).await,
+        Op::KubeNodeInfo => kube_gpus::node_info(ctx, body(value)?).await,
         Op::Refused(name) => Err(unsupported::refuse(name)),
     }
 }

@@ -85,14 +85,6 @@ pub const REFUSED: &[Refused] = &[
     refused("sky.storage_delete", Feature::Storage),
     refused("sky.volume_apply", Feature::Volumes),
     refused("sky.volume_delete", Feature::Volumes),
-    // `sky show-gpus --infra k8s` turns a `ValueError` from this one into a
-    // note under its table, as for a Kubernetes cluster without GPUs.
-    Refused {
-        name: "sky.realtime_kubernetes_gpu_availability",
-        feature: Feature::Kubernetes,
-        kind: exception::VALUE_ERROR,
-    },
-    refused("sky.kubernetes_node_info", Feature::Kubernetes),
     refused("sky.kubernetes_label_gpus", Feature::Kubernetes),
     refused("sky.status_kubernetes", Feature::Kubernetes),
     refused("sky.all_contexts", Feature::Kubernetes),

@@ -15,7 +15,8 @@ use axum::response::Response;
 use serde::Deserialize;
 use skydeck_types::bodies::BaseBody;
 use skydeck_types::listing_bodies::{
-    CostReportBody, ListAcceleratorCountsBody, ListAcceleratorsBody,
+    CostReportBody, KubernetesNodeInfoBody, ListAcceleratorCountsBody, ListAcceleratorsBody,
+    RealtimeGpuAvailabilityBody,
 };
 
 pub async fn cost_report(
@@ -51,6 +52,38 @@ pub async fn list_accelerator_counts(
         &state,
         &requester,
         Op::ListAcceleratorCounts,
+        &body.base,
+        &body,
+        None,
+    )
+    .await
+}
+
+pub async fn kubernetes_gpu_availability(
+    State(state): State<SharedState>,
+    requester: Requester,
+    ApiJson(body): ApiJson<RealtimeGpuAvailabilityBody>,
+) -> Result<Response, ApiError> {
+    schedule(
+        &state,
+        &requester,
+        Op::KubeGpuAvailability,
+        &body.base,
+        &body,
+        None,
+    )
+    .await
+}
+
+pub async fn kubernetes_node_info(
+    State(state): State<SharedState>,
+    requester: Requester,
+    ApiJson(body): ApiJson<KubernetesNodeInfoBody>,
+) -> Result<Response, ApiError> {
+    schedule(
+        &state,
+        &requester,
+        Op::KubeNodeInfo,
         &body.base,
         &body,
         None,

@@ -116,6 +116,11 @@ pub fn routes() -> Vec<Route> {
             "/list_accelerator_counts",
             listings::list_accelerator_counts,
         ),
+        Route::post(
+            "/realtime_kubernetes_gpu_availability",
+            listings::kubernetes_gpu_availability,
+        ),
+        Route::post("/kubernetes_node_info", listings::kubernetes_node_info),
         Route::get("/storage/ls", listings::storage_ls),
         Route::get("/volumes", listings::volume_list),
         Route::post("/jobs/queue", listings::jobs_queue_v1),

@@ -116,16 +116,6 @@ const ENDPOINTS: &[(Method, &str, Answer)] = &[
     // Kubernetes and Slurm infrastructure.
     at(
         Method::POST,
-        "/realtime_kubernetes_gpu_availability",
-        Request("sky.realtime_kubernetes_gpu_availability"),
-    ),
-    at(
-        Method::POST,
-        "/kubernetes_node_info",
-        Request("sky.kubernetes_node_info"),
-    ),
-    at(
-        Method::POST,
         "/kubernetes_label_gpus",
         Request("sky.kubernetes_label_gpus"),
     ),

@@ -22,6 +22,13 @@ const RESOURCES: u8 = 1;
 /// equal to `from_dict(handle)`, with `launched_resources` an empty
 /// `Resources` on a cloud named `infra`.
 pub fn status_handle(handle: &Value, infra: &str) -> String {
+    status_handle_with_type(handle, infra, None)
+}
+
+/// [`status_handle`], with the `Resources`' instance type set too (what
+/// `sky status -v` and the optimizer show; SkyPilot's Kubernetes form is
+/// `4CPU--16GB--H100:1`).
+pub fn status_handle_with_type(handle: &Value, infra: &str, instance_type: Option<&str>) -> String {
     let mut out = vec![PROTO, 4];
     // handle = CloudVmRayResourceHandle.from_dict({...})
     global(
@@ -47,6 +54,14 @@ pub fn status_handle(handle: &Value, infra: &str) -> String {
     string("_REPR", &mut out);
     string(infra, &mut out);
     out.extend([SETITEMS, BUILD, TUPLE3, REDUCE, POP]);
+    if let Some(instance_type) = instance_type {
+        // setattr(resources, '_instance_type', instance_type)
+        global("builtins", "setattr", &mut out);
+        out.extend([BINGET, RESOURCES]);
+        string("_instance_type", &mut out);
+        string(instance_type, &mut out);
+        out.extend([TUPLE3, REDUCE, POP]);
+    }
     // setattr(handle, 'launched_resources', resources)
     global("builtins", "setattr", &mut out);
     out.extend([BINGET, HANDLE]);

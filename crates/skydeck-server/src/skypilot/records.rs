@@ -19,6 +19,8 @@ pub fn infra_display(kind: &str) -> String {
     match kind {
         "local" => "Local".to_owned(),
         ssh if ssh.starts_with("ssh/") => format!("SSH ({})", &ssh[4..]),
+        "kubernetes" => "Kubernetes".to_owned(),
+        kube if kube.starts_with("kubernetes/") => format!("Kubernetes ({})", &kube[11..]),
         other => other.to_owned(),
     }
 }
@@ -61,6 +63,28 @@ pub fn resources_str(cluster: &ClusterRecord, handle: Option<&Handle>) -> String
     format!("{}x({})", cluster.num_nodes, parts.join(", "))
 }
 
+/// SkyPilot's Kubernetes instance type for one pod
+/// (`KubernetesInstanceType.name`): `4CPU--16GB`, then `--<GPU>:<n>` when
+/// it has GPUs; numbers as `format_float` writes them (`0.5CPU--2GB`).
+pub fn kube_instance_type(capacity: &skydeck_infra::Capacity) -> String {
+    let number = |value: f64| {
+        if value.fract() == 0.0 {
+            format!("{value:.0}")
+        } else {
+            format!("{value:.1}")
+        }
+    };
+    let mut name = format!(
+        "{}CPU--{}GB",
+        number(capacity.cpus),
+        number(capacity.memory_gb)
+    );
+    if let Some((gpu, count)) = capacity.accelerators.iter().find(|(_, n)| **n > 0.0) {
+        name.push_str(&format!("--{}:{}", gpu.replace(' ', "_"), number(*count)));
+    }
+    name
+}
+
 fn trim_float(value: f64) -> String {
     if value.fract() == 0.0 {
         format!("{value:.0}")
@@ -74,9 +98,18 @@ pub fn status_record(cluster: &ClusterRecord, user_name: Option<&str>) -> Value 
     let handle: Option<Handle> = serde_json::from_value(cluster.handle.clone()).ok();
     let resources = resources_str(cluster, handle.as_ref());
     let infra = infra_display(&cluster.infra);
-    let handle_value = handle
+    let kube_context = cluster.infra.strip_prefix("kubernetes/");
+    let instance_type = handle
         .as_ref()
-        .map(|h| super::handle_pickle::status_handle(&handle_dict(cluster, Some(h)), &infra));
+        .filter(|_| kube_context.is_some())
+        .map(|h| kube_instance_type(&h.capacity));
+    let handle_value = handle.as_ref().map(|h| {
+        super::handle_pickle::status_handle_with_type(
+            &handle_dict(cluster, Some(h)),
+            &infra,
+            instance_type.as_deref(),
+        )
+    });
     let head_ip = handle
         .as_ref()
         .and_then(|h| h.nodes.first())
@@ -104,8 +137,8 @@ pub fn status_record(cluster: &ClusterRecord, user_name: Option<&str>) -> Value 
         "credentials": null,
         "infra": infra,
         "head_ip": head_ip,
-        "cloud": null,
-        "region": null,
+        "cloud": kube_context.map(|_| "Kubernetes"),
+        "region": kube_context,
         "cpus": handle.as_ref().map(|h| trim_float(h.capacity.cpus)),
         "memory": handle.as_ref().map(|h| trim_float(h.capacity.memory_gb.round())),
         "accelerators": handle
@@ -151,4 +184,28 @@ pub fn job_records(jobs: Vec<ClusterJobRecord>) -> Vec<ClusterJobRecord> {
             job
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubernetes_instance_types_are_skypilots() {
+        let mut capacity = skydeck_infra::Capacity {
+            cpus: 4.0,
+            memory_gb: 16.0,
+            ..Default::default()
+        };
+        assert_eq!(kube_instance_type(&capacity), "4CPU--16GB");
+        capacity.accelerators.insert("H100".into(), 1.0);
+        assert_eq!(kube_instance_type(&capacity), "4CPU--16GB--H100:1");
+        capacity.cpus = 0.5;
+        capacity.memory_gb = 2.5;
+        assert_eq!(kube_instance_type(&capacity), "0.5CPU--2.5GB--H100:1");
+        assert_eq!(
+            infra_display("kubernetes/in-cluster"),
+            "Kubernetes (in-cluster)"
+        );
+    }
 }

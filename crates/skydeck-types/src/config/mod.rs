@@ -12,6 +12,7 @@
 //! see [`redact_config`]) through the API.
 
 mod error;
+mod kubernetes;
 mod policy;
 mod redact;
 mod rules;
@@ -20,6 +21,10 @@ mod shape;
 mod workspace;
 
 pub use error::ConfigError;
+pub use kubernetes::{
+    AllowedContexts, CustomMetadata, KubeContextSettings, KubeIdentity, KubePorts,
+    KubernetesConfig, ProvisionTimeout,
+};
 pub use policy::{AdminPolicy, ForcedAutostop, PolicyRequestOptions, PolicyRules};
 pub use redact::{redact_config, restore_redacted};
 pub use rules::PolicyViolation;
@@ -41,6 +46,8 @@ pub struct SkyConfig {
     /// Always holds `default`.
     workspaces: BTreeMap<String, Workspace>,
     admin_policy: Option<AdminPolicy>,
+    /// `kubernetes` and `workspaces.<ws>.kubernetes`, read.
+    kubernetes: KubernetesConfig,
 }
 
 /// Reads a config file's text; empty text (or only comments) is an empty
@@ -95,6 +102,7 @@ impl SkyConfig {
             Some(policy) => AdminPolicy::from_json(policy)?,
             None => None,
         };
+        let kubernetes = KubernetesConfig::from_config(&value)?;
         let allowed_clouds = present("allowed_clouds")
             .and_then(Json::as_array)
             .map(|clouds| {
@@ -110,6 +118,7 @@ impl SkyConfig {
             active_workspace,
             workspaces,
             admin_policy,
+            kubernetes,
         })
     }
 
@@ -152,6 +161,11 @@ impl SkyConfig {
     /// `kubernetes`); `None` when it is not set, which allows any.
     pub fn allowed_clouds(&self) -> Option<&[String]> {
         self.allowed_clouds.as_deref()
+    }
+
+    /// The `kubernetes` settings, per workspace and context.
+    pub fn kubernetes(&self) -> &KubernetesConfig {
+        &self.kubernetes
     }
 
     pub fn admin_policy(&self) -> Option<&AdminPolicy> {
