@@ -12,7 +12,7 @@
 //! the pool file for how to reach each host.
 
 mod node_runner;
-mod scripts;
+pub(crate) mod scripts;
 
 use crate::placement::Allocation;
 use crate::ssh::{ClusterKey, SshPool, SshTarget, quote};
@@ -535,6 +535,7 @@ impl Provider for SshProvider {
                         known_hosts: PathBuf::from(format!("{head_dir}/ssh/known_hosts")),
                         agent: PathBuf::from(&agents[rank]),
                     }),
+                    tcp: None,
                 }
             })
             .collect();
