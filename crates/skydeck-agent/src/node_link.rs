@@ -109,16 +109,30 @@ async fn read_line(reader: &mut (impl AsyncBufReadExt + Unpin)) -> anyhow::Resul
 /// `skydeck agent node-serve`: runs until killed, a node-exec per
 /// authenticated connection.
 pub(crate) async fn serve(listen: SocketAddr, secret_file: PathBuf) -> anyhow::Result<ExitCode> {
-    let secret = read_secret(&secret_file)?;
+    // Checked now, read again for every connection: a relaunch writes a
+    // new secret without restarting this server.
+    read_secret(&secret_file)?;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(%listen, "serving the head's agent");
+    // The address really bound (port 0 picks one): for whoever started us.
+    let bound = listener.local_addr()?;
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {bound}")?;
+        out.flush()?;
+    }
+    tracing::info!(%bound, "serving the head's agent");
     loop {
         let (stream, peer) = listener.accept().await?;
-        let secret = secret.clone();
+        let secret_file = secret_file.clone();
         tokio::spawn(async move {
-            if let Err(err) = serve_one(stream, &secret).await {
+            let served = match read_secret(&secret_file) {
+                Ok(secret) => serve_one(stream, &secret).await,
+                Err(err) => Err(err),
+            };
+            if let Err(err) = served {
                 tracing::warn!(%peer, "a link from the head failed: {err:#}");
             }
         });

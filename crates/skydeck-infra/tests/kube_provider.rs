@@ -113,14 +113,17 @@ impl TestNamespace {
 
 impl Drop for TestNamespace {
     fn drop(&mut self) {
-        let namespaces: Api<Namespace> = Api::all(self.client.clone());
         let name = self.name.clone();
-        // The test's runtime is ending: delete on a thread of our own.
+        // A client lives on the runtime that made it, which this drop
+        // blocks: a fresh one, on a runtime of its own.
         let _ = std::thread::spawn(move || {
             tokio::runtime::Runtime::new()
                 .unwrap()
                 .block_on(async move {
-                    let _ = namespaces.delete(&name, &DeleteParams::default()).await;
+                    if let Some(client) = client().await {
+                        let namespaces: Api<Namespace> = Api::all(client);
+                        let _ = namespaces.delete(&name, &DeleteParams::default()).await;
+                    }
                 });
         })
         .join();
@@ -185,20 +188,23 @@ where
 async fn wait_for_status(provider: &KubeProvider, handle: &Handle, job: u64, want: JobStatus) {
     let agent = provider.agent(handle);
     let last = std::cell::Cell::new(None);
-    let reached = eventually(Duration::from_secs(90), || {
+    // Until it is `want`, or finished as something else.
+    eventually(Duration::from_secs(90), || {
         let (agent, last) = (&agent, &last);
         async move {
             let status = agent.job_status(&[job]).await.unwrap();
             last.set(status.get(&job.to_string()).copied().flatten());
-            last.get() == Some(want)
+            last.get() == Some(want) || last.get().is_some_and(|s| s.is_finished())
         }
     })
     .await;
-    assert!(
-        reached,
-        "job {job} never became {want:?} (last {:?})",
-        last.get()
-    );
+    if last.get() != Some(want) {
+        let log = log_of(provider, handle, job).await;
+        panic!(
+            "job {job} never became {want:?} (last {:?}); its log:\n{log}",
+            last.get()
+        );
+    }
 }
 
 async fn log_of(provider: &KubeProvider, handle: &Handle, job: u64) -> String {

@@ -265,7 +265,23 @@ impl KubeProvider {
                         "kubernetes.pod_config does not make a valid pod: {err}"
                     ))
                 })?;
-                match pods.create(&PostParams::default(), &pod).await {
+                // A service account made a moment ago has no token yet
+                // on clusters that still make token secrets (before
+                // 1.24), and pods that would mount it are refused until
+                // it has one: wait for it.
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let created = loop {
+                    match pods.create(&PostParams::default(), &pod).await {
+                        Err(err)
+                            if kube_message(&err).contains("retry after the token")
+                                && Instant::now() < deadline =>
+                        {
+                            tokio::time::sleep(POLL).await;
+                        }
+                        other => break other,
+                    }
+                };
+                match created {
                     Ok(_) => Ok(()),
                     Err(err) if is_status(&err, 409) => Ok(()),
                     Err(err) if is_status(&err, 422) || is_status(&err, 400) => {
@@ -623,9 +639,8 @@ impl Provider for KubeProvider {
         let head_dir = format!("{}/.skydeck/clusters/{name}", facts[0].home);
         let secret_file = PathBuf::from(format!("{head_dir}/{SECRET_FILE}"));
         if pods.len() > 1 {
-            // One secret for every node; a relaunch makes a new one, and
-            // restarts nothing that still knows the old (a worker's
-            // node-serve reads its file at start).
+            // One secret for every node; a relaunch makes a new one
+            // (a worker's node-serve reads its file for each connection).
             let secret = new_secret()?;
             try_join_all(
                 pods.iter().map(|pod| {
