@@ -42,6 +42,36 @@ pub enum AgentCommand {
     /// over SSH (a JSON request on stdin; output on stdout). Not for people.
     #[command(name = "node-exec", hide = true)]
     NodeExec,
+    /// On a worker pod: serve the head's agent over TCP, a node-exec per
+    /// connection that proves it knows the cluster secret. Not for people.
+    #[command(name = "node-serve", hide = true)]
+    NodeServe(NodeServeArgs),
+    /// On the head: reach a worker's node-serve, carrying node-exec's
+    /// input and output as ssh would. Not for people.
+    #[command(name = "node-connect", hide = true)]
+    NodeConnect(NodeConnectArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct NodeServeArgs {
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: std::net::SocketAddr,
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct NodeConnectArgs {
+    #[arg(long)]
+    pub host: String,
+    #[arg(long)]
+    pub port: u16,
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: PathBuf,
+    /// The head's heartbeat interval: the worker is given up after a few
+    /// of these without a word.
+    #[arg(long, value_name = "S", default_value_t = 5)]
+    pub alive_secs: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -212,6 +242,19 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<ExitCode> {
             print_json(&AutostopReply { autostop: setting })
         }
         AgentCommand::NodeExec => crate::node_exec::run().await,
+        AgentCommand::NodeServe(args) => {
+            init_tracing();
+            crate::node_link::serve(args.listen, args.secret_file).await
+        }
+        AgentCommand::NodeConnect(args) => {
+            crate::node_link::connect(
+                &args.host,
+                args.port,
+                &args.secret_file,
+                std::time::Duration::from_secs(args.alive_secs.max(1)),
+            )
+            .await
+        }
         AgentCommand::Status(args) => {
             let (dir, store) = args.open()?;
             let state = store.read()?;

@@ -38,6 +38,21 @@ pub struct NodeInfo {
     /// itself everywhere).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh: Option<NodeSsh>,
+    /// How the head's agent reaches this node's agent over TCP (a
+    /// Kubernetes pod: `node-serve` on the pod's IP); `None` elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<NodeTcp>,
+}
+
+/// A worker whose own agent listens (`skydeck agent node-serve`) for the
+/// head's, which proves it knows the cluster's secret (a file on the head,
+/// the same on the worker) before the worker runs anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeTcp {
+    pub host: String,
+    pub port: u16,
+    /// The cluster's secret, on the head.
+    pub secret_file: PathBuf,
 }
 
 /// A worker node as the head's agent reaches it: with the cluster's own
@@ -60,6 +75,12 @@ pub struct NodeSsh {
 }
 
 impl NodeInfo {
+    /// Whether the head's agent reaches this node over a link (SSH or
+    /// TCP) rather than on its own machine.
+    pub fn is_remote(&self) -> bool {
+        self.ssh.is_some() || self.tcp.is_some()
+    }
+
     /// Where a job's processes start, as SkyPilot's `~/sky_workdir`.
     pub fn workdir(&self) -> PathBuf {
         self.dir.join("sky_workdir")

@@ -31,6 +31,7 @@ mod fsutil;
 mod jobs;
 mod logs;
 mod node_exec;
+mod node_link;
 mod process;
 mod remote;
 mod runner;

@@ -12,7 +12,7 @@
 //! its exit code) among whatever ssh itself has to say. A phase that ends
 //! without the exit report lost its worker: the job fails as FAILED_DRIVER.
 
-use crate::cluster::NodeSsh;
+use crate::cluster::{NodeInfo, NodeSsh, NodeTcp};
 use crate::node_exec::{self, NodeExecRequest};
 use crate::process::JOB_MARKER_VAR;
 use crate::runner::{
@@ -48,11 +48,54 @@ pub(crate) fn alive_interval() -> Duration {
         .map_or(DEFAULT_ALIVE, Duration::from_secs)
 }
 
+/// How the head reaches a worker: the system `ssh`, or `skydeck agent
+/// node-connect` to the worker's own agent (see `node_link`). Either is a
+/// local child process carrying node-exec's stdin, stdout and stderr, so
+/// everything below is the same for both.
+#[derive(Debug, Clone)]
+pub(crate) enum Reach {
+    Ssh(NodeSsh),
+    Tcp(NodeTcp),
+}
+
+impl Reach {
+    pub(crate) fn of(node: &NodeInfo) -> Option<Self> {
+        match (&node.ssh, &node.tcp) {
+            (Some(ssh), _) => Some(Self::Ssh(ssh.clone())),
+            (None, Some(tcp)) => Some(Self::Tcp(tcp.clone())),
+            (None, None) => None,
+        }
+    }
+
+    fn target(&self, rank: usize) -> String {
+        match self {
+            Self::Ssh(ssh) => format!("{rank} ({}@{}:{})", ssh.user, ssh.host, ssh.port),
+            Self::Tcp(tcp) => format!("{rank} ({}:{})", tcp.host, tcp.port),
+        }
+    }
+
+    /// What carries the phase, for messages.
+    fn link(&self) -> &'static str {
+        match self {
+            Self::Ssh(_) => "the SSH connection",
+            Self::Tcp(_) => "the connection to its agent",
+        }
+    }
+
+    fn command(&self, alive: Duration) -> std::io::Result<tokio::process::Command> {
+        match self {
+            Self::Ssh(ssh) => Ok(ssh_command(ssh, alive)),
+            Self::Tcp(tcp) => crate::node_link::connect_command(tcp, alive),
+        }
+    }
+}
+
 /// The worker's side of a running phase, read when its `ssh` exits.
 pub(crate) struct RemoteLink {
     reports: JoinHandle<Reports>,
     heartbeat: JoinHandle<()>,
     target: String,
+    link: &'static str,
 }
 
 #[derive(Default)]
@@ -75,8 +118,9 @@ impl RemoteLink {
             None => NodeExit::Lost {
                 code,
                 reason: format!(
-                    "lost the worker {}: the SSH connection ended without its exit status{}",
+                    "lost the worker {}: {} ended without its exit status{}",
                     self.target,
+                    self.link,
                     explain(&reports.said)
                 ),
             },
@@ -89,18 +133,18 @@ impl RemoteLink {
 pub(crate) async fn spawn_remote(
     script: &str,
     node: &NodeCommand,
-    ssh: &NodeSsh,
+    reach: &Reach,
     log: &Arc<File>,
     alive: Duration,
 ) -> std::io::Result<NodeProcess> {
-    let target = format!("{} ({}@{}:{})", node.rank, ssh.user, ssh.host, ssh.port);
+    let target = reach.target(node.rank);
     let marker = node
         .env
         .iter()
         .find(|(name, _)| name == JOB_MARKER_VAR)
         .map(|(_, value)| value.clone())
         .unwrap_or_default();
-    let mut command = ssh_command(ssh, alive);
+    let mut command = reach.command(alive)?;
     command
         // The marker lets a restarted daemon find this ssh too.
         .env(JOB_MARKER_VAR, marker)
@@ -145,7 +189,7 @@ pub(crate) async fn spawn_remote(
             };
             return Err(std::io::Error::other(start_failure(
                 &target,
-                ssh,
+                reach,
                 exit_code(status),
                 &said,
             )));
@@ -166,6 +210,7 @@ pub(crate) async fn spawn_remote(
             reports,
             heartbeat: tokio::spawn(heartbeat(stdin, alive)),
             target,
+            link: reach.link(),
         }),
     })
 }
@@ -271,7 +316,13 @@ async fn read_reports(
     }
 }
 
-fn start_failure(target: &str, ssh: &NodeSsh, code: i32, said: &[String]) -> String {
+fn start_failure(target: &str, reach: &Reach, code: i32, said: &[String]) -> String {
+    let Reach::Ssh(ssh) = reach else {
+        return format!(
+            "cannot start the job on worker {target} through its agent (exit {code}){}",
+            explain(said)
+        );
+    };
     let key_changed = said.iter().any(|line| {
         line.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
             || line.contains("Host key verification failed")
@@ -328,6 +379,7 @@ mod tests {
             "@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @".to_owned(),
             "Host key verification failed.".to_owned(),
         ];
+        let ssh = Reach::Ssh(ssh);
         let message = start_failure("1 (root@10.0.0.2:22)", &ssh, 255, &said);
         assert!(
             message.contains("host key is not the one recorded in /kh"),

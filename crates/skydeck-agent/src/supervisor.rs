@@ -8,7 +8,7 @@ use crate::jobs::{finish, read_secrets};
 use crate::paths::ClusterDir;
 use crate::process::{JOB_MARKER_VAR, KILL_GRACE, boot_id, job_marker};
 use crate::protocol::JobStatus;
-use crate::remote::{alive_interval, spawn_remote};
+use crate::remote::{Reach, alive_interval, spawn_remote};
 use crate::runner::{NodeCommand, NodeProcess, PhaseEnd, spawn_node, wait_phase};
 use crate::state::{JobRecord, NodeProc, StateStore};
 use anyhow::Context;
@@ -74,7 +74,7 @@ async fn run_job(
     // A worker's is made there, by node-exec.
     for node in ctx.cluster.nodes[..job.num_nodes]
         .iter()
-        .filter(|node| node.ssh.is_none())
+        .filter(|node| !node.is_remote())
     {
         let workdir = node.workdir();
         std::fs::create_dir_all(&workdir)
@@ -147,10 +147,10 @@ impl PhaseRunner<'_> {
         let mut remote = JoinSet::new();
         for node in &ctx.cluster.nodes[..job.num_nodes] {
             let command = self.command(phase, node);
-            if let Some(ssh) = node.ssh.clone() {
+            if let Some(reach) = Reach::of(node) {
                 let (script, log) = (script.to_owned(), self.log.clone());
                 remote.spawn(async move {
-                    let started = spawn_remote(&script, &command, &ssh, &log, alive).await;
+                    let started = spawn_remote(&script, &command, &reach, &log, alive).await;
                     (command.rank, started)
                 });
                 continue;
@@ -197,14 +197,13 @@ impl PhaseRunner<'_> {
         let (ctx, job) = (self.ctx, self.job);
         let mut env = node_env(&ctx.cluster, job, node.rank, phase, self.secrets);
         env.push((JOB_MARKER_VAR.to_owned(), job_marker(&ctx.dir, job.job_id)));
-        let script_file = match node.ssh {
-            None => ctx.dir.job_script(job.job_id, phase.name(), node.rank),
+        let script_file = if node.is_remote() {
             // On the worker, inside the node's own directory.
-            Some(_) => {
-                node.dir
-                    .join(".skydeck")
-                    .join(format!("job-{}-{}.sh", job.job_id, phase.name()))
-            }
+            node.dir
+                .join(".skydeck")
+                .join(format!("job-{}-{}.sh", job.job_id, phase.name()))
+        } else {
+            ctx.dir.job_script(job.job_id, phase.name(), node.rank)
         };
         NodeCommand {
             rank: node.rank,

@@ -13,6 +13,11 @@ pub struct NodeRequest {
     pub memory_gb: Option<f64>,
     pub accelerators: BTreeMap<String, f64>,
     pub ports: Vec<u16>,
+    /// The task's `image_id` as written (`docker:<image>`): what a
+    /// container-based infrastructure (Kubernetes) runs the node in; the
+    /// others ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -203,6 +208,7 @@ mod tests {
             memory_gb: Some(4.0),
             accelerators: parse_accelerator_list("H100:1"),
             ports: vec![],
+            image: None,
         };
         assert_eq!(machine().fits(&request), Ok(()));
     }
@@ -214,6 +220,7 @@ mod tests {
             memory_gb: None,
             accelerators: parse_accelerator_list("A100:8"),
             ports: vec![],
+            image: None,
         };
         let err = machine().fits(&request).unwrap_err();
         assert!(
@@ -237,6 +244,7 @@ mod tests {
             memory_gb: None,
             accelerators: parse_accelerator_list("H100:1"),
             ports: vec![],
+            image: None,
         };
         let err = machine().fits(&request).unwrap_err();
         assert!(!err.contains(ENV_FAKE_ACCELERATORS), "{err}");

@@ -310,6 +310,7 @@ mod tests {
                 BTreeMap::new()
             },
             ports: ports.to_vec(),
+            image: None,
         }
     }
 

@@ -142,6 +142,7 @@ impl LocalProvider {
                     .find(|a| a.node_rank == rank)
                     .map(|a| a.gpus.clone()),
                 ssh: None,
+                tcp: None,
             })
             .collect();
         Ok(Handle {

@@ -25,7 +25,7 @@ mod install;
 mod keys;
 mod pool;
 mod probe;
-mod provider;
+pub(crate) mod provider;
 mod quote;
 mod runner;
 mod session;

@@ -265,6 +265,7 @@ mod tests {
         let request = NodeRequest {
             cpus: Some(1.0),
             ports: vec![8080],
+            image: None,
             ..NodeRequest::default()
         };
         let pinned = ["ssh/p/b".to_owned(), "ssh/p/a".to_owned()];

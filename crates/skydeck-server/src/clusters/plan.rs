@@ -169,6 +169,10 @@ pub fn plan(task_yaml: &str, uploaded: Option<&Path>, files: Files) -> Result<Pl
             memory_gb: resources.memory_gb(),
             accelerators,
             ports: resources.ports(),
+            image: match &resources.image_id {
+                Some(skydeck_types::task::ImageId::Image(image)) => Some(image.clone()),
+                _ => None,
+            },
         },
         job_cpus: cpus.unwrap_or(DEFAULT_JOB_CPUS),
         workdir,

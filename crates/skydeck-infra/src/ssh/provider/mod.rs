@@ -15,7 +15,7 @@ mod agent_env;
 mod node_runner;
 mod ports;
 mod reach;
-mod scripts;
+pub(crate) mod scripts;
 
 use crate::placement::Allocation;
 use crate::ssh::{ClusterKey, SshPool, SshTarget, quote};
@@ -659,6 +659,7 @@ impl Provider for SshProvider {
                         known_hosts: PathBuf::from(format!("{head_dir}/ssh/known_hosts")),
                         agent: PathBuf::from(&agents[rank]),
                     }),
+                    tcp: None,
                 }
             })
             .collect();
