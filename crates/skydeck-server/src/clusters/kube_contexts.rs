@@ -15,6 +15,7 @@ use skydeck_types::config::{
     ProvisionTimeout, SkyConfig,
 };
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,6 +38,9 @@ pub struct KubeContexts {
     /// What the last check found per context (`true`: usable), so that
     /// `enabled_clouds` (asked by every `sky status`) needs no API call.
     checked: Mutex<HashMap<String, bool>>,
+    /// The program copied into pods as the agent (`SKYDECK_AGENT_PROGRAM`,
+    /// else this binary); `None` leaves the provider's default.
+    program: Option<PathBuf>,
 }
 
 fn refused(message: String) -> RequestError {
@@ -56,12 +60,20 @@ impl KubeContexts {
         Self::new(KubeSources::from_env())
     }
 
+    /// Copies `program` into pods as each cluster's agent.
+    #[must_use]
+    pub fn with_program(mut self, program: PathBuf) -> Self {
+        self.program = Some(program);
+        self
+    }
+
     pub fn new(sources: KubeSources) -> Self {
         Self {
             sources,
             providers: Mutex::new(HashMap::new()),
             config: Mutex::new(Arc::new(SkyConfig::default())),
             checked: Mutex::new(HashMap::new()),
+            program: None,
         }
     }
 
@@ -153,7 +165,11 @@ impl KubeContexts {
             .sources
             .connect(context, namespace, kube_settings)
             .map_err(|err| refused(format!("Kubernetes context {context}: {err}")))?;
-        let provider = Arc::new(KubeProvider::new(target));
+        let provider = KubeProvider::new(target);
+        let provider = Arc::new(match &self.program {
+            Some(program) => provider.with_program(program.clone()),
+            None => provider,
+        });
         providers.insert(context.to_owned(), (settings, Arc::clone(&provider)));
         Ok(provider)
     }

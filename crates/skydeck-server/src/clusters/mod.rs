@@ -62,7 +62,7 @@ impl Infra {
                 LocalProvider::new(paths.clusters(), program.clone()).with_max_nodes(max_nodes),
             ),
             ssh: ssh_pools::SshPools::new(paths.clone(), program.clone()),
-            kube: kube_contexts::KubeContexts::from_env(),
+            kube: kube_contexts::KubeContexts::from_env().with_program(program.clone()),
             home: paths.home.clone(),
             agent_program: program,
             uploads: paths.uploads(),
@@ -117,14 +117,10 @@ impl Infra {
             other if other.starts_with("ssh/") => {
                 Ok(self.ssh.provider(&other[4..])?.agent(&handle))
             }
-            // The pod backend's agent arrives with it (issue 15, part 2).
-            other if other.starts_with(kube_contexts::PREFIX) => Err(RequestError::new(
-                crate::skypilot::exception::RUNTIME_ERROR,
-                format!(
-                    "Cluster {:?} is on {other}, whose agent this server cannot reach yet.",
-                    cluster.name
-                ),
-            )),
+            other if other.starts_with(kube_contexts::PREFIX) => Ok(self
+                .kube
+                .provider(&other[kube_contexts::PREFIX.len()..])?
+                .agent(&handle)),
             other => Err(self
                 .provider(other)
                 .err()
