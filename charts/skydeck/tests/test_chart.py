@@ -654,6 +654,24 @@ class InvariantsTest(unittest.TestCase):
 # --------------------------------------------------------------------------
 
 
+# SkyPilot's documented minimum (cloud-permissions/kubernetes.rst) for the
+# identity that launches clusters, plus pods/log and the pods' own
+# ServiceAccount (the backend makes skypilot-service-account when missing).
+DEFAULT_NAMESPACE_RULES = [
+    {"apiGroups": [""], "resources": ["pods", "pods/status", "pods/exec", "pods/log", "pods/portforward"],
+     "verbs": ["*"]},
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["*"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["*"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "create"]},
+]
+DEFAULT_CLUSTER_RULES = [
+    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["node.k8s.io"], "resources": ["runtimeclasses"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": ["get", "list", "watch"]},
+]
+
+
 class DefaultsTest(unittest.TestCase):
     def test_defaults(self):
         r = ok()
@@ -674,8 +692,8 @@ class DefaultsTest(unittest.TestCase):
             self.assertNotIn(absent, env)
         self.assertEqual(r.script().splitlines()[-1], "exec skydeck api start --deploy --foreground")
         self.assertEqual(r.pod()["terminationGracePeriodSeconds"], 60)
-        # No backend uses the Kubernetes API yet: `local` jobs in this pod get no token.
-        self.assertIs(r.pod()["automountServiceAccountToken"], False)
+        # SkyPilot's default: the server launches into its own cluster, with its token.
+        self.assertIs(r.pod()["automountServiceAccountToken"], True)
         # State volume: PVC <N>-state, subPaths .skydeck and .ssh.
         pvc = r.get("PersistentVolumeClaim", "skydeck-state")
         self.assertEqual(pvc["spec"]["accessModes"], ["ReadWriteOnce"])
@@ -716,14 +734,49 @@ class DefaultsTest(unittest.TestCase):
         self.assertIsNone(r.find("Secret", "skydeck-initial-basic-auth"))
 
     def test_rbac_defaults(self):
-        # A ServiceAccount without a token in the pod and without any
-        # permission: no Role, no ClusterRole, no binding, no Namespace.
+        # SkyPilot's documented minimum for the identity that launches
+        # clusters, bound to the server's ServiceAccount, and nothing more.
         r = ok()
         sa = r.get("ServiceAccount", "skydeck-api-sa")
         self.assertEqual(r.pod()["serviceAccountName"], "skydeck-api-sa")
         self.assertNotIn("annotations", sa["metadata"])
-        self.assertIs(sa["automountServiceAccountToken"], False)
-        for kind in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "Namespace"):
+        self.assertIs(sa["automountServiceAccountToken"], True)
+        self.assertEqual(r.env_value("SKYDECK_IN_CLUSTER_NAMESPACE"), NAMESPACE)
+        role = r.get("Role", "skydeck-api-role")
+        self.assertEqual(role["metadata"]["namespace"], NAMESPACE)
+        self.assertEqual(role["rules"], DEFAULT_NAMESPACE_RULES)
+        binding = r.get("RoleBinding", "skydeck-api-role-binding")
+        self.assertEqual(binding["roleRef"], {"kind": "Role", "name": "skydeck-api-role",
+                                              "apiGroup": "rbac.authorization.k8s.io"})
+        self.assertEqual(binding["subjects"], [{"kind": "ServiceAccount", "name": "skydeck-api-sa",
+                                                "namespace": NAMESPACE}])
+        cr = r.get("ClusterRole", "skydeck-skydeck-api-role")
+        self.assertEqual(cr["rules"], DEFAULT_CLUSTER_RULES)
+        # Read-only cluster-wide, and no pods outside the namespace of clusters.
+        for rule in cr["rules"]:
+            self.assertEqual(rule["verbs"], ["get", "list", "watch"])
+            self.assertNotIn("pods", rule["resources"])
+        crb = r.get("ClusterRoleBinding", "skydeck-skydeck-api-role-binding")
+        self.assertEqual(crb["roleRef"]["name"], "skydeck-skydeck-api-role")
+        self.assertEqual(r.names("Role"), ["skydeck-api-role"])
+        self.assertEqual(r.names("Namespace"), [])
+
+    def test_without_the_api_server_cluster_nothing_is_granted(self):
+        # Whatever the rules say: no token, no Role, no ClusterRole.
+        for extra in ([], ["rbac.manageRbacPolicies=true", "rbac.manageSystemComponents=true"]):
+            with self.subTest(extra=extra):
+                r = ok(sets=["kubernetesCredentials.useApiServerCluster=false", *extra])
+                self.assertIs(r.pod()["automountServiceAccountToken"], False)
+                self.assertIs(r.get("ServiceAccount", "skydeck-api-sa")["automountServiceAccountToken"], False)
+                self.assertNotIn("SKYDECK_IN_CLUSTER_NAMESPACE", r.env())
+                for kind in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "Namespace"):
+                    self.assertEqual(r.names(kind), [], kind)
+
+    def test_rules_are_overridable(self):
+        # An empty list renders no Role (or ClusterRole) but keeps the token.
+        r = ok(set_json=["rbac.namespaceRules=[]", "rbac.clusterRules=[]"])
+        self.assertIs(r.pod()["automountServiceAccountToken"], True)
+        for kind in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"):
             self.assertEqual(r.names(kind), [], kind)
 
 
@@ -1004,7 +1057,7 @@ class CredentialsTest(unittest.TestCase):
     def test_in_cluster_namespace(self):
         r = ok("pod-extras.yaml")
         self.assertEqual(r.env_value("SKYDECK_IN_CLUSTER_NAMESPACE", "deck"), "skydeck-clusters")
-        self.assertIs(r.pod("deck")["automountServiceAccountToken"], False)
+        self.assertIs(r.pod("deck")["automountServiceAccountToken"], True)
         role = r.get("Role", "deck-api-role")
         self.assertEqual(role["metadata"]["namespace"], "skydeck-clusters")
         self.assertEqual(r.get("RoleBinding", "deck-api-role-binding")["subjects"][0]["namespace"], NAMESPACE)
@@ -1297,7 +1350,8 @@ class RbacTest(unittest.TestCase):
         for kind in ("ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "Namespace"):
             self.assertEqual(r.names(kind), [], kind)
         self.assertEqual(r.pod()["serviceAccountName"], "skydeck-api")
-        self.assertIs(r.pod()["automountServiceAccountToken"], False)
+        # The admin's account is used in this cluster, so its token is mounted.
+        self.assertIs(r.pod()["automountServiceAccountToken"], True)
         cfg = yaml.safe_load(r.get("ConfigMap", "skydeck-config")["data"]["config.yaml"])
         self.assertEqual(cfg["allowed_clouds"], ["kubernetes"])
 
@@ -1387,21 +1441,68 @@ class ApiServerTest(unittest.TestCase):
             with self.subTest(sa=sa, may=check):
                 self.assertTrue(self.can_i(sa, *check))
 
-    def test_the_default_service_account_may_do_nothing(self):
+    # What no value of the chart ever grants.
+    NEVER = [
+        ("create", "clusterrolebindings"), ("create", "clusterroles"),
+        ("escalate", "clusterroles"), ("bind", "clusterroles"),
+        ("impersonate", "users"), ("impersonate", "serviceaccounts"),
+    ]
+
+    def test_defaults_grant_exactly_the_backends_minimum(self):
         ns = self.namespace("defaults")
+        other = self.namespace("defaults-other")
         self.install("deck", ns)
         sa = "system:serviceaccount:%s:deck-api-sa" % ns
         p = kubectl("get", "serviceaccount", "deck-api-sa", "-n", ns,
                     "-o", "jsonpath={.automountServiceAccountToken}")
+        self.assertEqual(p.stdout, "true", p.stderr)
+        # Every call of the Kubernetes backend (the reference's REST calls).
+        self.assertMay(sa, [
+            ("create", "pods", ns), ("get", "pods", ns), ("list", "pods", ns), ("watch", "pods", ns),
+            ("patch", "pods", ns), ("delete", "pods", ns), ("get", "pods", ns, "status"),
+            ("create", "pods", ns, "exec"), ("get", "pods", ns, "exec"), ("get", "pods", ns, "log"),
+            ("create", "pods", ns, "portforward"), ("get", "pods", ns, "portforward"),
+            ("create", "services", ns), ("get", "services", ns), ("list", "services", ns),
+            ("patch", "services", ns), ("delete", "services", ns), ("deletecollection", "services", ns),
+            ("get", "secrets", ns), ("create", "secrets", ns),
+            ("get", "events", ns), ("list", "events", ns), ("watch", "events", ns),
+            ("get", "serviceaccounts", ns), ("create", "serviceaccounts", ns),
+            ("get", "nodes"), ("list", "nodes"), ("watch", "nodes"),
+            ("list", "runtimeclasses.node.k8s.io"), ("list", "storageclasses.storage.k8s.io"),
+        ])
+        # Nothing beyond it: no writes cluster-wide, nothing in another
+        # namespace, no RBAC, no tokens, no workloads beyond pods.
+        self.assertMayNot(sa, self.NEVER + [
+            ("delete", "nodes"), ("patch", "nodes"), ("create", "nodes"),
+            ("delete", "runtimeclasses.node.k8s.io"), ("create", "storageclasses.storage.k8s.io"),
+            ("get", "secrets", other), ("list", "secrets"), ("create", "pods", other),
+            ("list", "pods", other), ("list", "pods"), ("create", "pods", other, "exec"),
+            ("get", "services", other), ("list", "events", other),
+            ("create", "roles", ns), ("create", "rolebindings", ns),
+            ("delete", "serviceaccounts", ns), ("patch", "serviceaccounts", ns),
+            ("create", "serviceaccounts", ns, "token"), ("create", "serviceaccounts", other),
+            ("create", "events", ns), ("delete", "events", ns),
+            ("get", "configmaps", ns), ("create", "deployments.apps", ns),
+            ("create", "daemonsets.apps", ns), ("create", "persistentvolumeclaims", ns),
+            ("list", "namespaces"), ("create", "namespaces"),
+            ("create", "ingresses.networking.k8s.io", ns),
+        ])
+
+    def test_without_the_api_server_cluster_nothing_is_granted(self):
+        ns = self.namespace("no-incluster")
+        self.install("deck", ns, "--set", "kubernetesCredentials.useApiServerCluster=false")
+        sa = "system:serviceaccount:%s:deck-api-sa" % ns
+        p = kubectl("get", "serviceaccount", "deck-api-sa", "-n", ns,
+                    "-o", "jsonpath={.automountServiceAccountToken}")
         self.assertEqual(p.stdout, "false", p.stderr)
-        self.assertMayNot(sa, [
-            ("create", "clusterrolebindings"), ("create", "clusterroles"),
-            ("escalate", "clusterroles"), ("bind", "clusterroles"),
+        self.assertMayNot(sa, self.NEVER + [
             ("create", "roles", ns), ("create", "rolebindings", ns),
             ("get", "secrets", ns), ("list", "secrets"), ("get", "configmaps", ns),
             ("list", "pods", ns), ("create", "pods", ns), ("create", "pods", ns, "exec"),
-            ("create", "serviceaccounts", ns, "token"), ("impersonate", "users"),
-            ("get", "nodes"), ("list", "namespaces"), ("create", "daemonsets.apps", ns),
+            ("get", "pods", ns, "log"), ("create", "services", ns), ("list", "events", ns),
+            ("create", "serviceaccounts", ns), ("create", "serviceaccounts", ns, "token"),
+            ("get", "nodes"), ("list", "runtimeclasses.node.k8s.io"),
+            ("list", "namespaces"), ("create", "daemonsets.apps", ns),
         ])
 
     def test_kubernetes_backend_rules_hold_at_the_api_server(self):

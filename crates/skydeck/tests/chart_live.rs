@@ -127,8 +127,8 @@ async fn the_chart_runs_the_server_ready_and_healthy_as_its_service_account() {
             "ingress-nginx.enabled=false",
             "--set",
             "storage.enabled=false",
-            "--set",
-            "kubernetesCredentials.useApiServerCluster=true",
+            // The in-cluster defaults (token, Role, namespace) are not set here:
+            // they are the chart's.
         ],
     );
 
@@ -177,15 +177,17 @@ async fn the_chart_runs_the_server_ready_and_healthy_as_its_service_account() {
     );
     assert!(answer.contains("healthy"), "{answer}");
 
-    // The account's token is there for the in-cluster config, and the
-    // server runs as the image's non-root user.
+    // By default the account's token is there for the in-cluster config,
+    // the server is told where the pods of clusters go, and it runs as the
+    // image's non-root user.
     let mut process = pods
         .exec(
             &name,
             [
                 "sh",
                 "-c",
-                "id -u; cat /var/run/secrets/kubernetes.io/serviceaccount/namespace",
+                "id -u; cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; \
+                 echo; echo \"$SKYDECK_IN_CLUSTER_NAMESPACE\"",
             ],
             &AttachParams::default().stdout(true).stderr(false),
         )
@@ -199,7 +201,7 @@ async fn the_chart_runs_the_server_ready_and_healthy_as_its_service_account() {
         .await
         .expect("read stdout");
     process.join().await.expect("the exec session ends");
-    assert_eq!(out, format!("1000\n{ns}"));
+    assert_eq!(out, format!("1000\n{ns}\n{ns}\n"));
 
     helm(&live, &["uninstall", RELEASE, "--namespace", &ns, "--wait"]);
     namespaces
