@@ -52,12 +52,24 @@ const DELETE_TIMEOUT: Duration = Duration::from_secs(120);
 /// The cluster's secret on each node, beside cluster.json.
 const SECRET_FILE: &str = "node.secret";
 
-/// The API server's own words for a failed call.
+/// The API server's own words for a failed call; a refusal (403) says
+/// where the missing permission is granted, since the server's words name
+/// only the verb, resource and account.
 pub(crate) fn kube_message(err: &kube::Error) -> String {
     match err {
+        kube::Error::Api(status) if status.code == 403 => forbidden(&status.message),
         kube::Error::Api(status) => format!("{} ({})", status.message, status.reason),
         other => other.to_string(),
     }
+}
+
+fn forbidden(message: &str) -> String {
+    format!(
+        "{message} (Forbidden): the credentials of this context lack that permission. \
+         Grant it to them; with the Helm chart, its rbac.namespaceRules (in the clusters' \
+         namespace) and rbac.clusterRules hold the backend's permissions (see \
+         docs/deploy.md, \"What the pod may do in its cluster\")"
+    )
 }
 
 fn is_status(err: &kube::Error, code: u16) -> bool {
