@@ -10,6 +10,7 @@
 
 use super::pod_spec::CONTAINER;
 use crate::runner::{CommandOutput, CommandRunner, READER_GONE, STREAM_CHUNK};
+use crate::session::{Session, SessionSpec};
 use crate::{InfraError, Result};
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Pod;
@@ -42,12 +43,26 @@ impl PodRunner {
     }
 
     async fn open(&self, argv: Vec<String>, stdin: bool) -> Result<AttachedProcess> {
+        self.exec(argv, stdin, false).await
+    }
+
+    /// An exec with stdin, on a pseudo-terminal (stdout only: a terminal
+    /// has one output) when `tty`.
+    pub(super) async fn open_session(
+        &self,
+        argv: Vec<String>,
+        tty: bool,
+    ) -> Result<AttachedProcess> {
+        self.exec(argv, true, tty).await
+    }
+
+    async fn exec(&self, argv: Vec<String>, stdin: bool, tty: bool) -> Result<AttachedProcess> {
         let params = AttachParams {
             container: Some(CONTAINER.to_owned()),
             stdin,
             stdout: true,
-            stderr: true,
-            tty: false,
+            stderr: !tty,
+            tty,
             max_stdin_buf_size: Some(BUFFER),
             max_stdout_buf_size: Some(BUFFER),
             max_stderr_buf_size: Some(BUFFER),
@@ -219,6 +234,10 @@ impl CommandRunner for PodRunner {
                 self.pod
             ))),
         }
+    }
+
+    async fn session(&self, spec: SessionSpec) -> Result<Session> {
+        super::session::open(self, spec).await
     }
 }
 

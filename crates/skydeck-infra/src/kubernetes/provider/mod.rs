@@ -19,6 +19,7 @@ pub mod exec;
 pub mod names;
 pub mod pod_spec;
 mod scripts;
+mod session;
 pub mod wait;
 
 use super::KubeTarget;
