@@ -4,7 +4,7 @@
 //! IPs); with `loadbalancer` (the default), launch makes SkyPilot's
 //! `<noc>--skypilot-lb` Service on the head pod, `endpoints` says it is
 //! pending (the test cluster has no load-balancer controller), and `down`
-//! removes it.
+//! removes it; `ingress` is refused at launch, naming the mode.
 
 #[path = "support/kube.rs"]
 mod kube_support;
@@ -239,4 +239,41 @@ async fn loadbalancer_makes_skypilots_service_and_down_removes_it() {
     );
     assert_eq!(down.code, Some(0), "{}", down.describe());
     assert!(left.is_empty(), "down removes the service: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ingress_is_refused_at_launch_naming_the_mode() {
+    let Some(kube) = kube_support::test_kube().await else {
+        return;
+    };
+    let scratch = tempfile::tempdir().unwrap();
+    let (server, task) = start(&kube, scratch.path(), "ingress");
+    let cluster = format!("kingress-{}", std::process::id());
+    let infra = format!("k8s/{}", kube.context);
+    let launched = skydeck(
+        &server,
+        scratch.path(),
+        &[
+            "launch", "-y", "-d", "-c", &cluster, "--infra", &infra, &task,
+        ],
+    )
+    .await;
+    let pods: Api<k8s_openapi::api::core::v1::Pod> =
+        Api::namespaced(kube.client.clone(), "default");
+    let made = pods
+        .list(&ListParams::default().labels(&format!("skydeck.io/cluster={cluster}")))
+        .await
+        .expect("list pods")
+        .items;
+    if !made.is_empty() {
+        skydeck(&server, scratch.path(), &["down", "-y", &cluster]).await;
+    }
+    assert_ne!(launched.code, Some(0), "{}", launched.describe());
+    assert!(
+        launched.stderr.contains("kubernetes.ports is `ingress`")
+            && launched.stderr.contains("not support"),
+        "{}",
+        launched.describe()
+    );
+    assert!(made.is_empty(), "a refused launch makes no pod: {made:?}");
 }
