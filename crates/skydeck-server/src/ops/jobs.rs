@@ -164,10 +164,18 @@ pub async fn endpoints(ctx: &RequestContext, body: EndpointsBody) -> OpResult {
         Value::String(s) => s.parse().ok(),
         _ => None,
     });
+    let addresses = match super::kube_endpoints::endpoints(ctx, &cluster, &handle).await? {
+        Some(addresses) => addresses,
+        None => handle
+            .ports
+            .iter()
+            .map(|port| (*port, format!("{head}:{port}")))
+            .collect(),
+    };
     let mut out = serde_json::Map::new();
-    for port in &handle.ports {
-        if wanted.is_none_or(|w| w == *port) {
-            out.insert(port.to_string(), json!(format!("{head}:{port}")));
+    for (port, address) in addresses {
+        if wanted.is_none_or(|w| w == port) {
+            out.insert(port.to_string(), json!(address));
         }
     }
     if let Some(port) = wanted

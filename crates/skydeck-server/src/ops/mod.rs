@@ -10,6 +10,7 @@ mod check;
 pub mod clusters;
 mod cost_report;
 mod jobs;
+mod kube_endpoints;
 mod kube_gpus;
 mod launch_checks;
 mod listings;

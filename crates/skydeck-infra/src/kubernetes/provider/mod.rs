@@ -18,6 +18,7 @@
 pub mod exec;
 pub mod names;
 pub mod pod_spec;
+pub mod ports;
 mod scripts;
 mod session;
 pub mod wait;
@@ -178,15 +179,22 @@ impl KubeProvider {
         Ok(&handle.hosts)
     }
 
-    /// The label selector of a handle's cluster (`skypilot-cluster-name`).
-    fn selector_of(handle: &Handle) -> Result<String> {
+    /// The cluster's name on the cloud, from its head pod's name.
+    fn on_cloud_of(handle: &Handle) -> Result<&str> {
         let head = &Self::pods_of(handle)?[0];
-        let on_cloud = head.strip_suffix("-head").ok_or_else(|| {
+        head.strip_suffix("-head").ok_or_else(|| {
             InfraError::Refused(format!(
                 "{head} is not a head pod's name; refusing to act on it"
             ))
-        })?;
-        Ok(format!("skypilot-cluster-name={on_cloud}"))
+        })
+    }
+
+    /// The label selector of a handle's cluster (`skypilot-cluster-name`).
+    fn selector_of(handle: &Handle) -> Result<String> {
+        Ok(format!(
+            "skypilot-cluster-name={}",
+            Self::on_cloud_of(handle)?
+        ))
     }
 
     /// Makes `skypilot-service-account` when pods run as it and it is
@@ -630,7 +638,7 @@ impl Provider for KubeProvider {
                 "a Kubernetes pod asks for one GPU model; ask for one accelerator".to_owned(),
             ));
         }
-        Ok(())
+        self.admits_ports(spec)
     }
 
     async fn provision(&self, spec: &ClusterSpec) -> Result<Handle> {
@@ -643,6 +651,7 @@ impl Provider for KubeProvider {
         self.ensure_service_account().await?;
         self.create_pods(spec, &names).await?;
         let ips = self.wait_running(&pods).await?;
+        self.open_ports(spec, &names).await?;
         let facts = try_join_all(
             pods.iter()
                 .enumerate()
@@ -806,6 +815,7 @@ impl Provider for KubeProvider {
     async fn terminate(&self, handle: &Handle) -> Result<()> {
         let selector = Self::selector_of(handle)?;
         self.delete_labelled(&selector).await?;
+        self.close_ports(Self::on_cloud_of(handle)?).await?;
         // Pods of the handle that lost their labels (someone relabelled
         // them) are still the cluster's.
         self.delete_and_wait(Self::pods_of(handle)?).await
