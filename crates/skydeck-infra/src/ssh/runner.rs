@@ -287,23 +287,29 @@ pub(super) async fn exit_code(
 impl CommandRunner for SshRunner {
     async fn run(&self, argv: &[String], stdin: Option<Vec<u8>>) -> Result<CommandOutput> {
         let (mut child, mut guard) = self.spawn(argv, stdin.is_some()).await?;
-        let (pgid, stderr_task) = read_stderr(child.stderr().take().expect("piped"), usize::MAX);
+        let (pgid, mut stderr_task) =
+            read_stderr(child.stderr().take().expect("piped"), usize::MAX);
         guard.pgid = Some(pgid);
         let mut stdout = child.stdout().take().expect("piped");
-        let stdout_task = tokio::spawn(async move {
-            let mut out = Vec::new();
-            stdout.read_to_end(&mut out).await.map(|_| out)
-        });
-        // Written beside the wait, so a command that never reads its input
+        // Written beside the reads, so a command that never reads its input
         // still times out; dropping the pipe at the end sends EOF.
         if let (Some(input), Some(mut pipe)) = (stdin, child.stdin().take()) {
             tokio::spawn(async move {
                 let _ = pipe.write_all(&input).await;
             });
         }
-        let waited = match self.command_timeout {
-            Some(limit) => match tokio::time::timeout(limit, child.wait()).await {
-                Ok(waited) => waited,
+        // The output is read to its end before the exit status is asked
+        // for: once `wait` returns, the mux master stops copying the
+        // command's output, cutting it short (openssh-rust/openssh#103).
+        let finish = async {
+            let mut out = Vec::new();
+            let read = stdout.read_to_end(&mut out).await.map(|_| out);
+            let stderr = (&mut stderr_task).await.unwrap_or_default();
+            (read, stderr, child.wait().await)
+        };
+        let (read, stderr, waited) = match self.command_timeout {
+            Some(limit) => match tokio::time::timeout(limit, finish).await {
+                Ok(finished) => finished,
                 Err(_) => {
                     guard.kill_now().await;
                     return Err(InfraError::Command(format!(
@@ -314,28 +320,18 @@ impl CommandRunner for SshRunner {
                     )));
                 }
             },
-            None => child.wait().await,
+            None => finish.await,
         };
         guard.disarm();
         let code = exit_code(waited, &guard.session, &self.connector.target).await?;
         // A lost read is an error, not an empty answer: callers parse what
         // the command printed.
-        let stdout = match stdout_task.await {
-            Ok(Ok(stdout)) => stdout,
-            Ok(Err(err)) => {
-                return Err(InfraError::Command(format!(
-                    "lost the output of {} on {}: {err}",
-                    argv[0], self.connector.target
-                )));
-            }
-            Err(err) => {
-                return Err(InfraError::Command(format!(
-                    "lost the output of {} on {}: {err}",
-                    argv[0], self.connector.target
-                )));
-            }
-        };
-        let stderr = stderr_task.await.unwrap_or_default();
+        let stdout = read.map_err(|err| {
+            InfraError::Command(format!(
+                "lost the output of {} on {}: {err}",
+                argv[0], self.connector.target
+            ))
+        })?;
         Ok(CommandOutput {
             code,
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
