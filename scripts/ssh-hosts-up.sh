@@ -182,6 +182,10 @@ mkdir -p "$h/home/$sudo_user/.ssh"
 cp "$dir/id_ed25519.pub" "$h/home/$sudo_user/.ssh/authorized_keys"
 chown -R 4242:4242 "$h/home/$sudo_user"
 chmod 700 "$h/home/$sudo_user" "$h/home/$sudo_user/.ssh"
+# sshd reads the login's authorized_keys as the login: every directory above
+# its home must let it through (DIR may come from `mktemp -d`, mode 0700).
+# Traverse only: nothing in them can be listed.
+chmod o+x "$dir" "$dir/hosts" "$h" "$h/home"
 { cat /etc/passwd; echo "$sudo_user:x:4242:4242::$h/home/$sudo_user:/bin/bash"; } >"$h/etc/passwd"
 { cat /etc/group; echo "$sudo_user:x:4242:"; } >"$h/etc/group"
 { cat /etc/shadow; echo "$sudo_user:$(openssl passwd -6 "$sudo_password"):20000:0:99999:7:::"; } >"$h/etc/shadow"

@@ -785,7 +785,9 @@ pub async fn reconcile(
             provider.start(&handle).await.map_err(infra_error)?;
             infra.health.record(
                 record,
-                "The cluster's agent was not running on its head (the host restarted, or the                  agent was killed): it was started again, and the jobs it lost ended                  FAILED_DRIVER."
+                "The cluster's agent was not running on its head (the host restarted, or the \
+                 agent was killed): it was started again, and the jobs it lost ended \
+                 FAILED_DRIVER."
                     .to_owned(),
             );
             if record.status == ClusterStatus::Up {
