@@ -330,6 +330,26 @@ async fn a_worker_pod_deleted_mid_job_fails_it_as_failed_driver() {
         problem.contains("lost-abcd1234-worker1 was deleted"),
         "{problem}"
     );
+    // The cluster's state says what happened, and stays until `down`.
+    let seen = provider.query(&handle).await.unwrap_err().to_string();
+    assert!(seen.contains("lost-abcd1234-worker1"), "{seen}");
+    assert!(seen.contains("ended FAILED_DRIVER"), "{seen}");
+    assert!(seen.contains("sky down lost"), "{seen}");
+    // Without its head the cluster is not gone while a pod is left: the
+    // record must stay, or that pod would be leaked.
+    ns.pods()
+        .delete(&handle.hosts[0], &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    let seen = provider.query(&handle).await;
+    if !labelled(&ns, "lost").await.is_empty() {
+        let seen = seen.unwrap_err().to_string();
+        assert!(seen.contains("lost-abcd1234-head"), "{seen}");
+        assert!(
+            seen.contains("job records went with the head pod"),
+            "{seen}"
+        );
+    }
     provider.terminate(&handle).await.unwrap();
     assert!(labelled(&ns, "lost").await.is_empty());
 }

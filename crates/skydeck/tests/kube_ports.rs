@@ -4,14 +4,20 @@
 //! IPs); with `loadbalancer` (the default), launch makes SkyPilot's
 //! `<noc>--skypilot-lb` Service on the head pod, `endpoints` says it is
 //! pending (the test cluster has no load-balancer controller), and `down`
-//! removes it; `ingress` is refused at launch, naming the mode.
+//! removes it; with `ingress`, a launch without the controller's
+//! IngressClass is refused, and with it launch makes a port Service (which
+//! the real endpoints controller routes to the head pod) and an nginx
+//! Ingress, `endpoints` gives the URL under the controller's node port,
+//! and `down` removes both.
 
 #[path = "support/kube.rs"]
 mod kube_support;
 mod support;
 
-use k8s_openapi::api::core::v1::Service;
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Pod, Service};
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -24,6 +30,10 @@ const SETTLE: Duration = Duration::from_secs(120);
 /// The task's port, inside the pod's own network namespace.
 const PORT: u16 = 18080;
 const GREETING: &str = "hello-from-pod";
+/// Where SkyPilot looks for the ingress-nginx controller.
+const INGRESS_CLASS: &str = "nginx";
+const CONTROLLER_NAMESPACE: &str = "ingress-nginx";
+const CONTROLLER_SERVICE: &str = "ingress-nginx-controller";
 
 struct Outcome {
     command: String,
@@ -241,16 +251,114 @@ async fn loadbalancer_makes_skypilots_service_and_down_removes_it() {
     assert!(left.is_empty(), "down removes the service: {left:?}");
 }
 
+/// The objects of the ingress-nginx controller the backend reads (the
+/// test cluster cannot run the controller itself: no network to pull its
+/// image). No traffic is sent to them.
+struct IngressController {
+    client: kube::Client,
+}
+
+impl IngressController {
+    async fn remove(client: &kube::Client) {
+        let classes: Api<IngressClass> = Api::all(client.clone());
+        let _ = classes
+            .delete(INGRESS_CLASS, &DeleteParams::default())
+            .await;
+        let services: Api<Service> = Api::namespaced(client.clone(), CONTROLLER_NAMESPACE);
+        let _ = services
+            .delete(CONTROLLER_SERVICE, &DeleteParams::default())
+            .await;
+    }
+
+    /// Installs the class and a NodePort controller service; its `http`
+    /// node port.
+    async fn install(client: &kube::Client) -> (Self, i32) {
+        Self::remove(client).await;
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": CONTROLLER_NAMESPACE},
+        }))
+        .unwrap();
+        match namespaces.create(&PostParams::default(), &namespace).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(err) => panic!("create namespace {CONTROLLER_NAMESPACE}: {err}"),
+        }
+        let class = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": INGRESS_CLASS},
+            "spec": {"controller": "k8s.io/ingress-nginx"},
+        }))
+        .unwrap();
+        Api::<IngressClass>::all(client.clone())
+            .create(&PostParams::default(), &class)
+            .await
+            .expect("create the ingress class");
+        let service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": CONTROLLER_SERVICE},
+            "spec": {
+                "type": "NodePort",
+                "selector": {"app.kubernetes.io/name": "ingress-nginx"},
+                "ports": [
+                    {"name": "http", "port": 80, "targetPort": 80},
+                    {"name": "https", "port": 443, "targetPort": 443},
+                ],
+            },
+        }))
+        .unwrap();
+        let made = Api::<Service>::namespaced(client.clone(), CONTROLLER_NAMESPACE)
+            .create(&PostParams::default(), &service)
+            .await
+            .expect("create the controller's service");
+        let node_port = made
+            .spec
+            .and_then(|s| s.ports)
+            .and_then(|ports| {
+                ports
+                    .into_iter()
+                    .find(|p| p.name.as_deref() == Some("http"))
+            })
+            .and_then(|p| p.node_port)
+            .expect("the http node port");
+        (
+            Self {
+                client: client.clone(),
+            },
+            node_port,
+        )
+    }
+}
+
+impl Drop for IngressController {
+    fn drop(&mut self) {
+        let client = self.client.clone();
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(IngressController::remove(&client));
+        })
+        .join();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn ingress_is_refused_at_launch_naming_the_mode() {
+async fn ingress_makes_skypilots_services_and_ingress_and_down_removes_them() {
     let Some(kube) = kube_support::test_kube().await else {
         return;
     };
     let scratch = tempfile::tempdir().unwrap();
     let (server, task) = start(&kube, scratch.path(), "ingress");
     let cluster = format!("kingress-{}", std::process::id());
+    let selector = format!("skydeck.io/cluster={cluster}");
+    let pods: Api<Pod> = Api::namespaced(kube.client.clone(), "default");
+    let services: Api<Service> = Api::namespaced(kube.client.clone(), "default");
+    let ingresses: Api<Ingress> = Api::namespaced(kube.client.clone(), "default");
+    let labelled = ListParams::default().labels(&selector);
+
+    // Without the controller's IngressClass the launch is refused, naming
+    // it, before any pod is made.
+    IngressController::remove(&kube.client).await;
     let infra = format!("k8s/{}", kube.context);
-    let launched = skydeck(
+    let refused = skydeck(
         &server,
         scratch.path(),
         &[
@@ -258,22 +366,132 @@ async fn ingress_is_refused_at_launch_naming_the_mode() {
         ],
     )
     .await;
-    let pods: Api<k8s_openapi::api::core::v1::Pod> =
-        Api::namespaced(kube.client.clone(), "default");
-    let made = pods
-        .list(&ListParams::default().labels(&format!("skydeck.io/cluster={cluster}")))
-        .await
-        .expect("list pods")
-        .items;
+    let made = pods.list(&labelled).await.expect("list pods").items;
     if !made.is_empty() {
         skydeck(&server, scratch.path(), &["down", "-y", &cluster]).await;
     }
-    assert_ne!(launched.code, Some(0), "{}", launched.describe());
+    assert_ne!(refused.code, Some(0), "{}", refused.describe());
     assert!(
-        launched.stderr.contains("kubernetes.ports is `ingress`")
-            && launched.stderr.contains("not support"),
+        refused.stderr.contains("no IngressClass `nginx`")
+            && refused.stderr.contains("kubernetes.ports"),
         "{}",
-        launched.describe()
+        refused.describe()
     );
     assert!(made.is_empty(), "a refused launch makes no pod: {made:?}");
+
+    let (_controller, node_port) = IngressController::install(&kube.client).await;
+    launch(&server, scratch.path(), &kube, &cluster, &task).await;
+    let made_services = services.list(&labelled).await.expect("list services").items;
+    let made_ingresses = ingresses
+        .list(&labelled)
+        .await
+        .expect("list ingresses")
+        .items;
+    let head = pods
+        .list(&labelled)
+        .await
+        .expect("list pods")
+        .items
+        .into_iter()
+        .find(|p| {
+            p.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.ends_with("-head"))
+        })
+        .expect("the head pod");
+    let head_ip = head.status.and_then(|s| s.pod_ip).unwrap_or_default();
+    let endpoints = skydeck(&server, scratch.path(), &["endpoints", &cluster]).await;
+
+    let [service] = &made_services[..] else {
+        panic!("one port service for the cluster: {made_services:?}");
+    };
+    let name = service.metadata.name.clone().unwrap_or_default();
+    let on_cloud = name
+        .strip_suffix(&format!("--skypilot-svc--{PORT}"))
+        .unwrap_or_else(|| panic!("SkyPilot's port service name: {name}"))
+        .to_owned();
+    assert_eq!(
+        service.spec.as_ref().and_then(|s| s.type_.as_deref()),
+        Some("ClusterIP")
+    );
+    // The real endpoints controller puts the head pod behind the service.
+    let routed = routed_ips(&kube.client, &name).await;
+    assert_eq!(
+        routed,
+        vec![head_ip],
+        "the port service selects the head pod"
+    );
+
+    let [ingress] = &made_ingresses[..] else {
+        panic!("one ingress for the cluster: {made_ingresses:?}");
+    };
+    assert_eq!(
+        ingress.metadata.name.as_deref(),
+        Some(format!("{on_cloud}-skypilot-ingress").as_str())
+    );
+    let spec = ingress.spec.clone().unwrap_or_default();
+    assert_eq!(spec.ingress_class_name.as_deref(), Some("nginx"));
+    let paths = spec.rules.unwrap_or_default()[0]
+        .http
+        .clone()
+        .unwrap_or_default()
+        .paths;
+    let path = format!("/skypilot/default/{on_cloud}/{PORT}");
+    assert_eq!(paths.len(), 1);
+    assert_eq!(
+        paths[0].path.as_deref(),
+        Some(format!("{path}(/|$)(.*)").as_str())
+    );
+    let backend = paths[0].backend.service.clone().expect("a service backend");
+    assert_eq!(backend.name, name);
+
+    // The address comes from the controller's service: its http node port.
+    let url = format!("http://localhost:{node_port}{path}");
+    assert_eq!(endpoints.code, Some(0), "{}", endpoints.describe());
+    assert!(
+        endpoints.stdout.contains(&url),
+        "{url}: {}",
+        endpoints.describe()
+    );
+
+    let down = skydeck(&server, scratch.path(), &["down", "-y", &cluster]).await;
+    assert_eq!(down.code, Some(0), "{}", down.describe());
+    let left_services = services.list(&labelled).await.expect("list services").items;
+    let left_ingresses = ingresses
+        .list(&labelled)
+        .await
+        .expect("list ingresses")
+        .items;
+    assert!(
+        left_services.is_empty(),
+        "down removes the port services: {left_services:?}"
+    );
+    assert!(
+        left_ingresses.is_empty(),
+        "down removes the ingress: {left_ingresses:?}"
+    );
+}
+
+/// The pod IPs the endpoints controller put behind service `name`, once
+/// it has put any (it follows the pods, so this polls).
+async fn routed_ips(client: &kube::Client, name: &str) -> Vec<String> {
+    let api: Api<Endpoints> = Api::namespaced(client.clone(), "default");
+    let started = Instant::now();
+    loop {
+        let ips: Vec<String> = api
+            .get_opt(name)
+            .await
+            .expect("read endpoints")
+            .and_then(|e| e.subsets)
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|s| s.addresses.unwrap_or_default())
+            .map(|a| a.ip)
+            .collect();
+        if !ips.is_empty() || started.elapsed() > SETTLE {
+            return ips;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

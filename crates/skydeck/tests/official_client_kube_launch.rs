@@ -3,7 +3,8 @@
 //! launch --infra k8s/<context>` (one pod per node, each seeing its rank and
 //! both pod IPs), `sky status` (INFRA `Kubernetes (<context>)`), `sky
 //! queue`, `sky logs`, `sky cancel`, a worker pod deleted mid-job (the job
-//! ends FAILED_DRIVER), `sky stop` refused as SkyPilot refuses it, and `sky
+//! ends FAILED_DRIVER and the cluster shows UNHEALTHY
+//! naming the pod), `sky stop` refused as SkyPilot refuses it, and `sky
 //! down` leaving no pod. Skipped without the cluster
 //! (`SKYDECK_TEST_KUBECONFIG`) or the client (`SKYDECK_TEST_SKY`), except
 //! under CI.
@@ -192,6 +193,13 @@ async fn official_client_runs_a_two_node_cluster_on_kubernetes() {
         &failed,
         line_with(&failed, "3").contains("FAILED_DRIVER"),
         "job 3 must end FAILED_DRIVER once its worker pod is gone",
+    );
+    // The cluster's status says what happened.
+    let status = sky.run(&["status", "-r", "-v", &cluster]).await;
+    report.check(
+        &status,
+        status.output().contains("UNHEALTHY") && status.output().contains(&worker.0),
+        "`sky status -r` must show the cluster UNHEALTHY, naming the deleted worker pod",
     );
 
     let stop = sky.run(&["stop", "-y", &cluster]).await;

@@ -16,6 +16,7 @@
 //!   by label, and waits until they are gone.
 
 pub mod exec;
+pub mod ingress;
 pub mod names;
 pub mod pod_spec;
 pub mod ports;
@@ -588,20 +589,47 @@ impl KubeProvider {
     /// What is wrong with the cluster's pods, if anything: a pod deleted,
     /// evicted or failed, in words for the cluster's status.
     pub async fn problem(&self, handle: &Handle) -> Result<Option<String>> {
+        Ok(self.survey(handle).await?.problem())
+    }
+
+    /// Reads every pod of the cluster once.
+    async fn survey(&self, handle: &Handle) -> Result<Survey> {
         let api = self.pods();
-        let mut problems = Vec::new();
-        for pod in Self::pods_of(handle)? {
-            match api.get_opt(pod).await {
-                Ok(None) => problems.push(format!("pod {pod} was deleted")),
-                Ok(Some(found)) => {
-                    if let Verdict::Failed(why) = wait::verdict(&found) {
-                        problems.push(why);
-                    }
-                }
-                Err(err) => return Err(self.context_error("cannot read pods", &err)),
+        let mut survey = Survey::default();
+        for (rank, pod) in Self::pods_of(handle)?.iter().enumerate() {
+            let found = api
+                .get_opt(pod)
+                .await
+                .map_err(|err| self.context_error("cannot read pods", &err))?;
+            let Some(found) = found else {
+                survey.problems.push(format!("pod {pod} was deleted"));
+                continue;
+            };
+            survey.present += 1;
+            match wait::verdict(&found) {
+                Verdict::Failed(why) => survey.problems.push(why),
+                _ if rank == 0 => survey.head_usable = true,
+                _ => {}
             }
         }
-        Ok((!problems.is_empty()).then(|| problems.join("; ")))
+        Ok(survey)
+    }
+}
+
+/// What one read of a cluster's pods found.
+#[derive(Debug, Default)]
+struct Survey {
+    /// Pods that still exist, whatever their state.
+    present: usize,
+    /// The head pod exists and has not failed.
+    head_usable: bool,
+    /// A pod deleted, evicted or failed, each in words.
+    problems: Vec<String>,
+}
+
+impl Survey {
+    fn problem(&self) -> Option<String> {
+        (!self.problems.is_empty()).then(|| self.problems.join("; "))
     }
 }
 
@@ -638,7 +666,7 @@ impl Provider for KubeProvider {
                 "a Kubernetes pod asks for one GPU model; ask for one accelerator".to_owned(),
             ));
         }
-        self.admits_ports(spec)
+        Ok(())
     }
 
     async fn provision(&self, spec: &ClusterSpec) -> Result<Handle> {
@@ -649,9 +677,11 @@ impl Provider for KubeProvider {
             .map(|rank| names.pod(rank))
             .collect();
         self.ensure_service_account().await?;
+        // Ports first: a mode the context cannot serve (ingress without
+        // its controller) is refused before any pod is made.
+        self.open_ports(spec, &names).await?;
         self.create_pods(spec, &names).await?;
         let ips = self.wait_running(&pods).await?;
-        self.open_ports(spec, &names).await?;
         let facts = try_join_all(
             pods.iter()
                 .enumerate()
@@ -740,22 +770,27 @@ impl Provider for KubeProvider {
 
     async fn query(&self, handle: &Handle) -> Result<ClusterState> {
         let pods = Self::pods_of(handle)?;
-        let api = self.pods();
-        let head = match api.get_opt(&pods[0]).await {
-            Ok(head) => head,
-            Err(err) => return Err(self.context_error("cannot read pods", &err)),
-        };
-        let Some(head) = head else {
-            // The head (and the agent with its records) is gone: the
-            // cluster is, whatever workers are left (`down` removes them).
-            return Ok(ClusterState::Gone);
-        };
-        if let Verdict::Failed(why) = wait::verdict(&head) {
-            tracing::warn!(cluster = %handle.cluster_name, "{why}");
+        let survey = self.survey(handle).await?;
+        if survey.present == 0 {
             return Ok(ClusterState::Gone);
         }
-        // A lost worker fails its job (FAILED_DRIVER) through the agent;
-        // the cluster stays as long as its head and agent do.
+        if let Some(problem) = survey.problem() {
+            // A pod cannot be brought back; what is left of the cluster
+            // stays (and is reported) until `down` removes it, instead of
+            // the record vanishing while pods are still there.
+            let consequence = if survey.head_usable {
+                "the jobs that used those pods ended FAILED_DRIVER"
+            } else {
+                "the cluster's agent and its job records went with the head pod"
+            };
+            tracing::warn!(cluster = %handle.cluster_name, "{problem}");
+            return Err(InfraError::Command(format!(
+                "{problem}; {consequence}. A pod cannot be brought back: tear the cluster \
+                 down with `sky down {}` and launch it again",
+                handle.cluster_name
+            )));
+        }
+        // Every pod runs: whether the cluster does is the agent's to say.
         let state = self
             .script(
                 &pods[0],

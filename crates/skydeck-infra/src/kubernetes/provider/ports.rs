@@ -6,7 +6,9 @@
 //! - `loadbalancer` (the default): one Service `<noc>--skypilot-lb` of
 //!   type LoadBalancer; the endpoint is its ingress address once a
 //!   load-balancer controller gave it one.
-//! - `ingress`: refused at launch (not yet supported).
+//! - `ingress`: a Service per port and an nginx Ingress
+//!   ([`super::ingress`]); the endpoints are URLs under the ingress
+//!   controller's address.
 
 use super::{KubeProvider, is_status};
 use crate::kubernetes::PortMode;
@@ -20,6 +22,16 @@ use super::names::{ClusterNames, SKYDECK_CLUSTER_LABEL};
 /// SkyPilot's name of a cluster's load-balancer service.
 pub fn load_balancer_name(on_cloud: &str) -> String {
     format!("{on_cloud}--skypilot-lb")
+}
+
+/// The labels of everything a cluster makes: SkyPilot's, which `down`
+/// selects by, and Skydeck's own.
+pub fn cluster_labels(names: &ClusterNames) -> serde_json::Value {
+    serde_json::json!({
+        "parent": "skypilot",
+        "skypilot-cluster-name": names.on_cloud,
+        SKYDECK_CLUSTER_LABEL: names.display_label,
+    })
 }
 
 /// The Service of mode `loadbalancer`: SkyPilot's template
@@ -40,11 +52,7 @@ pub fn load_balancer_manifest(names: &ClusterNames, ports: &[u16]) -> serde_json
         "kind": "Service",
         "metadata": {
             "name": load_balancer_name(&names.on_cloud),
-            "labels": {
-                "parent": "skypilot",
-                "skypilot-cluster-name": names.on_cloud,
-                SKYDECK_CLUSTER_LABEL: names.display_label,
-            },
+            "labels": cluster_labels(names),
             "annotations": {"service.beta.kubernetes.io/coreweave-load-balancer-type": "public"},
         },
         "spec": {
@@ -56,36 +64,41 @@ pub fn load_balancer_manifest(names: &ClusterNames, ports: &[u16]) -> serde_json
 }
 
 impl KubeProvider {
-    fn services(&self) -> Api<Service> {
+    pub(super) fn services(&self) -> Api<Service> {
         Api::namespaced(self.target.client.clone(), &self.target.namespace)
     }
 
-    /// Refuses a task with ports in a mode Skydeck cannot serve yet.
-    pub(super) fn admits_ports(&self, spec: &ClusterSpec) -> Result<()> {
-        if spec.node.ports.is_empty() || self.target.settings.ports != PortMode::Ingress {
-            return Ok(());
-        }
-        Err(InfraError::Unsatisfiable(format!(
-            "kubernetes.ports is `ingress` for context {}, which Skydeck does not support yet; \
-             set kubernetes.ports to `loadbalancer` or `podip` in the server's config.yaml, or \
-             launch without resources.ports",
-            self.target.context
-        )))
-    }
-
-    /// Makes what the mode needs for the task's ports (a relaunch
-    /// replaces the service, so a changed port list takes effect).
-    pub(super) async fn open_ports(&self, spec: &ClusterSpec, names: &ClusterNames) -> Result<()> {
-        if spec.node.ports.is_empty() || self.target.settings.ports != PortMode::LoadBalancer {
-            return Ok(());
-        }
-        let mut manifest = load_balancer_manifest(names, &spec.node.ports);
+    /// `kubernetes.custom_metadata` merged into a manifest, as SkyPilot
+    /// merges it into everything it makes.
+    pub(super) fn with_custom_metadata(
+        &self,
+        mut manifest: serde_json::Value,
+    ) -> serde_json::Value {
         if let Some(meta) = super::pod_spec::custom_metadata(&self.target.settings) {
             super::pod_spec::merge_pod_config(
                 &mut manifest,
                 &serde_json::json!({"metadata": meta}),
             );
         }
+        manifest
+    }
+
+    /// Makes what the mode needs for the task's ports (a relaunch
+    /// replaces them, so a changed port list takes effect).
+    pub(super) async fn open_ports(&self, spec: &ClusterSpec, names: &ClusterNames) -> Result<()> {
+        let ports = &spec.node.ports;
+        if ports.is_empty() {
+            return Ok(());
+        }
+        match self.target.settings.ports {
+            PortMode::PodIp => Ok(()),
+            PortMode::Ingress => self.open_ingress(names, ports).await,
+            PortMode::LoadBalancer => self.open_load_balancer(names, ports).await,
+        }
+    }
+
+    async fn open_load_balancer(&self, names: &ClusterNames, ports: &[u16]) -> Result<()> {
+        let manifest = self.with_custom_metadata(load_balancer_manifest(names, ports));
         let service: Service = serde_json::from_value(manifest).map_err(|err| {
             InfraError::Unsatisfiable(format!(
                 "kubernetes.custom_metadata does not make a valid service: {err}"
@@ -106,9 +119,10 @@ impl KubeProvider {
             .map_err(|err| self.context_error(&format!("cannot create service {name}"), &err))
     }
 
-    /// Deletes the load-balancer service by name (it may have lost its
-    /// labels); absent is fine.
+    /// Deletes the load-balancer service and the ingress by name (they
+    /// may have lost their labels); absent is fine.
     pub(super) async fn close_ports(&self, on_cloud: &str) -> Result<()> {
+        self.close_ingress(on_cloud).await?;
         let name = load_balancer_name(on_cloud);
         match self
             .services()
@@ -132,11 +146,7 @@ impl KubeProvider {
             .unwrap_or_default();
         let host = match self.target.settings.ports {
             PortMode::PodIp => head_ip,
-            PortMode::Ingress => {
-                return Err(InfraError::Unsatisfiable(
-                    "kubernetes.ports `ingress` is not supported by Skydeck yet".to_owned(),
-                ));
-            }
+            PortMode::Ingress => return self.ingress_endpoints(handle).await,
             PortMode::LoadBalancer => {
                 let on_cloud = Self::on_cloud_of(handle)?;
                 let name = load_balancer_name(on_cloud);
