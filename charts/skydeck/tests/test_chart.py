@@ -655,10 +655,10 @@ class InvariantsTest(unittest.TestCase):
 
 
 # SkyPilot's documented minimum (cloud-permissions/kubernetes.rst) for the
-# identity that launches clusters, plus pods/log and the pods' own
+# identity that launches clusters, plus the pods' own
 # ServiceAccount (the backend makes skypilot-service-account when missing).
 DEFAULT_NAMESPACE_RULES = [
-    {"apiGroups": [""], "resources": ["pods", "pods/status", "pods/exec", "pods/log", "pods/portforward"],
+    {"apiGroups": [""], "resources": ["pods", "pods/status", "pods/exec", "pods/portforward"],
      "verbs": ["*"]},
     {"apiGroups": [""], "resources": ["services"], "verbs": ["*"]},
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["*"]},
