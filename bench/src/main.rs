@@ -10,6 +10,7 @@
 
 mod clusters;
 mod http;
+mod kube;
 mod load;
 mod report;
 mod server;
@@ -77,6 +78,34 @@ enum Command {
     /// the first log line step by step, exec round trips, many short jobs
     /// through one SSH cluster. About a minute with the defaults.
     Ssh(SshArgs),
+    /// Clusters as pods on a real Kubernetes (scripts/kube-up.sh): launch
+    /// to the first log line with the server's part broken out, many
+    /// clusters launched at once, server memory per cluster pod.
+    Kube(KubeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct KubeArgs {
+    /// The kubeconfig the server uses [default: $SKYDECK_TEST_KUBECONFIG].
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+
+    /// The context to launch on [default: the server's first allowed one].
+    #[arg(long)]
+    context: Option<String>,
+
+    /// The pods' image (SKYDECK_KUBERNETES_IMAGE of the server)
+    /// [default: $SKYDECK_TEST_KUBE_IMAGE, else the server's default].
+    #[arg(long)]
+    image: Option<String>,
+
+    /// Fresh one-pod clusters launched one after another.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
+    runs: u32,
+
+    /// Clusters launched at the same time.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=200))]
+    clusters: u32,
 }
 
 #[derive(Debug, clap::Args)]
@@ -162,12 +191,15 @@ async fn measure_and_print(cli: &Cli) -> anyhow::Result<()> {
     if let Some(Command::Ssh(args)) = &cli.command {
         return measure_ssh(cli, args).await;
     }
+    if let Some(Command::Kube(args)) = &cli.command {
+        return measure_kube(cli, args).await;
+    }
     let binary = resolve_binary(cli.binary.as_deref())?;
     match &cli.command {
         Some(Command::Clusters(args)) => return measure_clusters(cli, args, binary).await,
         Some(Command::Soak(args)) => return measure_soak(cli, args, binary).await,
         // Handled above, before the binary: no hosts is the first thing to say.
-        Some(Command::Ssh(_)) | None => {}
+        Some(Command::Ssh(_) | Command::Kube(_)) | None => {}
     }
     let report = run(cli, binary).await?;
     if cli.json {
@@ -219,6 +251,45 @@ async fn measure_ssh(cli: &Cli, args: &SshArgs) -> anyhow::Result<()> {
         jobs: args.jobs,
     };
     let outcome = ssh::run(&server, &binary, &hosts, &config).await;
+    let stop = server.stop().await;
+    let report = outcome?;
+    stop?;
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+    } else {
+        print!("{}", report.to_table());
+    }
+    Ok(())
+}
+
+/// The Kubernetes benchmark on one server given the kubeconfig; its
+/// clusters are torn down before the server stops, even when a part
+/// failed. Refuses at once when no kubeconfig is given.
+async fn measure_kube(cli: &Cli, args: &KubeArgs) -> anyhow::Result<()> {
+    let kubeconfig = kube::locate(
+        args.kubeconfig.as_deref(),
+        std::env::var_os(kube::KUBECONFIG_VAR),
+    )?;
+    let binary = resolve_binary(cli.binary.as_deref())?;
+    let mut env = vec![("KUBECONFIG", kubeconfig.display().to_string())];
+    if let Some(image) = args
+        .image
+        .clone()
+        .or_else(|| std::env::var(kube::IMAGE_VAR).ok())
+    {
+        env.push(("SKYDECK_KUBERNETES_IMAGE", image));
+    }
+    progress("starting the server for the Kubernetes runs");
+    let (mut server, _) = Server::start_with_env(&binary, &env).await?;
+    let config = kube::Config {
+        launches: args.runs,
+        clusters: args.clusters,
+        infra: args
+            .context
+            .as_ref()
+            .map_or_else(|| "k8s".to_owned(), |c| format!("k8s/{c}")),
+    };
+    let outcome = kube::run(&server, &binary, &config).await;
     let stop = server.stop().await;
     let report = outcome?;
     stop?;

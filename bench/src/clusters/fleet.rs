@@ -1,7 +1,7 @@
 //! Many clusters launched at the same moment (a team arriving in the
 //! morning, or a sweep), then all torn down at once.
 
-use super::api::{Api, task_yaml};
+use super::api::Api;
 use super::{Created, agent_daemons, total_rss_kib};
 use crate::progress;
 use crate::server::{CpuTimes, Memory, Server};
@@ -31,11 +31,14 @@ pub struct FleetRun {
     pub agents_left: usize,
 }
 
+/// `count` clusters of `task` (a task document; on local
+/// infrastructure, [`super::api::task_yaml`]) launched at once, then torn down at once.
 pub async fn run(
     server: &Server,
     api: &Arc<Api>,
     created: &Created,
     count: u32,
+    task: &str,
 ) -> anyhow::Result<FleetRun> {
     let names: Vec<String> = (1..=count).map(|i| format!("bench-fleet-{i:02}")).collect();
     progress(&format!("{count} clusters launched at once"));
@@ -44,11 +47,9 @@ pub async fn run(
     let mut launches = JoinSet::new();
     for name in &names {
         created.add(name);
-        let (api, name) = (api.clone(), name.clone());
+        let (api, name, task) = (api.clone(), name.clone(), task.to_owned());
         launches.spawn(async move {
-            let id = api
-                .submit_launch(&name, task_yaml("hello", Some("echo hello")))
-                .await?;
+            let id = api.submit_launch(&name, task).await?;
             api.wait(&id).await?;
             anyhow::Ok(start.elapsed())
         });

@@ -7,7 +7,7 @@
 //! in its own process group and would outlive the server otherwise.
 
 pub(crate) mod api;
-mod fleet;
+pub mod fleet;
 pub(crate) mod jobs;
 pub(crate) mod latency;
 pub(crate) mod report;
@@ -72,7 +72,8 @@ async fn measure(
     let launch = latency::launches(api, created, config.latency_runs).await?;
     let exec = latency::execs(api, created, config.latency_runs, None).await?;
     let jobs = jobs::run(server, api, created, config.jobs).await?;
-    let fleet = fleet::run(server, api, created, config.fleet).await?;
+    let task = api::task_yaml("hello", Some("echo hello"));
+    let fleet = fleet::run(server, api, created, config.fleet, &task).await?;
     Ok(ClusterReport {
         binary: binary.to_owned(),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -210,7 +210,7 @@ pub(crate) fn jobs_table(out: &mut String, jobs: &JobsRun) {
     out.push('\n');
 }
 
-fn fleet_table(out: &mut String, fleet: &FleetRun) {
+pub(crate) fn fleet_table(out: &mut String, fleet: &FleetRun) {
     let mut rows = vec![
         vec![format!("{} clusters launched at once", fleet.clusters)],
         detail("all launches done", format_secs(fleet.launch_total)),

@@ -16,8 +16,8 @@ use crate::progress;
 use anyhow::{Context, bail};
 use std::time::{Duration, Instant};
 
-const RUN: &str = "echo hello";
-const EXPECTED_LINE: &str = "hello";
+pub const RUN: &str = "echo hello";
+pub const EXPECTED_LINE: &str = "hello";
 
 /// The request-log lines that end each step (see ops/clusters.rs).
 const PROVISIONING: &str = "Provisioning the cluster";
@@ -57,6 +57,25 @@ pub async fn run(
     infra: &str,
     runs: u32,
 ) -> anyhow::Result<Vec<Milestones>> {
+    run_task(
+        api,
+        created,
+        infra,
+        runs,
+        &task_yaml_on("hello", Some(RUN), Some(infra)),
+    )
+    .await
+}
+
+/// [`run`] with a task document of the caller's (resources a Kubernetes
+/// node can fit many of); its `run` must print [`EXPECTED_LINE`] first.
+pub async fn run_task(
+    api: &Api,
+    created: &Created,
+    infra: &str,
+    runs: u32,
+    task: &str,
+) -> anyhow::Result<Vec<Milestones>> {
     let mut all = Vec::new();
     for run in 1..=runs {
         progress(&format!(
@@ -64,17 +83,15 @@ pub async fn run(
         ));
         let cluster = format!("bench-launch-{run}");
         created.add(&cluster);
-        all.push(one(api, &cluster, infra).await?);
+        all.push(one(api, &cluster, task).await?);
         created.down(api, &cluster).await?;
     }
     Ok(all)
 }
 
-async fn one(api: &Api, cluster: &str, infra: &str) -> anyhow::Result<Milestones> {
+async fn one(api: &Api, cluster: &str, task: &str) -> anyhow::Result<Milestones> {
     let start = Start::now();
-    let id = api
-        .submit_launch(cluster, task_yaml_on("hello", Some(RUN), Some(infra)))
-        .await?;
+    let id = api.submit_launch(cluster, task.to_owned()).await?;
     let accepted = start.elapsed();
     let (log, done) = tokio::join!(api.request_log(&id), async {
         let value = api.wait(&id).await;

@@ -10,8 +10,8 @@
 
 mod agent;
 pub mod hosts;
-mod launch;
-mod report;
+pub mod launch;
+pub mod report;
 mod up;
 
 pub use report::SshReport;
@@ -120,7 +120,7 @@ async fn measure(
 
 /// The 1, 5 and 15 minute load averages: on a shared machine they say
 /// how much the numbers owe to others' work.
-fn load_average() -> String {
+pub(crate) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .map(|text| {

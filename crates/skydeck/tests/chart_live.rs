@@ -2,7 +2,10 @@
 //! Kubernetes (scripts/kube-up.sh), the server's own image imported into
 //! its node (scripts/kube-skydeck-image.sh). The server pod becomes Ready,
 //! answers its health endpoint through a port-forward, and runs as the
-//! chart's service account, with that account's token mounted.
+//! chart's service account, with that account's token mounted; with
+//! nothing but the chart's defaults (that token, exactly the chart's Role)
+//! it launches a cluster onto the Kubernetes it runs in, runs its job and
+//! tears it down.
 //!
 //! Needs SKYDECK_TEST_KUBECONFIG, SKYDECK_TEST_HELM (a helm binary) and
 //! SKYDECK_TEST_SKYDECK_IMAGE (the image's name in the node), which
@@ -25,6 +28,8 @@ struct ChartLive {
     cluster: test_kube::TestKube,
     helm: PathBuf,
     image: String,
+    /// The image the pods of clusters run (what the node has).
+    pods_image: String,
 }
 
 fn chart_live() -> Option<ChartLive> {
@@ -38,6 +43,8 @@ fn chart_live() -> Option<ChartLive> {
             cluster,
             helm: PathBuf::from(helm),
             image,
+            pods_image: std::env::var("SKYDECK_TEST_KUBE_IMAGE")
+                .unwrap_or_else(|_| "localhost/debian:bookworm".to_owned()),
         }),
         _ => {
             assert!(
@@ -108,6 +115,7 @@ async fn the_chart_runs_the_server_ready_and_healthy_as_its_service_account() {
     // What this cluster lacks: an ingress controller and its images, a
     // volume provisioner, a registry. Everything else is the chart's default.
     let image = format!("apiService.image={}", live.image);
+    let pods_image = format!("apiService.extraEnvs[0].value={}", live.pods_image);
     let chart = chart_dir();
     helm(
         &live,
@@ -127,6 +135,15 @@ async fn the_chart_runs_the_server_ready_and_healthy_as_its_service_account() {
             "ingress-nginx.enabled=false",
             "--set",
             "storage.enabled=false",
+            // The image this cluster's node has for the pods of clusters.
+            "--set",
+            "apiService.extraEnvs[0].name=SKYDECK_KUBERNETES_IMAGE",
+            "--set",
+            &pods_image,
+            // Passwords, with the chart's first admin (skydeck / skydeck),
+            // for the CLI below.
+            "--set",
+            "apiService.enableUserManagement=true",
             // The in-cluster defaults (token, Role, namespace) are not set here:
             // they are the chart's.
         ],
@@ -180,15 +197,60 @@ async fn the_chart_runs_the_server_ready_and_healthy_as_its_service_account() {
     // By default the account's token is there for the in-cluster config,
     // the server is told where the pods of clusters go, and it runs as the
     // image's non-root user.
+    let out = exec_in(
+        &pods,
+        &name,
+        "id -u; cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; \
+         echo; echo \"$SKYDECK_IN_CLUSTER_NAMESPACE\"",
+    )
+    .await;
+    assert_eq!(out, format!("1000\n{ns}\n{ns}\n"));
+
+    // The server launches onto the cluster it runs in, with nothing but
+    // the chart's defaults: its token and exactly the chart's Role. The
+    // CLI in the server's own pod drives it as the chart's first admin.
+    let launch = exec_in(
+        &pods,
+        &name,
+        "export SKYDECK_API_SERVER_ENDPOINT=http://skydeck:skydeck@127.0.0.1:46580 HOME=/tmp; \
+         printf 'resources:\n  cpus: 0.1\n  memory: 0.1\nrun: echo hello-in-cluster-$((6*7))\n' \
+           > /tmp/task.yaml; \
+         skydeck launch -y -c incluster --infra k8s /tmp/task.yaml 2>&1; echo \"exit=$?\"; \
+         skydeck status 2>&1",
+    )
+    .await;
+    assert!(
+        launch.contains("hello-in-cluster-42") && launch.contains("exit=0"),
+        "{launch}"
+    );
+    assert!(launch.contains("Kubernetes (in-cluster)"), "{launch}");
+    let cluster_pods = ListParams::default().labels("skydeck.io/cluster=incluster");
+    let made = pods.list(&cluster_pods).await.expect("list pods").items;
+    assert_eq!(made.len(), 1, "one pod for the one-node cluster: {made:?}");
+    let down = exec_in(
+        &pods,
+        &name,
+        "HOME=/tmp SKYDECK_API_SERVER_ENDPOINT=http://skydeck:skydeck@127.0.0.1:46580 \
+         skydeck down -y incluster 2>&1; echo \"exit=$?\"",
+    )
+    .await;
+    assert!(down.contains("exit=0"), "{down}");
+    let left = pods.list(&cluster_pods).await.expect("list pods").items;
+    assert!(left.is_empty(), "down leaves no pod: {left:?}");
+
+    helm(&live, &["uninstall", RELEASE, "--namespace", &ns, "--wait"]);
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .expect("delete the namespace");
+}
+
+/// What `script` prints on stdout, run with `sh -c` in pod `name`.
+async fn exec_in(pods: &Api<Pod>, name: &str, script: &str) -> String {
     let mut process = pods
         .exec(
-            &name,
-            [
-                "sh",
-                "-c",
-                "id -u; cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; \
-                 echo; echo \"$SKYDECK_IN_CLUSTER_NAMESPACE\"",
-            ],
+            name,
+            ["sh", "-c", script],
             &AttachParams::default().stdout(true).stderr(false),
         )
         .await
@@ -201,11 +263,5 @@ async fn the_chart_runs_the_server_ready_and_healthy_as_its_service_account() {
         .await
         .expect("read stdout");
     process.join().await.expect("the exec session ends");
-    assert_eq!(out, format!("1000\n{ns}\n{ns}\n"));
-
-    helm(&live, &["uninstall", RELEASE, "--namespace", &ns, "--wait"]);
-    namespaces
-        .delete(&ns, &DeleteParams::default())
-        .await
-        .expect("delete the namespace");
+    out
 }
