@@ -50,6 +50,10 @@ const POLL: Duration = Duration::from_millis(500);
 /// How long a scheduled pod may take to start its container (pulling a
 /// large image included) before the launch gives up.
 const START_TIMEOUT: Duration = Duration::from_secs(600);
+/// Copies of the agent binary in flight at once, each holding its own
+/// buffer of the whole binary (tens of MB): what bounds the server's
+/// memory when many clusters launch together.
+const CONCURRENT_COPIES: usize = 2;
 /// How long `down` waits for the pods to be gone.
 const DELETE_TIMEOUT: Duration = Duration::from_secs(120);
 /// The cluster's secret on each node, beside cluster.json.
@@ -92,6 +96,7 @@ pub struct KubeProvider {
     /// process unless [`KubeProvider::with_program`] says otherwise.
     program: Option<PathBuf>,
     image: tokio::sync::OnceCell<Program>,
+    copies: tokio::sync::Semaphore,
 }
 
 /// What a pod said when its node was prepared.
@@ -105,6 +110,7 @@ impl KubeProvider {
             target,
             program: None,
             image: tokio::sync::OnceCell::new(),
+            copies: tokio::sync::Semaphore::new(CONCURRENT_COPIES),
         }
     }
 
@@ -480,6 +486,11 @@ impl KubeProvider {
         };
         let mut linked = link(path.clone()).await?;
         if linked.code == host_scripts::NOT_INSTALLED {
+            let _copying = self
+                .copies
+                .acquire()
+                .await
+                .map_err(|_| InfraError::Command("the provider is shutting down".to_owned()))?;
             self.script(
                 pod,
                 scripts::INSTALL,
