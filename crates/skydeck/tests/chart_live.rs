@@ -150,17 +150,7 @@ async fn the_chart_runs_the_server_ready_and_healthy_as_its_service_account() {
     );
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let selector = ListParams::default().labels("app.kubernetes.io/component=api-server");
-    let pod = eventually("the server pod Ready", Duration::from_secs(240), || async {
-        let list = pods.list(&selector).await.expect("list pods");
-        list.items.into_iter().find(|pod| {
-            pod.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        })
-    })
-    .await;
+    let pod = ready_server_pod(&pods, RELEASE).await;
     let name = pod.metadata.name.clone().expect("a pod name");
     let spec = pod.spec.expect("a pod spec");
     assert_eq!(
@@ -264,4 +254,185 @@ async fn exec_in(pods: &Api<Pod>, name: &str, script: &str) -> String {
         .expect("read stdout");
     process.join().await.expect("the exec session ends");
     out
+}
+
+/// The server's pod of `release` once it is Ready.
+async fn ready_server_pod(pods: &Api<Pod>, release: &str) -> Pod {
+    let selector = ListParams::default().labels(&format!(
+        "app.kubernetes.io/component=api-server,app.kubernetes.io/instance={release}"
+    ));
+    eventually("the server pod Ready", Duration::from_secs(240), || async {
+        let list = pods.list(&selector).await.expect("list pods");
+        list.items.into_iter().find(|pod| {
+            pod.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+    })
+    .await
+}
+
+/// The test kubeconfig as a pod reaches the same API server: at its
+/// service address (10.96.N.1:443, in the serving certificate), with the
+/// one context renamed `context` and set to `namespace`.
+async fn kubeconfig_for_pods(
+    live: &ChartLive,
+    client: &kube::Client,
+    context: &str,
+    namespace: &str,
+) -> String {
+    let services: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(client.clone(), "default");
+    let address = services
+        .get("kubernetes")
+        .await
+        .expect("the API server's service")
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .expect("its cluster IP");
+    let mut config =
+        kube::config::Kubeconfig::read_from(&live.cluster.kubeconfig).expect("read kubeconfig");
+    for cluster in &mut config.clusters {
+        if let Some(cluster) = cluster.cluster.as_mut() {
+            cluster.server = Some(format!("https://{address}:443"));
+        }
+    }
+    let [named] = &mut config.contexts[..] else {
+        panic!("the test kubeconfig has one context");
+    };
+    named.name = context.to_owned();
+    if let Some(inner) = named.context.as_mut() {
+        inner.namespace = Some(namespace.to_owned());
+    }
+    config.current_context = Some(context.to_owned());
+    // JSON is YAML, which is what kubeconfig readers take.
+    serde_json::to_string(&config).expect("serialize kubeconfig")
+}
+
+#[tokio::test]
+async fn with_a_kubeconfig_secret_and_no_in_cluster_rights_the_server_launches_on_its_context() {
+    let Some(live) = chart_live() else { return };
+    let client = live.cluster.client().await;
+    const RELEASE_KC: &str = "kc";
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .subsec_nanos();
+    let ns = format!("chart-kc-{}-{nanos}", std::process::id());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace: Namespace =
+        serde_json::from_value(serde_json::json!({ "metadata": { "name": ns } })).unwrap();
+    namespaces
+        .create(&PostParams::default(), &namespace)
+        .await
+        .expect("create the namespace");
+
+    // SkyPilot's guide: a secret with the kubeconfig under key `config`.
+    let kubeconfig = kubeconfig_for_pods(&live, &client, "outside", &ns).await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
+    let secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "kube-credentials"},
+        "stringData": {"config": kubeconfig},
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create the kubeconfig secret");
+
+    let image = format!("apiService.image={}", live.image);
+    let pods_image = format!("apiService.extraEnvs[0].value={}", live.pods_image);
+    let chart = chart_dir();
+    helm(
+        &live,
+        &[
+            "install",
+            RELEASE_KC,
+            chart.to_str().expect("a UTF-8 path"),
+            "--namespace",
+            &ns,
+            "--set",
+            &image,
+            "--set",
+            "apiService.imagePullPolicy=Never",
+            "--set",
+            "ingress.enabled=false",
+            "--set",
+            "ingress-nginx.enabled=false",
+            "--set",
+            "storage.enabled=false",
+            "--set",
+            "apiService.extraEnvs[0].name=SKYDECK_KUBERNETES_IMAGE",
+            "--set",
+            &pods_image,
+            "--set",
+            "apiService.enableUserManagement=true",
+            "--set",
+            "kubernetesCredentials.useApiServerCluster=false",
+            "--set",
+            "kubernetesCredentials.useKubeconfig=true",
+        ],
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let name = ready_server_pod(&pods, RELEASE_KC)
+        .await
+        .metadata
+        .name
+        .expect("a pod name");
+
+    // No token is mounted, so the only context is the kubeconfig's.
+    let token = exec_in(
+        &pods,
+        &name,
+        "test -e /var/run/secrets/kubernetes.io/serviceaccount/token && echo mounted || echo none",
+    )
+    .await;
+    assert_eq!(token.trim(), "none");
+    let cli =
+        "export HOME=/tmp SKYDECK_API_SERVER_ENDPOINT=http://skydeck:skydeck@127.0.0.1:46580;";
+    let check = exec_in(&pods, &name, &format!("{cli} skydeck check 2>&1")).await;
+    assert!(check.contains("kubernetes/outside"), "{check}");
+    assert!(!check.contains("in-cluster"), "{check}");
+
+    let launch = exec_in(
+        &pods,
+        &name,
+        &format!(
+            "{cli} printf 'resources:\\n  cpus: 0.1\\n  memory: 0.1\\nrun: echo via-kubeconfig-$((6*7))\\n' \
+               > /tmp/task.yaml; \
+             skydeck launch -y -c viakc --infra k8s/outside /tmp/task.yaml 2>&1; echo \"exit=$?\""
+        ),
+    )
+    .await;
+    assert!(
+        launch.contains("via-kubeconfig-42") && launch.contains("exit=0"),
+        "{launch}"
+    );
+    // The context's namespace holds the cluster's pod.
+    let cluster_pods = ListParams::default().labels("skydeck.io/cluster=viakc");
+    let made = pods.list(&cluster_pods).await.expect("list pods").items;
+    assert_eq!(
+        made.len(),
+        1,
+        "one pod in the context's namespace: {made:?}"
+    );
+    let down = exec_in(
+        &pods,
+        &name,
+        &format!("{cli} skydeck down -y viakc 2>&1; echo \"exit=$?\""),
+    )
+    .await;
+    assert!(down.contains("exit=0"), "{down}");
+    let left = pods.list(&cluster_pods).await.expect("list pods").items;
+    assert!(left.is_empty(), "down leaves no pod: {left:?}");
+
+    helm(
+        &live,
+        &["uninstall", RELEASE_KC, "--namespace", &ns, "--wait"],
+    );
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .expect("delete the namespace");
 }
