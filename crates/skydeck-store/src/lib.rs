@@ -8,14 +8,15 @@
 
 mod error;
 mod history;
+mod managed_jobs;
 mod migrate;
 mod model;
 mod sql;
 
 pub use error::StoreError;
 pub use model::{
-    ClusterRecord, ClusterStatus, EndedCluster, NewRequest, Outcome, RequestFilter, RequestRecord,
-    Role, ServerInfo, StoredConfig, TokenRecord, User,
+    ClusterRecord, ClusterStatus, EndedCluster, ManagedJob, ManagedTask, NewManagedJob, NewRequest,
+    Outcome, RequestFilter, RequestRecord, Role, ServerInfo, StoredConfig, TokenRecord, User,
 };
 pub use sql::{Dialect, SqlStore};
 
@@ -205,6 +206,38 @@ pub trait Store: Send + Sync + 'static {
     async fn list_ssh_pool_records(&self) -> Result<Vec<(String, String)>>;
     /// Forgets a pool's record; false if there was none.
     async fn delete_ssh_pool_record(&self, pool: &str) -> Result<bool>;
+
+    // ---- managed jobs
+    /// Records a new managed job, its tasks PENDING, and returns its id:
+    /// one more than the largest so far.
+    async fn insert_managed_job(&self, job: &NewManagedJob) -> Result<i64>;
+    async fn get_managed_job(&self, job_id: i64) -> Result<Option<ManagedJob>>;
+    /// Jobs newest first with their tasks, limited to one user's when
+    /// `user_id` is given.
+    async fn list_managed_jobs(&self, user_id: Option<&str>) -> Result<Vec<ManagedJob>>;
+    /// The job's tasks as accepted (secrets included).
+    async fn managed_job_dag(&self, job_id: i64) -> Result<Option<String>>;
+    /// Takes (or renews) the lease until `until` on up to `limit` jobs that
+    /// are not done and that no server holds at `now` (or that `server_id`
+    /// holds); returns their ids. Of servers claiming at once, each job
+    /// goes to exactly one.
+    async fn claim_managed_jobs(
+        &self,
+        server_id: &str,
+        now: f64,
+        until: f64,
+        limit: u32,
+    ) -> Result<Vec<i64>>;
+    /// Writes a task's progress, only while `server_id` holds its job's
+    /// lease and the job is not done; false otherwise (stop driving it).
+    async fn update_managed_task(&self, server_id: &str, task: &ManagedTask) -> Result<bool>;
+    /// Marks the job done and drops its lease, if `server_id` holds it.
+    async fn finish_managed_job(&self, server_id: &str, job_id: i64) -> Result<bool>;
+    /// Asks the job's driver to cancel it; false if it is done or unknown.
+    async fn cancel_managed_job(&self, job_id: i64) -> Result<bool>;
+    /// Gives up every lease `server_id` holds (a server shutting down), so
+    /// that another server takes its jobs at once.
+    async fn release_managed_jobs(&self, server_id: &str) -> Result<u64>;
 
     // ---- API server processes
     async fn register_server(&self, server: &ServerInfo) -> Result<()>;

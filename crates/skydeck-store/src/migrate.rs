@@ -43,6 +43,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "ssh_pool_records",
         include_str!("../migrations/0008_ssh_pool_records.sql"),
     ),
+    (
+        9,
+        "managed_jobs",
+        include_str!("../migrations/0009_managed_jobs.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

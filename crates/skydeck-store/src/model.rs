@@ -1,3 +1,4 @@
+use skydeck_types::managed_jobs::{ManagedJobStatus, ScheduleState};
 use skydeck_types::{RequestError, RequestStatus, ScheduleType};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -220,4 +221,75 @@ pub struct StoredConfig {
     pub version: i64,
     pub updated_at: f64,
     pub updated_by: Option<String>,
+}
+
+/// A managed job as accepted, before the store gives it its id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewManagedJob {
+    pub name: String,
+    pub user_id: String,
+    pub workspace: String,
+    /// The tasks, secrets included: every relaunch needs them.
+    pub dag_yaml: String,
+    pub file_mounts_blob: Option<String>,
+    pub entrypoint: String,
+    pub submitted_at: f64,
+    /// Name and requested resources of each task, in order.
+    pub tasks: Vec<(String, String)>,
+}
+
+/// A managed job and its tasks (without its YAML: see
+/// [`Store::managed_job_dag`](crate::Store::managed_job_dag)).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManagedJob {
+    pub job_id: i64,
+    pub name: String,
+    pub user_id: String,
+    pub workspace: String,
+    pub file_mounts_blob: Option<String>,
+    pub entrypoint: String,
+    pub submitted_at: f64,
+    pub cancel_requested: bool,
+    /// Every task ended and the job's clusters are gone: no server drives
+    /// it any more.
+    pub done: bool,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<f64>,
+    /// By `task_id`.
+    pub tasks: Vec<ManagedTask>,
+}
+
+/// One task of a managed job: where the controller is with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManagedTask {
+    pub job_id: i64,
+    pub task_id: i64,
+    pub task_name: String,
+    pub resources: String,
+    pub status: ManagedJobStatus,
+    pub schedule_state: ScheduleState,
+    pub start_at: Option<f64>,
+    pub end_at: Option<f64>,
+    /// Seconds run in attempts that ended.
+    pub run_seconds: f64,
+    /// When the current attempt's job started running.
+    pub last_started_at: Option<f64>,
+    pub recovery_count: i64,
+    pub restarts: i64,
+    pub attempt: i64,
+    pub cluster_name: Option<String>,
+    pub cluster_job_id: Option<i64>,
+    pub infra: Option<String>,
+    pub failure_reason: Option<String>,
+}
+
+impl ManagedTask {
+    /// How long the task has run, over every attempt, at `now`.
+    pub fn job_duration(&self, now: f64) -> f64 {
+        let current = match (self.last_started_at, self.status) {
+            (Some(started), ManagedJobStatus::Running) => (now - started).max(0.0),
+            _ => 0.0,
+        };
+        self.run_seconds + current
+    }
 }

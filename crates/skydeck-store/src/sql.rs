@@ -5,8 +5,8 @@
 //! text so no column type differs between the two.
 
 use crate::model::{
-    ClusterRecord, ClusterStatus, EndedCluster, NewRequest, Outcome, RequestFilter, RequestRecord,
-    Role, ServerInfo, StoredConfig, TokenRecord, User,
+    ClusterRecord, ClusterStatus, EndedCluster, ManagedJob, ManagedTask, NewManagedJob, NewRequest,
+    Outcome, RequestFilter, RequestRecord, Role, ServerInfo, StoredConfig, TokenRecord, User,
 };
 use crate::{Decide, Result, Store, StoreError, migrate};
 use async_trait::async_trait;
@@ -48,7 +48,7 @@ impl Dialect {
     /// Row locking for the claim query. SQLite has a single writer, so its
     /// `UPDATE … WHERE id = (SELECT …)` is atomic on its own; PostgreSQL
     /// replicas must skip rows another server is claiming.
-    fn skip_locked(self) -> &'static str {
+    pub(crate) fn skip_locked(self) -> &'static str {
         match self {
             Self::Sqlite => "",
             Self::Postgres => " FOR UPDATE SKIP LOCKED",
@@ -93,7 +93,7 @@ pub struct SqlStore {
     reader: AnyPool,
     /// Runs every statement that writes.
     writer: Writer,
-    dialect: Dialect,
+    pub(crate) dialect: Dialect,
 }
 
 /// Where writing statements run.
@@ -112,7 +112,7 @@ enum Writer {
 }
 
 /// A connection to write through, for as long as it is held.
-enum WriteConnection<'a> {
+pub(crate) enum WriteConnection<'a> {
     Sqlite(MutexGuard<'a, Option<AnyConnection>>),
     Pool(PoolConnection<Any>),
 }
@@ -228,8 +228,12 @@ impl SqlStore {
     }
 
     /// A connection for statements that write.
-    async fn write(&self) -> Result<WriteConnection<'_>> {
+    pub(crate) async fn write(&self) -> Result<WriteConnection<'_>> {
         self.writer.acquire().await
+    }
+
+    pub(crate) fn reader(&self) -> &AnyPool {
+        &self.reader
     }
 }
 
@@ -267,7 +271,7 @@ fn sqlite_url_with_create(url: &str) -> String {
     }
 }
 
-fn corrupt(table: &'static str, detail: impl ToString) -> StoreError {
+pub(crate) fn corrupt(table: &'static str, detail: impl ToString) -> StoreError {
     StoreError::Corrupt {
         table,
         detail: detail.to_string(),
@@ -1289,6 +1293,49 @@ impl Store for SqlStore {
             .execute(&mut *self.write().await?)
             .await?;
         Ok(done.rows_affected())
+    }
+
+    async fn insert_managed_job(&self, job: &NewManagedJob) -> Result<i64> {
+        self.insert_managed_job_sql(job).await
+    }
+
+    async fn get_managed_job(&self, job_id: i64) -> Result<Option<ManagedJob>> {
+        self.get_managed_job_sql(job_id).await
+    }
+
+    async fn list_managed_jobs(&self, user_id: Option<&str>) -> Result<Vec<ManagedJob>> {
+        self.list_managed_jobs_sql(user_id).await
+    }
+
+    async fn managed_job_dag(&self, job_id: i64) -> Result<Option<String>> {
+        self.managed_job_dag_sql(job_id).await
+    }
+
+    async fn claim_managed_jobs(
+        &self,
+        server_id: &str,
+        now: f64,
+        until: f64,
+        limit: u32,
+    ) -> Result<Vec<i64>> {
+        self.claim_managed_jobs_sql(server_id, now, until, limit)
+            .await
+    }
+
+    async fn update_managed_task(&self, server_id: &str, task: &ManagedTask) -> Result<bool> {
+        self.update_managed_task_sql(server_id, task).await
+    }
+
+    async fn finish_managed_job(&self, server_id: &str, job_id: i64) -> Result<bool> {
+        self.finish_managed_job_sql(server_id, job_id).await
+    }
+
+    async fn cancel_managed_job(&self, job_id: i64) -> Result<bool> {
+        self.cancel_managed_job_sql(job_id).await
+    }
+
+    async fn release_managed_jobs(&self, server_id: &str) -> Result<u64> {
+        self.release_managed_jobs_sql(server_id).await
     }
 
     async fn register_server(&self, server: &ServerInfo) -> Result<()> {

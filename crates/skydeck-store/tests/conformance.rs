@@ -15,8 +15,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 mod history;
+mod managed_jobs;
 mod placement;
 use history::torn_down_clusters_stay_in_the_history_with_their_end;
+use managed_jobs::{
+    managed_jobs_get_ids_in_order_and_keep_their_tasks, only_the_lease_holder_drives_a_job,
+    racing_inserts_get_distinct_ids, released_leases_are_taken_at_once_and_claims_split_jobs,
+};
 use placement::{
     hosts_are_recorded_and_their_capacity_updated,
     placements_are_recorded_released_and_freed_with_their_cluster,
@@ -138,6 +143,10 @@ conformance!(
     racing_placements_never_double_book_the_last_gpu,
     torn_down_clusters_stay_in_the_history_with_their_end,
     ssh_pool_records_are_replaced_listed_and_deleted,
+    managed_jobs_get_ids_in_order_and_keep_their_tasks,
+    racing_inserts_get_distinct_ids,
+    only_the_lease_holder_drives_a_job,
+    released_leases_are_taken_at_once_and_claims_split_jobs,
 );
 
 async fn ssh_pool_records_are_replaced_listed_and_deleted(store: Arc<SqlStore>) {

@@ -127,6 +127,21 @@ const SEED: &[(i64, &str)] = &[
         "INSERT INTO ssh_pool_records (pool, hosts, updated_at) VALUES \
          ('rack', '[{\"host\": \"10.0.0.1\", \"user\": \"ubuntu\"}]', 800.0)",
     ),
+    (
+        9,
+        "INSERT INTO managed_jobs (job_id, name, user_id, workspace, dag_yaml, \
+         file_mounts_blob, entrypoint, submitted_at, cancel_requested, done, lease_owner, \
+         lease_until) VALUES (4, 'train', 'u-alice', 'default', 'run: echo hi', NULL, \
+         'sky jobs launch', 900.0, 0, 0, 's-old', 950.0)",
+    ),
+    (
+        9,
+        "INSERT INTO managed_job_tasks (job_id, task_id, task_name, resources, status, \
+         schedule_state, start_at, end_at, run_seconds, last_started_at, recovery_count, \
+         restarts, attempt, cluster_name, cluster_job_id, infra, failure_reason) VALUES \
+         (4, 0, 'train', '1x[CPU:1]', 'RUNNING', 'ALIVE', 910.0, NULL, 5.0, 912.0, 1, 0, 2, \
+         'train-4', 1, 'local', NULL)",
+    ),
 ];
 
 /// Tables whose rows must all survive, with the version that created them.
@@ -142,6 +157,8 @@ const TABLES: &[(i64, &str)] = &[
     (6, "placement_allocations"),
     (7, "cluster_history"),
     (8, "ssh_pool_records"),
+    (9, "managed_jobs"),
+    (9, "managed_job_tasks"),
 ];
 
 fn fixtures() -> PathBuf {
@@ -333,6 +350,25 @@ async fn check_upgraded(store: &SqlStore, version: i64) {
         );
     } else {
         assert!(pools.is_empty(), "no pool was recorded before v8");
+    }
+    let jobs = store.list_managed_jobs(None).await.unwrap();
+    if version >= 9 {
+        let [job] = &jobs[..] else {
+            panic!("one managed job: {jobs:?}")
+        };
+        assert_eq!((job.job_id, job.name.as_str()), (4, "train"));
+        assert_eq!(job.lease_owner.as_deref(), Some("s-old"));
+        let [task] = &job.tasks[..] else {
+            panic!("one task: {job:?}")
+        };
+        assert_eq!(
+            task.status,
+            skydeck_types::managed_jobs::ManagedJobStatus::Running
+        );
+        assert_eq!((task.attempt, task.recovery_count), (2, 1));
+        assert_eq!(task.cluster_name.as_deref(), Some("train-4"));
+    } else {
+        assert!(jobs.is_empty(), "no managed job before v9");
     }
 }
 

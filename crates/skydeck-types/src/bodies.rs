@@ -124,7 +124,16 @@ pub struct JobsQueueBody {
     pub refresh: bool,
     pub skip_finished: bool,
     pub all_users: bool,
+    pub job_ids: Option<Vec<u64>>,
+    /// Substrings of the user name, workspace, job name and infra.
+    pub user_match: Option<String>,
+    pub workspace_match: Option<String>,
+    pub name_match: Option<String>,
+    pub infra_match: Option<String>,
+    /// Pages of `limit` jobs, from 1.
+    pub page: Option<u64>,
     pub limit: Option<u64>,
+    pub statuses: Option<Vec<crate::managed_jobs::ManagedJobStatus>>,
     pub fields: Option<Vec<String>>,
 }
 

@@ -14,6 +14,7 @@ pub mod glob;
 pub mod health;
 pub mod limits;
 pub mod listing_bodies;
+pub mod managed_jobs;
 pub mod names;
 pub mod placement;
 pub mod request;
