@@ -6,6 +6,9 @@
 
 CREATE TABLE managed_jobs (
     job_id            BIGINT PRIMARY KEY,
+    -- The request that submitted it: submitting again (a launch resumed
+    -- after a crash) finds the job instead of making another.
+    request_id        TEXT NOT NULL UNIQUE,
     name              TEXT NOT NULL,
     user_id           TEXT NOT NULL,
     workspace         TEXT NOT NULL,
@@ -23,6 +26,7 @@ CREATE TABLE managed_jobs (
 );
 
 CREATE INDEX managed_jobs_undone ON managed_jobs (done, job_id);
+CREATE INDEX managed_jobs_user ON managed_jobs (user_id, job_id);
 
 CREATE TABLE managed_job_tasks (
     job_id            BIGINT NOT NULL REFERENCES managed_jobs (job_id) ON DELETE CASCADE,

@@ -209,12 +209,16 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- managed jobs
     /// Records a new managed job, its tasks PENDING, and returns its id:
-    /// one more than the largest so far.
+    /// one more than the largest so far. For a request that submitted a
+    /// job already, returns that job's id and records nothing.
     async fn insert_managed_job(&self, job: &NewManagedJob) -> Result<i64>;
     async fn get_managed_job(&self, job_id: i64) -> Result<Option<ManagedJob>>;
     /// Jobs newest first with their tasks, limited to one user's when
     /// `user_id` is given.
     async fn list_managed_jobs(&self, user_id: Option<&str>) -> Result<Vec<ManagedJob>>;
+    /// The clusters of jobs not done: hidden from `status`, as SkyPilot
+    /// hides its managed jobs' clusters.
+    async fn managed_cluster_names(&self) -> Result<Vec<String>>;
     /// The job's tasks as accepted (secrets included).
     async fn managed_job_dag(&self, job_id: i64) -> Result<Option<String>>;
     /// Takes (or renews) the lease until `until` on up to `limit` jobs that

@@ -48,10 +48,18 @@ impl SqlStore {
     async fn try_insert_managed_job(&self, job: &NewManagedJob) -> Result<i64> {
         let mut conn = self.write().await?;
         let mut tx = conn.begin().await?;
+        let submitted = sqlx::query("SELECT job_id FROM managed_jobs WHERE request_id = $1")
+            .bind(&job.request_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(row) = submitted {
+            tx.commit().await?;
+            return Ok(row.try_get("job_id")?);
+        }
         let row = sqlx::query(
-            "INSERT INTO managed_jobs (job_id, name, user_id, workspace, dag_yaml, \
+            "INSERT INTO managed_jobs (job_id, request_id, name, user_id, workspace, dag_yaml, \
              file_mounts_blob, entrypoint, submitted_at, cancel_requested, done) \
-             SELECT COALESCE(MAX(job_id), 0) + 1, $1, $2, $3, $4, $5, $6, $7, 0, 0 \
+             SELECT COALESCE(MAX(job_id), 0) + 1, $8, $1, $2, $3, $4, $5, $6, $7, 0, 0 \
              FROM managed_jobs RETURNING job_id",
         )
         .bind(&job.name)
@@ -61,6 +69,7 @@ impl SqlStore {
         .bind(job.file_mounts_blob.as_deref())
         .bind(&job.entrypoint)
         .bind(job.submitted_at)
+        .bind(&job.request_id)
         .fetch_one(&mut *tx)
         .await?;
         let job_id: i64 = row.try_get("job_id")?;
@@ -138,6 +147,19 @@ impl SqlStore {
             job.tasks = tasks.remove(&job.job_id).unwrap_or_default();
         }
         Ok(jobs)
+    }
+
+    pub(crate) async fn managed_cluster_names_sql(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT t.cluster_name FROM managed_job_tasks t JOIN managed_jobs j \
+             ON j.job_id = t.job_id WHERE j.done = 0 AND t.cluster_name IS NOT NULL \
+             ORDER BY t.cluster_name",
+        )
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|row| row.try_get("cluster_name").map_err(Into::into))
+            .collect()
     }
 
     pub(crate) async fn managed_job_dag_sql(&self, job_id: i64) -> Result<Option<String>> {

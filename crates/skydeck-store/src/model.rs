@@ -226,6 +226,8 @@ pub struct StoredConfig {
 /// A managed job as accepted, before the store gives it its id.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewManagedJob {
+    /// The request that submits it; a job per request.
+    pub request_id: String,
     pub name: String,
     pub user_id: String,
     pub workspace: String,

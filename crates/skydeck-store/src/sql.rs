@@ -1307,6 +1307,10 @@ impl Store for SqlStore {
         self.list_managed_jobs_sql(user_id).await
     }
 
+    async fn managed_cluster_names(&self) -> Result<Vec<String>> {
+        self.managed_cluster_names_sql().await
+    }
+
     async fn managed_job_dag(&self, job_id: i64) -> Result<Option<String>> {
         self.managed_job_dag_sql(job_id).await
     }

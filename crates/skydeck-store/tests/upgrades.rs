@@ -129,9 +129,9 @@ const SEED: &[(i64, &str)] = &[
     ),
     (
         9,
-        "INSERT INTO managed_jobs (job_id, name, user_id, workspace, dag_yaml, \
+        "INSERT INTO managed_jobs (job_id, request_id, name, user_id, workspace, dag_yaml, \
          file_mounts_blob, entrypoint, submitted_at, cancel_requested, done, lease_owner, \
-         lease_until) VALUES (4, 'train', 'u-alice', 'default', 'run: echo hi', NULL, \
+         lease_until) VALUES (4, 'req-jobs', 'train', 'u-alice', 'default', 'run: echo hi', NULL, \
          'sky jobs launch', 900.0, 0, 0, 's-old', 950.0)",
     ),
     (

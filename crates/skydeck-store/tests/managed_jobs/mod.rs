@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 fn job(name: &str, user: &str, tasks: &[&str]) -> NewManagedJob {
     NewManagedJob {
+        request_id: format!("req-{name}"),
         name: name.to_owned(),
         user_id: user.to_owned(),
         workspace: "default".to_owned(),
@@ -52,10 +53,19 @@ pub async fn managed_jobs_get_ids_in_order_and_keep_their_tasks(store: Arc<SqlSt
         "name: pipe\n---\nrun: echo pipe\n"
     );
     assert!(store.get_managed_job(99).await.unwrap().is_none());
+    // The same request again (resumed after a crash) makes no second job.
+    assert_eq!(
+        store
+            .insert_managed_job(&job("a", "u1", &["a"]))
+            .await
+            .unwrap(),
+        first
+    );
 
     let all = store.list_managed_jobs(None).await.unwrap();
     assert_eq!(all.iter().map(|j| j.job_id).collect::<Vec<_>>(), [2, 1]);
     assert_eq!(all[0].tasks.len(), 2);
+    assert_eq!(all.len(), 2);
     let mine = store.list_managed_jobs(Some("u1")).await.unwrap();
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].tasks.len(), 1);
@@ -112,6 +122,7 @@ pub async fn only_the_lease_holder_drives_a_job(store: Arc<SqlStore>) {
     task.attempt = 1;
     task.cluster_name = Some("a-1".into());
     task.cluster_job_id = Some(3);
+    assert!(store.managed_cluster_names().await.unwrap().is_empty());
     task.start_at = Some(31.0);
     task.last_started_at = Some(31.0);
     assert!(!store.update_managed_task("s2", &task).await.unwrap());
@@ -146,6 +157,7 @@ pub async fn only_the_lease_holder_drives_a_job(store: Arc<SqlStore>) {
     assert!(store.finish_managed_job("s2", id).await.unwrap());
     let done = store.get_managed_job(id).await.unwrap().unwrap();
     assert!(done.done && done.lease_owner.is_none());
+    assert!(store.managed_cluster_names().await.unwrap().is_empty());
     // A done job is claimed by no one, takes no writes and no cancel.
     assert!(
         store
