@@ -81,6 +81,10 @@ impl Paths {
     pub fn uploads(&self) -> PathBuf {
         self.home.join("uploads")
     }
+    /// Managed jobs' logs: the controller's and each attempt's run log.
+    pub fn managed_jobs(&self) -> PathBuf {
+        self.home.join("managed_jobs")
+    }
     /// Job logs prepared for clients to download, laid out as under a
     /// home directory (`.sky/api_server/clients/<user>/sky_logs/…`), the
     /// shape SkyPilot's client expects.

@@ -16,6 +16,7 @@ pub mod executor;
 pub mod extract;
 pub mod infra;
 pub mod live_config;
+pub mod managed_jobs;
 pub mod metrics;
 pub mod ops;
 pub mod request_log;

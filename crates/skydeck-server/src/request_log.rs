@@ -92,6 +92,11 @@ impl RequestLog {
         }
     }
 
+    /// True when this log had a live reader and it has gone.
+    pub fn reader_gone(&self) -> bool {
+        self.live.as_ref().is_some_and(mpsc::Sender::is_closed)
+    }
+
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
     }

@@ -170,12 +170,25 @@ async fn blobs_in_use(state: &AppState, since: SystemTime) -> Option<HashSet<Str
             return None;
         }
     };
+    // A managed job relaunches from its files until it is done.
+    let jobs = match state.store.list_managed_jobs(None).await {
+        Ok(jobs) => jobs,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read managed jobs; keeping every upload");
+            return None;
+        }
+    };
     Some(
         requests
             .iter()
             .filter(|r| !r.status.is_finished() || r.created_at >= since)
             .filter_map(|r| r.body.get("file_mounts_blob_id")?.as_str())
             .map(str::to_owned)
+            .chain(
+                jobs.into_iter()
+                    .filter(|job| !job.done)
+                    .filter_map(|job| job.file_mounts_blob),
+            )
             .collect(),
     )
 }

@@ -73,6 +73,8 @@ pub struct Executor {
     live_config: Arc<crate::live_config::LiveConfig>,
     policy_timeout: Duration,
     metrics: Arc<crate::metrics::Metrics>,
+    /// Managed jobs this server drives (see `managed_jobs/`).
+    pub(crate) managed: crate::managed_jobs::Driving,
 }
 
 impl Executor {
@@ -114,6 +116,10 @@ impl Executor {
             live_config,
             policy_timeout: config.admin_policy_timeout,
             metrics,
+            managed: crate::managed_jobs::Driving::new(
+                config.paths.managed_jobs(),
+                config.peer_timeout,
+            ),
         }))
     }
 
@@ -136,11 +142,43 @@ impl Executor {
         }
     }
 
-    /// Starts both pools.
+    /// Starts both pools and the managed-jobs controller.
     pub fn start(self: &Arc<Self>) {
         for schedule in [ScheduleType::Long, ScheduleType::Short] {
             let executor = self.clone();
             tokio::spawn(async move { executor.pool_loop(schedule).await });
+        }
+        tokio::spawn(crate::managed_jobs::control(Arc::downgrade(self)));
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn infra(&self) -> &Arc<crate::clusters::Infra> {
+        &self.infra
+    }
+
+    /// What an operation run on the server's own behalf works with: as if
+    /// `user_id` had sent request `id` in `workspace`, logging to `log`.
+    pub(crate) fn context(
+        self: &Arc<Self>,
+        id: &str,
+        user_id: &str,
+        workspace: &str,
+        log: Arc<RequestLog>,
+    ) -> RequestContext {
+        RequestContext {
+            id: id.to_owned(),
+            user_id: user_id.to_owned(),
+            log,
+            store: self.store.clone(),
+            infra: self.infra.clone(),
+            executor: Arc::downgrade(self),
+            auth_enabled: self.auth_enabled,
+            config: self.live_config.get(),
+            workspace: workspace.to_owned(),
+            policy_timeout: self.policy_timeout,
         }
     }
 
@@ -418,18 +456,7 @@ impl Executor {
                 ),
             ));
         };
-        let ctx = RequestContext {
-            id: id.to_owned(),
-            user_id: user_id.to_owned(),
-            log,
-            store: self.store.clone(),
-            infra: self.infra.clone(),
-            executor: Arc::downgrade(self),
-            auth_enabled: self.auth_enabled,
-            config: self.live_config.get(),
-            workspace: workspace.to_owned(),
-            policy_timeout: self.policy_timeout,
-        };
+        let ctx = self.context(id, user_id, workspace, log);
         let hold = self.hold.contains(name);
         let tool = crate::client_tool::of_body(&body);
         let work = std::panic::AssertUnwindSafe(async move {
@@ -493,6 +520,9 @@ impl Executor {
     /// still running after `grace` is requeued too.
     pub async fn shutdown(&self, grace: Duration) {
         self.stop_claiming.cancel();
+        self.managed
+            .stop(self.store.as_ref(), &self.server_id)
+            .await;
         self.long.interrupt.cancel();
         self.tasks.close();
         if tokio::time::timeout(grace, self.tasks.wait())

@@ -4,8 +4,9 @@
 use super::Metrics;
 use async_trait::async_trait;
 use skydeck_store::{
-    ClusterRecord, ClusterStatus, Decide, Dialect, EndedCluster, NewRequest, Outcome,
-    RequestFilter, RequestRecord, Result, Role, ServerInfo, Store, StoredConfig, TokenRecord, User,
+    ClusterRecord, ClusterStatus, Decide, Dialect, EndedCluster, ManagedJob, ManagedTask,
+    NewManagedJob, NewRequest, Outcome, RequestFilter, RequestRecord, Result, Role, ServerInfo,
+    Store, StoredConfig, TokenRecord, User,
 };
 use skydeck_types::placement::{Allocation, Host};
 use skydeck_types::{RequestStatus, ScheduleType};
@@ -90,6 +91,16 @@ timed! {
     fn put_ssh_pool_record(&self, pool: &str, hosts: &str, now: f64) -> Result<()>;
     fn list_ssh_pool_records(&self) -> Result<Vec<(String, String)>>;
     fn delete_ssh_pool_record(&self, pool: &str) -> Result<bool>;
+    fn insert_managed_job(&self, job: &NewManagedJob) -> Result<i64>;
+    fn get_managed_job(&self, job_id: i64) -> Result<Option<ManagedJob>>;
+    fn list_managed_jobs(&self, user_id: Option<&str>) -> Result<Vec<ManagedJob>>;
+    fn managed_cluster_names(&self) -> Result<Vec<String>>;
+    fn managed_job_dag(&self, job_id: i64) -> Result<Option<String>>;
+    fn claim_managed_jobs(&self, server_id: &str, now: f64, until: f64, limit: u32) -> Result<Vec<i64>>;
+    fn update_managed_task(&self, server_id: &str, task: &ManagedTask) -> Result<bool>;
+    fn finish_managed_job(&self, server_id: &str, job_id: i64) -> Result<bool>;
+    fn cancel_managed_job(&self, job_id: i64) -> Result<bool>;
+    fn release_managed_jobs(&self, server_id: &str) -> Result<u64>;
     fn register_server(&self, server: &ServerInfo) -> Result<()>;
     fn heartbeat_server(&self, id: &str, now: f64) -> Result<()>;
     fn remove_server(&self, id: &str) -> Result<()>;

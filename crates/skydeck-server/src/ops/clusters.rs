@@ -858,9 +858,24 @@ pub async fn status(ctx: &RequestContext, body: StatusBody) -> OpResult {
         None => clusters,
     };
     let refresh = body.refresh.mode() != skydeck_types::bodies::RefreshMode::None;
+    // Managed jobs' clusters are the controller's business, as in
+    // SkyPilot: listed only when asked for by name.
+    let managed: std::collections::HashSet<String> = if wanted.is_none() {
+        ctx.store
+            .managed_cluster_names()
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .collect()
+    } else {
+        Default::default()
+    };
     let mut out = Vec::new();
     for cluster in clusters {
         if !body.all_users && wanted.is_none() && cluster.user_id != ctx.user_id {
+            continue;
+        }
+        if managed.contains(&cluster.name) {
             continue;
         }
         // A cluster whose lock is held is being launched, stopped or torn

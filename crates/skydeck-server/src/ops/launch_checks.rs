@@ -144,7 +144,7 @@ async fn fits(
 /// The caller may still use the request's workspace (it may have been
 /// made private since the request was accepted), and its infrastructure
 /// is allowed there.
-async fn check_workspace(ctx: &RequestContext, plan: &Plan) -> Result<(), RequestError> {
+pub(super) async fn check_workspace(ctx: &RequestContext, plan: &Plan) -> Result<(), RequestError> {
     let denied = |message: String| RequestError::new(exception::PERMISSION_DENIED, message);
     let Some(workspace) = ctx.config.workspace(&ctx.workspace) else {
         return Err(denied(format!(

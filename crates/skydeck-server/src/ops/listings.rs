@@ -4,7 +4,7 @@
 
 use super::{OpResult, RequestContext};
 use crate::infra;
-use skydeck_types::bodies::{EnabledCloudsQuery, JobsQueueBody, PoolStatusBody, ServeStatusBody};
+use skydeck_types::bodies::{EnabledCloudsQuery, PoolStatusBody, ServeStatusBody};
 
 pub async fn enabled_clouds(ctx: &RequestContext, query: EnabledCloudsQuery) -> OpResult {
     let mut names: Vec<String> = infra::enabled()
@@ -70,10 +70,6 @@ pub async fn workspaces(ctx: &RequestContext) -> OpResult {
         }
     }
     Ok(serde_json::Value::Object(out))
-}
-
-pub async fn jobs_queue(_ctx: &RequestContext, _body: JobsQueueBody) -> OpResult {
-    Ok(serde_json::json!({"jobs": [], "total": 0, "total_no_filter": 0, "status_counts": {}}))
 }
 
 pub async fn serve_status(_ctx: &RequestContext, _body: ServeStatusBody) -> OpResult {

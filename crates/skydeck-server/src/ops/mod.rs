@@ -14,6 +14,7 @@ mod kube_endpoints;
 mod kube_gpus;
 mod launch_checks;
 mod listings;
+mod managed_jobs;
 mod not_yet_listings;
 mod ownership;
 pub use ownership::not_owner;
@@ -63,6 +64,9 @@ pub enum Op {
     SshDown,
     KubeGpuAvailability,
     KubeNodeInfo,
+    JobsLaunch,
+    JobsCancel,
+    JobsLogs,
     /// A SkyPilot request this server does not support yet, by its name
     /// (see `unsupported.rs`).
     Refused(&'static str),
@@ -79,7 +83,7 @@ pub enum OnRestart {
 
 impl Op {
     /// Every operation but the refused ones (`unsupported::REFUSED`).
-    pub const ALL: [Op; 31] = [
+    pub const ALL: [Op; 34] = [
         Op::Status,
         Op::Check,
         Op::EnabledClouds,
@@ -111,6 +115,9 @@ impl Op {
         Op::SshDown,
         Op::KubeGpuAvailability,
         Op::KubeNodeInfo,
+        Op::JobsLaunch,
+        Op::JobsCancel,
+        Op::JobsLogs,
     ];
 
     /// SkyPilot's request name.
@@ -147,6 +154,9 @@ impl Op {
             Op::SshDown => "sky.ssh_node_pools.down",
             Op::KubeGpuAvailability => "sky.realtime_kubernetes_gpu_availability",
             Op::KubeNodeInfo => "sky.kubernetes_node_info",
+            Op::JobsLaunch => "sky.jobs.launch",
+            Op::JobsCancel => "sky.jobs.cancel",
+            Op::JobsLogs => "sky.jobs.logs",
             Op::Refused(name) => name,
         }
     }
@@ -170,6 +180,7 @@ impl Op {
             | Op::Stop
             | Op::Down
             | Op::Logs
+            | Op::JobsLogs
             | Op::SshUp
             | Op::SshDown => ScheduleType::Long,
             _ => ScheduleType::Short,
@@ -234,7 +245,11 @@ impl Op {
             | Op::ListAcceleratorCounts
             // Ask a Kubernetes API server.
             | Op::KubeGpuAvailability
-            | Op::KubeNodeInfo => false,
+            | Op::KubeNodeInfo
+            // Write managed jobs, or follow their logs.
+            | Op::JobsLaunch
+            | Op::JobsCancel
+            | Op::JobsLogs => false,
         }
     }
 
@@ -242,13 +257,13 @@ impl Op {
     /// followed job log): they run outside the pools and stop when their
     /// reader leaves (see `executor/live.rs`).
     pub fn runs_live(self) -> bool {
-        self == Op::Logs
+        matches!(self, Op::Logs | Op::JobsLogs)
     }
 
     pub fn on_restart(self) -> OnRestart {
         match self {
             // Its reader left with the server that ran it.
-            Op::Logs => OnRestart::Fail,
+            Op::Logs | Op::JobsLogs => OnRestart::Fail,
             // Re-running `api cancel --all` after a restart would also
             // cancel requests the user submitted since.
             Op::ApiCancel => OnRestart::Fail,
@@ -321,7 +336,7 @@ pub async fn execute(op: Op, ctx: &RequestContext, value: serde_json::Value) -> 
         Op::Check => check::check(ctx, body(value)?).await,
         Op::EnabledClouds => listings::enabled_clouds(ctx, body(value)?).await,
         Op::WorkspacesGet => listings::workspaces(ctx).await,
-        Op::JobsQueue => listings::jobs_queue(ctx, body(value)?).await,
+        Op::JobsQueue => managed_jobs::queue(ctx, body(value)?).await,
         Op::ServeStatus => listings::serve_status(ctx, body(value)?).await,
         Op::PoolStatus => listings::pool_status(ctx, body(value)?).await,
         Op::ApiCancel => api_cancel::cancel(ctx, body(value)?).await,
@@ -348,6 +363,9 @@ pub async fn execute(op: Op, ctx: &RequestContext, value: serde_json::Value) -> 
         Op::SshDown => crate::ssh_pools::deploy::down(ctx, body(value)?).await,
         Op::KubeGpuAvailability => kube_gpus::realtime_gpu_availability(ctx, body(value)?).await,
         Op::KubeNodeInfo => kube_gpus::node_info(ctx, body(value)?).await,
+        Op::JobsLaunch => forgetting_secrets(ctx, managed_jobs::launch(ctx, body(value)?)).await,
+        Op::JobsCancel => managed_jobs::cancel(ctx, body(value)?).await,
+        Op::JobsLogs => managed_jobs::logs(ctx, body(value)?).await,
         Op::Refused(name) => Err(unsupported::refuse(name)),
     }
 }

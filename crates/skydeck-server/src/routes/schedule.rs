@@ -19,6 +19,7 @@ use skydeck_types::bodies::{
     LogsBody, OptimizeBody, PoolStatusBody, QueueBody, ServeStatusBody, StartBody, StatusBody,
     StopOrDownBody, UserWorkspace, ValidateBody,
 };
+use skydeck_types::managed_jobs::{JobsCancelBody, JobsLaunchBody, JobsLogsBody};
 use skydeck_types::names::ClusterName;
 use skydeck_types::version::HEADER_REQUEST_ID;
 
@@ -388,6 +389,60 @@ pub async fn logs(
         &body.base,
         &body,
         cluster,
+    )
+    .await?;
+    let mut response = super::stream::stream_response(&state, id.clone(), None, true, None)?;
+    response.headers_mut().insert(
+        HEADER_REQUEST_ID,
+        HeaderValue::from_str(&id).expect("a UUID is a valid header value"),
+    );
+    Ok(response)
+}
+
+pub async fn jobs_launch(
+    State(state): State<SharedState>,
+    requester: Requester,
+    ApiJson(mut body): ApiJson<JobsLaunchBody>,
+) -> Result<Response, ApiError> {
+    let id = new_request_id();
+    body.task = storable_task(&state, &id, std::mem::take(&mut body.task)).await?;
+    schedule_as(
+        &state,
+        &requester,
+        id,
+        Op::JobsLaunch,
+        &body.base,
+        &body,
+        None,
+    )
+    .await
+}
+
+pub async fn jobs_cancel(
+    State(state): State<SharedState>,
+    requester: Requester,
+    ApiJson(body): ApiJson<JobsCancelBody>,
+) -> Result<Response, ApiError> {
+    // Refused before it is stored: a cancel that names no jobs, or several
+    // kinds of them.
+    body.selector().map_err(ApiError::bad_request)?;
+    schedule(&state, &requester, Op::JobsCancel, &body.base, &body, None).await
+}
+
+/// Like `/logs`, `/jobs/logs` answers with the log stream itself.
+pub async fn jobs_logs(
+    State(state): State<SharedState>,
+    requester: Requester,
+    ApiJson(body): ApiJson<JobsLogsBody>,
+) -> Result<Response, ApiError> {
+    let id = accept(
+        &state,
+        &requester,
+        new_request_id(),
+        Op::JobsLogs,
+        &body.base,
+        &body,
+        None,
     )
     .await?;
     let mut response = super::stream::stream_response(&state, id.clone(), None, true, None)?;

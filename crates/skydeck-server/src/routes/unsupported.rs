@@ -51,9 +51,6 @@ use Answer::{NotImplemented, Reject, Request, Stream};
 /// own route list against the router, so a missing one fails it.
 const ENDPOINTS: &[(Method, &str, Answer)] = &[
     // Managed jobs and pools.
-    at(Method::POST, "/jobs/launch", Request("sky.jobs.launch")),
-    at(Method::POST, "/jobs/cancel", Request("sky.jobs.cancel")),
-    at(Method::POST, "/jobs/logs", Stream("sky.jobs.logs")),
     at(Method::POST, "/jobs/wait", Request("sky.jobs.wait")),
     at(
         Method::POST,
