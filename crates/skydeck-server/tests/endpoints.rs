@@ -198,8 +198,8 @@ async fn a_refused_feature_fails_its_request_with_one_line_and_keeps_nothing_it_
     let app = app().await;
     let body = r#"{"task": "run: echo hi\nenvs:\n  TOKEN: hunter2-secret\n",
                    "env_vars": {"SKYPILOT_USER_ID": "abcd1234", "SKYPILOT_USER": "alice"},
-                   "entrypoint_command": "sky jobs launch task.yaml"}"#;
-    let accepted = app.call(post("/jobs/launch", body)).await;
+                   "entrypoint_command": "sky serve up task.yaml"}"#;
+    let accepted = app.call(post("/serve/up", body)).await;
     assert_eq!(accepted.status, StatusCode::OK);
     let id = accepted.headers["x-skypilot-request-id"]
         .to_str()
@@ -210,13 +210,12 @@ async fn a_refused_feature_fails_its_request_with_one_line_and_keeps_nothing_it_
     assert_eq!(result.status, StatusCode::INTERNAL_SERVER_ERROR);
     let payload = &result.body["detail"];
     assert_eq!(payload["status"], "FAILED");
-    assert_eq!(payload["name"], "sky.jobs.launch");
+    assert_eq!(payload["name"], "sky.serve.up");
     let error: serde_json::Value =
         serde_json::from_str(payload["error"].as_str().unwrap()).unwrap();
     assert_eq!(error["type"], "NotSupportedError");
     let message = error["message"].as_str().unwrap();
-    assert!(message.contains("managed jobs"), "{message}");
-    assert!(message.contains("sky launch"), "{message}");
+    assert!(message.contains("SkyServe"), "{message}");
     assert!(!message.contains('\n'), "{message}");
 
     let stored = app
@@ -235,7 +234,7 @@ async fn a_refused_feature_fails_its_request_with_one_line_and_keeps_nothing_it_
 #[tokio::test]
 async fn a_streamed_refusal_answers_with_the_log_then_fails() {
     let app = app().await;
-    let answer = app.call(post("/jobs/logs", "{}")).await;
+    let answer = app.call(post("/jobs/pool_logs", "{}")).await;
     assert_eq!(answer.status, StatusCode::OK);
     let id = answer.headers["x-skypilot-request-id"].to_str().unwrap();
     let result = app.call(get(&format!("/api/get?request_id={id}"))).await;

@@ -1,7 +1,7 @@
 //! The official SkyPilot 0.14.1 CLI on the commands beyond clusters: what
 //! this server can answer works (`show-gpus`, `cost-report`, `storage ls`,
 //! `volumes ls`, `serve status`, `jobs queue`), and what it cannot yet
-//! (`jobs launch/cancel/logs`, `serve up/down`) fails with one plain line
+//! (`serve up/down/logs`) fails with one plain line
 //! and no Python traceback; `ssh up` without a pool file says where to
 //! write one.
 //!
@@ -100,13 +100,7 @@ async fn official_sky_client_lists_what_exists_and_refuses_what_does_not_yet() {
     .unwrap();
     let service = service.to_str().unwrap();
 
-    let refused: [(&[&str], &str); 6] = [
-        (
-            &["jobs", "launch", "-y", "--", "echo", "hi"],
-            "managed jobs",
-        ),
-        (&["jobs", "cancel", "-y", "1"], "managed jobs"),
-        (&["jobs", "logs", "1"], "managed jobs"),
+    let refused: [(&[&str], &str); 3] = [
         (&["serve", "up", "-y", "-n", "svc", service], "SkyServe"),
         (&["serve", "down", "-y", "svc"], "SkyServe"),
         (&["serve", "logs", "svc", "1"], "SkyServe"),

@@ -352,10 +352,13 @@ impl Driver {
         };
         match status {
             JobStatus::Succeeded => self.end_task(job, task, Status::Succeeded, None).await,
+            // Not cancelled through the managed job (that stops the driver
+            // before the job ends): the cluster's agent stopped it, as it
+            // does when its machine shuts down, or someone cancelled it on
+            // the cluster. Either way the job did not finish; run it again.
             JobStatus::Cancelled => {
-                // Cancelled on the cluster itself (`sky cancel`), not
-                // through the job: the task ends cancelled.
-                self.end_task(job, task, Status::Cancelled, None).await
+                self.lost(job, task, "its job was stopped on the cluster")
+                    .await
             }
             failed => {
                 // A driver that failed because a node went away is a loss,

@@ -36,7 +36,8 @@ impl Feature {
     fn sentence(self) -> &'static str {
         match self {
             Feature::ManagedJobs => {
-                "managed jobs (`sky jobs`) yet; launch the task on a cluster with `sky launch` instead"
+                "waiting on, downloading the logs of or listing the events of managed jobs yet; \
+                 follow a job with `sky jobs logs` instead"
             }
             Feature::Pools => "pools (`sky jobs pool`) yet",
             Feature::Services => "SkyServe services (`sky serve`) yet",
@@ -66,9 +67,6 @@ const fn refused(name: &'static str, feature: Feature) -> Refused {
 
 /// Every refused request, by SkyPilot's request name.
 pub const REFUSED: &[Refused] = &[
-    refused("sky.jobs.launch", Feature::ManagedJobs),
-    refused("sky.jobs.cancel", Feature::ManagedJobs),
-    refused("sky.jobs.logs", Feature::ManagedJobs),
     refused("sky.jobs.wait", Feature::ManagedJobs),
     refused("sky.jobs.download_logs", Feature::ManagedJobs),
     refused("sky.jobs.events", Feature::ManagedJobs),

@@ -24,6 +24,8 @@ pub struct TestServer {
     pub metrics_url: Option<String>,
     pub home: PathBuf,
     child: Option<Child>,
+    /// Whether dropping it stops its clusters' agents too.
+    stops_agents: bool,
 }
 
 impl TestServer {
@@ -90,6 +92,7 @@ impl TestServer {
             metrics_url,
             home: home.to_owned(),
             child: Some(child),
+            stops_agents: true,
         }
     }
 
@@ -102,6 +105,13 @@ impl TestServer {
         let mut child = self.child.take().expect("running");
         child.kill().expect("kill -9");
         child.wait().expect("reap");
+    }
+
+    /// Kills the server with SIGKILL and leaves its clusters' agents (and
+    /// their jobs) running, as a crash of the server process alone would.
+    pub fn kill9_leaving_agents(mut self) {
+        self.stops_agents = false;
+        self.kill9();
     }
 
     /// Stops the server with SIGTERM and waits for a clean exit.
@@ -138,7 +148,9 @@ impl Drop for TestServer {
         if let Some(mut child) = self.child.take() {
             terminate(&mut child);
         }
-        stop_agents(&self.home);
+        if self.stops_agents {
+            stop_agents(&self.home);
+        }
     }
 }
 
