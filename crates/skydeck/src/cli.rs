@@ -33,6 +33,10 @@ pub enum Command {
     Logs(LogsArgs),
     /// Cancel jobs.
     Cancel(CancelArgs),
+    /// Managed jobs: tasks the server keeps running, relaunching their
+    /// cluster when it is lost and restarting them on failure.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
     /// Stop clusters (restart them with `skydeck start`).
     Stop(StopOrDownArgs),
     /// Restart stopped clusters.
@@ -595,6 +599,83 @@ pub struct LaunchArgs {
     pub no_setup: bool,
     #[command(flatten)]
     pub task: TaskFlags,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Launch a managed job.
+    Launch(Box<JobsLaunchArgs>),
+    /// Show managed jobs.
+    Queue(JobsQueueArgs),
+    /// Cancel managed jobs.
+    Cancel(JobsCancelArgs),
+    /// Show (and follow) a managed job's log.
+    Logs(JobsLogsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JobsLaunchArgs {
+    /// A task YAML file (several documents make a pipeline), or a command
+    /// to run.
+    #[arg(value_name = "YAML | COMMAND", required = true)]
+    pub entrypoint: Vec<String>,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Return once the job is submitted instead of following its log.
+    #[arg(short = 'd', long)]
+    pub detach_run: bool,
+    #[command(flatten)]
+    pub task: TaskFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsQueueArgs {
+    /// Show every user's jobs (admins; everyone when auth is off).
+    #[arg(short = 'u', long)]
+    pub all_users: bool,
+    /// Show only jobs still in progress.
+    #[arg(short = 's', long)]
+    pub skip_finished: bool,
+    /// Show every job, not only the latest 50.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsCancelArgs {
+    /// The jobs to cancel.
+    pub job_ids: Vec<u64>,
+    /// Cancel the running job of this name.
+    #[arg(short = 'n', long, conflicts_with = "job_ids")]
+    pub name: Option<String>,
+    /// Cancel all of your jobs.
+    #[arg(short = 'a', long, conflicts_with_all = ["job_ids", "name"])]
+    pub all: bool,
+    /// Cancel every user's jobs (admins).
+    #[arg(short = 'u', long, conflicts_with_all = ["job_ids", "name", "all"])]
+    pub all_users: bool,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsLogsArgs {
+    /// The job (default: your latest).
+    pub job_id: Option<u64>,
+    /// The job of this name (your latest of that name).
+    #[arg(short = 'n', long, conflicts_with = "job_id")]
+    pub name: Option<String>,
+    /// Print the log so far and exit instead of following it.
+    #[arg(long)]
+    pub no_follow: bool,
+    /// What the controller did for the job instead of its output.
+    #[arg(long)]
+    pub controller: bool,
+    /// Only the last N lines (0: all).
+    #[arg(long, value_name = "N")]
+    pub tail: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -11,7 +11,7 @@ use skydeck_client::Client;
 use skydeck_client::admin::{NewToken, NewUser};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::{TestServer, stop_agents_and_wait};
+use support::{TestServer, create_database, drop_database, stop_agents_and_wait};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const ADMIN: &str = "admin:admin-pw-77";
@@ -328,32 +328,4 @@ fn copy_dir(from: &Path, to: &Path) {
         from.display(),
         to.display()
     );
-}
-
-/// A new database on the test server; the URL to reach it.
-async fn create_database(admin_url: &str) -> String {
-    use sqlx::Connection;
-    // Unique per test, also when the tests of this file share a process.
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let name = format!("skydeck_carry_{}_{n}", std::process::id());
-    let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
-    for statement in [
-        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        sqlx::query(&statement).execute(&mut admin).await.unwrap();
-    }
-    let base = admin_url.rsplit_once('/').unwrap().0;
-    format!("{base}/{name}")
-}
-
-async fn drop_database(admin_url: &str, url: &str) {
-    use sqlx::Connection;
-    let name = url.rsplit_once('/').unwrap().1;
-    let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
-    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
 }

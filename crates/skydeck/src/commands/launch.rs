@@ -122,7 +122,7 @@ async fn exists(paths: &Paths, client: &Client, name: Option<&str>) -> anyhow::R
 
 /// Uploads the task's local files, if it has any, and points the task at
 /// them; returns the blob id the request must name.
-async fn upload(
+pub(super) async fn upload(
     paths: &Paths,
     client: &Client,
     task: &mut Task,
@@ -194,7 +194,7 @@ fn human_size(bytes: u64) -> String {
     format!("{value:.1} {unit}")
 }
 
-fn request_detached(verb: &str, id: &str) -> ExitCode {
+pub(super) fn request_detached(verb: &str, id: &str) -> ExitCode {
     let short = &id[..id.len().min(8)];
     eprintln!();
     eprintln!("The {verb} goes on on the API server.");

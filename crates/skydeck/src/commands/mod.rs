@@ -9,6 +9,7 @@ mod jobs;
 mod launch;
 mod lifecycle;
 mod man;
+mod managed_jobs;
 mod password;
 mod prompt;
 mod ssh;
@@ -20,8 +21,8 @@ mod users;
 mod waiting;
 
 use crate::cli::{
-    ApiCommand, Cli, Command, ConfigCommand, SshArgs, SshCommand, StartArgs, TokensCommand,
-    UsersCommand,
+    ApiCommand, Cli, Command, ConfigCommand, JobsCommand, SshArgs, SshCommand, StartArgs,
+    TokensCommand, UsersCommand,
 };
 use crate::{daemon, endpoint};
 use anyhow::Context;
@@ -87,6 +88,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Queue(args) => jobs::queue(&paths, &connect(&paths).await?, &args).await,
         Command::Logs(args) => jobs::logs(&paths, &connect(&paths).await?, &args).await,
         Command::Cancel(args) => jobs::cancel(&paths, &connect(&paths).await?, &args).await,
+        Command::Jobs(JobsCommand::Launch(args)) => {
+            let task = task_args::load(&args.entrypoint, &args.task)?;
+            managed_jobs::launch(&paths, &connect(&paths).await?, &args, task).await
+        }
+        Command::Jobs(command) => {
+            let client = connect(&paths).await?;
+            match command {
+                JobsCommand::Launch(_) => unreachable!("handled above"),
+                JobsCommand::Queue(args) => managed_jobs::queue(&paths, &client, &args).await,
+                JobsCommand::Cancel(args) => managed_jobs::cancel(&paths, &client, &args).await,
+                JobsCommand::Logs(args) => managed_jobs::logs(&paths, &client, &args).await,
+            }
+        }
         Command::Stop(args) => lifecycle::stop(&paths, &connect(&paths).await?, &args).await,
         Command::Start(args) => lifecycle::start(&paths, &connect(&paths).await?, &args).await,
         Command::Down(args) => lifecycle::down(&paths, &connect(&paths).await?, &args).await,

@@ -286,3 +286,47 @@ pub fn gated_agent(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     (script, arrived, gate)
 }
+
+/// The PostgreSQL server `scripts/test.sh` started (`None` outside CI when
+/// none was given; CI must give one).
+pub fn postgres_admin_url() -> Option<String> {
+    match std::env::var("SKYDECK_TEST_POSTGRES_URL") {
+        Ok(url) => Some(url),
+        Err(_) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run this on PostgreSQL: set SKYDECK_TEST_POSTGRES_URL"
+            );
+            eprintln!("SKYDECK_TEST_POSTGRES_URL unset: skipping");
+            None
+        }
+    }
+}
+
+/// A fresh database on the PostgreSQL server of `admin_url`; its URL.
+pub async fn create_database(admin_url: &str) -> String {
+    use sqlx::Connection;
+    // Unique per test, also when the tests of a file share a process.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("skydeck_test_{}_{n}", std::process::id());
+    let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
+    for statement in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        sqlx::query(&statement).execute(&mut admin).await.unwrap();
+    }
+    let base = admin_url.rsplit_once('/').unwrap().0;
+    format!("{base}/{name}")
+}
+
+pub async fn drop_database(admin_url: &str, url: &str) {
+    use sqlx::Connection;
+    let name = url.rsplit_once('/').unwrap().1;
+    let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}

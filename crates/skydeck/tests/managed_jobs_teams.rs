@@ -1,0 +1,161 @@
+//! Managed jobs on a shared server, from a non-admin's side: another
+//! user's job is not listed, cannot be cancelled and its log cannot be
+//! read; `--all-users` is for admins; the admin policy sees `jobs.launch`
+//! and can refuse it. Real server with basic auth, `local`.
+
+mod support;
+
+use serde_json::{Value, json};
+use skydeck_client::admin::NewUser;
+use skydeck_client::{Client, ClientError};
+use std::time::{Duration, Instant};
+use support::TestServer;
+
+const ADMIN: &str = "admin:admin-pw-61";
+
+fn as_user(server: &TestServer, credentials: &str) -> Client {
+    let url = server
+        .url
+        .replacen("http://", &format!("http://{credentials}@"), 1);
+    Client::new(&url, None).unwrap()
+}
+
+async fn queue(client: &Client, all_users: bool) -> Vec<Value> {
+    let id = client
+        .submit("/jobs/queue/v2", &json!({ "all_users": all_users }))
+        .await
+        .unwrap();
+    client.wait(&id).await.expect("the queue answers")["jobs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn refusal(result: Result<Value, ClientError>) -> String {
+    match result {
+        Err(ClientError::Request(error)) => format!("{}: {}", error.kind, error.message),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_users_managed_jobs_are_out_of_reach() {
+    let scratch = tempfile::tempdir().unwrap();
+    let gate = scratch.path().join("gate");
+    let server = TestServer::start(
+        &scratch.path().join("server"),
+        &[
+            ("SKYDECK_ENABLE_BASIC_AUTH", "1"),
+            ("SKYDECK_INITIAL_BASIC_AUTH", ADMIN),
+        ],
+    );
+    let admin = as_user(&server, ADMIN);
+    for name in ["alice", "mallory"] {
+        admin
+            .create_user(&NewUser {
+                name: name.into(),
+                password: Some(format!("{name}-pw")),
+                role: None,
+            })
+            .await
+            .unwrap();
+    }
+    let alice = as_user(&server, "alice:alice-pw");
+    let mallory = as_user(&server, "mallory:mallory-pw");
+
+    let task = format!(
+        "name: secret-work\nrun: |\n  echo alice-private-output\n  \
+         while [ ! -e '{}' ]; do sleep 0.1; done\n",
+        gate.display()
+    );
+    let id = alice
+        .submit("/jobs/launch", &json!({ "task": task }))
+        .await
+        .unwrap();
+    let job = alice.wait(&id).await.unwrap()["job_id"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !queue(&alice, false)
+        .await
+        .iter()
+        .any(|r| r["status"] == "RUNNING")
+    {
+        assert!(Instant::now() < deadline, "alice's job never ran");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Not listed, with or without --all-users.
+    assert!(queue(&mallory, false).await.is_empty());
+    assert!(queue(&mallory, true).await.is_empty());
+    // Neither cancelled by id nor by everyone's-jobs.
+    let id = mallory
+        .submit("/jobs/cancel", &json!({ "job_ids": [job] }))
+        .await
+        .unwrap();
+    mallory.wait(&id).await.unwrap();
+    let id = mallory
+        .submit("/jobs/cancel", &json!({ "job_ids": [], "all_users": true }))
+        .await
+        .unwrap();
+    let refused = refusal(mallory.wait(&id).await);
+    assert!(refused.contains("Only an admin"), "{refused}");
+    let id = mallory
+        .submit("/jobs/cancel", &json!({ "job_ids": [], "all": true }))
+        .await
+        .unwrap();
+    mallory.wait(&id).await.unwrap();
+    let rows = queue(&alice, false).await;
+    assert_eq!(rows[0]["status"], "RUNNING", "{rows:?}");
+    // Nor its log read.
+    let (id, stream) = mallory
+        .submit_streaming("/jobs/logs", &json!({ "job_id": job, "follow": false }))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    stream.copy_to(&mut seen).await.unwrap();
+    let seen = String::from_utf8_lossy(&seen).into_owned();
+    assert!(!seen.contains("alice-private-output"), "{seen}");
+    let code = mallory.wait(&id).await.unwrap();
+    assert_eq!(code, json!(102), "an unknown job to mallory");
+
+    // The admin sees it with --all-users and may cancel it.
+    let everyone = queue(&admin, true).await;
+    assert!(everyone.iter().any(|r| r["job_id"] == job), "{everyone:?}");
+    let id = admin
+        .submit("/jobs/cancel", &json!({ "job_ids": [job] }))
+        .await
+        .unwrap();
+    admin.wait(&id).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while queue(&alice, false).await[0]["status"] != "CANCELLED" {
+        assert!(Instant::now() < deadline, "the job was never cancelled");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_policy_sees_and_may_refuse_a_managed_job() {
+    let scratch = tempfile::tempdir().unwrap();
+    let home = scratch.path().join("server");
+    std::fs::create_dir_all(&home).unwrap();
+    // The built-in policy: at most one node.
+    std::fs::write(
+        home.join("config.yaml"),
+        "admin_policy:\n  max_num_nodes: 1\n",
+    )
+    .unwrap();
+    let server = TestServer::start(&home, &[]);
+    let client = Client::new(&server.url, None).unwrap();
+    let id = client
+        .submit(
+            "/jobs/launch",
+            &json!({ "task": "name: wide\nnum_nodes: 2\nrun: echo no\n" }),
+        )
+        .await
+        .unwrap();
+    let refused = refusal(client.wait(&id).await);
+    assert!(
+        refused.contains("UserRequestRejectedByPolicy") && refused.contains("max_num_nodes"),
+        "{refused}"
+    );
+    assert!(queue(&client, true).await.is_empty());
+}
