@@ -330,3 +330,46 @@ pub async fn drop_database(admin_url: &str, url: &str) {
         .await
         .unwrap();
 }
+
+/// What a `skydeck` command printed, and its exit status.
+pub struct CliRun {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliRun {
+    pub fn describe(&self) -> String {
+        format!(
+            "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs the `skydeck` CLI against `server` from `cwd`, for at most two
+/// minutes.
+pub async fn skydeck_cli(server: &TestServer, cwd: &Path, args: &[&str]) -> CliRun {
+    let child = tokio::process::Command::new(BINARY)
+        .args(args)
+        .current_dir(cwd)
+        .env("SKYDECK_HOME", &server.home)
+        .env("SKYDECK_API_SERVER_ENDPOINT", &server.url)
+        .env_remove("SKYDECK_SERVICE_ACCOUNT_TOKEN")
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("cannot start skydeck");
+    let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("`skydeck {}` ran too long", args.join(" ")))
+        .expect("skydeck ran");
+    CliRun {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
