@@ -12,6 +12,7 @@ mod clusters;
 mod http;
 mod kube;
 mod load;
+mod managed_jobs;
 mod report;
 mod server;
 mod ssh;
@@ -82,6 +83,26 @@ enum Command {
     /// to the first log line with the server's part broken out, many
     /// clusters launched at once, server memory per cluster pod.
     Kube(KubeArgs),
+    /// Many managed jobs at once on local infrastructure: server memory
+    /// per active job, the controller's CPU, submission to RUNNING; then
+    /// `jobs queue` answer times with a long history.
+    ManagedJobs(ManagedJobsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ManagedJobsArgs {
+    /// Managed jobs submitted at once (each is a cluster with its agent
+    /// process: mind the machine's memory).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=5000))]
+    jobs: u32,
+
+    /// Seconds each job sleeps.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=3600))]
+    sleep: u32,
+
+    /// Finished jobs written into the history before the queue is timed.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    history: u32,
 }
 
 #[derive(Debug, clap::Args)]
@@ -198,10 +219,47 @@ async fn measure_and_print(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
         Some(Command::Clusters(args)) => return measure_clusters(cli, args, binary).await,
         Some(Command::Soak(args)) => return measure_soak(cli, args, binary).await,
+        Some(Command::ManagedJobs(args)) => {
+            return measure_managed_jobs(cli, args, binary).await;
+        }
         // Handled above, before the binary: no hosts is the first thing to say.
         Some(Command::Ssh(_) | Command::Kube(_)) | None => {}
     }
     let report = run(cli, binary).await?;
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+    } else {
+        print!("{}", report.to_table());
+    }
+    Ok(())
+}
+
+/// One server for the managed-jobs run; what its jobs left (agents of
+/// clusters a failed run did not tear down) is stopped with it.
+async fn measure_managed_jobs(
+    cli: &Cli,
+    args: &ManagedJobsArgs,
+    binary: PathBuf,
+) -> anyhow::Result<()> {
+    progress("starting the server for the managed-jobs runs");
+    let (mut server, _) = Server::start(&binary).await?;
+    let config = managed_jobs::Config {
+        jobs: args.jobs,
+        sleep_secs: args.sleep,
+        history: args.history,
+    };
+    let outcome = managed_jobs::run(&server, &config).await;
+    for pid in clusters::agent_daemons(&server.home()) {
+        progress(&format!("stopping leftover agent daemon {pid}"));
+        let _ = tokio::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .await;
+    }
+    let stop = server.stop().await;
+    let report = outcome?;
+    stop?;
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&report.to_json())?);
     } else {

@@ -1,0 +1,313 @@
+//! `skydeck-bench managed-jobs`: many managed jobs at once through one
+//! server on `local` — the server's memory per active job, the CPU its
+//! controller spends, submission to RUNNING — and how long `jobs queue`
+//! takes to answer with a long history.
+//!
+//! Jobs go through the server's API as the official client sends them.
+//! The history is written straight into the server's SQLite file as
+//! finished jobs (a server never drives a finished job), so that it costs
+//! seconds instead of ten thousand cluster launches.
+
+use crate::progress;
+use crate::report::{format_mib, kib_to_mib, round2};
+use crate::server::Server;
+use crate::stats::Summary;
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use skydeck_client::Client;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+pub struct Config {
+    /// Jobs submitted at once.
+    pub jobs: u32,
+    /// How long each job's `run` sleeps.
+    pub sleep_secs: u32,
+    /// Finished jobs in the history when the queue is timed.
+    pub history: u32,
+}
+
+/// The longest the benchmark waits for every job to end.
+const RUN_LIMIT: Duration = Duration::from_secs(1800);
+/// Queue answers timed with the history in place.
+const QUEUE_CALLS: usize = 20;
+
+pub struct ManagedJobsReport {
+    pub jobs: u32,
+    pub submit_total: Duration,
+    /// From submission to RUNNING, per job (the server's own times).
+    pub to_running: Summary,
+    pub all_done: Duration,
+    pub succeeded: usize,
+    /// RSS before any job, at its highest while jobs ran, and the most
+    /// jobs in progress at one sample.
+    pub rss_before_kib: u64,
+    pub rss_peak_kib: u64,
+    pub peak_active: usize,
+    pub cpu_secs: f64,
+    pub history: u32,
+    pub queue_all: Summary,
+    pub queue_page: Summary,
+}
+
+pub async fn run(server: &Server, config: &Config) -> anyhow::Result<ManagedJobsReport> {
+    let client = Client::new(&format!("http://{}", server.addr), None)?;
+    let rss_before_kib = server.memory()?.rss_kib;
+    let cpu_before = server.cpu()?;
+    progress(&format!("submitting {} managed jobs at once", config.jobs));
+    let started = Instant::now();
+    let mut submits = tokio::task::JoinSet::new();
+    for i in 0..config.jobs {
+        let client = client.clone();
+        let task = format!(
+            "name: mj-{i}\n---\nname: mj-{i}\nrun: \"sleep {}\"\n",
+            config.sleep_secs
+        );
+        submits.spawn(async move {
+            let id = client
+                .submit("/jobs/launch", &json!({ "task": task }))
+                .await?;
+            let value = client.wait(&id).await?;
+            value["job_id"]
+                .as_u64()
+                .context("the launch answered no job id")
+        });
+    }
+    let mut ids = Vec::new();
+    while let Some(joined) = submits.join_next().await {
+        ids.push(joined??);
+    }
+    let submit_total = started.elapsed();
+
+    progress("waiting for every job to end");
+    let mut rss_peak_kib = rss_before_kib;
+    let mut peak_active = 0;
+    let mut running_at: HashMap<u64, f64> = HashMap::new();
+    let rows = loop {
+        let rows = queue(&client, None).await?;
+        let mine: Vec<&Value> = rows
+            .iter()
+            .filter(|row| row["job_id"].as_u64().is_some_and(|id| ids.contains(&id)))
+            .collect();
+        for row in &mine {
+            if let (Some(id), Some(start)) = (row["job_id"].as_u64(), row["start_at"].as_f64()) {
+                running_at.entry(id).or_insert(start);
+            }
+        }
+        let active = mine
+            .iter()
+            .filter(|row| !is_terminal(row["status"].as_str().unwrap_or("")))
+            .count();
+        peak_active = peak_active.max(active);
+        rss_peak_kib = rss_peak_kib.max(server.memory()?.rss_kib);
+        if active == 0 && mine.len() == ids.len() {
+            break rows;
+        }
+        if started.elapsed() > RUN_LIMIT {
+            bail!(
+                "{active} of {} jobs still running after {RUN_LIMIT:?}",
+                ids.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let all_done = started.elapsed();
+    let cpu = server.cpu()?.since(cpu_before);
+    let cpu_secs = cpu.own_s + cpu.children_s;
+    let submitted: HashMap<u64, f64> = rows
+        .iter()
+        .filter_map(|row| Some((row["job_id"].as_u64()?, row["submitted_at"].as_f64()?)))
+        .collect();
+    let to_running = Summary::of(
+        running_at
+            .iter()
+            .filter_map(|(id, start)| {
+                let submitted = submitted.get(id)?;
+                Some(Duration::from_secs_f64((start - submitted).max(0.0)))
+            })
+            .collect(),
+    );
+    let succeeded = rows
+        .iter()
+        .filter(|row| row["status"] == "SUCCEEDED")
+        .count();
+
+    progress(&format!(
+        "writing {} finished jobs into the history",
+        config.history
+    ));
+    write_history(server, config.history).await?;
+    let mut all = Vec::new();
+    let mut page = Vec::new();
+    for _ in 0..QUEUE_CALLS {
+        let at = Instant::now();
+        queue(&client, None).await?;
+        all.push(at.elapsed());
+        let at = Instant::now();
+        queue(&client, Some(50)).await?;
+        page.push(at.elapsed());
+    }
+    Ok(ManagedJobsReport {
+        jobs: config.jobs,
+        submit_total,
+        to_running,
+        all_done,
+        succeeded,
+        rss_before_kib,
+        rss_peak_kib,
+        peak_active,
+        cpu_secs,
+        history: config.history,
+        queue_all: Summary::of(all),
+        queue_page: Summary::of(page),
+    })
+}
+
+fn is_terminal(status: &str) -> bool {
+    matches!(
+        status,
+        "SUCCEEDED"
+            | "CANCELLED"
+            | "FAILED"
+            | "FAILED_SETUP"
+            | "FAILED_PRECHECKS"
+            | "FAILED_NO_RESOURCE"
+            | "FAILED_CONTROLLER"
+    )
+}
+
+/// Every user's jobs (the first `limit`), as `sky jobs queue -u` asks.
+async fn queue(client: &Client, limit: Option<u64>) -> anyhow::Result<Vec<Value>> {
+    let id = client
+        .submit(
+            "/jobs/queue/v2",
+            &json!({ "all_users": true, "limit": limit }),
+        )
+        .await?;
+    let value = client.wait(&id).await?;
+    Ok(value["jobs"].as_array().cloned().unwrap_or_default())
+}
+
+/// `count` finished one-task jobs, inserted in one transaction beside the
+/// running server (SQLite takes a second writer; it waits its turn).
+async fn write_history(server: &Server, count: u32) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let path = server.home().join("state.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .with_context(|| format!("open {}", path.display()))?;
+    sqlx::query("PRAGMA busy_timeout = 10000")
+        .execute(&mut conn)
+        .await?;
+    let mut tx = conn.begin().await?;
+    let first: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(job_id), 0) + 1 FROM managed_jobs")
+        .fetch_one(&mut *tx)
+        .await?;
+    for n in 0..i64::from(count) {
+        let id = first + n;
+        let at = 1.7e9 + n as f64;
+        sqlx::query(
+            "INSERT INTO managed_jobs (job_id, request_id, name, user_id, workspace, dag_yaml, \
+             entrypoint, submitted_at, cancel_requested, done) VALUES ($1, $2, $3, 'bench', \
+             'default', 'run: true', 'skydeck-bench', $4, 0, 1)",
+        )
+        .bind(id)
+        .bind(format!("bench-history-{id}"))
+        .bind(format!("history-{id}"))
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO managed_job_tasks (job_id, task_id, task_name, resources, status, \
+             schedule_state, start_at, end_at, run_seconds, attempt) VALUES ($1, 0, $2, \
+             '1x[CPU:0.5]', 'SUCCEEDED', 'DONE', $3, $4, 1.0, 1)",
+        )
+        .bind(id)
+        .bind(format!("history-{id}"))
+        .bind(at + 1.0)
+        .bind(at + 2.0)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+impl ManagedJobsReport {
+    fn per_job_kib(&self) -> f64 {
+        let grown = self.rss_peak_kib.saturating_sub(self.rss_before_kib) as f64;
+        grown / self.peak_active.max(1) as f64
+    }
+
+    pub fn to_json(&self) -> Value {
+        let ms = |summary: &Summary| {
+            json!({
+                "median_ms": summary.median().map(|d| round2(d.as_secs_f64() * 1e3)),
+                "p90_ms": summary.percentile(90.0).map(|d| round2(d.as_secs_f64() * 1e3)),
+                "max_ms": summary.max().map(|d| round2(d.as_secs_f64() * 1e3)),
+            })
+        };
+        json!({
+            "jobs": self.jobs,
+            "submit_total_s": round2(self.submit_total.as_secs_f64()),
+            "to_running": ms(&self.to_running),
+            "all_done_s": round2(self.all_done.as_secs_f64()),
+            "succeeded": self.succeeded,
+            "rss_before_mib": round2(kib_to_mib(self.rss_before_kib)),
+            "rss_peak_mib": round2(kib_to_mib(self.rss_peak_kib)),
+            "peak_active_jobs": self.peak_active,
+            "rss_per_active_job_kib": round2(self.per_job_kib()),
+            "server_cpu_s": round2(self.cpu_secs),
+            "history_jobs": self.history,
+            "queue_all": ms(&self.queue_all),
+            "queue_first_50": ms(&self.queue_page),
+        })
+    }
+
+    pub fn to_table(&self) -> String {
+        let ms = |summary: &Summary| {
+            format!(
+                "median {:.1} ms, p90 {:.1} ms, max {:.1} ms",
+                summary.median().unwrap_or_default().as_secs_f64() * 1e3,
+                summary.percentile(90.0).unwrap_or_default().as_secs_f64() * 1e3,
+                summary.max().unwrap_or_default().as_secs_f64() * 1e3,
+            )
+        };
+        let mut out = String::new();
+        let _ = writeln!(out, "Managed jobs on local ({} at once)", self.jobs);
+        let _ = writeln!(
+            out,
+            "  submitted in            {:.2} s",
+            self.submit_total.as_secs_f64()
+        );
+        let _ = writeln!(out, "  submission to RUNNING   {}", ms(&self.to_running));
+        let _ = writeln!(
+            out,
+            "  all ended after         {:.1} s ({} succeeded)",
+            self.all_done.as_secs_f64(),
+            self.succeeded
+        );
+        let _ = writeln!(
+            out,
+            "  server RSS              {} before, {} at peak ({} jobs in progress): {:.0} KiB per job",
+            format_mib(self.rss_before_kib),
+            format_mib(self.rss_peak_kib),
+            self.peak_active,
+            self.per_job_kib()
+        );
+        let _ = writeln!(out, "  server CPU              {:.2} s", self.cpu_secs);
+        let _ = writeln!(
+            out,
+            "  jobs queue, {} jobs     all: {}",
+            self.history + self.jobs,
+            ms(&self.queue_all)
+        );
+        let _ = writeln!(
+            out,
+            "                          first 50: {}",
+            ms(&self.queue_page)
+        );
+        out
+    }
+}
