@@ -216,6 +216,12 @@ pub async fn queue(ctx: &RequestContext, body: JobsQueueBody) -> OpResult {
     }))
 }
 
+/// `sky.jobs.queue`, the client's v1 call: the rows alone, as a list.
+pub async fn queue_v1(ctx: &RequestContext, body: JobsQueueBody) -> OpResult {
+    let mut answer = queue(ctx, body).await?;
+    Ok(answer["jobs"].take())
+}
+
 /// One task's row, in the shape of SkyPilot's `ManagedJobRecord`. Numbers
 /// are always numbers and `metadata` a mapping: the client's renderer
 /// fails on nulls there.

@@ -358,7 +358,7 @@ pub async fn execute(op: Op, ctx: &RequestContext, value: serde_json::Value) -> 
         Op::ListAcceleratorCounts => catalog::list_accelerator_counts(ctx, body(value)?).await,
         Op::StorageLs => not_yet_listings::storage_ls(ctx).await,
         Op::VolumeList => not_yet_listings::volume_list(ctx).await,
-        Op::JobsQueueV1 => not_yet_listings::jobs_queue_v1(ctx).await,
+        Op::JobsQueueV1 => managed_jobs::queue_v1(ctx, body(value)?).await,
         Op::SshUp => crate::ssh_pools::deploy::up(ctx, body(value)?).await,
         Op::SshDown => crate::ssh_pools::deploy::down(ctx, body(value)?).await,
         Op::KubeGpuAvailability => kube_gpus::realtime_gpu_availability(ctx, body(value)?).await,

@@ -108,12 +108,14 @@ pub async fn volume_list(
     schedule(&state, &requester, Op::VolumeList, &base, &base, None).await
 }
 
+/// The v1 queue takes the v2 body's first fields (`refresh`,
+/// `skip_finished`, `all_users`, `job_ids`).
 pub async fn jobs_queue_v1(
     State(state): State<SharedState>,
     requester: Requester,
-    ApiJson(base): ApiJson<BaseBody>,
+    ApiJson(body): ApiJson<skydeck_types::bodies::JobsQueueBody>,
 ) -> Result<Response, ApiError> {
-    schedule(&state, &requester, Op::JobsQueueV1, &base, &base, None).await
+    schedule(&state, &requester, Op::JobsQueueV1, &body.base, &body, None).await
 }
 
 #[derive(Deserialize)]
