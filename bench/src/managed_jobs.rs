@@ -45,6 +45,11 @@ pub struct ManagedJobsReport {
     pub rss_before_kib: u64,
     pub rss_peak_kib: u64,
     pub peak_active: usize,
+    /// RSS at the last sample where every job was RUNNING at once (none if
+    /// that never happened: raise --sleep).
+    pub rss_all_running_kib: Option<u64>,
+    /// RSS once every job ended (and its cluster is gone).
+    pub rss_after_kib: u64,
     pub cpu_secs: f64,
     pub history: u32,
     pub queue_all: Summary,
@@ -83,6 +88,7 @@ pub async fn run(server: &Server, config: &Config) -> anyhow::Result<ManagedJobs
     progress("waiting for every job to end");
     let mut rss_peak_kib = rss_before_kib;
     let mut peak_active = 0;
+    let mut rss_all_running_kib = None;
     let mut running_at: HashMap<u64, f64> = HashMap::new();
     let rows = loop {
         let rows = queue(&client, None).await?;
@@ -100,7 +106,11 @@ pub async fn run(server: &Server, config: &Config) -> anyhow::Result<ManagedJobs
             .filter(|row| !is_terminal(row["status"].as_str().unwrap_or("")))
             .count();
         peak_active = peak_active.max(active);
-        rss_peak_kib = rss_peak_kib.max(server.memory()?.rss_kib);
+        let rss = server.memory()?.rss_kib;
+        rss_peak_kib = rss_peak_kib.max(rss);
+        if mine.len() == ids.len() && mine.iter().all(|row| row["status"] == "RUNNING") {
+            rss_all_running_kib = Some(rss);
+        }
         if active == 0 && mine.len() == ids.len() {
             break rows;
         }
@@ -113,6 +123,7 @@ pub async fn run(server: &Server, config: &Config) -> anyhow::Result<ManagedJobs
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let all_done = started.elapsed();
+    let rss_after_kib = server.memory()?.rss_kib;
     let cpu = server.cpu()?.since(cpu_before);
     let cpu_secs = cpu.own_s + cpu.children_s;
     let submitted: HashMap<u64, f64> = rows
@@ -157,6 +168,8 @@ pub async fn run(server: &Server, config: &Config) -> anyhow::Result<ManagedJobs
         rss_before_kib,
         rss_peak_kib,
         peak_active,
+        rss_all_running_kib,
+        rss_after_kib,
         cpu_secs,
         history: config.history,
         queue_all: Summary::of(all),
@@ -240,6 +253,12 @@ impl ManagedJobsReport {
         grown / self.peak_active.max(1) as f64
     }
 
+    /// Memory per job while every job runs: the cost of driving one.
+    fn per_running_job_kib(&self) -> Option<f64> {
+        self.rss_all_running_kib
+            .map(|rss| rss.saturating_sub(self.rss_before_kib) as f64 / f64::from(self.jobs.max(1)))
+    }
+
     pub fn to_json(&self) -> Value {
         let ms = |summary: &Summary| {
             json!({
@@ -258,6 +277,9 @@ impl ManagedJobsReport {
             "rss_peak_mib": round2(kib_to_mib(self.rss_peak_kib)),
             "peak_active_jobs": self.peak_active,
             "rss_per_active_job_kib": round2(self.per_job_kib()),
+            "rss_all_running_mib": self.rss_all_running_kib.map(|kib| round2(kib_to_mib(kib))),
+            "rss_per_running_job_kib": self.per_running_job_kib().map(round2),
+            "rss_after_mib": round2(kib_to_mib(self.rss_after_kib)),
             "server_cpu_s": round2(self.cpu_secs),
             "history_jobs": self.history,
             "queue_all": ms(&self.queue_all),
@@ -295,6 +317,23 @@ impl ManagedJobsReport {
             format_mib(self.rss_peak_kib),
             self.peak_active,
             self.per_job_kib()
+        );
+        match (self.rss_all_running_kib, self.per_running_job_kib()) {
+            (Some(rss), Some(per_job)) => {
+                let _ = writeln!(
+                    out,
+                    "  server RSS, all running {}: {per_job:.0} KiB per running job",
+                    format_mib(rss)
+                );
+            }
+            _ => {
+                let _ = writeln!(out, "  (the jobs never all ran at once: raise --sleep)");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "  server RSS, all ended   {}",
+            format_mib(self.rss_after_kib)
         );
         let _ = writeln!(out, "  server CPU              {:.2} s", self.cpu_secs);
         let _ = writeln!(

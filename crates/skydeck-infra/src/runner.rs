@@ -10,8 +10,10 @@ use tokio::process::Command;
 use tokio::sync::mpsc;
 
 /// The most a streamed command's output is read (and held) at once: a
-/// single line longer than this still travels in bounded pieces.
-pub const STREAM_CHUNK: usize = 64 * 1024;
+/// single line longer than this still travels in bounded pieces. Every
+/// followed log (each running managed job has one) holds a buffer this
+/// size, so it is small: 16 KiB reads keep up with any job's output.
+pub const STREAM_CHUNK: usize = 16 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandOutput {
@@ -114,7 +116,7 @@ impl CommandRunner for LocalRunner {
         // stall the command; only its start is kept, for the debug log.
         let stderr_text = tokio::spawn(async move {
             let mut kept = Vec::new();
-            let mut buf = vec![0; 8192];
+            let mut buf = vec![0; 1024];
             while let Ok(n @ 1..) = stderr.read(&mut buf).await {
                 if kept.len() < STREAM_CHUNK {
                     kept.extend_from_slice(&buf[..n]);

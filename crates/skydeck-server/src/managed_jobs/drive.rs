@@ -126,15 +126,18 @@ impl Driver {
         let Some(task) = job.tasks.iter().find(|t| !t.status.is_terminal()).cloned() else {
             return self.finish(&job).await;
         };
+        // Each step is boxed: a driver waits in one step for as long as a
+        // job runs, and its task would otherwise be as large as the largest
+        // step (a launch), for every job, all the time.
         if job.cancel_requested {
-            return self.cancel(&job, task).await;
+            return Box::pin(self.cancel(&job, task)).await;
         }
         match task.status {
             Status::Pending | Status::Submitted | Status::Starting | Status::Recovering => {
-                self.launch(&job, task).await
+                Box::pin(self.launch(&job, task)).await
             }
-            Status::Running | Status::WindingDown => self.monitor(&job, task).await,
-            Status::Cancelling => self.cancel(&job, task).await,
+            Status::Running | Status::WindingDown => Box::pin(self.monitor(&job, task)).await,
+            Status::Cancelling => Box::pin(self.cancel(&job, task)).await,
             // Terminal statuses were skipped above.
             _ => Ok(()),
         }
@@ -262,7 +265,7 @@ impl Driver {
         let key = format!("managed-{}-{}-{}", job.job_id, task.task_id, task.attempt);
         let ctx = self.context(job, key);
         let launched = tokio::select! {
-            launched = crate::ops::clusters::launch(&ctx, body) => launched,
+            launched = Box::pin(crate::ops::clusters::launch(&ctx, body)) => launched,
             () = self.cancel_requested() => return Ok(()),
         };
         let value = match launched {
@@ -380,7 +383,9 @@ impl Driver {
     /// Whether the cluster still looks UP after asking its infrastructure.
     async fn cluster_healthy(&self, record: &skydeck_store::ClusterRecord) -> bool {
         let store = self.executor.store();
-        match crate::ops::clusters::reconcile(store.as_ref(), self.executor.infra(), record).await {
+        let reconcile =
+            crate::ops::clusters::reconcile(store.as_ref(), self.executor.infra(), record);
+        match Box::pin(reconcile).await {
             Ok(Some(now)) => {
                 now.status == ClusterStatus::Up && !self.executor.infra().health.is_unhealthy(&now)
             }
@@ -538,7 +543,7 @@ impl Driver {
             graceful: false,
             graceful_timeout: None,
         };
-        match crate::ops::clusters::down(&ctx, body).await {
+        match Box::pin(crate::ops::clusters::down(&ctx, body)).await {
             Ok(_) => Ok(()),
             Err(err) if store.get_cluster(name).await?.is_none() => {
                 tracing::debug!(cluster = name, error = %err.message, "gone meanwhile");
