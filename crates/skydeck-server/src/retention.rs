@@ -171,7 +171,7 @@ async fn blobs_in_use(state: &AppState, since: SystemTime) -> Option<HashSet<Str
         }
     };
     // A managed job relaunches from its files until it is done.
-    let jobs = match state.store.list_managed_jobs(None).await {
+    let jobs = match state.store.list_active_managed_jobs(None).await {
         Ok(jobs) => jobs,
         Err(err) => {
             tracing::warn!(error = %err, "cannot read managed jobs; keeping every upload");
@@ -184,11 +184,7 @@ async fn blobs_in_use(state: &AppState, since: SystemTime) -> Option<HashSet<Str
             .filter(|r| !r.status.is_finished() || r.created_at >= since)
             .filter_map(|r| r.body.get("file_mounts_blob_id")?.as_str())
             .map(str::to_owned)
-            .chain(
-                jobs.into_iter()
-                    .filter(|job| !job.done)
-                    .filter_map(|job| job.file_mounts_blob),
-            )
+            .chain(jobs.into_iter().filter_map(|job| job.file_mounts_blob))
             .collect(),
     )
 }

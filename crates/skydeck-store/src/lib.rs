@@ -216,6 +216,9 @@ pub trait Store: Send + Sync + 'static {
     /// Jobs newest first with their tasks, limited to one user's when
     /// `user_id` is given.
     async fn list_managed_jobs(&self, user_id: Option<&str>) -> Result<Vec<ManagedJob>>;
+    /// [`Store::list_managed_jobs`] of the jobs not done: what `sky status`
+    /// and `--skip-finished` read, without the history.
+    async fn list_active_managed_jobs(&self, user_id: Option<&str>) -> Result<Vec<ManagedJob>>;
     /// The clusters of jobs not done: hidden from `status`, as SkyPilot
     /// hides its managed jobs' clusters.
     async fn managed_cluster_names(&self) -> Result<Vec<String>>;

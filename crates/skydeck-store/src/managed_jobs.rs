@@ -117,9 +117,11 @@ impl SqlStore {
     pub(crate) async fn list_managed_jobs_sql(
         &self,
         user_id: Option<&str>,
+        active_only: bool,
     ) -> Result<Vec<ManagedJob>> {
+        let active = if active_only { " AND done = 0" } else { "" };
         let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM managed_jobs WHERE ($1 IS NULL OR user_id = $1) \
+            "SELECT {JOB_COLUMNS} FROM managed_jobs WHERE ($1 IS NULL OR user_id = $1){active} \
              ORDER BY job_id DESC"
         );
         let mut jobs: Vec<ManagedJob> = sqlx::query(&sql)
@@ -129,9 +131,10 @@ impl SqlStore {
             .iter()
             .map(decode_job)
             .collect::<Result<_>>()?;
+        let active = if active_only { " AND j.done = 0" } else { "" };
         let sql = format!(
-            "SELECT {TASK_COLUMNS} FROM managed_job_tasks t WHERE ($1 IS NULL OR EXISTS \
-             (SELECT 1 FROM managed_jobs j WHERE j.job_id = t.job_id AND j.user_id = $1)) \
+            "SELECT {TASK_COLUMNS} FROM managed_job_tasks t WHERE EXISTS (SELECT 1 FROM \
+             managed_jobs j WHERE j.job_id = t.job_id AND ($1 IS NULL OR j.user_id = $1){active}) \
              ORDER BY job_id, task_id"
         );
         let mut tasks: BTreeMap<i64, Vec<ManagedTask>> = BTreeMap::new();

@@ -1304,7 +1304,11 @@ impl Store for SqlStore {
     }
 
     async fn list_managed_jobs(&self, user_id: Option<&str>) -> Result<Vec<ManagedJob>> {
-        self.list_managed_jobs_sql(user_id).await
+        self.list_managed_jobs_sql(user_id, false).await
+    }
+
+    async fn list_active_managed_jobs(&self, user_id: Option<&str>) -> Result<Vec<ManagedJob>> {
+        self.list_managed_jobs_sql(user_id, true).await
     }
 
     async fn managed_cluster_names(&self) -> Result<Vec<String>> {

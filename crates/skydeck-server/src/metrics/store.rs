@@ -94,6 +94,7 @@ timed! {
     fn insert_managed_job(&self, job: &NewManagedJob) -> Result<i64>;
     fn get_managed_job(&self, job_id: i64) -> Result<Option<ManagedJob>>;
     fn list_managed_jobs(&self, user_id: Option<&str>) -> Result<Vec<ManagedJob>>;
+    fn list_active_managed_jobs(&self, user_id: Option<&str>) -> Result<Vec<ManagedJob>>;
     fn managed_cluster_names(&self) -> Result<Vec<String>>;
     fn managed_job_dag(&self, job_id: i64) -> Result<Option<String>>;
     fn claim_managed_jobs(&self, server_id: &str, now: f64, until: f64, limit: u32) -> Result<Vec<i64>>;

@@ -109,16 +109,29 @@ pub async fn launch(ctx: &RequestContext, body: JobsLaunchBody) -> OpResult {
     Ok(json!({"job_id": job_id, "handle": null}))
 }
 
+/// Which jobs a request reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Jobs {
+    All,
+    /// Those not done: the history is not read.
+    Active,
+}
+
 /// The jobs the requester may see: their own, or everyone's with
 /// `all_users` (an admin's, or anyone's where auth is off), in workspaces
 /// they may use.
 async fn visible_jobs(
     ctx: &RequestContext,
     all_users: bool,
+    which: Jobs,
 ) -> Result<Vec<ManagedJob>, RequestError> {
     let sees_all = ctx.sees_all_users().await?;
     let owner = (!(all_users && sees_all)).then_some(ctx.user_id.as_str());
-    let jobs = ctx.store.list_managed_jobs(owner).await.map_err(internal)?;
+    let jobs = match which {
+        Jobs::All => ctx.store.list_managed_jobs(owner).await,
+        Jobs::Active => ctx.store.list_active_managed_jobs(owner).await,
+    }
+    .map_err(internal)?;
     if sees_all {
         return Ok(jobs);
     }
@@ -140,7 +153,15 @@ async fn visible_jobs(
 
 /// `sky jobs queue` (and the managed-jobs part of `sky status`).
 pub async fn queue(ctx: &RequestContext, body: JobsQueueBody) -> OpResult {
-    let jobs = visible_jobs(ctx, body.all_users).await?;
+    // Unfinished jobs are all that --skip-finished (and `sky status`) shows,
+    // so the history is not read for them; `total_no_filter` then counts
+    // the jobs in progress.
+    let which = if body.skip_finished {
+        Jobs::Active
+    } else {
+        Jobs::All
+    };
+    let jobs = visible_jobs(ctx, body.all_users, which).await?;
     let total_no_filter = jobs.len();
     let names: HashMap<String, String> = ctx
         .store
@@ -291,7 +312,7 @@ pub async fn cancel(ctx: &RequestContext, body: JobsCancelBody) -> OpResult {
             "Only an admin can cancel every user's managed jobs; cancel yours with --all.",
         ));
     }
-    let jobs = visible_jobs(ctx, true).await?;
+    let jobs = visible_jobs(ctx, true, Jobs::All).await?;
     let in_progress = |job: &&ManagedJob| !job.done && !aggregate_status(job).is_terminal();
     let chosen: Vec<&ManagedJob> = match &selector {
         CancelSelector::Ids(ids) => {
@@ -386,7 +407,7 @@ const FOLLOW_POLL: Duration = Duration::from_millis(300);
 /// of one), or its controller log; followed until the job ends when asked.
 /// The value is SkyPilot's job exit code.
 pub async fn logs(ctx: &RequestContext, body: JobsLogsBody) -> OpResult {
-    let jobs = visible_jobs(ctx, true).await?;
+    let jobs = visible_jobs(ctx, true, Jobs::All).await?;
     let sees_all = ctx.sees_all_users().await?;
     let job = match (&body.job_id, &body.name) {
         (Some(id), _) => jobs.iter().find(|job| job.job_id as u64 == *id),

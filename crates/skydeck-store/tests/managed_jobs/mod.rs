@@ -66,6 +66,7 @@ pub async fn managed_jobs_get_ids_in_order_and_keep_their_tasks(store: Arc<SqlSt
     assert_eq!(all.iter().map(|j| j.job_id).collect::<Vec<_>>(), [2, 1]);
     assert_eq!(all[0].tasks.len(), 2);
     assert_eq!(all.len(), 2);
+    assert_eq!(store.list_active_managed_jobs(None).await.unwrap(), all);
     let mine = store.list_managed_jobs(Some("u1")).await.unwrap();
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].tasks.len(), 1);
@@ -158,6 +159,14 @@ pub async fn only_the_lease_holder_drives_a_job(store: Arc<SqlStore>) {
     let done = store.get_managed_job(id).await.unwrap().unwrap();
     assert!(done.done && done.lease_owner.is_none());
     assert!(store.managed_cluster_names().await.unwrap().is_empty());
+    assert!(
+        store
+            .list_active_managed_jobs(None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.list_managed_jobs(None).await.unwrap().len(), 1);
     // A done job is claimed by no one, takes no writes and no cancel.
     assert!(
         store
