@@ -50,14 +50,19 @@ pub struct ManagedJobsReport {
     pub rss_all_running_kib: Option<u64>,
     /// RSS once every job ended (and its cluster is gone).
     pub rss_after_kib: u64,
+    /// The same RSS samples in the second wave.
+    pub second_rss_before_kib: u64,
+    pub second_rss_all_running_kib: Option<u64>,
+    pub second_rss_after_kib: u64,
     pub cpu_secs: f64,
     pub history: u32,
     pub queue_all: Summary,
     pub queue_page: Summary,
 }
 
-pub async fn run(server: &Server, config: &Config) -> anyhow::Result<ManagedJobsReport> {
-    let client = Client::new(&format!("http://{}", server.addr), None)?;
+/// One wave: `config.jobs` jobs submitted at once and followed to their
+/// end.
+async fn wave(server: &Server, client: &Client, config: &Config) -> anyhow::Result<Wave> {
     let rss_before_kib = server.memory()?.rss_kib;
     let cpu_before = server.cpu()?;
     progress(&format!("submitting {} managed jobs at once", config.jobs));
@@ -91,7 +96,7 @@ pub async fn run(server: &Server, config: &Config) -> anyhow::Result<ManagedJobs
     let mut rss_all_running_kib = None;
     let mut running_at: HashMap<u64, f64> = HashMap::new();
     let rows = loop {
-        let rows = queue(&client, None).await?;
+        let rows = queue(client, None).await?;
         let mine: Vec<&Value> = rows
             .iter()
             .filter(|row| row["job_id"].as_u64().is_some_and(|id| ids.contains(&id)))
@@ -141,9 +146,45 @@ pub async fn run(server: &Server, config: &Config) -> anyhow::Result<ManagedJobs
     );
     let succeeded = rows
         .iter()
+        .filter(|row| row["job_id"].as_u64().is_some_and(|id| ids.contains(&id)))
         .filter(|row| row["status"] == "SUCCEEDED")
         .count();
 
+    Ok(Wave {
+        submit_total,
+        to_running,
+        all_done,
+        succeeded,
+        rss_before_kib,
+        rss_peak_kib,
+        peak_active,
+        rss_all_running_kib,
+        rss_after_kib,
+        cpu_secs,
+    })
+}
+
+/// What one wave of jobs measured.
+struct Wave {
+    submit_total: Duration,
+    to_running: Summary,
+    all_done: Duration,
+    succeeded: usize,
+    rss_before_kib: u64,
+    rss_peak_kib: u64,
+    peak_active: usize,
+    rss_all_running_kib: Option<u64>,
+    rss_after_kib: u64,
+    cpu_secs: f64,
+}
+
+pub async fn run(server: &Server, config: &Config) -> anyhow::Result<ManagedJobsReport> {
+    let client = Client::new(&format!("http://{}", server.addr), None)?;
+    let first = wave(server, &client, config).await?;
+    // The first wave leaves the allocator holding what the burst of
+    // launches used; a second wave on top shows what running jobs cost.
+    progress("a second wave, on the memory the first left");
+    let second = wave(server, &client, config).await?;
     progress(&format!(
         "writing {} finished jobs into the history",
         config.history
@@ -161,16 +202,19 @@ pub async fn run(server: &Server, config: &Config) -> anyhow::Result<ManagedJobs
     }
     Ok(ManagedJobsReport {
         jobs: config.jobs,
-        submit_total,
-        to_running,
-        all_done,
-        succeeded,
-        rss_before_kib,
-        rss_peak_kib,
-        peak_active,
-        rss_all_running_kib,
-        rss_after_kib,
-        cpu_secs,
+        submit_total: first.submit_total,
+        to_running: first.to_running,
+        all_done: first.all_done,
+        succeeded: first.succeeded + second.succeeded,
+        rss_before_kib: first.rss_before_kib,
+        rss_peak_kib: first.rss_peak_kib,
+        peak_active: first.peak_active,
+        rss_all_running_kib: first.rss_all_running_kib,
+        rss_after_kib: first.rss_after_kib,
+        second_rss_before_kib: second.rss_before_kib,
+        second_rss_all_running_kib: second.rss_all_running_kib,
+        second_rss_after_kib: second.rss_after_kib,
+        cpu_secs: first.cpu_secs,
         history: config.history,
         queue_all: Summary::of(all),
         queue_page: Summary::of(page),
@@ -253,6 +297,13 @@ impl ManagedJobsReport {
         grown / self.peak_active.max(1) as f64
     }
 
+    /// Second wave: growth per job over what the first wave left.
+    fn second_per_running_job_kib(&self) -> Option<f64> {
+        self.second_rss_all_running_kib.map(|rss| {
+            rss.saturating_sub(self.second_rss_before_kib) as f64 / f64::from(self.jobs.max(1))
+        })
+    }
+
     /// Memory per job while every job runs: the cost of driving one.
     fn per_running_job_kib(&self) -> Option<f64> {
         self.rss_all_running_kib
@@ -280,6 +331,12 @@ impl ManagedJobsReport {
             "rss_all_running_mib": self.rss_all_running_kib.map(|kib| round2(kib_to_mib(kib))),
             "rss_per_running_job_kib": self.per_running_job_kib().map(round2),
             "rss_after_mib": round2(kib_to_mib(self.rss_after_kib)),
+            "second_wave": {
+                "rss_before_mib": round2(kib_to_mib(self.second_rss_before_kib)),
+                "rss_all_running_mib": self.second_rss_all_running_kib.map(|kib| round2(kib_to_mib(kib))),
+                "rss_after_mib": round2(kib_to_mib(self.second_rss_after_kib)),
+                "rss_per_running_job_kib": self.second_per_running_job_kib().map(round2),
+            },
             "server_cpu_s": round2(self.cpu_secs),
             "history_jobs": self.history,
             "queue_all": ms(&self.queue_all),
@@ -297,7 +354,7 @@ impl ManagedJobsReport {
             )
         };
         let mut out = String::new();
-        let _ = writeln!(out, "Managed jobs on local ({} at once)", self.jobs);
+        let _ = writeln!(out, "Managed jobs on local ({} at once, twice)", self.jobs);
         let _ = writeln!(
             out,
             "  submitted in            {:.2} s",
@@ -335,11 +392,23 @@ impl ManagedJobsReport {
             "  server RSS, all ended   {}",
             format_mib(self.rss_after_kib)
         );
+        let _ = writeln!(
+            out,
+            "  second wave             {} before, {} all running ({}), {} after",
+            format_mib(self.second_rss_before_kib),
+            self.second_rss_all_running_kib
+                .map_or_else(|| "-".to_owned(), format_mib),
+            self.second_per_running_job_kib().map_or_else(
+                || "-".to_owned(),
+                |kib| format!("{kib:.0} KiB per running job")
+            ),
+            format_mib(self.second_rss_after_kib)
+        );
         let _ = writeln!(out, "  server CPU              {:.2} s", self.cpu_secs);
         let _ = writeln!(
             out,
             "  jobs queue, {} jobs     all: {}",
-            self.history + self.jobs,
+            self.history + 2 * self.jobs,
             ms(&self.queue_all)
         );
         let _ = writeln!(
