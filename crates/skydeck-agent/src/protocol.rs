@@ -179,6 +179,26 @@ pub mod exit_code {
     pub const CANCELLED: u8 = 103;
 }
 
+/// The last line of a failed job's log, as SkyPilot writes it: which phase
+/// failed and each node's exit code. Managed jobs read the codes back from
+/// it ([`failure_codes`]) for `recover_on_exit_codes`.
+pub fn failure_line(job_id: u64, setup: bool, codes: &[i32]) -> String {
+    let what = if setup { "'s setup" } else { "" };
+    format!("ERROR: Job {job_id}{what} failed with return code list: {codes:?}")
+}
+
+/// The exit codes in the last [`failure_line`] of `log`, if it has one.
+pub fn failure_codes(log: &str) -> Option<Vec<i32>> {
+    const MARK: &str = "failed with return code list: [";
+    let line = log.lines().rev().find(|line| line.contains(MARK))?;
+    let list = line.split(MARK).nth(1)?.split(']').next()?;
+    list.split(',')
+        .map(str::trim)
+        .filter(|code| !code.is_empty())
+        .map(|code| code.parse().ok())
+        .collect()
+}
+
 /// One row of `queue`: exactly SkyPilot's `ClusterJobRecord`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterJobRecord {
@@ -248,6 +268,16 @@ pub struct AutostopFile {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn failure_lines_give_back_their_codes() {
+        use super::{failure_codes, failure_line};
+        let log = format!("out\n{}\n", failure_line(4, false, &[3, 143]));
+        assert_eq!(failure_codes(&log), Some(vec![3, 143]));
+        assert_eq!(failure_codes(&failure_line(1, true, &[1])), Some(vec![1]));
+        assert_eq!(failure_codes("all fine\n"), None);
+        assert_eq!(failure_codes("failed with return code list: [x]"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -95,7 +95,7 @@ async fn run_job(
             PhaseEnd::Failed(codes) => {
                 return Ok(Ending::Failed(
                     JobStatus::FailedSetup,
-                    format!("ERROR: Job {job_id}'s setup failed with return code list: {codes:?}"),
+                    crate::protocol::failure_line(job_id, true, &codes),
                 ));
             }
         }
@@ -111,7 +111,7 @@ async fn run_job(
             PhaseEnd::Failed(codes) => {
                 return Ok(Ending::Failed(
                     JobStatus::Failed,
-                    format!("ERROR: Job {job_id} failed with return code list: {codes:?}"),
+                    crate::protocol::failure_line(job_id, false, &codes),
                 ));
             }
         }

@@ -1,6 +1,7 @@
 //! `skydeck jobs launch|queue|logs|cancel`: the native CLI runs a managed
 //! job to its end with the job's exit status, lists it, reads its log and
-//! its controller's, and cancels a running one. Real binary, real server,
+//! its controller's, cancels a running one, and restarts a job that
+//! exits with a code in `recover_on_exit_codes`. Real binary, real server,
 //! `local`.
 
 mod support;
@@ -79,6 +80,26 @@ async fn the_cli_launches_lists_reads_and_cancels_managed_jobs() {
     // Following the cancelled job ends with SkyPilot's CANCELLED code.
     let followed = skydeck_cli(&server, &cwd, &["jobs", "logs", "3"]).await;
     assert_eq!(followed.code, Some(103), "{}", followed.describe());
+    // An exit code in recover_on_exit_codes restarts the job without
+    // max_restarts_on_errors: the first run exits 33, the second succeeds.
+    let marker = scratch.path().join("first-run-done");
+    std::fs::write(
+        cwd.join("retry.yaml"),
+        format!(
+            "name: retry\nresources:\n  job_recovery:\n    recover_on_exit_codes: [33]\n\
+             run: |\n  if [ ! -e '{m}' ]; then touch '{m}'; exit 33; fi\n  echo second-run\n",
+            m = marker.display()
+        ),
+    )
+    .unwrap();
+    let retried = skydeck_cli(&server, &cwd, &["jobs", "launch", "-y", "retry.yaml"]).await;
+    assert_eq!(retried.code, Some(0), "{}", retried.describe());
+    assert!(
+        retried.stdout.contains("recover_on_exit_codes") && retried.stdout.contains("second-run"),
+        "{}",
+        retried.describe()
+    );
+
     let none = skydeck_cli(&server, &cwd, &["jobs", "cancel", "-y"]).await;
     assert_ne!(none.code, Some(0), "{}", none.describe());
     assert!(

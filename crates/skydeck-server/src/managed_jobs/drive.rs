@@ -408,6 +408,19 @@ impl Driver {
         } else {
             Status::Failed
         };
+        // An exit code the task names recovers without counting.
+        let codes = self.exit_codes(job, &task).await;
+        if let Some(code) = codes.iter().find(|code| {
+            u8::try_from(**code).is_ok_and(|c| recovery.recover_on_exit_codes.contains(&c))
+        }) {
+            let line = format!(
+                "User program exited with code {code}, which is in recover_on_exit_codes; \
+                 restarting it."
+            );
+            self.say(&line);
+            self.append_to_attempt(job, &task, &line).await;
+            return self.relaunch(job, task).await;
+        }
         if task.restarts < i64::from(recovery.max_restarts_on_errors) {
             task.restarts += 1;
             let line = format!(
@@ -431,6 +444,31 @@ impl Driver {
         );
         self.say(&format!("User program crashed ({status}); not restarting."));
         self.end_task(job, task, status, Some(reason)).await
+    }
+
+    /// The nodes' exit codes of the attempt that just failed, from the last
+    /// line the agent wrote to its log.
+    async fn exit_codes(&self, job: &ManagedJob, task: &ManagedTask) -> Vec<i32> {
+        const TAIL: u64 = 4096;
+        let path =
+            self.executor
+                .managed
+                .files()
+                .attempt_log(job.job_id, task.task_id, task.attempt);
+        let read = async {
+            use tokio::io::{AsyncReadExt, AsyncSeekExt};
+            let mut file = tokio::fs::File::open(&path).await?;
+            let len = file.metadata().await?.len();
+            file.seek(std::io::SeekFrom::Start(len.saturating_sub(TAIL)))
+                .await?;
+            let mut tail = Vec::new();
+            file.read_to_end(&mut tail).await?;
+            std::io::Result::Ok(String::from_utf8_lossy(&tail).into_owned())
+        };
+        match read.await {
+            Ok(tail) => skydeck_agent::protocol::failure_codes(&tail).unwrap_or_default(),
+            Err(_) => Vec::new(),
+        }
     }
 
     /// The task's cluster is lost (preempted, its host gone, its agent
