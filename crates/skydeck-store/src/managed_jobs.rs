@@ -235,6 +235,11 @@ impl SqlStore {
         .bind(task.infra.as_deref())
         .bind(task.failure_reason.as_deref())
         .bind(server_id)
+        // sqlx's Any driver sends a NULL DOUBLE to PostgreSQL typed as a
+        // 4-byte float; a statement prepared with one then refuses the
+        // 8-byte float of a later write ("incorrect binary data format").
+        // Not caching the statement prepares it for each write's types.
+        .persistent(false)
         .execute(&mut *self.write().await?)
         .await?;
         Ok(done.rows_affected() == 1)

@@ -338,8 +338,10 @@ impl Driver {
             };
             match status {
                 Ok(Some(status)) if status.is_finished() => break status,
-                // The follow ended early (the agent restarted): follow again.
-                Ok(_) => {}
+                // The follow ended early (the agent restarted): follow again,
+                // after a pause, so an agent that keeps ending it is not
+                // spun on.
+                Ok(_) => tokio::time::sleep(CANCEL_POLL).await,
                 Err(err) => {
                     // Unreachable: the cluster is lost, or the agent hiccuped.
                     if !self.cluster_healthy(&record).await {

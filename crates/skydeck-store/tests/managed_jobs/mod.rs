@@ -118,6 +118,10 @@ pub async fn only_the_lease_holder_drives_a_job(store: Arc<SqlStore>) {
     );
 
     let mut task = store.get_managed_job(id).await.unwrap().unwrap().tasks[0].clone();
+    // Times unset, then set, through the same statement (PostgreSQL once
+    // refused the second after a cached prepare of the first).
+    task.status = ManagedJobStatus::Starting;
+    assert!(store.update_managed_task("s1", &task).await.unwrap());
     task.status = ManagedJobStatus::Running;
     task.schedule_state = ScheduleState::Alive;
     task.attempt = 1;
