@@ -592,6 +592,10 @@ impl Store for SqlStore {
             .bind(token.expires_at)
             .bind(token.last_used_at)
             .bind(token.revoked_at)
+            // sqlx's Any driver types a NULL double as a 4-byte float for
+            // PostgreSQL: a cached statement prepared with no expiry would
+            // refuse the next token's expiry. Prepared per insert instead.
+            .persistent(false)
             .execute(&mut *self.write().await?)
             .await?;
         Ok(())

@@ -119,6 +119,7 @@ conformance!(
     users_are_created_renamed_and_listed,
     roles_and_passwords_are_set_and_deleting_a_user_revokes_their_tokens,
     tokens_are_found_by_hash_listed_touched_and_revoked,
+    a_token_with_an_expiry_after_one_without_is_stored,
     the_servers_user_id_is_recorded_once_and_shared,
     the_servers_first_user_id_wins_a_race,
     requests_round_trip_every_field,
@@ -315,6 +316,20 @@ async fn roles_and_passwords_are_set_and_deleting_a_user_revokes_their_tokens(
     let kept = store.token_by_hash("hash-of-t2").await.unwrap().unwrap();
     assert_eq!(kept.revoked_at, None, "only the deleted user's tokens go");
     assert!(!store.delete_user("acct", 60.0).await.unwrap());
+}
+
+/// A token without an expiry first, then one with: PostgreSQL refused the
+/// second ("incorrect binary data format") while the insert was a cached
+/// statement, typed by the first's NULL.
+async fn a_token_with_an_expiry_after_one_without_is_stored(store: Arc<SqlStore>) {
+    store.insert_token(&token("t0", "u0", 5.0)).await.unwrap();
+    let mut later = token("t9", "u0", 6.0);
+    later.expires_at = Some(60.0);
+    store.insert_token(&later).await.unwrap();
+    assert_eq!(
+        store.token_by_hash("hash-of-t9").await.unwrap(),
+        Some(later)
+    );
 }
 
 async fn tokens_are_found_by_hash_listed_touched_and_revoked(store: Arc<SqlStore>) {
