@@ -15,7 +15,6 @@ use crate::stats::Summary;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use skydeck_client::Client;
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -91,33 +90,22 @@ async fn wave(server: &Server, client: &Client, config: &Config) -> anyhow::Resu
     let submit_total = started.elapsed();
 
     progress("waiting for every job to end");
+    // Polled through the counts alone: the server keeps its last answers
+    // for `/api/get`, and full listings every half second would be what
+    // its memory measures.
     let mut rss_peak_kib = rss_before_kib;
     let mut peak_active = 0;
     let mut rss_all_running_kib = None;
-    let mut running_at: HashMap<u64, f64> = HashMap::new();
-    let rows = loop {
-        let rows = queue(client, None).await?;
-        let mine: Vec<&Value> = rows
-            .iter()
-            .filter(|row| row["job_id"].as_u64().is_some_and(|id| ids.contains(&id)))
-            .collect();
-        for row in &mine {
-            if let (Some(id), Some(start)) = (row["job_id"].as_u64(), row["start_at"].as_f64()) {
-                running_at.entry(id).or_insert(start);
-            }
-        }
-        let active = mine
-            .iter()
-            .filter(|row| !is_terminal(row["status"].as_str().unwrap_or("")))
-            .count();
+    loop {
+        let (active, running) = active_counts(client).await?;
         peak_active = peak_active.max(active);
         let rss = server.memory()?.rss_kib;
         rss_peak_kib = rss_peak_kib.max(rss);
-        if mine.len() == ids.len() && mine.iter().all(|row| row["status"] == "RUNNING") {
+        if running == ids.len() {
             rss_all_running_kib = Some(rss);
         }
-        if active == 0 && mine.len() == ids.len() {
-            break rows;
+        if active == 0 {
+            break;
         }
         if started.elapsed() > RUN_LIMIT {
             bail!(
@@ -126,27 +114,26 @@ async fn wave(server: &Server, client: &Client, config: &Config) -> anyhow::Resu
             );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    }
     let all_done = started.elapsed();
     let rss_after_kib = server.memory()?.rss_kib;
     let cpu = server.cpu()?.since(cpu_before);
     let cpu_secs = cpu.own_s + cpu.children_s;
-    let submitted: HashMap<u64, f64> = rows
+    let rows = queue(client, None).await?;
+    let mine: Vec<&Value> = rows
         .iter()
-        .filter_map(|row| Some((row["job_id"].as_u64()?, row["submitted_at"].as_f64()?)))
+        .filter(|row| row["job_id"].as_u64().is_some_and(|id| ids.contains(&id)))
         .collect();
     let to_running = Summary::of(
-        running_at
-            .iter()
-            .filter_map(|(id, start)| {
-                let submitted = submitted.get(id)?;
-                Some(Duration::from_secs_f64((start - submitted).max(0.0)))
+        mine.iter()
+            .filter_map(|row| {
+                let waited = row["start_at"].as_f64()? - row["submitted_at"].as_f64()?;
+                Some(Duration::from_secs_f64(waited.max(0.0)))
             })
             .collect(),
     );
-    let succeeded = rows
+    let succeeded = mine
         .iter()
-        .filter(|row| row["job_id"].as_u64().is_some_and(|id| ids.contains(&id)))
         .filter(|row| row["status"] == "SUCCEEDED")
         .count();
 
@@ -232,6 +219,29 @@ fn is_terminal(status: &str) -> bool {
             | "FAILED_NO_RESOURCE"
             | "FAILED_CONTROLLER"
     )
+}
+
+/// Jobs in progress, and how many of them run: from `status_counts` of a
+/// one-row page of the unfinished jobs.
+async fn active_counts(client: &Client) -> anyhow::Result<(usize, usize)> {
+    let id = client
+        .submit(
+            "/jobs/queue/v2",
+            &json!({ "all_users": true, "skip_finished": true, "limit": 1 }),
+        )
+        .await?;
+    let value = client.wait(&id).await?;
+    let counts = value["status_counts"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let count = |status: &str| counts.get(status).and_then(Value::as_u64).unwrap_or(0) as usize;
+    let active = counts
+        .iter()
+        .filter(|(status, _)| !is_terminal(status))
+        .map(|(_, n)| n.as_u64().unwrap_or(0) as usize)
+        .sum();
+    Ok((active, count("RUNNING")))
 }
 
 /// Every user's jobs (the first `limit`), as `sky jobs queue -u` asks.
