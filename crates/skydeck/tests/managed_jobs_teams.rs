@@ -1,7 +1,8 @@
 //! Managed jobs on a shared server, from a non-admin's side: another
 //! user's job is not listed, cannot be cancelled and its log cannot be
 //! read; `--all-users` is for admins; the admin policy sees `jobs.launch`
-//! and can refuse it. Real server with basic auth, `local`.
+//! and can refuse it; a job never takes over another user's cluster. Real
+//! server with basic auth, `local`.
 
 mod support;
 
@@ -158,4 +159,71 @@ async fn the_admin_policy_sees_and_may_refuse_a_managed_job() {
         "{refused}"
     );
     assert!(queue(&client, true).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_never_takes_over_another_users_cluster_of_its_name() {
+    let scratch = tempfile::tempdir().unwrap();
+    let server = TestServer::start(
+        &scratch.path().join("server"),
+        &[
+            ("SKYDECK_ENABLE_BASIC_AUTH", "1"),
+            ("SKYDECK_INITIAL_BASIC_AUTH", ADMIN),
+        ],
+    );
+    let admin = as_user(&server, ADMIN);
+    for name in ["alice", "mallory"] {
+        admin
+            .create_user(&NewUser {
+                name: name.into(),
+                password: Some(format!("{name}-pw")),
+                role: None,
+            })
+            .await
+            .unwrap();
+    }
+    let alice = as_user(&server, "alice:alice-pw");
+    let mallory = as_user(&server, "mallory:mallory-pw");
+    // Mallory holds the name alice's first job's cluster would get.
+    let id = mallory
+        .submit(
+            "/launch",
+            &json!({ "task": "run: echo mallory\n", "cluster_name": "train-1" }),
+        )
+        .await
+        .unwrap();
+    mallory.wait(&id).await.expect("mallory's launch");
+
+    let id = alice
+        .submit(
+            "/jobs/launch",
+            &json!({ "task": "name: train\nrun: echo alice\n" }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(alice.wait(&id).await.unwrap()["job_id"], 1);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let row = loop {
+        let rows = queue(&alice, false).await;
+        if let Some(row) = rows.first().filter(|r| r["status"] == "FAILED_PRECHECKS") {
+            break row.clone();
+        }
+        assert!(Instant::now() < deadline, "the job did not fail: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let reason = row["failure_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("train-1 exists"), "{row}");
+    // Mallory's cluster is untouched.
+    let id = admin
+        .submit("/status", &json!({ "all_users": true }))
+        .await
+        .unwrap();
+    let clusters = admin.wait(&id).await.unwrap();
+    let names: Vec<&str> = clusters
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["train-1"], "{clusters}");
 }

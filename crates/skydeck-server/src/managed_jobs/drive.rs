@@ -242,6 +242,20 @@ impl Driver {
         let Some(name) = task.cluster_name.clone() else {
             return Err(Halt::Retry("the task has no cluster name".into()));
         };
+        // The name may have been taken while the job had no cluster (after
+        // a teardown): never launch onto another user's cluster, even for
+        // an admin's job.
+        if let Some(other) = self.executor.store().get_cluster(&name).await?
+            && other.user_id != job.user_id
+        {
+            let reason = format!(
+                "Another user's cluster took the name {name} while the job was between                  clusters; the job cannot go on under it."
+            );
+            task.cluster_name = None;
+            return self
+                .end_task(job, task, Status::FailedNoResource, Some(reason))
+                .await;
+        }
         let cluster = ClusterName::new(name.clone()).map_err(|err| Halt::Retry(err.to_string()))?;
         self.say(&format!(
             "Launching task {} ({}) on cluster {name}, attempt {}.",
@@ -571,8 +585,16 @@ impl Driver {
     /// Tears cluster `name` down if it exists.
     async fn tear_down(&self, job: &ManagedJob, name: &str) -> Step {
         let store = self.executor.store();
-        if store.get_cluster(name).await?.is_none() {
-            return Ok(());
+        match store.get_cluster(name).await? {
+            None => return Ok(()),
+            // Only the job owner's cluster is the job's to tear down.
+            Some(other) if other.user_id != job.user_id => {
+                self.say(&format!(
+                    "Cluster {name} belongs to another user now; leaving it alone."
+                ));
+                return Ok(());
+            }
+            Some(_) => {}
         }
         let cluster = ClusterName::new(name).map_err(|err| Halt::Retry(err.to_string()))?;
         let ctx = self.context(job, format!("managed-{}-down", job.job_id));
