@@ -329,7 +329,7 @@ pub struct JobsLaunchBody {
     /// The job's tasks as one multi-document YAML (a header naming the job,
     /// then one document per task).
     pub task: String,
-    pub name: Option<String>,
+    pub name: Option<crate::names::JobName>,
     pub pool: Option<String>,
     pub num_jobs: Option<u32>,
     pub file_mounts_blob_id: Option<crate::names::BlobId>,
@@ -343,7 +343,7 @@ pub struct JobsLaunchBody {
 pub struct JobsCancelBody {
     #[serde(flatten)]
     pub base: BaseBody,
-    pub name: Option<String>,
+    pub name: Option<crate::names::JobName>,
     pub job_ids: Option<Vec<u64>>,
     pub all: bool,
     pub all_users: bool,
@@ -354,7 +354,7 @@ pub struct JobsCancelBody {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CancelSelector {
     Ids(Vec<u64>),
-    Name(String),
+    Name(crate::names::JobName),
     /// The caller's jobs.
     All,
     /// Everyone's jobs.
@@ -374,7 +374,7 @@ impl JobsCancelBody {
             }
             chosen.push(CancelSelector::Ids(ids));
         }
-        if let Some(name) = self.name.as_ref().filter(|name| !name.is_empty()) {
+        if let Some(name) = &self.name {
             chosen.push(CancelSelector::Name(name.clone()));
         }
         if self.all {
@@ -414,7 +414,7 @@ pub enum TaskSelector {
 pub struct JobsLogsBody {
     #[serde(flatten)]
     pub base: BaseBody,
-    pub name: Option<String>,
+    pub name: Option<crate::names::JobName>,
     pub job_id: Option<u64>,
     pub follow: bool,
     pub controller: bool,
@@ -445,7 +445,7 @@ impl Default for JobsLogsBody {
 pub struct JobsDownloadLogsBody {
     #[serde(flatten)]
     pub base: BaseBody,
-    pub name: Option<String>,
+    pub name: Option<crate::names::JobName>,
     pub job_id: Option<u64>,
     pub refresh: bool,
     pub controller: bool,
@@ -517,8 +517,14 @@ mod tests {
         );
         assert_eq!(
             body(json!({"job_ids": [], "name": "train"})).selector(),
-            Ok(CancelSelector::Name("train".into()))
+            Ok(CancelSelector::Name(
+                crate::names::JobName::new("train").unwrap()
+            ))
         );
+        // A name is parsed: none empty, none with control characters.
+        for bad in [json!(""), json!("a\u{7}b")] {
+            assert!(serde_json::from_value::<JobsCancelBody>(json!({ "name": bad })).is_err());
+        }
         assert_eq!(
             body(json!({"job_ids": [], "all": true})).selector(),
             Ok(CancelSelector::All)

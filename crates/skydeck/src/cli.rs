@@ -648,7 +648,7 @@ pub struct JobsCancelArgs {
     pub job_ids: Vec<u64>,
     /// Cancel the running job of this name.
     #[arg(short = 'n', long, conflicts_with = "job_ids")]
-    pub name: Option<String>,
+    pub name: Option<skydeck_types::names::JobName>,
     /// Cancel all of your jobs.
     #[arg(short = 'a', long, conflicts_with_all = ["job_ids", "name"])]
     pub all: bool,
@@ -666,7 +666,7 @@ pub struct JobsLogsArgs {
     pub job_id: Option<u64>,
     /// The job of this name (your latest of that name).
     #[arg(short = 'n', long, conflicts_with = "job_id")]
-    pub name: Option<String>,
+    pub name: Option<skydeck_types::names::JobName>,
     /// Print the log so far and exit instead of following it.
     #[arg(long)]
     pub no_follow: bool,

@@ -7,9 +7,10 @@ use super::{OpResult, RequestContext, internal};
 use crate::clusters::plan::Files;
 use crate::executor::now;
 use crate::managed_jobs::{aggregate_status, files::JobFiles};
-use crate::skypilot::{exception, records::infra_display};
+use crate::skypilot::exception;
+use crate::skypilot::records::{infra_display, managed_job_record};
 use serde_json::{Value, json};
-use skydeck_store::{ManagedJob, ManagedTask, NewManagedJob};
+use skydeck_store::{ManagedJob, NewManagedJob};
 use skydeck_types::RequestError;
 use skydeck_types::bodies::JobsQueueBody;
 use skydeck_types::managed_jobs::{
@@ -57,8 +58,8 @@ pub async fn launch(ctx: &RequestContext, body: JobsLaunchBody) -> OpResult {
     };
     let job_name = body
         .name
-        .clone()
-        .filter(|name| !name.is_empty())
+        .as_ref()
+        .map(ToString::to_string)
         .or_else(|| dag.name.as_ref().map(ToString::to_string))
         .or_else(|| dag.tasks.first()?.name.as_ref().map(ToString::to_string))
         .unwrap_or_else(|| "sky-managed".to_owned());
@@ -226,7 +227,7 @@ pub async fn queue(ctx: &RequestContext, body: JobsQueueBody) -> OpResult {
             let user = names.get(&job.user_id).cloned();
             job.tasks
                 .iter()
-                .map(move |task| record(job, task, user.as_deref(), at))
+                .map(move |task| managed_job_record(job, task, user.as_deref(), at))
         })
         .collect();
     Ok(json!({
@@ -241,64 +242,6 @@ pub async fn queue(ctx: &RequestContext, body: JobsQueueBody) -> OpResult {
 pub async fn queue_v1(ctx: &RequestContext, body: JobsQueueBody) -> OpResult {
     let mut answer = queue(ctx, body).await?;
     Ok(answer["jobs"].take())
-}
-
-/// One task's row, in the shape of SkyPilot's `ManagedJobRecord`. Numbers
-/// are always numbers and `metadata` a mapping: the client's renderer
-/// fails on nulls there.
-fn record(job: &ManagedJob, task: &ManagedTask, user_name: Option<&str>, at: f64) -> Value {
-    let infra = task.infra.as_deref();
-    let (cloud, region) = match infra {
-        Some(infra) => cloud_and_region(infra),
-        None => (None, None),
-    };
-    json!({
-        "job_id": job.job_id,
-        "_job_id": job.job_id,
-        "task_id": task.task_id,
-        "job_name": job.name,
-        "task_name": task.task_name,
-        "workspace": job.workspace,
-        "resources": task.resources,
-        "submitted_at": job.submitted_at,
-        "start_at": task.start_at,
-        "end_at": task.end_at,
-        "job_duration": task.job_duration(at),
-        "recovery_count": task.recovery_count,
-        "status": task.status.as_str(),
-        "schedule_state": task.schedule_state.as_str(),
-        "pool": null,
-        "pool_hash": null,
-        "is_primary_in_job_group": null,
-        "root_job_id": null,
-        "parent_job_id": null,
-        "parent_task_id": null,
-        "dynamic_task_index": null,
-        "infra": infra.map_or_else(|| "-".to_owned(), infra_display),
-        "cloud": cloud,
-        "region": region,
-        "zone": null,
-        "cluster_resources": task.resources,
-        "cluster_resources_full": task.resources,
-        "current_cluster_name": task.cluster_name,
-        "job_id_on_pool_cluster": task.cluster_job_id,
-        "details": null,
-        "failure_reason": task.failure_reason,
-        "metadata": {},
-        "user_name": user_name,
-        "user_hash": job.user_id,
-        "entrypoint": job.entrypoint,
-    })
-}
-
-/// SkyPilot's `cloud` and `region` of a record for an infra string.
-fn cloud_and_region(infra: &str) -> (Option<String>, Option<String>) {
-    match infra.split_once('/') {
-        Some(("ssh", pool)) => (Some("SSH".into()), Some(format!("ssh-{pool}"))),
-        Some(("kubernetes", context)) => (Some("Kubernetes".into()), Some(context.to_owned())),
-        _ if infra == "local" => (Some("Local".into()), None),
-        _ => (Some(infra.to_owned()), None),
-    }
 }
 
 /// `sky jobs cancel`: marks the chosen jobs for cancelling; their drivers
@@ -342,7 +285,7 @@ pub async fn cancel(ctx: &RequestContext, body: JobsCancelBody) -> OpResult {
         CancelSelector::Name(name) => {
             let named: Vec<&ManagedJob> = jobs
                 .iter()
-                .filter(|job| &job.name == name && job.user_id == ctx.user_id)
+                .filter(|job| job.name == name.as_str() && job.user_id == ctx.user_id)
                 .filter(in_progress)
                 .collect();
             if named.len() > 1 {
@@ -413,7 +356,7 @@ pub async fn logs(ctx: &RequestContext, body: JobsLogsBody) -> OpResult {
         (Some(id), _) => jobs.iter().find(|job| job.job_id as u64 == *id),
         (None, Some(name)) => jobs
             .iter()
-            .find(|job| &job.name == name && (job.user_id == ctx.user_id || sees_all)),
+            .find(|job| job.name == name.as_str() && (job.user_id == ctx.user_id || sees_all)),
         (None, None) => jobs.iter().find(|job| job.user_id == ctx.user_id),
     };
     let Some(job) = job else {

@@ -12,7 +12,7 @@
 use serde_json::{Value, json};
 use skydeck_agent::protocol::ClusterJobRecord;
 use skydeck_infra::Handle;
-use skydeck_store::ClusterRecord;
+use skydeck_store::{ClusterRecord, ManagedJob, ManagedTask};
 
 /// The name the INFRA column shows for an infrastructure kind.
 pub fn infra_display(kind: &str) -> String {
@@ -184,6 +184,69 @@ pub fn job_records(jobs: Vec<ClusterJobRecord>) -> Vec<ClusterJobRecord> {
             job
         })
         .collect()
+}
+
+/// One task's row, in the shape of SkyPilot's `ManagedJobRecord`. Numbers
+/// are always numbers and `metadata` a mapping: the client's renderer
+/// fails on nulls there.
+pub fn managed_job_record(
+    job: &ManagedJob,
+    task: &ManagedTask,
+    user_name: Option<&str>,
+    at: f64,
+) -> Value {
+    let infra = task.infra.as_deref();
+    let (cloud, region) = match infra {
+        Some(infra) => cloud_and_region(infra),
+        None => (None, None),
+    };
+    json!({
+        "job_id": job.job_id,
+        "_job_id": job.job_id,
+        "task_id": task.task_id,
+        "job_name": job.name,
+        "task_name": task.task_name,
+        "workspace": job.workspace,
+        "resources": task.resources,
+        "submitted_at": job.submitted_at,
+        "start_at": task.start_at,
+        "end_at": task.end_at,
+        "job_duration": task.job_duration(at),
+        "recovery_count": task.recovery_count,
+        "status": task.status.as_str(),
+        "schedule_state": task.schedule_state.as_str(),
+        "pool": null,
+        "pool_hash": null,
+        "is_primary_in_job_group": null,
+        "root_job_id": null,
+        "parent_job_id": null,
+        "parent_task_id": null,
+        "dynamic_task_index": null,
+        "infra": infra.map_or_else(|| "-".to_owned(), infra_display),
+        "cloud": cloud,
+        "region": region,
+        "zone": null,
+        "cluster_resources": task.resources,
+        "cluster_resources_full": task.resources,
+        "current_cluster_name": task.cluster_name,
+        "job_id_on_pool_cluster": task.cluster_job_id,
+        "details": null,
+        "failure_reason": task.failure_reason,
+        "metadata": {},
+        "user_name": user_name,
+        "user_hash": job.user_id,
+        "entrypoint": job.entrypoint,
+    })
+}
+
+/// SkyPilot's `cloud` and `region` of a record for an infra string.
+fn cloud_and_region(infra: &str) -> (Option<String>, Option<String>) {
+    match infra.split_once('/') {
+        Some(("ssh", pool)) => (Some("SSH".into()), Some(format!("ssh-{pool}"))),
+        Some(("kubernetes", context)) => (Some("Kubernetes".into()), Some(context.to_owned())),
+        _ if infra == "local" => (Some("Local".into()), None),
+        _ => (Some(infra.to_owned()), None),
+    }
 }
 
 #[cfg(test)]

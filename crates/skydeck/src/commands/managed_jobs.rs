@@ -198,7 +198,7 @@ async fn read_log(
     paths: &Paths,
     client: &Client,
     job_id: Option<u64>,
-    name: Option<String>,
+    name: Option<skydeck_types::names::JobName>,
     follow: bool,
     controller: bool,
     tail: u64,
