@@ -46,6 +46,24 @@ impl Downloads {
         Some((self.home.join(&relative), format!("~/{relative}")))
     }
 
+    /// Where a managed job's log (or its controller log) goes, named as
+    /// SkyPilot's client saves it: `managed_jobs/managed-job-<id>` or
+    /// `managed-controller-<id>`.
+    pub fn managed_job_dir(
+        &self,
+        user: &str,
+        job_id: i64,
+        controller: bool,
+    ) -> Option<(PathBuf, String)> {
+        if !is_component(user) {
+            return None;
+        }
+        let kind = if controller { "controller" } else { "job" };
+        let relative =
+            format!("{CLIENT_ROOT}/{user}/sky_logs/managed_jobs/managed-{kind}-{job_id}");
+        Some((self.home.join(&relative), format!("~/{relative}")))
+    }
+
     /// The folder a client named, if it is one of `user`'s and exists.
     pub fn resolve(&self, user: &str, client_path: &str) -> Result<PathBuf, DownloadError> {
         let invalid = || DownloadError::Invalid(client_path.to_owned());

@@ -1,7 +1,10 @@
 //! Each request's log: a file under the state directory that `/api/stream`
 //! replays from byte 0 and follows — or, for a request whose reader is
 //! connected while it runs (a followed job log), a live channel to that
-//! reader, so that nothing is copied to disk.
+//! reader, so that an endless follow copies nothing to disk. A log read
+//! once to its end (`follow: false`) goes to both: the official client
+//! saves such a log (`sky jobs logs --sync-down`) by streaming the same
+//! request again from `/api/stream` while the first response drains.
 
 use crate::signals::Signals;
 use bytes::Bytes;
@@ -44,6 +47,8 @@ pub struct RequestLog {
     /// Where the output goes instead of the file while a reader is
     /// attached (see [`RequestLog::live`]).
     live: Option<mpsc::Sender<Bytes>>,
+    /// Whether a live log is also written to the file.
+    tee: bool,
 }
 
 /// The reader of a live request log went away.
@@ -58,20 +63,24 @@ impl RequestLog {
             file: Mutex::new(None),
             signals,
             live: None,
+            tee: false,
         }
     }
 
-    /// A log whose output goes to `reader` as it is written. Lines written
-    /// with the synchronous [`RequestLog::write`] while the channel is full
-    /// fall back to the file.
+    /// A log whose output goes to `reader` as it is written (and, with
+    /// `tee`, to the file as well). Lines written with the synchronous
+    /// [`RequestLog::write`] while the channel is full fall back to the
+    /// file.
     pub fn live(
         dir: &LogDir,
         id: &str,
         signals: Arc<Signals>,
         reader: mpsc::Sender<Bytes>,
+        tee: bool,
     ) -> Self {
         Self {
             live: Some(reader),
+            tee,
             ..Self::new(dir, id, signals)
         }
     }
@@ -84,9 +93,14 @@ impl RequestLog {
             return Ok(());
         }
         match &self.live {
-            Some(reader) => reader.send(Bytes::from(text)).await.map_err(|_| ReaderGone),
+            Some(reader) => {
+                if self.tee {
+                    self.append(&text);
+                }
+                reader.send(Bytes::from(text)).await.map_err(|_| ReaderGone)
+            }
             None => {
-                self.write(&text);
+                self.append(&text);
                 Ok(())
             }
         }
@@ -103,13 +117,19 @@ impl RequestLog {
 
     /// Writes `text` as is. Failures to log never fail the request itself.
     pub fn write(&self, text: &str) {
-        if let Some(reader) = &self.live
-            && reader
+        if let Some(reader) = &self.live {
+            let sent = reader
                 .try_send(Bytes::copy_from_slice(text.as_bytes()))
-                .is_ok()
-        {
-            return;
+                .is_ok();
+            if sent && !self.tee {
+                return;
+            }
         }
+        self.append(text);
+    }
+
+    /// Appends `text` to the file and wakes its streams.
+    fn append(&self, text: &str) {
         let Some(path) = &self.path else { return };
         let mut file = self.file.lock().expect("log lock");
         if file.is_none() {
@@ -225,7 +245,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let logs = LogDir::new(dir.path().to_path_buf()).unwrap();
         let (tx, mut rx) = mpsc::channel(4);
-        let log = RequestLog::live(&logs, "r1", Arc::new(Signals::default()), tx);
+        let log = RequestLog::live(&logs, "r1", Arc::new(Signals::default()), tx, false);
         log.send("job output\n".to_owned()).await.unwrap();
         log.line("server line");
         assert_eq!(rx.recv().await.unwrap(), "job output\n");
@@ -233,6 +253,20 @@ mod tests {
         assert!(!log.path().unwrap().exists());
         drop(rx);
         assert!(log.send("more".to_owned()).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_live_log_read_once_is_also_kept_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = LogDir::new(dir.path().to_path_buf()).unwrap();
+        let (tx, mut rx) = mpsc::channel(4);
+        let log = RequestLog::live(&logs, "r1", Arc::new(Signals::default()), tx, true);
+        log.send("job output\n".to_owned()).await.unwrap();
+        log.line("server line");
+        assert_eq!(rx.recv().await.unwrap(), "job output\n");
+        assert_eq!(rx.recv().await.unwrap(), "server line\n");
+        let kept = std::fs::read_to_string(log.path().unwrap()).unwrap();
+        assert_eq!(kept, "job output\nserver line\n");
     }
 
     #[test]

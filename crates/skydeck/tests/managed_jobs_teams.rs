@@ -117,6 +117,27 @@ async fn another_users_managed_jobs_are_out_of_reach() {
     assert!(!seen.contains("alice-private-output"), "{seen}");
     let code = mallory.wait(&id).await.unwrap();
     assert_eq!(code, json!(102), "an unknown job to mallory");
+    // Nor copied out for download.
+    let id = mallory
+        .submit("/jobs/download_logs", &json!({ "job_id": job }))
+        .await
+        .unwrap();
+    let refused = refusal(mallory.wait(&id).await);
+    assert!(
+        refused.contains(&format!("Job {job} not found")),
+        "{refused}"
+    );
+    // Alice may: her folder, named as her client saves it.
+    let id = alice
+        .submit("/jobs/download_logs", &json!({ "job_id": job }))
+        .await
+        .unwrap();
+    let folders = alice.wait(&id).await.unwrap();
+    let folder = folders[job.to_string()].as_str().unwrap_or_default();
+    assert!(
+        folder.ends_with(&format!("/sky_logs/managed_jobs/managed-job-{job}")),
+        "{folders}"
+    );
 
     // The admin sees it with --all-users and may cancel it.
     let everyone = queue(&admin, true).await;

@@ -214,6 +214,21 @@ async fn official_client_runs_restarts_recovers_and_cancels_managed_jobs() {
         "the recovered job's log shows both attempts and the recovery",
     );
     assert_eq!(std::fs::read_to_string(&count).unwrap().lines().count(), 2);
+    // Saved to a file, as `--sync-down` does (streamed, like SkyPilot's).
+    let synced = sky
+        .run(&["jobs", "logs", "--sync-down", &long.to_string()])
+        .await;
+    let saved = sky
+        .home
+        .join(format!("sky_logs/managed_jobs/managed-job-{long}/run.log"));
+    let saved = std::fs::read_to_string(&saved).unwrap_or_default();
+    report.check(
+        &synced,
+        synced.success()
+            && saved.matches(&format!("attempt-of-{long}")).count() == 2
+            && saved.contains("finished-long"),
+        "--sync-down saves the whole log, both attempts",
+    );
 
     // Cancel: the job stops and its cluster goes.
     let (task, _gate, count) = gated_task(&dir, "stuck");

@@ -98,11 +98,15 @@ impl Executor {
         let id = request.id.clone();
         let cancel = self.cancel_token(&id);
         let reader = output.clone();
+        // A log read once to its end is also kept, for a second reader of
+        // the same request (see `request_log.rs`).
+        let once = request.body.get("follow") == Some(&serde_json::Value::Bool(false));
         let log = Arc::new(RequestLog::live(
             &self.logs,
             &id,
             self.signals.clone(),
             output,
+            once,
         ));
         let work = self.perform(
             &id,

@@ -14,14 +14,15 @@ use skydeck_store::{ManagedJob, NewManagedJob};
 use skydeck_types::RequestError;
 use skydeck_types::bodies::JobsQueueBody;
 use skydeck_types::managed_jobs::{
-    CancelSelector, JobRecovery, JobsCancelBody, JobsLaunchBody, JobsLogsBody,
-    ManagedJobStatus as Status, TaskSelector,
+    CancelSelector, JobRecovery, JobsCancelBody, JobsDownloadLogsBody, JobsLaunchBody,
+    JobsLogsBody, ManagedJobStatus as Status, TaskSelector,
 };
+use skydeck_types::names::JobName;
 use skydeck_types::task::parse_dag;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 fn value_error(message: impl Into<String>) -> RequestError {
     RequestError::new(exception::VALUE_ERROR, message)
@@ -349,34 +350,50 @@ const FOLLOW_POLL: Duration = Duration::from_millis(300);
 /// `sky jobs logs`: the job's run log over every attempt of every task (or
 /// of one), or its controller log; followed until the job ends when asked.
 /// The value is SkyPilot's job exit code.
-pub async fn logs(ctx: &RequestContext, body: JobsLogsBody) -> OpResult {
+/// The job a `logs` or `download_logs` names: by id, else by name, else
+/// the caller's newest. `Ok(None)` when there is none, for the caller to
+/// say so its own way; refused when it is another user's and the caller
+/// may not see every user's jobs.
+async fn find_job(
+    ctx: &RequestContext,
+    job_id: Option<u64>,
+    name: Option<&JobName>,
+) -> Result<Option<ManagedJob>, RequestError> {
     let jobs = visible_jobs(ctx, true, Jobs::All).await?;
     let sees_all = ctx.sees_all_users().await?;
-    let job = match (&body.job_id, &body.name) {
-        (Some(id), _) => jobs.iter().find(|job| job.job_id as u64 == *id),
+    let job = match (job_id, name) {
+        (Some(id), _) => jobs.into_iter().find(|job| job.job_id as u64 == id),
         (None, Some(name)) => jobs
-            .iter()
+            .into_iter()
             .find(|job| job.name == name.as_str() && (job.user_id == ctx.user_id || sees_all)),
-        (None, None) => jobs.iter().find(|job| job.user_id == ctx.user_id),
+        (None, None) => jobs.into_iter().find(|job| job.user_id == ctx.user_id),
     };
-    let Some(job) = job else {
-        let line = match (&body.job_id, &body.name) {
-            (Some(id), _) => format!("Job {id} not found."),
-            (None, Some(name)) => format!("No managed job named {name:?} found."),
-            (None, None) => "No managed job found.".to_owned(),
-        };
-        send(ctx, format!("{line}\n")).await?;
-        return Ok(json!(102));
-    };
-    if job.user_id != ctx.user_id && !sees_all {
-        return Err(RequestError::new(
+    match job {
+        Some(job) if job.user_id != ctx.user_id && !sees_all => Err(RequestError::new(
             exception::PERMISSION_DENIED,
             format!(
                 "Managed job {} belongs to another user; only they or an admin can read its logs.",
                 job.job_id
             ),
-        ));
+        )),
+        job => Ok(job),
     }
+}
+
+fn no_such_job(job_id: Option<u64>, name: Option<&JobName>) -> String {
+    match (job_id, name) {
+        (Some(id), _) => format!("Job {id} not found."),
+        (None, Some(name)) => format!("No managed job named {name:?} found."),
+        (None, None) => "No managed job found.".to_owned(),
+    }
+}
+
+pub async fn logs(ctx: &RequestContext, body: JobsLogsBody) -> OpResult {
+    let Some(job) = find_job(ctx, body.job_id, body.name.as_ref()).await? else {
+        let line = no_such_job(body.job_id, body.name.as_ref());
+        send(ctx, format!("{line}\n")).await?;
+        return Ok(json!(102));
+    };
     let files = files(ctx)?;
     let tail = body.tail.filter(|tail| *tail > 0).map(|tail| tail as usize);
     if body.controller {
@@ -461,6 +478,63 @@ pub async fn logs(ctx: &RequestContext, body: JobsLogsBody) -> OpResult {
         send(ctx, format!("Job finished (status: {status}).\n")).await?;
     }
     Ok(json!(status.exit_code()))
+}
+
+/// `sky jobs logs --sync-down`'s fallback: the job's log (every attempt of
+/// every task, as `jobs logs` prints it) or its controller log, copied to
+/// where `/download` serves it from; answers `{job id: folder}` with the
+/// folder as the client names it.
+pub async fn download_logs(ctx: &RequestContext, body: JobsDownloadLogsBody) -> OpResult {
+    let Some(job) = find_job(ctx, body.job_id, body.name.as_ref()).await? else {
+        return Err(value_error(no_such_job(body.job_id, body.name.as_ref())));
+    };
+    let files = files(ctx)?;
+    let (dir, client_path) = ctx
+        .infra
+        .downloads
+        .managed_job_dir(&ctx.user_id, job.job_id, body.controller)
+        .ok_or_else(|| value_error("Invalid user name."))?;
+    tokio::fs::create_dir_all(&dir).await.map_err(internal)?;
+    let mut out = if body.controller {
+        let out = dir.join("controller.log");
+        let mut file = tokio::fs::File::create(&out).await.map_err(internal)?;
+        append_file(&mut file, &files.controller_log(job.job_id)).await?;
+        file
+    } else {
+        let mut file = tokio::fs::File::create(dir.join("run.log"))
+            .await
+            .map_err(internal)?;
+        let several = job.tasks.len() > 1;
+        for task in &job.tasks {
+            if several && task.attempt >= 1 {
+                let header = format!("=== Task {}({}) ===\n", task.task_name, task.task_id);
+                file.write_all(header.as_bytes()).await.map_err(internal)?;
+            }
+            for attempt in 1..=task.attempt {
+                let log = files.attempt_log(job.job_id, task.task_id, attempt);
+                append_file(&mut file, &log).await?;
+            }
+        }
+        file
+    };
+    out.flush().await.map_err(internal)?;
+    ctx.log.line(&format!(
+        "Managed job {}'s log is ready to download.",
+        job.job_id
+    ));
+    Ok(json!({ job.job_id.to_string(): client_path }))
+}
+
+/// Copies `from` (if it exists) to the end of `to`, a piece at a time.
+async fn append_file(to: &mut tokio::fs::File, from: &Path) -> Result<(), RequestError> {
+    match tokio::fs::File::open(from).await {
+        Ok(mut source) => {
+            tokio::io::copy(&mut source, to).await.map_err(internal)?;
+            Ok(())
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(internal(err)),
+    }
 }
 
 /// Streams one task's attempts in order; returns the task's status when

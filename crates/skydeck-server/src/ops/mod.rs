@@ -67,6 +67,7 @@ pub enum Op {
     JobsLaunch,
     JobsCancel,
     JobsLogs,
+    JobsDownloadLogs,
     /// A SkyPilot request this server does not support yet, by its name
     /// (see `unsupported.rs`).
     Refused(&'static str),
@@ -83,7 +84,7 @@ pub enum OnRestart {
 
 impl Op {
     /// Every operation but the refused ones (`unsupported::REFUSED`).
-    pub const ALL: [Op; 34] = [
+    pub const ALL: [Op; 35] = [
         Op::Status,
         Op::Check,
         Op::EnabledClouds,
@@ -118,6 +119,7 @@ impl Op {
         Op::JobsLaunch,
         Op::JobsCancel,
         Op::JobsLogs,
+        Op::JobsDownloadLogs,
     ];
 
     /// SkyPilot's request name.
@@ -157,6 +159,7 @@ impl Op {
             Op::JobsLaunch => "sky.jobs.launch",
             Op::JobsCancel => "sky.jobs.cancel",
             Op::JobsLogs => "sky.jobs.logs",
+            Op::JobsDownloadLogs => "sky.jobs.download_logs",
             Op::Refused(name) => name,
         }
     }
@@ -246,10 +249,11 @@ impl Op {
             // Ask a Kubernetes API server.
             | Op::KubeGpuAvailability
             | Op::KubeNodeInfo
-            // Write managed jobs, or follow their logs.
+            // Write managed jobs, follow their logs or copy them.
             | Op::JobsLaunch
             | Op::JobsCancel
-            | Op::JobsLogs => false,
+            | Op::JobsLogs
+            | Op::JobsDownloadLogs => false,
         }
     }
 
@@ -366,6 +370,7 @@ pub async fn execute(op: Op, ctx: &RequestContext, value: serde_json::Value) -> 
         Op::JobsLaunch => forgetting_secrets(ctx, managed_jobs::launch(ctx, body(value)?)).await,
         Op::JobsCancel => managed_jobs::cancel(ctx, body(value)?).await,
         Op::JobsLogs => managed_jobs::logs(ctx, body(value)?).await,
+        Op::JobsDownloadLogs => managed_jobs::download_logs(ctx, body(value)?).await,
         Op::Refused(name) => Err(unsupported::refuse(name)),
     }
 }

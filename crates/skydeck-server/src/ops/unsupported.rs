@@ -36,8 +36,8 @@ impl Feature {
     fn sentence(self) -> &'static str {
         match self {
             Feature::ManagedJobs => {
-                "waiting on, downloading the logs of or listing the events of managed jobs yet; \
-                 follow a job with `sky jobs logs` instead"
+                "waiting on or listing the events of managed jobs yet; follow a job with \
+                 `sky jobs logs` instead"
             }
             Feature::Pools => "pools (`sky jobs pool`) yet",
             Feature::Services => "SkyServe services (`sky serve`) yet",
@@ -68,7 +68,6 @@ const fn refused(name: &'static str, feature: Feature) -> Refused {
 /// Every refused request, by SkyPilot's request name.
 pub const REFUSED: &[Refused] = &[
     refused("sky.jobs.wait", Feature::ManagedJobs),
-    refused("sky.jobs.download_logs", Feature::ManagedJobs),
     refused("sky.jobs.events", Feature::ManagedJobs),
     refused("sky.jobs.pool_apply", Feature::Pools),
     refused("sky.jobs.pool_down", Feature::Pools),

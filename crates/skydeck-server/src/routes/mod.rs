@@ -85,6 +85,7 @@ pub fn routes() -> Vec<Route> {
         Route::post("/jobs/launch", schedule::jobs_launch),
         Route::post("/jobs/cancel", schedule::jobs_cancel),
         Route::post("/jobs/logs", schedule::jobs_logs),
+        Route::post("/jobs/download_logs", schedule::jobs_download_logs),
         Route::post("/launch", schedule::launch),
         Route::post("/exec", schedule::exec),
         Route::post("/start", schedule::start),

@@ -19,7 +19,9 @@ use skydeck_types::bodies::{
     LogsBody, OptimizeBody, PoolStatusBody, QueueBody, ServeStatusBody, StartBody, StatusBody,
     StopOrDownBody, UserWorkspace, ValidateBody,
 };
-use skydeck_types::managed_jobs::{JobsCancelBody, JobsLaunchBody, JobsLogsBody};
+use skydeck_types::managed_jobs::{
+    JobsCancelBody, JobsDownloadLogsBody, JobsLaunchBody, JobsLogsBody,
+};
 use skydeck_types::names::ClusterName;
 use skydeck_types::version::HEADER_REQUEST_ID;
 
@@ -427,6 +429,22 @@ pub async fn jobs_cancel(
     // kinds of them.
     body.selector().map_err(ApiError::bad_request)?;
     schedule(&state, &requester, Op::JobsCancel, &body.base, &body, None).await
+}
+
+pub async fn jobs_download_logs(
+    State(state): State<SharedState>,
+    requester: Requester,
+    ApiJson(body): ApiJson<JobsDownloadLogsBody>,
+) -> Result<Response, ApiError> {
+    schedule(
+        &state,
+        &requester,
+        Op::JobsDownloadLogs,
+        &body.base,
+        &body,
+        None,
+    )
+    .await
 }
 
 /// Like `/logs`, `/jobs/logs` answers with the log stream itself.

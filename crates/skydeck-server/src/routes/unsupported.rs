@@ -52,11 +52,6 @@ use Answer::{NotImplemented, Reject, Request, Stream};
 const ENDPOINTS: &[(Method, &str, Answer)] = &[
     // Managed jobs and pools.
     at(Method::POST, "/jobs/wait", Request("sky.jobs.wait")),
-    at(
-        Method::POST,
-        "/jobs/download_logs",
-        Request("sky.jobs.download_logs"),
-    ),
     at(Method::POST, "/jobs/events", Request("sky.jobs.events")),
     at(
         Method::POST,
