@@ -206,6 +206,16 @@ pub enum RecoveryStrategy {
     Failover,
 }
 
+impl RecoveryStrategy {
+    /// The name a task gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecoveryStrategy::EagerNextRegion => "EAGER_NEXT_REGION",
+            RecoveryStrategy::Failover => "FAILOVER",
+        }
+    }
+}
+
 /// A task's `resources.job_recovery`, read: a strategy name, or a mapping
 /// with `strategy`, `max_restarts_on_errors` and `recover_on_exit_codes`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

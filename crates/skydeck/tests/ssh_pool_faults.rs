@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use support::TestServer;
+use support::host_faults::{Mend, ctl, on_host};
 use support::ssh_hosts::{TestHosts, test_hosts};
 
 /// Longer than any detection here takes: the agent's heartbeats (about
@@ -23,41 +24,6 @@ const DEADLINE: Duration = Duration::from_secs(120);
 async fn submit(client: &Client, path: &str, body: Value) -> Result<Value, ClientError> {
     let id = client.submit(path, &body).await.expect("accepted");
     client.wait(&id).await
-}
-
-/// Runs `line` on test host `host` with the tests' own key, outside
-/// anything Skydeck set up.
-fn on_host(hosts: &TestHosts, host: &str, line: &str) -> String {
-    let out = std::process::Command::new("ssh")
-        .arg("-F")
-        .arg(&hosts.ssh_config)
-        .args([host, line])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{line} on {host}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// scripts/ssh-hosts-ctl.sh on one host.
-fn ctl(hosts: &TestHosts, host: &str, action: &str) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ssh-hosts-ctl.sh");
-    let status = std::process::Command::new("bash")
-        .arg(script)
-        .arg(&hosts.dir)
-        .args([host, action])
-        .status()
-        .expect("run ssh-hosts-ctl.sh");
-    assert!(status.success(), "ssh-hosts-ctl.sh {host} {action} failed");
-}
-
-/// Mends h5 whatever the test's outcome: its link up, its sshd running.
-struct Mend<'a>(&'a TestHosts);
-
-impl Drop for Mend<'_> {
-    fn drop(&mut self) {
-        ctl(self.0, "h5", "restore");
-        ctl(self.0, "h5", "start");
-    }
 }
 
 /// A server with SSH node pools on the test hosts: `pair` (h1 and h5,
@@ -308,7 +274,7 @@ async fn a_worker_cut_off_fails_the_job_and_the_cluster_shows_which_host_until_i
     let Some(pools) = Pools::start(&["pair"]).await else {
         return;
     };
-    let _mend = Mend(&pools.hosts);
+    let _mend = Mend(&pools.hosts, "h5");
     let cluster = format!("cut-{}", std::process::id());
     let job = pools.launch("pair", &cluster, 2, &held_job(&cluster)).await;
     pools
@@ -379,7 +345,7 @@ async fn a_head_cut_off_for_a_while_keeps_its_job() {
     let Some(pools) = Pools::start(&["solo"]).await else {
         return;
     };
-    let _mend = Mend(&pools.hosts);
+    let _mend = Mend(&pools.hosts, "h5");
     let cluster = format!("blip-{}", std::process::id());
     let job = pools.launch("solo", &cluster, 1, &held_job(&cluster)).await;
     pools
@@ -422,7 +388,7 @@ async fn a_rebooted_head_gets_its_agent_back_and_its_lost_job_fails() {
     let Some(pools) = Pools::start(&["solo"]).await else {
         return;
     };
-    let _mend = Mend(&pools.hosts);
+    let _mend = Mend(&pools.hosts, "h5");
     let cluster = format!("reboot-{}", std::process::id());
     let job = pools.launch("solo", &cluster, 1, &held_job(&cluster)).await;
     pools
@@ -461,7 +427,7 @@ async fn down_with_a_host_down_cleans_the_others_and_says_how_to_finish() {
     let Some(pools) = Pools::start(&["pair"]).await else {
         return;
     };
-    let _mend = Mend(&pools.hosts);
+    let _mend = Mend(&pools.hosts, "h5");
     let cluster = format!("half-{}", std::process::id());
     let job = pools.launch("pair", &cluster, 2, &held_job(&cluster)).await;
     pools
@@ -539,7 +505,7 @@ async fn a_launch_says_what_is_wrong_with_the_key_the_host_key_or_the_resources(
     let Some(pools) = Pools::start(&["solo"]).await else {
         return;
     };
-    let _mend = Mend(&pools.hosts);
+    let _mend = Mend(&pools.hosts, "h5");
     let cluster = format!("refused-{}", std::process::id());
     let launch = |task: String| {
         let api = &pools.api;

@@ -2,6 +2,7 @@
 //! takes the next step for its first unfinished task, and writes where it
 //! got to. See `mod.rs` for why every step may be repeated.
 
+use super::placement;
 use crate::executor::{Executor, now};
 use crate::ops::RequestContext;
 use crate::request_log::{LogDir, RequestLog};
@@ -181,14 +182,28 @@ impl Driver {
             .await
     }
 
-    /// The task's YAML with the variables SkyPilot gives a managed task.
-    async fn task_yaml(&self, job: &ManagedJob, task: &ManagedTask) -> Step<String> {
-        let dag = self.dag().await?;
-        let mut spec = dag
+    /// The task as the job gave it.
+    async fn spec(&self, task: &ManagedTask) -> Step<skydeck_types::task::TaskSpec> {
+        self.dag()
+            .await?
             .tasks
             .get(task.task_id as usize)
             .cloned()
-            .ok_or_else(|| Halt::Retry(format!("the job has no task {}", task.task_id)))?;
+            .ok_or_else(|| Halt::Retry(format!("the job has no task {}", task.task_id)))
+    }
+
+    /// The task's YAML with the variables SkyPilot gives a managed task,
+    /// and on `infra` when given (a recovery's first try).
+    async fn task_yaml(
+        &self,
+        job: &ManagedJob,
+        task: &ManagedTask,
+        infra: Option<&str>,
+    ) -> Step<String> {
+        let mut spec = self.spec(task).await?;
+        if let Some(infra) = infra {
+            spec.resources.infra = Some(infra.to_owned());
+        }
         let ids: Vec<String> = job.tasks.iter().map(|t| global_task_id(job, t)).collect();
         let envs = [
             ("SKYPILOT_TASK_ID", global_task_id(job, task)),
@@ -249,7 +264,8 @@ impl Driver {
             && other.user_id != job.user_id
         {
             let reason = format!(
-                "Another user's cluster took the name {name} while the job was between                  clusters; the job cannot go on under it."
+                "Another user's cluster took the name {name} while the job was between \
+                 clusters; the job cannot go on under it."
             );
             task.cluster_name = None;
             return self
@@ -261,37 +277,58 @@ impl Driver {
             "Launching task {} ({}) on cluster {name}, attempt {}.",
             task.task_id, task.task_name, task.attempt
         ));
-        let body = LaunchBody {
-            base: BaseBody::default(),
-            task: self.task_yaml(job, &task).await?,
-            cluster_name: Some(cluster),
-            // Resources that cannot be had now are waited for, as
-            // SkyPilot's controller retries its launch until it works.
-            retry_until_up: true,
-            file_mounts_blob_id: job
-                .file_mounts_blob
-                .as_deref()
-                .and_then(|id| BlobId::new(id).ok()),
-            ..LaunchBody::default()
-        };
         // The job is submitted under this key: a launch repeated after a
         // crash finds the job the first one submitted.
         let key = format!("managed-{}-{}-{}", job.job_id, task.task_id, task.attempt);
         let ctx = self.context(job, key);
-        let launched = tokio::select! {
-            launched = Box::pin(crate::ops::clusters::launch(&ctx, body)) => launched,
-            () = self.cancel_requested() => return Ok(()),
-        };
+        let mut launched = None;
+        let order = self.try_order(&ctx, &task).await?;
+        if !order.is_empty() {
+            self.say(&format!(
+                "It was on {}; trying {} ({} recovery).",
+                task.infra.as_deref().unwrap_or("-"),
+                order.join(", then "),
+                self.recovery(&task).await?.strategy.as_str(),
+            ));
+        }
+        for place in &order {
+            let body = self
+                .launch_body(job, &task, &cluster, Some(place), false)
+                .await?;
+            let tried = tokio::select! {
+                tried = Box::pin(crate::ops::clusters::launch(&ctx, body)) => tried,
+                () = self.cancel_requested() => return Ok(()),
+            };
+            match tried {
+                Ok(value) => {
+                    launched = Some(value);
+                    break;
+                }
+                Err(err) => self.say(&format!("{place} did not take it: {}", err.message)),
+            }
+        }
         let value = match launched {
-            Ok(value) => value,
-            Err(err) => {
-                let status = if task.attempt <= 1 {
-                    Status::FailedPrechecks
-                } else {
-                    Status::FailedNoResource
+            Some(value) => value,
+            None => {
+                // Resources that cannot be had now are waited for, as
+                // SkyPilot's controller retries its launch until it works.
+                let body = self.launch_body(job, &task, &cluster, None, true).await?;
+                let launched = tokio::select! {
+                    launched = Box::pin(crate::ops::clusters::launch(&ctx, body)) => launched,
+                    () = self.cancel_requested() => return Ok(()),
                 };
-                self.say(&format!("The launch failed: {}", err.message));
-                return self.end_task(job, task, status, Some(err.message)).await;
+                match launched {
+                    Ok(value) => value,
+                    Err(err) => {
+                        let status = if task.attempt <= 1 {
+                            Status::FailedPrechecks
+                        } else {
+                            Status::FailedNoResource
+                        };
+                        self.say(&format!("The launch failed: {}", err.message));
+                        return self.end_task(job, task, status, Some(err.message)).await;
+                    }
+                }
             }
         };
         let record = self.executor.store().get_cluster(&name).await?;
@@ -312,6 +349,46 @@ impl Driver {
                 self.end_task(job, task, Status::Succeeded, None).await
             }
         }
+    }
+
+    /// Where a later attempt tries, in order, by the task's recovery
+    /// strategy (see `placement.rs`); empty for a first attempt or a task
+    /// pinned to one place.
+    async fn try_order(&self, ctx: &RequestContext, task: &ManagedTask) -> Step<Vec<String>> {
+        if task.attempt <= 1 || task.infra.is_none() {
+            return Ok(Vec::new());
+        }
+        let spec = self.spec(task).await?;
+        let asked = crate::clusters::ssh_pools::infra_of(&spec.resources);
+        let candidates = placement::candidates(ctx, &spec.resources).await;
+        let strategy = self.recovery(task).await?.strategy;
+        Ok(placement::try_order(
+            strategy,
+            &asked,
+            task.infra.as_deref(),
+            &candidates,
+        ))
+    }
+
+    async fn launch_body(
+        &self,
+        job: &ManagedJob,
+        task: &ManagedTask,
+        cluster: &ClusterName,
+        infra: Option<&str>,
+        retry_until_up: bool,
+    ) -> Step<LaunchBody> {
+        Ok(LaunchBody {
+            base: BaseBody::default(),
+            task: self.task_yaml(job, task, infra).await?,
+            cluster_name: Some(cluster.clone()),
+            retry_until_up,
+            file_mounts_blob_id: job
+                .file_mounts_blob
+                .as_deref()
+                .and_then(|id| BlobId::new(id).ok()),
+            ..LaunchBody::default()
+        })
     }
 
     /// Follows the task's job into this attempt's log file until it ends,
@@ -500,7 +577,7 @@ impl Driver {
     /// Tears the cluster down and records the next attempt, RECOVERING.
     async fn relaunch(&self, job: &ManagedJob, mut task: ManagedTask) -> Step {
         if let Some(name) = &task.cluster_name {
-            self.tear_down(job, name).await?;
+            self.clean_up(job, name).await?;
         }
         if let Some(started) = task.last_started_at.take() {
             task.run_seconds += (now() - started).max(0.0);
@@ -522,7 +599,7 @@ impl Driver {
         reason: Option<String>,
     ) -> Step {
         if let Some(name) = &task.cluster_name {
-            self.tear_down(job, name).await?;
+            self.clean_up(job, name).await?;
         }
         let ended = now();
         if let Some(started) = task.last_started_at.take() {
@@ -567,7 +644,7 @@ impl Driver {
     async fn finish(&self, job: &ManagedJob) -> Step {
         for task in &job.tasks {
             if let Some(name) = &task.cluster_name {
-                self.tear_down(job, name).await?;
+                self.clean_up(job, name).await?;
             }
         }
         let store = self.executor.store();
@@ -583,7 +660,22 @@ impl Driver {
     }
 
     /// Tears cluster `name` down if it exists.
-    async fn tear_down(&self, job: &ManagedJob, name: &str) -> Step {
+    /// Tears the job's cluster down. A host that is gone cannot be
+    /// cleaned, and the job must not wait for it to come back: the
+    /// cluster's record then goes anyway, as with `down --purge`.
+    async fn clean_up(&self, job: &ManagedJob, name: &str) -> Step {
+        match self.tear_down(job, name, false).await {
+            Err(Halt::Retry(why)) => {
+                self.say(&format!(
+                    "Could not clean up all of {name} ({why}); forgetting it and going on."
+                ));
+                self.tear_down(job, name, true).await
+            }
+            done => done,
+        }
+    }
+
+    async fn tear_down(&self, job: &ManagedJob, name: &str, purge: bool) -> Step {
         let store = self.executor.store();
         match store.get_cluster(name).await? {
             None => return Ok(()),
@@ -601,7 +693,7 @@ impl Driver {
         let body = StopOrDownBody {
             base: BaseBody::default(),
             cluster_name: cluster,
-            purge: false,
+            purge,
             graceful: false,
             graceful_timeout: None,
         };

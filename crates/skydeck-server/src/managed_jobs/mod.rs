@@ -16,6 +16,7 @@
 
 mod drive;
 pub mod files;
+mod placement;
 
 pub use drive::{aggregate_status, cluster_name};
 
