@@ -15,8 +15,9 @@ mod sql;
 
 pub use error::StoreError;
 pub use model::{
-    ClusterRecord, ClusterStatus, EndedCluster, ManagedJob, ManagedTask, NewManagedJob, NewRequest,
-    Outcome, RequestFilter, RequestRecord, Role, ServerInfo, StoredConfig, TokenRecord, User,
+    ClusterRecord, ClusterStatus, EndedCluster, ManagedJob, ManagedJobFilter, ManagedJobPage,
+    ManagedTask, NewManagedJob, NewRequest, Outcome, RequestFilter, RequestRecord, Role,
+    ServerInfo, StoredConfig, TokenRecord, User,
 };
 pub use sql::{Dialect, SqlStore};
 
@@ -219,6 +220,15 @@ pub trait Store: Send + Sync + 'static {
     /// [`Store::list_managed_jobs`] of the jobs not done: what `sky status`
     /// and `--skip-finished` read, without the history.
     async fn list_active_managed_jobs(&self, user_id: Option<&str>) -> Result<Vec<ManagedJob>>;
+    /// Jobs `offset..offset + limit` of those `filter` selects, newest
+    /// first, with the selection's job count and task counts by status:
+    /// paged in the database, so a long history costs only the page.
+    async fn page_managed_jobs(
+        &self,
+        filter: &ManagedJobFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<ManagedJobPage>;
     /// The clusters of jobs not done: hidden from `status`, as SkyPilot
     /// hides its managed jobs' clusters.
     async fn managed_cluster_names(&self) -> Result<Vec<String>>;

@@ -6,11 +6,13 @@
 //! so a server that lost its lease (it stalled, another took the job over)
 //! learns so from its next write and stops.
 
-use crate::model::{ManagedJob, ManagedTask, NewManagedJob};
+use crate::model::{ManagedJob, ManagedJobFilter, ManagedJobPage, ManagedTask, NewManagedJob};
 use crate::sql::{SqlStore, corrupt};
 use crate::{Result, StoreError};
 use skydeck_types::managed_jobs::{ManagedJobStatus, ScheduleState};
-use sqlx::any::AnyRow;
+use sqlx::Any;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
 use sqlx::{Connection, Row};
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -26,6 +28,9 @@ const TASK_COLUMNS: &str = "job_id, task_id, task_name, resources, status, sched
 /// plus one, so two servers inserting at the same moment on PostgreSQL can
 /// pick the same; the loser tries again.
 const ID_ATTEMPTS: usize = 8;
+
+/// Jobs whose tasks one query of a page reads.
+const TASK_CHUNK: usize = 500;
 
 impl SqlStore {
     pub(crate) async fn insert_managed_job_sql(&self, job: &NewManagedJob) -> Result<i64> {
@@ -150,6 +155,74 @@ impl SqlStore {
             job.tasks = tasks.remove(&job.job_id).unwrap_or_default();
         }
         Ok(jobs)
+    }
+
+    pub(crate) async fn page_managed_jobs_sql(
+        &self,
+        filter: &ManagedJobFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<ManagedJobPage> {
+        let (condition, values) = selection("j", filter);
+        let bind = |sql| bound(sql, &values);
+        let sql = format!("SELECT COUNT(*) AS n FROM managed_jobs j WHERE {condition}");
+        let total: i64 = bind(&sql).fetch_one(self.reader()).await?.try_get("n")?;
+        let sql = format!(
+            "SELECT t.status AS status, COUNT(*) AS n FROM managed_job_tasks t JOIN managed_jobs j \
+             ON j.job_id = t.job_id WHERE {condition} GROUP BY t.status ORDER BY t.status"
+        );
+        let mut status_counts = Vec::new();
+        for row in bind(&sql).fetch_all(self.reader()).await? {
+            let status: String = row.try_get("status")?;
+            let count: i64 = row.try_get("n")?;
+            let status =
+                ManagedJobStatus::from_str(&status).map_err(|e| corrupt("managed_job_tasks", e))?;
+            status_counts.push((status, u64::try_from(count).unwrap_or(0)));
+        }
+        let (limit, offset) = (
+            i64::try_from(limit).unwrap_or(i64::MAX),
+            i64::try_from(offset).unwrap_or(i64::MAX),
+        );
+        let next = values.len() + 1;
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM managed_jobs j WHERE {condition} ORDER BY job_id DESC \
+             LIMIT ${next} OFFSET ${}",
+            next + 1
+        );
+        let mut jobs: Vec<ManagedJob> = bind(&sql)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(self.reader())
+            .await?
+            .iter()
+            .map(decode_job)
+            .collect::<Result<_>>()?;
+        let mut tasks: BTreeMap<i64, Vec<ManagedTask>> = BTreeMap::new();
+        // Ids from our own rows, written as numbers: nothing to escape.
+        for chunk in jobs.chunks(TASK_CHUNK) {
+            let ids: Vec<String> = chunk.iter().map(|job| job.job_id.to_string()).collect();
+            let sql = format!(
+                "SELECT {TASK_COLUMNS} FROM managed_job_tasks WHERE job_id IN ({}) \
+                 ORDER BY job_id, task_id",
+                ids.join(", ")
+            );
+            for row in sqlx::query(&sql)
+                .persistent(false)
+                .fetch_all(self.reader())
+                .await?
+            {
+                let task = decode_task(&row)?;
+                tasks.entry(task.job_id).or_default().push(task);
+            }
+        }
+        for job in &mut jobs {
+            job.tasks = tasks.remove(&job.job_id).unwrap_or_default();
+        }
+        Ok(ManagedJobPage {
+            jobs,
+            total: u64::try_from(total).unwrap_or(0),
+            status_counts,
+        })
     }
 
     pub(crate) async fn managed_cluster_names_sql(&self) -> Result<Vec<String>> {
@@ -298,6 +371,43 @@ fn decode_job(row: &AnyRow) -> Result<ManagedJob> {
         lease_until: row.try_get("lease_until")?,
         tasks: Vec::new(),
     })
+}
+
+/// `sql` with `values` bound to its first parameters. Not prepared once
+/// and cached: the statement's shape varies with the filter.
+fn bound<'q>(sql: &'q str, values: &[String]) -> Query<'q, Any, AnyArguments<'q>> {
+    values
+        .iter()
+        .fold(sqlx::query(sql).persistent(false), |query, value| {
+            query.bind(value.clone())
+        })
+}
+
+/// The SQL condition on managed jobs (as `alias`) that `filter` selects,
+/// and the values of its `$n` parameters in order.
+fn selection(alias: &str, filter: &ManagedJobFilter) -> (String, Vec<String>) {
+    let mut values = Vec::new();
+    let mut parts = vec!["1 = 1".to_owned()];
+    if let Some(user) = &filter.user_id {
+        values.push(user.clone());
+        parts.push(format!("{alias}.user_id = ${}", values.len()));
+    }
+    if filter.active_only {
+        parts.push(format!("{alias}.done = 0"));
+    }
+    if let Some(workspaces) = &filter.workspaces {
+        if workspaces.is_empty() {
+            parts.push("1 = 0".to_owned());
+        } else {
+            let mut marks = Vec::new();
+            for workspace in workspaces {
+                values.push(workspace.clone());
+                marks.push(format!("${}", values.len()));
+            }
+            parts.push(format!("{alias}.workspace IN ({})", marks.join(", ")));
+        }
+    }
+    (parts.join(" AND "), values)
 }
 
 fn decode_task(row: &AnyRow) -> Result<ManagedTask> {

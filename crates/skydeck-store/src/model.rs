@@ -223,6 +223,28 @@ pub struct StoredConfig {
     pub updated_by: Option<String>,
 }
 
+/// Which managed jobs a page of them is taken from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ManagedJobFilter {
+    /// One user's jobs only.
+    pub user_id: Option<String>,
+    /// Only jobs in these workspaces; `None` for any.
+    pub workspaces: Option<Vec<String>>,
+    /// Only jobs not done.
+    pub active_only: bool,
+}
+
+/// One page of managed jobs, and what the whole selection holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ManagedJobPage {
+    /// Newest first, with their tasks.
+    pub jobs: Vec<ManagedJob>,
+    /// Jobs in the selection.
+    pub total: u64,
+    /// The selection's tasks, counted by status.
+    pub status_counts: Vec<(ManagedJobStatus, u64)>,
+}
+
 /// A managed job as accepted, before the store gives it its id.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewManagedJob {

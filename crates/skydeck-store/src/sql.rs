@@ -5,8 +5,9 @@
 //! text so no column type differs between the two.
 
 use crate::model::{
-    ClusterRecord, ClusterStatus, EndedCluster, ManagedJob, ManagedTask, NewManagedJob, NewRequest,
-    Outcome, RequestFilter, RequestRecord, Role, ServerInfo, StoredConfig, TokenRecord, User,
+    ClusterRecord, ClusterStatus, EndedCluster, ManagedJob, ManagedJobFilter, ManagedJobPage,
+    ManagedTask, NewManagedJob, NewRequest, Outcome, RequestFilter, RequestRecord, Role,
+    ServerInfo, StoredConfig, TokenRecord, User,
 };
 use crate::{Decide, Result, Store, StoreError, migrate};
 use async_trait::async_trait;
@@ -1313,6 +1314,15 @@ impl Store for SqlStore {
 
     async fn list_active_managed_jobs(&self, user_id: Option<&str>) -> Result<Vec<ManagedJob>> {
         self.list_managed_jobs_sql(user_id, true).await
+    }
+
+    async fn page_managed_jobs(
+        &self,
+        filter: &ManagedJobFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<ManagedJobPage> {
+        self.page_managed_jobs_sql(filter, offset, limit).await
     }
 
     async fn managed_cluster_names(&self) -> Result<Vec<String>> {

@@ -20,7 +20,8 @@ mod placement;
 use history::torn_down_clusters_stay_in_the_history_with_their_end;
 use managed_jobs::{
     managed_jobs_get_ids_in_order_and_keep_their_tasks, only_the_lease_holder_drives_a_job,
-    racing_inserts_get_distinct_ids, released_leases_are_taken_at_once_and_claims_split_jobs,
+    pages_of_managed_jobs_count_the_whole_selection, racing_inserts_get_distinct_ids,
+    released_leases_are_taken_at_once_and_claims_split_jobs,
 };
 use placement::{
     hosts_are_recorded_and_their_capacity_updated,
@@ -148,6 +149,7 @@ conformance!(
     racing_inserts_get_distinct_ids,
     only_the_lease_holder_drives_a_job,
     released_leases_are_taken_at_once_and_claims_split_jobs,
+    pages_of_managed_jobs_count_the_whole_selection,
 );
 
 async fn ssh_pool_records_are_replaced_listed_and_deleted(store: Arc<SqlStore>) {

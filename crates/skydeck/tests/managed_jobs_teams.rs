@@ -84,9 +84,32 @@ async fn another_users_managed_jobs_are_out_of_reach() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // Not listed, with or without --all-users.
+    // Not listed, with or without --all-users, nor counted, whether the
+    // queue is read whole or a page at a time (as `sky jobs queue` asks,
+    // paged in the database).
     assert!(queue(&mallory, false).await.is_empty());
     assert!(queue(&mallory, true).await.is_empty());
+    for all_users in [false, true] {
+        let id = mallory
+            .submit(
+                "/jobs/queue/v2",
+                &json!({ "all_users": all_users, "limit": 50 }),
+            )
+            .await
+            .unwrap();
+        let page = mallory.wait(&id).await.unwrap();
+        assert_eq!(page["jobs"], json!([]), "{page}");
+        assert_eq!(page["total"], 0, "{page}");
+        assert_eq!(page["status_counts"], json!({}), "{page}");
+    }
+    let id = alice
+        .submit("/jobs/queue/v2", &json!({ "limit": 50 }))
+        .await
+        .unwrap();
+    let page = alice.wait(&id).await.unwrap();
+    assert_eq!(page["total"], 1, "{page}");
+    assert_eq!(page["jobs"][0]["job_id"], job, "{page}");
+    assert_eq!(page["status_counts"], json!({ "RUNNING": 1 }), "{page}");
     // Neither cancelled by id nor by everyone's-jobs.
     let id = mallory
         .submit("/jobs/cancel", &json!({ "job_ids": [job] }))

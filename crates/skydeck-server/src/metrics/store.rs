@@ -4,9 +4,9 @@
 use super::Metrics;
 use async_trait::async_trait;
 use skydeck_store::{
-    ClusterRecord, ClusterStatus, Decide, Dialect, EndedCluster, ManagedJob, ManagedTask,
-    NewManagedJob, NewRequest, Outcome, RequestFilter, RequestRecord, Result, Role, ServerInfo,
-    Store, StoredConfig, TokenRecord, User,
+    ClusterRecord, ClusterStatus, Decide, Dialect, EndedCluster, ManagedJob, ManagedJobFilter,
+    ManagedJobPage, ManagedTask, NewManagedJob, NewRequest, Outcome, RequestFilter, RequestRecord,
+    Result, Role, ServerInfo, Store, StoredConfig, TokenRecord, User,
 };
 use skydeck_types::placement::{Allocation, Host};
 use skydeck_types::{RequestStatus, ScheduleType};
@@ -95,6 +95,7 @@ timed! {
     fn get_managed_job(&self, job_id: i64) -> Result<Option<ManagedJob>>;
     fn list_managed_jobs(&self, user_id: Option<&str>) -> Result<Vec<ManagedJob>>;
     fn list_active_managed_jobs(&self, user_id: Option<&str>) -> Result<Vec<ManagedJob>>;
+    fn page_managed_jobs(&self, filter: &ManagedJobFilter, offset: u64, limit: u64) -> Result<ManagedJobPage>;
     fn managed_cluster_names(&self) -> Result<Vec<String>>;
     fn managed_job_dag(&self, job_id: i64) -> Result<Option<String>>;
     fn claim_managed_jobs(&self, server_id: &str, now: f64, until: f64, limit: u32) -> Result<Vec<i64>>;

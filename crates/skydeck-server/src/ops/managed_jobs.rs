@@ -10,7 +10,7 @@ use crate::managed_jobs::{aggregate_status, files::JobFiles};
 use crate::skypilot::exception;
 use crate::skypilot::records::{infra_display, managed_job_record};
 use serde_json::{Value, json};
-use skydeck_store::{ManagedJob, NewManagedJob};
+use skydeck_store::{ManagedJob, ManagedJobFilter, NewManagedJob};
 use skydeck_types::RequestError;
 use skydeck_types::bodies::JobsQueueBody;
 use skydeck_types::managed_jobs::{
@@ -137,24 +137,59 @@ async fn visible_jobs(
     if sees_all {
         return Ok(jobs);
     }
+    let admitted = admitted_workspaces(ctx).await?;
+    Ok(jobs
+        .into_iter()
+        .filter(|job| admitted.contains(&job.workspace))
+        .collect())
+}
+
+/// The workspaces whose jobs the requester may see (as a non-admin).
+async fn admitted_workspaces(ctx: &RequestContext) -> Result<Vec<String>, RequestError> {
     let user_name = ctx
         .store
         .get_user(&ctx.user_id)
         .await
         .map_err(internal)?
         .map_or_else(|| ctx.user_id.clone(), |u| u.name);
-    Ok(jobs
-        .into_iter()
-        .filter(|job| {
-            ctx.config
-                .workspace(&job.workspace)
-                .is_some_and(|w| w.admits(&ctx.user_id, &user_name, false))
-        })
+    Ok(ctx
+        .config
+        .workspaces()
+        .iter()
+        .filter(|(_, workspace)| workspace.admits(&ctx.user_id, &user_name, false))
+        .map(|(name, _)| name.clone())
         .collect())
+}
+
+async fn user_names(ctx: &RequestContext) -> Result<HashMap<String, String>, RequestError> {
+    Ok(ctx
+        .store
+        .list_users()
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .map(|u| (u.id, u.name))
+        .collect())
+}
+
+/// The queue's rows: one per task of each job.
+fn queue_rows(jobs: &[&ManagedJob], names: &HashMap<String, String>) -> Vec<Value> {
+    let at = now();
+    jobs.iter()
+        .flat_map(|job| {
+            let user = names.get(&job.user_id).map(String::as_str);
+            job.tasks
+                .iter()
+                .map(move |task| managed_job_record(job, task, user, at))
+        })
+        .collect()
 }
 
 /// `sky jobs queue` (and the managed-jobs part of `sky status`).
 pub async fn queue(ctx: &RequestContext, body: JobsQueueBody) -> OpResult {
+    if let Some(answer) = queue_page(ctx, &body).await? {
+        return Ok(answer);
+    }
     // Unfinished jobs are all that --skip-finished (and `sky status`) shows,
     // so the history is not read for them; `total_no_filter` then counts
     // the jobs in progress.
@@ -165,18 +200,10 @@ pub async fn queue(ctx: &RequestContext, body: JobsQueueBody) -> OpResult {
     };
     let jobs = visible_jobs(ctx, body.all_users, which).await?;
     let total_no_filter = jobs.len();
-    let names: HashMap<String, String> = ctx
-        .store
-        .list_users()
-        .await
-        .map_err(internal)?
-        .into_iter()
-        .map(|u| (u.id, u.name))
-        .collect();
+    let names = user_names(ctx).await?;
     let contains = |text: &str, pattern: &Option<String>| {
         pattern.as_ref().is_none_or(|p| text.contains(p.as_str()))
     };
-    let at = now();
     let matching: Vec<&ManagedJob> = jobs
         .iter()
         .filter(|job| !body.skip_finished || job.tasks.iter().any(|t| !t.status.is_terminal()))
@@ -222,21 +249,72 @@ pub async fn queue(ctx: &RequestContext, body: JobsQueueBody) -> OpResult {
             .collect(),
         None => matching,
     };
-    let rows: Vec<Value> = shown
-        .into_iter()
-        .flat_map(|job| {
-            let user = names.get(&job.user_id).cloned();
-            job.tasks
-                .iter()
-                .map(move |task| managed_job_record(job, task, user.as_deref(), at))
-        })
-        .collect();
     Ok(json!({
-        "jobs": rows,
+        "jobs": queue_rows(&shown, &names),
         "total": total,
         "total_no_filter": total_no_filter,
         "status_counts": status_counts,
     }))
+}
+
+/// The queue as the client asks for it most (a page, with no filter but
+/// whose jobs and whether finished ones count), counted and paged in the
+/// database: a long history costs only the page. `None` when the request
+/// filters rows, for [`queue`] to read them all.
+async fn queue_page(
+    ctx: &RequestContext,
+    body: &JobsQueueBody,
+) -> Result<Option<Value>, RequestError> {
+    let Some(limit) = body.limit.filter(|limit| *limit > 0) else {
+        return Ok(None);
+    };
+    let filters_rows = body.job_ids.as_ref().is_some_and(|ids| !ids.is_empty())
+        || body.statuses.as_ref().is_some_and(|s| !s.is_empty())
+        || [
+            &body.user_match,
+            &body.workspace_match,
+            &body.name_match,
+            &body.infra_match,
+        ]
+        .iter()
+        .any(|pattern| pattern.is_some());
+    if filters_rows {
+        return Ok(None);
+    }
+    let sees_all = ctx.sees_all_users().await?;
+    let filter = ManagedJobFilter {
+        user_id: (!(body.all_users && sees_all)).then(|| ctx.user_id.clone()),
+        workspaces: if sees_all {
+            None
+        } else {
+            Some(admitted_workspaces(ctx).await?)
+        },
+        active_only: body.skip_finished,
+    };
+    let offset = body
+        .page
+        .unwrap_or(1)
+        .max(1)
+        .saturating_sub(1)
+        .saturating_mul(limit);
+    let found = ctx
+        .store
+        .page_managed_jobs(&filter, offset, limit)
+        .await
+        .map_err(internal)?;
+    let names = user_names(ctx).await?;
+    let status_counts: BTreeMap<&str, u64> = found
+        .status_counts
+        .iter()
+        .map(|(status, count)| (status.as_str(), *count))
+        .collect();
+    let jobs: Vec<&ManagedJob> = found.jobs.iter().collect();
+    Ok(Some(json!({
+        "jobs": queue_rows(&jobs, &names),
+        "total": found.total,
+        "total_no_filter": found.total,
+        "status_counts": status_counts,
+    })))
 }
 
 /// `sky.jobs.queue`, the client's v1 call: the rows alone, as a list.

@@ -2,7 +2,7 @@
 //! that only the lease holder may make. Run on both databases by the
 //! `conformance!` list in `conformance.rs`.
 
-use skydeck_store::{NewManagedJob, SqlStore, Store};
+use skydeck_store::{ManagedJobFilter, ManagedJobPage, NewManagedJob, SqlStore, Store};
 use skydeck_types::managed_jobs::{ManagedJobStatus, ScheduleState};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -208,4 +208,84 @@ pub async fn released_leases_are_taken_at_once_and_claims_split_jobs(store: Arc<
         .await
         .unwrap();
     assert_eq!(taken, a);
+}
+
+pub async fn pages_of_managed_jobs_count_the_whole_selection(store: Arc<SqlStore>) {
+    // u1: jobs 1 (done), 2 (a pipeline) and 3; u2 in workspace "team": 4, 5.
+    for (name, user, tasks) in [
+        ("a", "u1", &["a"][..]),
+        ("pipe", "u1", &["prep", "train"][..]),
+        ("c", "u1", &["c"][..]),
+        ("d", "u2", &["d"][..]),
+        ("e", "u2", &["e"][..]),
+    ] {
+        let mut new = job(name, user, tasks);
+        if user == "u2" {
+            new.workspace = "team".to_owned();
+        }
+        store.insert_managed_job(&new).await.unwrap();
+    }
+    store.claim_managed_jobs("s", 1.0, 9.0, 100).await.unwrap();
+    let mut task = store.get_managed_job(1).await.unwrap().unwrap().tasks[0].clone();
+    task.status = ManagedJobStatus::Succeeded;
+    assert!(store.update_managed_task("s", &task).await.unwrap());
+    assert!(store.finish_managed_job("s", 1).await.unwrap());
+
+    let everyone = ManagedJobFilter::default();
+    let ids = |page: &ManagedJobPage| page.jobs.iter().map(|j| j.job_id).collect::<Vec<_>>();
+    let first = store.page_managed_jobs(&everyone, 0, 2).await.unwrap();
+    assert_eq!(ids(&first), [5, 4]);
+    assert_eq!(first.total, 5);
+    assert_eq!(
+        first.status_counts,
+        [
+            (ManagedJobStatus::Pending, 5),
+            (ManagedJobStatus::Succeeded, 1)
+        ]
+    );
+    let second = store.page_managed_jobs(&everyone, 2, 2).await.unwrap();
+    assert_eq!(ids(&second), [3, 2]);
+    let names: Vec<&str> = second.jobs[1]
+        .tasks
+        .iter()
+        .map(|t| t.task_name.as_str())
+        .collect();
+    assert_eq!(names, ["prep", "train"], "a page's jobs carry their tasks");
+    assert_eq!(
+        ids(&store.page_managed_jobs(&everyone, 4, 2).await.unwrap()),
+        [1]
+    );
+    let past = store.page_managed_jobs(&everyone, 10, 2).await.unwrap();
+    assert!(past.jobs.is_empty());
+    assert_eq!(past.total, 5, "the count does not depend on the page");
+
+    let u1 = ManagedJobFilter {
+        user_id: Some("u1".to_owned()),
+        ..ManagedJobFilter::default()
+    };
+    let page = store.page_managed_jobs(&u1, 0, 10).await.unwrap();
+    assert_eq!((ids(&page), page.total), (vec![3, 2, 1], 3));
+    let active = ManagedJobFilter {
+        active_only: true,
+        ..u1.clone()
+    };
+    let page = store.page_managed_jobs(&active, 0, 10).await.unwrap();
+    assert_eq!((ids(&page), page.total), (vec![3, 2], 2));
+    assert_eq!(page.status_counts, [(ManagedJobStatus::Pending, 3)]);
+
+    let team = ManagedJobFilter {
+        workspaces: Some(vec!["team".to_owned()]),
+        ..ManagedJobFilter::default()
+    };
+    assert_eq!(
+        ids(&store.page_managed_jobs(&team, 0, 10).await.unwrap()),
+        [5, 4]
+    );
+    let nowhere = ManagedJobFilter {
+        workspaces: Some(Vec::new()),
+        ..ManagedJobFilter::default()
+    };
+    let page = store.page_managed_jobs(&nowhere, 0, 10).await.unwrap();
+    assert_eq!((page.jobs.len(), page.total), (0, 0));
+    assert!(page.status_counts.is_empty());
 }
