@@ -1,7 +1,8 @@
 //! `skydeck jobs launch|queue|logs|cancel`: the native CLI runs a managed
 //! job to its end with the job's exit status, lists it, reads its log and
-//! its controller's, cancels a running one, and restarts a job that
-//! exits with a code in `recover_on_exit_codes`. Real binary, real server,
+//! its controller's, cancels a running one, restarts a job that exits
+//! with a code in `recover_on_exit_codes`, and runs a pipeline whose tasks
+//! each bring a workdir. Real binary, real server,
 //! `local`.
 
 mod support;
@@ -98,6 +99,28 @@ async fn the_cli_launches_lists_reads_and_cancels_managed_jobs() {
         retried.stdout.contains("recover_on_exit_codes") && retried.stdout.contains("second-run"),
         "{}",
         retried.describe()
+    );
+
+    // A pipeline whose tasks each have a workdir of their own: both go up
+    // in one upload, and each task runs in its own.
+    for (dir, text) in [("prep-dir", "prepared"), ("train-dir", "trained")] {
+        std::fs::create_dir_all(cwd.join(dir)).unwrap();
+        std::fs::write(cwd.join(dir).join("what.txt"), text).unwrap();
+    }
+    std::fs::write(
+        cwd.join("pipe.yaml"),
+        "name: pipe\n---\nname: prep\nworkdir: prep-dir\nrun: cat what.txt; echo\n---\n\
+         name: train\nworkdir: train-dir\nrun: cat what.txt; echo\n",
+    )
+    .unwrap();
+    let piped = skydeck_cli(&server, &cwd, &["jobs", "launch", "-y", "pipe.yaml"]).await;
+    assert_eq!(piped.code, Some(0), "{}", piped.describe());
+    let out = &piped.stdout;
+    assert!(
+        out.find("prepared")
+            .is_some_and(|prep| out.find("trained").is_some_and(|train| prep < train)),
+        "{}",
+        piped.describe()
     );
 
     let none = skydeck_cli(&server, &cwd, &["jobs", "cancel", "-y"]).await;

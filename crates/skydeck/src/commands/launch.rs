@@ -128,7 +128,17 @@ pub(super) async fn upload(
     task: &mut Task,
     workdir_only: bool,
 ) -> anyhow::Result<Option<BlobId>> {
-    let sources = task_args::local_sources(task.spec(), workdir_only);
+    // Every task's local files go in one upload (a pipeline's tasks share
+    // it, as the official client sends them); each task maps its own.
+    let per_task: Vec<Vec<String>> = task
+        .dag
+        .tasks
+        .iter()
+        .map(|spec| task_args::local_sources(spec, workdir_only))
+        .collect();
+    let mut sources: Vec<String> = per_task.iter().flatten().cloned().collect();
+    sources.sort();
+    sources.dedup();
     if sources.is_empty() {
         return Ok(None);
     }
@@ -154,7 +164,11 @@ pub(super) async fn upload(
     } else {
         eprintln!("✓ Files uploaded ({}).", human_size(bundle.size()));
     }
-    task.spec_mut().file_mounts_mapping = sources.iter().map(|s| (s.clone(), s.clone())).collect();
+    for (spec, own) in task.dag.tasks.iter_mut().zip(per_task) {
+        if !own.is_empty() {
+            spec.file_mounts_mapping = own.into_iter().map(|s| (s.clone(), s)).collect();
+        }
+    }
     Ok(Some(BlobId::new(bundle.blob_id())?))
 }
 

@@ -89,7 +89,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(args) => jobs::logs(&paths, &connect(&paths).await?, &args).await,
         Command::Cancel(args) => jobs::cancel(&paths, &connect(&paths).await?, &args).await,
         Command::Jobs(JobsCommand::Launch(args)) => {
-            let task = task_args::load(&args.entrypoint, &args.task)?;
+            let task = task_args::load_pipeline(&args.entrypoint, &args.task)?;
             managed_jobs::launch(&paths, &connect(&paths).await?, &args, task).await
         }
         Command::Jobs(command) => {

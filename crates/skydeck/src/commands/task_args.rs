@@ -12,20 +12,69 @@ pub struct Task {
     pub dag: TaskDag,
 }
 
-impl Task {
-    pub fn spec(&self) -> &TaskSpec {
-        &self.dag.tasks[0]
-    }
-
-    pub fn spec_mut(&mut self) -> &mut TaskSpec {
-        &mut self.dag.tasks[0]
-    }
-}
-
 /// Reads the task from `entrypoint` (a YAML file, a command, or nothing)
 /// and applies `flags`.
 pub fn load(entrypoint: &[String], flags: &TaskFlags) -> anyhow::Result<Task> {
-    let (mut dag, source) = match entrypoint {
+    let (dag, source) = read(entrypoint)?;
+    let origin = source.map_or_else(String::new, |file| format!(" in {file}"));
+    if dag.tasks.len() != 1 {
+        bail!(
+            "the task YAML{origin} holds {} tasks (a pipeline); launch and exec run one task: \
+             split it into one file per task, or run it as a managed job (`skydeck jobs launch`)",
+            dag.tasks.len()
+        );
+    }
+    prepare(dag, &origin, &overrides(flags))
+}
+
+/// Like [`load`], for `jobs launch`, which also runs a pipeline. As in
+/// SkyPilot, `--env` and `--secret` apply to every task of a pipeline and
+/// the flags that change one task's resources are ignored, with a warning.
+pub fn load_pipeline(entrypoint: &[String], flags: &TaskFlags) -> anyhow::Result<Task> {
+    let (dag, source) = read(entrypoint)?;
+    let origin = source.map_or_else(String::new, |file| format!(" in {file}"));
+    let all = overrides(flags);
+    if dag.tasks.len() == 1 {
+        return prepare(dag, &origin, &all);
+    }
+    let shared = Overrides {
+        envs: all.envs.clone(),
+        secrets: all.secrets.clone(),
+        ..Overrides::default()
+    };
+    let ignored = Overrides {
+        name: None,
+        ..all.clone()
+    };
+    if ignored != shared {
+        eprintln!(
+            "Warning: the task YAML{origin} holds {} tasks; flags other than --name, --env and \
+             --secret are ignored for a pipeline.",
+            dag.tasks.len()
+        );
+    }
+    let mut dag = dag;
+    if let Some(name) = all.name {
+        dag.name = Some(
+            name.parse()
+                .map_err(|err| anyhow::anyhow!("invalid flag: --name: {err}"))?,
+        );
+    }
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    for task in &mut dag.tasks {
+        task.apply_overrides(&shared)
+            .map_err(|err| anyhow::anyhow!("invalid flag: {err}"))?;
+        absolutize_paths(task, &cwd)?;
+        task.validate()
+            .map_err(|err| anyhow::anyhow!("invalid task{origin}: {err}"))?;
+    }
+    Ok(Task { dag })
+}
+
+/// The tasks `entrypoint` names (a YAML file, a command, or nothing), and
+/// the file they came from.
+fn read(entrypoint: &[String]) -> anyhow::Result<(TaskDag, Option<&str>)> {
+    Ok(match entrypoint {
         [] => (
             TaskDag {
                 name: None,
@@ -46,19 +95,15 @@ pub fn load(entrypoint: &[String], flags: &TaskFlags) -> anyhow::Result<Task> {
             },
             None,
         ),
-    };
-    let origin = source.map_or_else(String::new, |file| format!(" in {file}"));
-    if dag.tasks.len() != 1 {
-        bail!(
-            "the task YAML{origin} holds {} tasks (a pipeline); launch and exec run one task: \
-             split it into one file per task",
-            dag.tasks.len()
-        );
-    }
+    })
+}
+
+/// One task with the flags applied, its local paths absolute, checked.
+fn prepare(mut dag: TaskDag, origin: &str, overrides: &Overrides) -> anyhow::Result<Task> {
     let task = &mut dag.tasks[0];
-    task.apply_overrides(&overrides(flags))
+    task.apply_overrides(overrides)
         .map_err(|err| anyhow::anyhow!("invalid flag: {err}"))?;
-    if flags.name.is_some() {
+    if overrides.name.is_some() {
         // Checked with the task's own name by `apply_overrides` above.
         dag.name = task.name.clone();
     }
@@ -278,12 +323,43 @@ mod tests {
             ..TaskFlags::default()
         };
         let task = load(&["echo".into(), "$GREETING".into()], &flags).unwrap();
-        assert_eq!(task.spec().run.as_deref(), Some("echo $GREETING"));
+        assert_eq!(task.dag.tasks[0].run.as_deref(), Some("echo $GREETING"));
         assert_eq!(
-            task.spec().envs["GREETING"].as_str(),
+            task.dag.tasks[0].envs["GREETING"].as_str(),
             Some("hi"),
             "the --env value is set"
         );
+    }
+
+    #[test]
+    fn a_pipeline_is_a_managed_jobs_and_its_env_flags_reach_every_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pipe.yaml");
+        std::fs::write(
+            &file,
+            "name: pipe\n---\nname: a\nrun: echo a\n---\nname: b\nrun: echo b\n",
+        )
+        .unwrap();
+        let entry = [file.to_str().unwrap().to_owned()];
+        let flags = TaskFlags {
+            envs: vec![("STAGE".into(), Some("x".into()))],
+            name: Some("renamed".into()),
+            ..TaskFlags::default()
+        };
+        let err = load(&entry, &flags).err().unwrap().to_string();
+        assert!(
+            err.contains("holds 2 tasks") && err.contains("skydeck jobs launch"),
+            "{err}"
+        );
+        let task = load_pipeline(&entry, &flags).unwrap();
+        assert_eq!(
+            task.dag.name.as_ref().map(ToString::to_string).as_deref(),
+            Some("renamed")
+        );
+        assert_eq!(task.dag.tasks.len(), 2);
+        for spec in &task.dag.tasks {
+            assert_eq!(spec.envs["STAGE"].as_str(), Some("x"), "{spec:?}");
+        }
     }
 
     #[test]
@@ -300,7 +376,7 @@ mod tests {
         };
         let task = load(&["true".into()], &flags).unwrap();
         assert_eq!(
-            task.spec().envs["PATH"].as_str(),
+            task.dag.tasks[0].envs["PATH"].as_str(),
             std::env::var("PATH").ok().as_deref()
         );
     }
@@ -310,7 +386,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let script = write(dir.path(), "run.sh", "echo hi\n");
         let task = load(std::slice::from_ref(&script), &TaskFlags::default()).unwrap();
-        assert_eq!(task.spec().run.as_deref(), Some(script.as_str()));
+        assert_eq!(task.dag.tasks[0].run.as_deref(), Some(script.as_str()));
         let missing = dir.path().join("nope.yaml").to_string_lossy().into_owned();
         assert!(load(&[missing], &TaskFlags::default()).is_err());
     }
