@@ -51,6 +51,14 @@ impl ApiError {
         )
     }
 
+    /// The detail as one line of text, for a page to show.
+    pub fn message(&self) -> String {
+        match &self.detail {
+            serde_json::Value::String(text) => text.clone(),
+            other => other.to_string(),
+        }
+    }
+
     /// FastAPI's 422 for a body or query that does not validate: a list of
     /// `{loc, msg, type}` so a client can point at the field.
     pub fn validation(loc: Vec<serde_json::Value>, msg: impl Into<String>, kind: &str) -> Self {

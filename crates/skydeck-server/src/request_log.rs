@@ -67,6 +67,19 @@ impl RequestLog {
         }
     }
 
+    /// A log that keeps nothing: for operations a page runs to read, whose
+    /// answer is the page.
+    pub fn discarding(signals: Arc<Signals>) -> Self {
+        Self {
+            id: String::new(),
+            path: None,
+            file: Mutex::new(None),
+            signals,
+            live: None,
+            tee: false,
+        }
+    }
+
     /// A log whose output goes to `reader` as it is written (and, with
     /// `tee`, to the file as well). Lines written with the synchronous
     /// [`RequestLog::write`] while the channel is full fall back to the

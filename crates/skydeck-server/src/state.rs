@@ -29,6 +29,9 @@ pub struct AppState {
     /// Users already written to the database, so a request costs no extra
     /// write for a caller we have seen.
     known_users: Mutex<HashMap<String, String>>,
+    /// Keys the dashboard's form tokens (see `routes/dashboard/csrf.rs`);
+    /// new at every start, so a page from before a restart is reloaded.
+    pub dashboard_secret: [u8; 32],
 }
 
 /// The long-lived parts the executor and the handlers both use.
@@ -70,6 +73,12 @@ impl AppState {
             shutdown: CancellationToken::new(),
             draining: AtomicBool::new(false),
             known_users: Mutex::new(HashMap::new()),
+            dashboard_secret: {
+                let mut secret = [0; 32];
+                getrandom::getrandom(&mut secret)
+                    .expect("the operating system's random source works");
+                secret
+            },
         }
     }
 

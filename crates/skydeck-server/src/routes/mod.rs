@@ -1,6 +1,7 @@
 //! The router: every route the server answers, in one list.
 
 mod config;
+mod dashboard;
 mod download;
 mod health;
 mod listings;
@@ -151,6 +152,7 @@ pub fn routes() -> Vec<Route> {
         Route::post("/ssh_node_pools/keys", ssh_pools::upload_key),
     ]
     .into_iter()
+    .chain(dashboard::routes())
     // The client's endpoints for features to come, each refused plainly.
     .chain(unsupported::routes())
     .collect()

@@ -186,17 +186,22 @@ fn parse_status_query(raw: &str) -> Result<StatusQuery, ApiError> {
     Ok(query)
 }
 
+/// Whose requests `caller` lists: their own; admins (and anyone without
+/// auth) everyone's (`None`).
+pub(super) fn request_scope(caller: &Caller) -> Option<String> {
+    caller
+        .user()
+        .filter(|_| !caller.sees_all())
+        .map(|user| user.id.clone())
+}
+
 pub async fn api_status(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let query = parse_status_query(raw.as_deref().unwrap_or_default())?;
-    // Users list their own requests; admins (and anyone without auth) all.
-    let scope = caller
-        .user()
-        .filter(|_| !caller.sees_all())
-        .map(|user| user.id.clone());
+    let scope = request_scope(&caller);
     let records = if query.request_ids.is_empty() {
         let statuses = (!query.all_status).then(|| {
             vec![

@@ -275,12 +275,6 @@ const ENDPOINTS: &[(Method, &str, Answer)] = &[
         "/api/v1/auth/authorize",
         NotImplemented(BROWSER_LOGIN),
     ),
-    at(Method::GET, "/", NotImplemented(DASHBOARD)),
-    at(
-        Method::GET,
-        "/dashboard/{*full_path}",
-        NotImplemented(DASHBOARD),
-    ),
     at(Method::GET, "/dashboard_config", NotImplemented(DASHBOARD)),
     at(Method::GET, "/api/plugins", NotImplemented(PLUGINS)),
     // The client uploads with `/upload_v2` once the server offers it.

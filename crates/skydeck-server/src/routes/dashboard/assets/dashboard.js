@@ -1,0 +1,57 @@
+// Skydeck dashboard: asks before a form changes something, follows a
+// request's log as it is written, and points at a config mistake.
+"use strict";
+
+document.addEventListener("submit", (event) => {
+  const question = event.target.dataset && event.target.dataset.confirm;
+  if (question && !window.confirm(question)) {
+    event.preventDefault();
+  }
+});
+
+// A request's log: streamed from /api/stream (plain text, one line at a
+// time) into the page until the request ends. Control lines the official
+// client reads (heartbeats) are not shown.
+async function followLog(pre) {
+  const response = await fetch(pre.dataset.follow, { credentials: "same-origin" });
+  if (!response.ok || !response.body) {
+    pre.textContent = "The log cannot be read (" + response.status + ").";
+    return;
+  }
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let pending = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    pending += decoder.decode(value, { stream: true });
+    const lines = pending.split("\n");
+    pending = lines.pop();
+    const shown = lines.filter((line) => !line.startsWith("<sky-payload>"));
+    if (shown.length) {
+      const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+      pre.append(shown.join("\n") + "\n");
+      if (atBottom) pre.scrollTop = pre.scrollHeight;
+    }
+  }
+  pre.dataset.ended = "true";
+}
+
+// Selects the line a config mistake is on.
+function pointAtMistake(error) {
+  const line = Number(error.dataset.line);
+  const area = document.querySelector("textarea.config");
+  if (!line || !area) return;
+  const lines = area.value.split("\n");
+  const start = lines.slice(0, line - 1).reduce((n, l) => n + l.length + 1, 0);
+  area.focus();
+  area.setSelectionRange(start, start + (lines[line - 1] || "").length);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("pre[data-follow]").forEach((pre) => {
+    followLog(pre).catch((err) => { pre.append("\n(" + err + ")"); });
+  });
+  const error = document.getElementById("config-error");
+  if (error) pointAtMistake(error);
+});

@@ -1,0 +1,147 @@
+//! Managed jobs: the queue a page at a time (paged in the database, as
+//! `sky jobs queue` is), with their recoveries, and cancel.
+
+use super::actions::{self, ActionForm};
+use super::layout::{self, action_button, ago, status_class};
+use super::{Viewer, listing};
+use crate::executor::now;
+use crate::ops::Op;
+use axum::Form;
+use axum::extract::{Path, Query};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use maud::html;
+use serde::Deserialize;
+use serde_json::json;
+use skydeck_types::managed_jobs::{JobsCancelBody, ManagedJobStatus};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ListQuery {
+    /// Part of the job's name.
+    q: listing::Filter,
+    page: listing::PageNumber,
+}
+
+pub async fn list(
+    viewer: Viewer,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return layout::error_page(
+            &viewer,
+            0,
+            StatusCode::BAD_REQUEST,
+            "The filters in the address are not valid: `q` is text up to 128 characters, `page` \
+             a number from 1.",
+        );
+    };
+    let page = u64::from(query.page.get());
+    let mut body = json!({
+        "all_users": true,
+        "limit": listing::PAGE_SIZE,
+        "page": page,
+    });
+    if !query.q.is_empty() {
+        body["name_match"] = json!(query.q.as_str());
+    }
+    let answer = match viewer.read(Op::JobsQueue, body).await {
+        Ok(answer) => answer,
+        Err(err) => {
+            return layout::error_page(&viewer, 0, StatusCode::INTERNAL_SERVER_ERROR, &err.message);
+        }
+    };
+    let rows = answer["jobs"].as_array().cloned().unwrap_or_default();
+    let total = answer["total"].as_u64().unwrap_or(0);
+    let pages = u32::try_from(total.div_ceil(listing::PAGE_SIZE as u64).max(1)).unwrap_or(u32::MAX);
+    let at = now();
+    let in_progress: u64 = answer["status_counts"]
+        .as_object()
+        .map(|counts| {
+            counts
+                .iter()
+                .filter(|(status, _)| {
+                    status
+                        .parse::<ManagedJobStatus>()
+                        .is_ok_and(|s| !s.is_terminal())
+                })
+                .filter_map(|(_, n)| n.as_u64())
+                .sum()
+        })
+        .unwrap_or(0);
+    let body = html! {
+        h1 { "Managed jobs" }
+        form.filters method="get" action="jobs" {
+            input type="search" name="q" value=(query.q.as_str()) placeholder="job name";
+            button type="submit" { "Filter" }
+            span.muted { (total) " jobs, " (in_progress) " tasks in progress" }
+        }
+        table #managed-jobs {
+            thead { tr {
+                th { "ID" } th { "Task" } th { "Name" } th { "User" } th { "Submitted" }
+                th { "Duration" } th { "Recoveries" } th { "Status" } th { "Infra" } th { "" }
+            } }
+            tbody {
+                @for row in &rows {
+                    @let status = row["status"].as_str().unwrap_or("-");
+                    @let job_id = row["job_id"].as_u64().unwrap_or(0);
+                    tr data-job=(job_id) {
+                        td.num { (job_id) }
+                        td { (row["task_name"].as_str().unwrap_or("-")) }
+                        td { (row["job_name"].as_str().unwrap_or("-")) }
+                        td { (row["user_name"].as_str().unwrap_or("-")) }
+                        td { (ago(row["submitted_at"].as_f64(), at)) }
+                        td.num { (duration(row["job_duration"].as_f64())) }
+                        td.num { (row["recovery_count"].as_i64().unwrap_or(0)) }
+                        td {
+                            span class=(format!("status {}", status_class(status))) { (status) }
+                            @if let Some(reason) = row["failure_reason"].as_str() { div.error { (reason) } }
+                        }
+                        td { (row["infra"].as_str().unwrap_or("-")) }
+                        td {
+                            @if !status.parse::<ManagedJobStatus>().is_ok_and(ManagedJobStatus::is_terminal) && row["task_id"] == 0 {
+                                (action_button(&viewer, &format!("jobs/{job_id}/cancel"), "Cancel", &format!("Cancel managed job {job_id}? Its cluster is torn down.")))
+                            }
+                        }
+                    }
+                }
+                @if rows.is_empty() { tr { td colspan="10" .muted { "No managed jobs." } } }
+            }
+        }
+        (listing::pager("jobs", &query.q, query.page.get().min(pages), pages))
+    };
+    layout::page(&viewer, 0, "jobs", "Managed jobs", body)
+}
+
+fn duration(seconds: Option<f64>) -> String {
+    let Some(seconds) = seconds.filter(|s| *s > 0.0) else {
+        return "-".to_owned();
+    };
+    let seconds = seconds as u64;
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3600 => format!("{}m {}s", seconds / 60, seconds % 60),
+        _ => format!("{}h {}m", seconds / 3600, seconds % 3600 / 60),
+    }
+}
+
+pub async fn cancel(
+    viewer: Viewer,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<ActionForm>,
+) -> Response {
+    let Ok(id) = id.parse::<u64>() else {
+        return layout::error_page(
+            &viewer,
+            2,
+            StatusCode::NOT_FOUND,
+            "A managed job's id is a number.",
+        );
+    };
+    let body = JobsCancelBody {
+        job_ids: Some(vec![id]),
+        ..JobsCancelBody::default()
+    };
+    actions::submit(&viewer, &headers, &form, Op::JobsCancel, &body, None).await
+}

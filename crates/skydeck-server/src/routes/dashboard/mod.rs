@@ -1,0 +1,65 @@
+//! The web dashboard under `/dashboard`: clusters, managed jobs, requests
+//! and the server config, rendered on the server from templates checked
+//! at compile time (maud), with a little plain JavaScript.
+//!
+//! It is another client of the same domain code as the API: pages read
+//! through the same operations (`ops::execute`, run unrecorded, and only
+//! those that change nothing), and actions are stored as ordinary
+//! requests through the same `accept` as the API's, so ownership, roles
+//! and workspaces are checked in one place. The auth middleware in front
+//! of every route applies here too.
+//!
+//! Every link is relative (each page sets `<base>` to the dashboard's
+//! root), so the dashboard works under any path prefix an ingress adds.
+//! Forms that change something carry a token bound to the user (see
+//! `csrf.rs`) and must come from the dashboard's own origin.
+
+mod actions;
+mod assets;
+mod clusters;
+mod config_page;
+mod csrf;
+mod layout;
+mod listing;
+mod managed_jobs;
+mod requests_page;
+mod viewer;
+
+use super::Route;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+pub use viewer::Viewer;
+
+/// The dashboard's routes.
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/", |_: Viewer| async { redirect("dashboard/clusters") }),
+        Route::get("/dashboard", |_: Viewer| async {
+            redirect("dashboard/clusters")
+        }),
+        Route::get("/dashboard/", |_: Viewer| async { redirect("clusters") }),
+        Route::get("/dashboard/static/{file}", assets::serve),
+        Route::get("/dashboard/clusters", clusters::list),
+        Route::get("/dashboard/clusters/{name}", clusters::detail),
+        Route::post("/dashboard/clusters/{name}/{action}", clusters::act),
+        Route::get("/dashboard/jobs", managed_jobs::list),
+        Route::post("/dashboard/jobs/{id}/cancel", managed_jobs::cancel),
+        Route::get("/dashboard/requests", requests_page::list),
+        Route::get("/dashboard/requests/{id}", requests_page::detail),
+        Route::post("/dashboard/requests/{id}/cancel", requests_page::cancel),
+        Route::get("/dashboard/config", config_page::page),
+        Route::post("/dashboard/config", config_page::save),
+        Route::get("/dashboard/settings/config", config_page::page),
+        Route::post("/dashboard/settings/config", config_page::save),
+    ]
+}
+
+/// 303 to `location`, relative to the current page (see the module doc).
+fn redirect(location: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}

@@ -1,0 +1,363 @@
+//! The dashboard over HTTP, as a browser with basic auth uses it: pages
+//! for clusters, a cluster, managed jobs, requests and a request, and the
+//! config; actions through forms; and what a non-admin must not see or
+//! do. Real server, real clusters on `local`.
+
+mod support;
+
+use serde_json::json;
+use skydeck_client::Client;
+use skydeck_client::admin::NewUser;
+use std::time::{Duration, Instant};
+use support::TestServer;
+
+const ADMIN: &str = "admin:admin-pw-61";
+
+/// A browser logged in as one user: basic auth on every call, redirects
+/// not followed (so a test sees where a form sends it).
+struct Browser {
+    base: String,
+    user: String,
+    password: String,
+    http: reqwest::Client,
+}
+
+struct Page {
+    status: u16,
+    location: Option<String>,
+    body: String,
+}
+
+impl Browser {
+    fn new(server: &TestServer, credentials: &str) -> Self {
+        let _ = skydeck_client::http_client();
+        let (user, password) = credentials.split_once(':').unwrap();
+        Self {
+            base: server.url.clone(),
+            user: user.to_owned(),
+            password: password.to_owned(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Page {
+        let request = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .basic_auth(&self.user, Some(&self.password));
+        Self::page(request).await
+    }
+
+    /// Posts a form, from the dashboard's own origin.
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
+        let request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .basic_auth(&self.user, Some(&self.password))
+            .header("Origin", &self.base)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(encode(form));
+        Self::page(request).await
+    }
+
+    async fn page(request: reqwest::RequestBuilder) -> Page {
+        let response = request.send().await.expect("the server answers");
+        Page {
+            status: response.status().as_u16(),
+            location: response
+                .headers()
+                .get("location")
+                .map(|v| v.to_str().unwrap().to_owned()),
+            body: response.text().await.unwrap(),
+        }
+    }
+
+    /// The form token every page this user sees carries.
+    async fn token(&self) -> String {
+        let page = self.get("/dashboard/requests").await;
+        let marker = "name=\"csrf-token\" content=\"";
+        let at = page.body.find(marker).map(|i| i + marker.len());
+        match at {
+            Some(at) => page.body[at..at + 64].to_owned(),
+            None => panic!("no form token on the page: {}", page.body),
+        }
+    }
+}
+
+fn encode(form: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish()
+}
+
+fn as_client(server: &TestServer, credentials: &str) -> Client {
+    let url = server
+        .url
+        .replacen("http://", &format!("http://{credentials}@"), 1);
+    Client::new(&url, None).unwrap()
+}
+
+async fn cluster_status(client: &Client, name: &str) -> Option<String> {
+    let id = client
+        .submit("/status", &json!({ "cluster_names": [name] }))
+        .await
+        .unwrap();
+    let rows = client.wait(&id).await.unwrap();
+    rows.as_array()?
+        .iter()
+        .find(|row| row["name"] == name)
+        .and_then(|row| row["status"].as_str().map(str::to_owned))
+}
+
+/// Every link, form and script on a page is relative, so the dashboard
+/// works under any path prefix.
+fn assert_links_relative(page: &Page) {
+    for attribute in ["href=\"", "action=\"", "src=\"", "data-follow=\""] {
+        for (at, _) in page.body.match_indices(attribute) {
+            let value = &page.body[at + attribute.len()..];
+            assert!(
+                !value.starts_with('/') && !value.starts_with("http"),
+                "an absolute link: {}",
+                &value[..value.find('"').unwrap_or(value.len())]
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_shows_and_acts_only_on_what_each_user_may() {
+    let scratch = tempfile::tempdir().unwrap();
+    let server = TestServer::start(
+        &scratch.path().join("server"),
+        &[
+            ("SKYDECK_ENABLE_BASIC_AUTH", "1"),
+            ("SKYDECK_INITIAL_BASIC_AUTH", ADMIN),
+        ],
+    );
+    let admin_api = as_client(&server, ADMIN);
+    for name in ["alice", "mallory"] {
+        admin_api
+            .create_user(&NewUser {
+                name: name.into(),
+                password: Some(format!("{name}-pw")),
+                role: None,
+            })
+            .await
+            .unwrap();
+    }
+    let alice_api = as_client(&server, "alice:alice-pw");
+    let alice = Browser::new(&server, "alice:alice-pw");
+    let mallory = Browser::new(&server, "mallory:mallory-pw");
+    let admin = Browser::new(&server, ADMIN);
+
+    // Nobody gets in without logging in; the browser is asked to.
+    let anonymous = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let refused = anonymous
+        .get(format!("{}/dashboard/clusters", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
+    assert!(refused.headers().contains_key("www-authenticate"));
+
+    // Alice's cluster, with a job that says hello.
+    let id = alice_api
+        .submit(
+            "/launch",
+            &json!({ "task": "run: echo hello-from-alice\n", "cluster_name": "alice-box" }),
+        )
+        .await
+        .unwrap();
+    alice_api.wait(&id).await.unwrap();
+
+    let home = alice.get("/dashboard").await;
+    assert_eq!(home.status, 303);
+    assert_eq!(home.location.as_deref(), Some("dashboard/clusters"));
+    let clusters = alice.get("/dashboard/clusters").await;
+    assert_eq!(clusters.status, 200);
+    assert!(clusters.body.contains("data-cluster=\"alice-box\""));
+    assert!(
+        !clusters.body.contains("href=\"config\""),
+        "no config link for a non-admin"
+    );
+    assert_links_relative(&clusters);
+    let filtered = alice.get("/dashboard/clusters?q=nothing-like-it").await;
+    assert!(!filtered.body.contains("data-cluster=\"alice-box\""));
+    let bad_filter = alice
+        .get(&format!("/dashboard/clusters?q={}", "x".repeat(200)))
+        .await;
+    assert_eq!(bad_filter.status, 400);
+    let detail = alice.get("/dashboard/clusters/alice-box").await;
+    assert_eq!(detail.status, 200);
+    assert!(
+        detail.body.contains("<h2>Jobs</h2>") && detail.body.contains("SUCCEEDED"),
+        "{}",
+        detail.body
+    );
+    assert_links_relative(&detail);
+
+    // Mallory sees none of it, and cannot act on it with her own token.
+    let theirs = mallory.get("/dashboard/clusters").await;
+    assert!(!theirs.body.contains("alice-box"), "{}", theirs.body);
+    assert_eq!(
+        mallory.get("/dashboard/clusters/alice-box").await.status,
+        404
+    );
+    let mallory_token = mallory.token().await;
+    let stop = mallory
+        .post(
+            "/dashboard/clusters/alice-box/stop",
+            &[("csrf", &mallory_token)],
+        )
+        .await;
+    assert_eq!(stop.status, 403, "{}", stop.body);
+    assert_eq!(
+        cluster_status(&alice_api, "alice-box").await.as_deref(),
+        Some("UP")
+    );
+    assert!(
+        !mallory
+            .get("/dashboard/requests?all=true")
+            .await
+            .body
+            .contains("sky.launch")
+    );
+    // Nor the config, read or written.
+    assert_eq!(mallory.get("/dashboard/config").await.status, 403);
+    let write = mallory
+        .post(
+            "/dashboard/settings/config",
+            &[("csrf", &mallory_token), ("config", "workspaces: {}\n")],
+        )
+        .await;
+    assert_eq!(write.status, 403);
+
+    // A form without alice's token, or sent from another site, does nothing.
+    let alice_token = alice.token().await;
+    let forged = alice
+        .post(
+            "/dashboard/clusters/alice-box/stop",
+            &[("csrf", &mallory_token)],
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+    let cross_site = alice
+        .http
+        .post(format!("{}/dashboard/clusters/alice-box/stop", server.url))
+        .basic_auth("alice", Some("alice-pw"))
+        .header("Origin", "http://evil.example")
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(encode(&[("csrf", alice_token.as_str())]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status().as_u16(), 403);
+    assert_eq!(
+        cluster_status(&alice_api, "alice-box").await.as_deref(),
+        Some("UP")
+    );
+
+    // Alice stops her cluster from the dashboard and follows the request.
+    let stop = alice
+        .post(
+            "/dashboard/clusters/alice-box/stop",
+            &[("csrf", &alice_token)],
+        )
+        .await;
+    assert_eq!(stop.status, 303, "{}", stop.body);
+    let location = stop.location.unwrap();
+    let request = location
+        .strip_prefix("../../requests?submitted=")
+        .unwrap_or_else(|| panic!("redirected to {location}"))
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cluster_status(&alice_api, "alice-box").await.as_deref() != Some("STOPPED") {
+        assert!(Instant::now() < deadline, "the cluster never stopped");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let listed = alice.get("/dashboard/requests?all=true").await;
+    assert!(listed.body.contains(&format!("data-request=\"{request}\"")));
+    let one = alice.get(&format!("/dashboard/requests/{request}")).await;
+    assert_eq!(one.status, 200);
+    assert!(one.body.contains("sky.stop"));
+    assert_eq!(
+        mallory
+            .get(&format!("/dashboard/requests/{request}"))
+            .await
+            .status,
+        404
+    );
+    // The log the page follows is the request's own stream.
+    let follow = one
+        .body
+        .split("data-follow=\"../")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .replace("&amp;", "&");
+    let log = alice.get(&format!("/{follow}")).await;
+    assert!(
+        log.body.contains("Cluster alice-box stopped."),
+        "{}",
+        log.body
+    );
+
+    // The admin edits the config: a bad value is shown at its key, a good
+    // one is saved and used.
+    let editor = admin.get("/dashboard/settings/config").await;
+    assert_eq!(editor.status, 200);
+    assert_links_relative(&editor);
+    let admin_token = admin.token().await;
+    let bad = admin
+        .post(
+            "/dashboard/settings/config",
+            &[
+                ("csrf", &admin_token),
+                (
+                    "config",
+                    "workspaces:\n  default: {}\n  team:\n    private: maybe\n",
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.body.contains("<code>workspaces.team.private</code>")
+            && bad.body.contains("data-line=\"4\"")
+            && bad.body.contains("private: maybe"),
+        "{}",
+        bad.body
+    );
+    let good = admin
+        .post(
+            "/dashboard/settings/config",
+            &[
+                ("csrf", &admin_token),
+                ("config", "workspaces:\n  default: {}\n  team: {}\n"),
+            ],
+        )
+        .await;
+    assert_eq!(good.status, 200, "{}", good.body);
+    assert!(good.body.contains("id=\"saved\""));
+    let config = admin_api.get_config().await.unwrap();
+    assert!(
+        config.config["workspaces"]["team"].is_object(),
+        "{:?}",
+        config.config
+    );
+    // The admin sees everyone's clusters, and the managed jobs page.
+    assert!(
+        admin
+            .get("/dashboard/clusters")
+            .await
+            .body
+            .contains("alice-box")
+    );
+    assert_eq!(admin.get("/dashboard/jobs").await.status, 200);
+}
