@@ -8,8 +8,8 @@ use axum::http::{Method, Request, StatusCode};
 use base64::Engine;
 use http_body_util::BodyExt;
 use skydeck_server::Server;
-use skydeck_server::auth::PUBLIC_ROUTES;
 use skydeck_server::auth::settings::{AuthSettings, Credentials, HeaderName};
+use skydeck_server::auth::{PUBLIC_ROUTES, session};
 use skydeck_server::config::{Paths, ServerConfig};
 use skydeck_store::{ClusterRecord, ClusterStatus, Role, TokenRecord};
 use std::net::SocketAddr;
@@ -63,6 +63,7 @@ async fn app() -> App {
 
 struct Answer {
     status: StatusCode,
+    location: Option<String>,
     body: serde_json::Value,
 }
 
@@ -81,10 +82,18 @@ impl App {
     async fn call(&self, request: Call) -> Answer {
         let response = self.router.clone().oneshot(request.0).await.unwrap();
         let status = response.status();
+        let location = response
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_owned());
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let body = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into()));
-        Answer { status, body }
+        Answer {
+            status,
+            location,
+            body,
+        }
     }
 
     fn store(&self) -> &dyn skydeck_store::Store {
@@ -188,6 +197,10 @@ async fn every_route_but_the_health_checks_refuses_an_unauthenticated_call() {
             ""
         };
         let public = PUBLIC_ROUTES.contains(&route.path);
+        // The dashboard's login page and what it loads are open; its other
+        // pages send a browser there instead of answering 401.
+        let dashboard_open = session::is_public(route.path);
+        let to_login = session::login_redirect(route.path);
         for (label, call) in [
             (
                 "no credentials",
@@ -202,6 +215,11 @@ async fn every_route_but_the_health_checks_refuses_an_unauthenticated_call() {
                 request(route.method.clone(), route.path, body)
                     .header("authorization", "Basic !!notbase64"),
             ),
+            (
+                "a made-up session cookie",
+                request(route.method.clone(), route.path, body)
+                    .header("cookie", "skydeck_session=sky_madeup"),
+            ),
         ] {
             let answer = app.call(call).await;
             if public {
@@ -211,6 +229,33 @@ async fn every_route_but_the_health_checks_refuses_an_unauthenticated_call() {
                     "{} {}",
                     route.method,
                     route.path
+                );
+            } else if dashboard_open {
+                // The login form itself, a redirect, or a refused post:
+                // never a page of anyone's data.
+                assert!(
+                    matches!(
+                        answer.status,
+                        StatusCode::OK
+                            | StatusCode::SEE_OTHER
+                            | StatusCode::NOT_FOUND
+                            | StatusCode::UNSUPPORTED_MEDIA_TYPE
+                            | StatusCode::BAD_REQUEST
+                            | StatusCode::FORBIDDEN
+                    ),
+                    "{} {} with {label} answered {:?} {:?}",
+                    route.method,
+                    route.path,
+                    answer.status,
+                    answer.body
+                );
+            } else if let Some(login) = &to_login {
+                assert_eq!(
+                    (answer.status, answer.location.as_deref()),
+                    (StatusCode::SEE_OTHER, Some(login.as_str())),
+                    "{} {} with {label}",
+                    route.method,
+                    route.path,
                 );
             } else {
                 assert_eq!(
@@ -784,6 +829,7 @@ impl App {
             let bytes = response.into_body().collect().await.unwrap().to_bytes();
             return Answer {
                 status,
+                location: None,
                 body: serde_json::from_slice(&bytes).unwrap_or_default(),
             };
         }

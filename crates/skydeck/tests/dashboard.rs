@@ -25,6 +25,7 @@ struct Browser {
 struct Page {
     status: u16,
     location: Option<String>,
+    set_cookie: Option<String>,
     body: String,
 }
 
@@ -65,12 +66,16 @@ impl Browser {
 
     async fn page(request: reqwest::RequestBuilder) -> Page {
         let response = request.send().await.expect("the server answers");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
         Page {
             status: response.status().as_u16(),
-            location: response
-                .headers()
-                .get("location")
-                .map(|v| v.to_str().unwrap().to_owned()),
+            location: header("location"),
+            set_cookie: header("set-cookie"),
             body: response.text().await.unwrap(),
         }
     }
@@ -153,18 +158,19 @@ async fn the_dashboard_shows_and_acts_only_on_what_each_user_may() {
     let mallory = Browser::new(&server, "mallory:mallory-pw");
     let admin = Browser::new(&server, ADMIN);
 
-    // Nobody gets in without logging in; the browser is asked to.
-    let anonymous = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let refused = anonymous
-        .get(format!("{}/dashboard/clusters", server.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status().as_u16(), 401);
-    assert!(refused.headers().contains_key("www-authenticate"));
+    // Nobody gets in without logging in (see the login test below).
+    let refused = with_cookie(
+        &server,
+        reqwest::Method::GET,
+        "/dashboard/clusters",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (refused.status, refused.location.as_deref()),
+        (303, Some("login"))
+    );
 
     // Alice's cluster, with a job that says hello.
     let id = alice_api
@@ -360,4 +366,178 @@ async fn the_dashboard_shows_and_acts_only_on_what_each_user_may() {
             .contains("alice-box")
     );
     assert_eq!(admin.get("/dashboard/jobs").await.status, 200);
+}
+
+/// Sends one request with `cookie` (or none) and no other credentials.
+async fn with_cookie(
+    server: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    cookie: Option<&str>,
+    form: Option<&[(&str, &str)]>,
+) -> Page {
+    let _ = skydeck_client::http_client();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut request = http.request(method, format!("{}{path}", server.url));
+    if let Some(cookie) = cookie {
+        request = request.header("Cookie", format!("skydeck_session={cookie}"));
+    }
+    if let Some(form) = form {
+        request = request
+            .header("Origin", &server.url)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(encode(form));
+    }
+    Browser::page(request).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_browser_logs_in_with_a_password_or_a_token_and_out() {
+    use reqwest::Method;
+    let scratch = tempfile::tempdir().unwrap();
+    let server = TestServer::start(
+        &scratch.path().join("server"),
+        &[
+            ("SKYDECK_ENABLE_BASIC_AUTH", "1"),
+            ("SKYDECK_ENABLE_SERVICE_ACCOUNTS", "1"),
+            ("SKYDECK_INITIAL_BASIC_AUTH", ADMIN),
+        ],
+    );
+    let admin_api = as_client(&server, ADMIN);
+    admin_api
+        .create_user(&NewUser {
+            name: "alice".into(),
+            password: Some("alice-pw".into()),
+            role: None,
+        })
+        .await
+        .unwrap();
+
+    // Not logged in: every page sends the browser to the login page,
+    // relative to where it is.
+    let away = with_cookie(&server, Method::GET, "/dashboard/clusters/x", None, None).await;
+    assert_eq!(
+        (away.status, away.location.as_deref()),
+        (303, Some("../login"))
+    );
+    let login = with_cookie(&server, Method::GET, "/dashboard/login", None, None).await;
+    assert_eq!(login.status, 200);
+    assert!(login.body.contains("name=\"password\"") && login.body.contains("name=\"token\""));
+
+    // A wrong password is refused on the page; the right one starts a
+    // session in a strict, HTTP-only cookie.
+    let wrong = with_cookie(
+        &server,
+        Method::POST,
+        "/dashboard/login",
+        None,
+        Some(&[("name", "alice"), ("password", "nope")]),
+    )
+    .await;
+    assert_eq!(wrong.status, 401);
+    assert!(
+        wrong.body.contains("Invalid user name or password"),
+        "{}",
+        wrong.body
+    );
+    let right = with_cookie(
+        &server,
+        Method::POST,
+        "/dashboard/login",
+        None,
+        Some(&[("name", "alice"), ("password", "alice-pw")]),
+    )
+    .await;
+    assert_eq!(right.status, 303, "{}", right.body);
+    let set = right.set_cookie.unwrap_or_default();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    let session = set
+        .split("skydeck_session=")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap()
+        .to_owned();
+    let clusters = with_cookie(
+        &server,
+        Method::GET,
+        "/dashboard/clusters",
+        Some(&session),
+        None,
+    )
+    .await;
+    assert_eq!(clusters.status, 200);
+    assert!(
+        clusters.body.contains("<span class=\"who\">alice"),
+        "{}",
+        clusters.body
+    );
+    // The cookie is for the dashboard only: the API wants its credentials.
+    let api = with_cookie(&server, Method::POST, "/status", Some(&session), Some(&[])).await;
+    assert_eq!(api.status, 401);
+
+    // Logging out ends the session everywhere.
+    let token = clusters
+        .body
+        .split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .map(|rest| rest[..64].to_owned())
+        .unwrap();
+    let out = with_cookie(
+        &server,
+        Method::POST,
+        "/dashboard/logout",
+        Some(&session),
+        Some(&[("csrf", &token)]),
+    )
+    .await;
+    assert_eq!(out.status, 303);
+    let after = with_cookie(
+        &server,
+        Method::GET,
+        "/dashboard/clusters",
+        Some(&session),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (after.status, after.location.as_deref()),
+        (303, Some("login"))
+    );
+
+    // A service-account token logs in too; a login form from another site
+    // does not.
+    let created = as_client(&server, "alice:alice-pw")
+        .create_token(&skydeck_client::admin::NewToken {
+            name: "laptop".into(),
+            expires_in_days: None,
+            user: None,
+        })
+        .await
+        .unwrap();
+    let by_token = with_cookie(
+        &server,
+        Method::POST,
+        "/dashboard/login",
+        None,
+        Some(&[("token", &created.token)]),
+    )
+    .await;
+    assert_eq!(by_token.status, 303, "{}", by_token.body);
+    let _ = skydeck_client::http_client();
+    let forged = reqwest::Client::new()
+        .post(format!("{}/dashboard/login", server.url))
+        .header("Origin", "http://evil.example")
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(encode(&[("name", "alice"), ("password", "alice-pw")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 403);
+    assert!(forged.headers().get("set-cookie").is_none());
 }

@@ -6,6 +6,7 @@ mod first_admin;
 pub mod hashing;
 pub mod limiter;
 pub mod password;
+pub mod session;
 pub mod settings;
 pub mod tokens;
 
@@ -75,6 +76,12 @@ impl Caller {
              (`skydeck users set-role NAME admin`)."
         )))
     }
+}
+
+/// What the dashboard's login form was given.
+pub enum Credentials<'a> {
+    Password { name: &'a str, password: &'a str },
+    Token(&'a str),
 }
 
 /// Why a caller was turned away.
@@ -245,6 +252,80 @@ impl Authenticator {
             self.store.touch_token(&record.id, now).await?;
         }
         Ok(user)
+    }
+
+    /// The user of a dashboard session token (see `session.rs`): a token
+    /// made by the login page, valid now.
+    pub async fn session_user(&self, token: &str) -> Result<User, AuthError> {
+        let invalid =
+            || AuthError::Invalid("Your dashboard session has ended; log in again.".into());
+        if !token.starts_with(tokens::TOKEN_PREFIX) {
+            return Err(invalid());
+        }
+        let Some(record) = self.store.token_by_hash(&tokens::hash(token)).await? else {
+            return Err(invalid());
+        };
+        if record.name != session::SESSION_TOKEN_NAME || !record.is_valid_at(now()) {
+            return Err(invalid());
+        }
+        self.store
+            .get_user(&record.user_id)
+            .await?
+            .ok_or_else(invalid)
+    }
+
+    /// Logs in from the dashboard's form, with a password (when basic
+    /// auth is on) or a service-account token, as the API would accept
+    /// them: the same checks, the same slow-down after failures.
+    pub async fn log_in(
+        &self,
+        credentials: Credentials<'_>,
+        headers: &HeaderMap,
+        peer: Option<IpAddr>,
+    ) -> Result<User, AuthError> {
+        match credentials {
+            Credentials::Password { name, password } => {
+                if !self.settings.basic_auth {
+                    return Err(AuthError::Invalid(
+                        "This API server does not accept passwords; log in with a \
+                         service-account token."
+                            .into(),
+                    ));
+                }
+                let client = self.settings.client_address(headers, peer);
+                self.password_user(name, password, client).await
+            }
+            Credentials::Token(token) => self.token_user(token.trim()).await,
+        }
+    }
+
+    /// Starts a dashboard session for `user`; returns the cookie's token.
+    pub async fn start_session(&self, user: &User) -> Result<String, AuthError> {
+        let token = tokens::generate();
+        let created_at = now();
+        self.store
+            .insert_token(&skydeck_store::TokenRecord {
+                id: tokens::new_id(),
+                user_id: user.id.clone(),
+                name: session::SESSION_TOKEN_NAME.to_owned(),
+                hash: tokens::hash(&token),
+                created_at,
+                expires_at: Some(created_at + session::LIFETIME_SECS as f64),
+                last_used_at: None,
+                revoked_at: None,
+            })
+            .await?;
+        Ok(token)
+    }
+
+    /// Ends the session whose token the cookie carries, if it is one.
+    pub async fn end_session(&self, token: &str) -> Result<(), AuthError> {
+        if let Some(record) = self.store.token_by_hash(&tokens::hash(token)).await?
+            && record.name == session::SESSION_TOKEN_NAME
+        {
+            self.store.revoke_token(&record.id, now()).await?;
+        }
+        Ok(())
     }
 
     /// Checks a password, failures counted per `client` address.
@@ -473,27 +554,50 @@ pub async fn authenticate(
         request.extensions_mut().insert(Caller::Trusted);
         return next.run(request).await;
     }
-    let public = PUBLIC_ROUTES.contains(&request.uri().path());
+    let path = request.uri().path().to_owned();
+    let public = PUBLIC_ROUTES.contains(&path.as_str()) || session::is_public(&path);
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0.ip());
-    let caller = match auth.identify(request.headers(), peer).await {
+    let mut identified = auth.identify(request.headers(), peer).await;
+    // A dashboard page, or the log it follows, may prove who it is with
+    // its session cookie instead (see `session.rs`).
+    if matches!(identified, Ok(None))
+        && session::cookie_counts_for(request.method(), &path)
+        && let Some(token) = session::from_cookie(request.headers())
+    {
+        identified = auth.session_user(token).await.map(Some);
+    }
+    let caller = match identified {
         Ok(Some(user)) => Caller::User(user),
         Ok(None) if public => Caller::Anonymous,
+        // The health check reports who you are; wrong credentials there
+        // mean "nobody", which the client turns into a clear login error.
+        Err(AuthError::Invalid(_)) if public => Caller::Anonymous,
+        // A browser on a dashboard page is sent to the login page.
+        Ok(None) | Err(AuthError::Invalid(_)) if session::login_redirect(&path).is_some() => {
+            return see_other(session::login_redirect(&path).unwrap_or_default());
+        }
         Ok(None) => {
             let tool = crate::client_tool::of_headers(request.headers());
             return unauthorized(auth.settings(), &tool.render(&needs_login(auth.settings())));
         }
-        // The health check reports who you are; wrong credentials there
-        // mean "nobody", which the client turns into a clear login error.
-        Err(AuthError::Invalid(_)) if public => Caller::Anonymous,
         Err(AuthError::Invalid(message)) => return unauthorized(auth.settings(), &message),
         Err(AuthError::RateLimited(retry_after)) => return too_many_failures(retry_after),
         Err(AuthError::Store(err)) => return ApiError::from(err).into_response(),
     };
     request.extensions_mut().insert(caller);
     next.run(request).await
+}
+
+/// 303 to `location`.
+fn see_other(location: String) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
 }
 
 /// 429 with `Retry-After`: this user failed too often from this address.

@@ -27,18 +27,14 @@ pub enum Refused {
     BadToken,
 }
 
-/// Checks a form post: the browser's own account of where it came from
-/// (`Sec-Fetch-Site`, else `Origin` against `Host`), then the token.
-pub fn check(
-    headers: &HeaderMap,
-    secret: &[u8; 32],
-    user_id: &str,
-    sent: &str,
-) -> Result<(), Refused> {
+/// Whether the browser says the form came from our own origin
+/// (`Sec-Fetch-Site`, else `Origin` against `Host`); a browser that sends
+/// neither is believed (the token still has to match).
+pub fn same_origin(headers: &HeaderMap) -> bool {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
         && !matches!(site, "same-origin" | "none")
     {
-        return Err(Refused::CrossSite);
+        return false;
     }
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         let host = headers
@@ -48,8 +44,22 @@ pub fn check(
             .unwrap_or_default();
         let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
         if origin == "null" || origin_host != host {
-            return Err(Refused::CrossSite);
+            return false;
         }
+    }
+    true
+}
+
+/// Checks a form post: the browser's own account of where it came from
+/// (`Sec-Fetch-Site`, else `Origin` against `Host`), then the token.
+pub fn check(
+    headers: &HeaderMap,
+    secret: &[u8; 32],
+    user_id: &str,
+    sent: &str,
+) -> Result<(), Refused> {
+    if !same_origin(headers) {
+        return Err(Refused::CrossSite);
     }
     let expected = token(secret, user_id);
     if bool::from(expected.as_bytes().ct_eq(sent.as_bytes())) {

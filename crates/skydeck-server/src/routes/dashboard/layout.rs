@@ -49,8 +49,36 @@ pub fn page(viewer: &Viewer, depth: usize, section: &str, title: &str, body: Mar
                         (viewer.user_name)
                         @if viewer.admin { " (admin)" }
                     }
+                    @if viewer.state.auth.settings().is_enabled() {
+                        form.action method="post" action="logout" {
+                            input type="hidden" name="csrf" value=(viewer.csrf_token());
+                            button.logout type="submit" { "Log out" }
+                        }
+                    }
                 }
                 main { (body) }
+            }
+        }
+    };
+    Html(markup.into_string()).into_response()
+}
+
+/// A page without navigation, for someone not logged in (one level
+/// below the root, as `/dashboard/login`).
+pub fn bare(title: &str, body: Markup) -> Response {
+    let markup = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                base href="./";
+                title { (title) " · Skydeck" }
+                link rel="stylesheet" href="static/dashboard.css";
+            }
+            body {
+                header.top { a.brand href="clusters" { "Skydeck" } }
+                main.narrow { (body) }
             }
         }
     };

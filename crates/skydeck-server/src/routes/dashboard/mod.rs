@@ -21,6 +21,7 @@ mod config_page;
 mod csrf;
 mod layout;
 mod listing;
+mod login;
 mod managed_jobs;
 mod requests_page;
 mod viewer;
@@ -40,6 +41,9 @@ pub fn routes() -> Vec<Route> {
         }),
         Route::get("/dashboard/", |_: Viewer| async { redirect("clusters") }),
         Route::get("/dashboard/static/{file}", assets::serve),
+        Route::get("/dashboard/login", login::page),
+        Route::post("/dashboard/login", login::log_in),
+        Route::post("/dashboard/logout", login::log_out),
         Route::get("/dashboard/clusters", clusters::list),
         Route::get("/dashboard/clusters/{name}", clusters::detail),
         Route::post("/dashboard/clusters/{name}/{action}", clusters::act),
