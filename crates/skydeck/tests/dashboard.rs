@@ -477,9 +477,20 @@ async fn a_browser_logs_in_with_a_password_or_a_token_and_out() {
         "{}",
         clusters.body
     );
-    // The cookie is for the dashboard only: the API wants its credentials.
+    // The cookie is for the dashboard only: the API wants its credentials,
+    // and the session is no API token either.
     let api = with_cookie(&server, Method::POST, "/status", Some(&session), Some(&[])).await;
     assert_eq!(api.status, 401);
+    let _ = skydeck_client::http_client();
+    let as_bearer = reqwest::Client::new()
+        .post(format!("{}/status", server.url))
+        .bearer_auth(&session)
+        .header("Content-Type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_bearer.status().as_u16(), 401);
 
     // Logging out ends the session everywhere.
     let token = clusters

@@ -225,6 +225,10 @@ impl Authenticator {
         let Some(record) = self.store.token_by_hash(&tokens::hash(token)).await? else {
             return Err(invalid());
         };
+        // A dashboard session lives in its cookie, never in a header.
+        if record.name == session::SESSION_TOKEN_NAME {
+            return Err(invalid());
+        }
         let now = now();
         if record.revoked_at.is_some() {
             return Err(AuthError::Invalid(format!(

@@ -337,6 +337,11 @@ pub async fn create_token(
             "expires_in_days must be at least 1; leave it out for a token that does not expire.",
         ));
     }
+    if name == crate::auth::session::SESSION_TOKEN_NAME {
+        return Err(ApiError::bad_request(format!(
+            "The token name {name:?} is kept for dashboard sessions; choose another."
+        )));
+    }
     let secret = tokens::generate();
     let created_at = now();
     let record = TokenRecord {
