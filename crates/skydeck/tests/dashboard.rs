@@ -207,6 +207,18 @@ async fn the_dashboard_shows_and_acts_only_on_what_each_user_may() {
         detail.body
     );
     assert_links_relative(&detail);
+    assert!(
+        detail.body.contains("href=\"clusters/alice-box/jobs/1\""),
+        "{}",
+        detail.body
+    );
+    let job_page = alice.get("/dashboard/clusters/alice-box/jobs/1").await;
+    assert_eq!(job_page.status, 200);
+    assert_links_relative(&job_page);
+    // The log the job page follows: the job's output, to its end.
+    let log = alice.get("/dashboard/clusters/alice-box/jobs/1/log").await;
+    assert_eq!(log.status, 200);
+    assert!(log.body.contains("hello-from-alice"), "{}", log.body);
 
     // Mallory sees none of it, and cannot act on it with her own token.
     let theirs = mallory.get("/dashboard/clusters").await;

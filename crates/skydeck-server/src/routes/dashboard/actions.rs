@@ -73,3 +73,29 @@ pub async fn submit<B: Serialize>(
         Err(err) => layout::error_page(viewer, ACTION_DEPTH, err.status, &err.message()),
     }
 }
+
+/// Accepts a request whose output the page reads as it comes (a followed
+/// log) and answers with that stream, as the API's `/logs` does.
+pub async fn stream<B: Serialize>(
+    viewer: &Viewer,
+    op: Op,
+    body: &B,
+    cluster: Option<ClusterName>,
+) -> Result<Response, crate::error::ApiError> {
+    let requester = Requester {
+        caller: viewer.caller.clone(),
+        tool: ClientTool::Skydeck,
+    };
+    let id = super::super::schedule::new_request_id();
+    let id = accept(
+        &viewer.state,
+        &requester,
+        id,
+        op,
+        &BaseBody::default(),
+        body,
+        cluster,
+    )
+    .await?;
+    super::super::stream::stream_response(&viewer.state, id, None, true, None)
+}

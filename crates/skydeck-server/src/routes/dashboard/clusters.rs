@@ -9,11 +9,11 @@ use crate::ops::Op;
 use axum::Form;
 use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use maud::html;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use skydeck_types::bodies::{StartBody, StopOrDownBody};
+use skydeck_types::bodies::{LogsBody, StartBody, StopOrDownBody};
 use skydeck_types::names::ClusterName;
 
 /// How the list is sorted.
@@ -261,8 +261,8 @@ pub async fn detail(viewer: Viewer, Path(name): Path<String>) -> Response {
                     tbody {
                         @for job in jobs {
                             @let job_status = job["status"].as_str().unwrap_or("-");
-                            tr {
-                                td.num { (job["job_id"]) }
+                            tr data-job=(job["job_id"]) {
+                                td.num { a href=(format!("clusters/{}/jobs/{}", listing::path_segment(cluster.as_str()), job["job_id"])) { (job["job_id"]) } }
                                 td { (job["job_name"].as_str().unwrap_or("-")) }
                                 td { (job["username"].as_str().unwrap_or("-")) }
                                 td { (ago(job["submitted_at"].as_f64(), at)) }
@@ -350,5 +350,41 @@ pub async fn act(
             let body = StartBody::new(cluster.clone());
             actions::submit(&viewer, &headers, &form, Op::Start, &body, Some(cluster)).await
         }
+    }
+}
+
+/// One job of a cluster: its log, followed live while it runs.
+pub async fn job(viewer: Viewer, Path((name, job)): Path<(String, String)>) -> Response {
+    const DEPTH: usize = 3;
+    let (Ok(cluster), Ok(job)) = (ClusterName::new(name.clone()), job.parse::<u64>()) else {
+        return layout::error_page(&viewer, DEPTH, StatusCode::NOT_FOUND, "No such job.");
+    };
+    let segment = listing::path_segment(cluster.as_str());
+    let body = html! {
+        h1 { "Job " (job) " on " a href=(format!("clusters/{segment}")) { (cluster.as_str()) } }
+        pre.log #log data-follow=(format!("clusters/{segment}/jobs/{job}/log")) {}
+    };
+    layout::page(
+        &viewer,
+        DEPTH,
+        "clusters",
+        &format!("Job {job} on {}", cluster.as_str()),
+        body,
+    )
+}
+
+/// The job's log as it is written: the same live request as `sky logs`
+/// makes (ownership checked when it is accepted), ended when the page
+/// goes away.
+pub async fn job_log(viewer: Viewer, Path((name, job)): Path<(String, String)>) -> Response {
+    let (Ok(cluster), Ok(job)) = (ClusterName::new(name), job.parse::<u64>()) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let mut body = LogsBody::new(cluster.clone());
+    body.job_id = Some(job);
+    body.follow = true;
+    match actions::stream(&viewer, Op::Logs, &body, Some(cluster)).await {
+        Ok(response) => response,
+        Err(err) => err.into_response(),
     }
 }

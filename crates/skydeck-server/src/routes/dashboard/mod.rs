@@ -47,6 +47,11 @@ pub fn routes() -> Vec<Route> {
         Route::get("/dashboard/clusters", clusters::list),
         Route::get("/dashboard/clusters/{name}", clusters::detail),
         Route::post("/dashboard/clusters/{name}/{action}", clusters::act),
+        Route::get("/dashboard/clusters/{name}/jobs/{job}", clusters::job),
+        Route::get(
+            "/dashboard/clusters/{name}/jobs/{job}/log",
+            clusters::job_log,
+        ),
         Route::get("/dashboard/jobs", managed_jobs::list),
         Route::post("/dashboard/jobs/{id}/cancel", managed_jobs::cancel),
         Route::get("/dashboard/requests", requests_page::list),
