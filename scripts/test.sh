@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. Installs and starts what the tests need
 # (a C compiler, PostgreSQL, the official `sky` client, SSH test hosts, a
-# single-node Kubernetes) and stops it again.
+# single-node Kubernetes, Chromium and ChromeDriver) and stops it again.
 # Usage: scripts/test.sh        (as root on Debian, or with those installed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,8 @@ command -v cc >/dev/null || missing+=(build-essential)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 # htpasswd: the auth tests import the files it writes.
 command -v htpasswd >/dev/null || missing+=(apache2-utils)
+# The dashboard's browser test: Debian's Chromium, driven through ChromeDriver.
+command -v chromedriver >/dev/null || missing+=(chromium chromium-driver)
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
   echo "== installing ${missing[*]}" >&2
   DEBIAN_FRONTEND=noninteractive apt-get update -qq
@@ -50,6 +52,13 @@ if [ "$(id -u)" = 0 ]; then
   export SKYDECK_TEST_KUBE_IMAGE=localhost/debian:bookworm
 else
   echo "test.sh: not root, so no Kubernetes: its tests skip (and fail under CI)" >&2
+fi
+
+if command -v chromedriver >/dev/null; then
+  SKYDECK_TEST_CHROMEDRIVER=$(command -v chromedriver)
+  export SKYDECK_TEST_CHROMEDRIVER
+else
+  echo "test.sh: no chromedriver (not root?), so the browser test skips (and fails under CI)" >&2
 fi
 
 echo "== official sky client (skypilot 0.14.1)" >&2

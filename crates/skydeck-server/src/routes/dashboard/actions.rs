@@ -14,6 +14,14 @@ use skydeck_types::ClientTool;
 use skydeck_types::bodies::BaseBody;
 use skydeck_types::names::ClusterName;
 
+/// The request's command line, as the requests list shows it.
+fn from_dashboard(what: &str) -> BaseBody {
+    BaseBody {
+        entrypoint_command: format!("dashboard: {what}"),
+        ..BaseBody::default()
+    }
+}
+
 /// What every action form sends.
 #[derive(Debug, Deserialize)]
 pub struct ActionForm {
@@ -31,6 +39,7 @@ pub async fn submit<B: Serialize>(
     viewer: &Viewer,
     headers: &HeaderMap,
     form: &ActionForm,
+    what: &str,
     op: Op,
     body: &B,
     cluster: Option<ClusterName>,
@@ -60,7 +69,7 @@ pub async fn submit<B: Serialize>(
         &requester,
         id,
         op,
-        &BaseBody::default(),
+        &from_dashboard(what),
         body,
         cluster,
     )
@@ -78,6 +87,7 @@ pub async fn submit<B: Serialize>(
 /// log) and answers with that stream, as the API's `/logs` does.
 pub async fn stream<B: Serialize>(
     viewer: &Viewer,
+    what: &str,
     op: Op,
     body: &B,
     cluster: Option<ClusterName>,
@@ -92,7 +102,7 @@ pub async fn stream<B: Serialize>(
         &requester,
         id,
         op,
-        &BaseBody::default(),
+        &from_dashboard(what),
         body,
         cluster,
     )

@@ -251,7 +251,9 @@ pub async fn detail(viewer: Viewer, Path(name): Path<String>) -> Response {
             dt { "Workspace" } dd { (text("workspace")) }
             dt { "Autostop" } dd { (autostop(&row)) }
             dt { "Launched" } dd { (ago(row["launched_at"].as_f64(), at)) }
-            dt { "Last command" } dd { code { (text("last_use")) } }
+            @if let Some(command) = row["last_use"].as_str().filter(|c| !c.is_empty()) {
+                dt { "Last command" } dd { code { (command) } }
+            }
         }
         h2 { "Jobs" }
         @match &jobs {
@@ -323,34 +325,26 @@ pub async fn act(
         graceful: false,
         graceful_timeout: None,
     };
-    match action {
-        Action::Stop => {
-            actions::submit(
-                &viewer,
-                &headers,
-                &form,
-                Op::Stop,
-                &stop_or_down,
-                Some(cluster),
-            )
-            .await
-        }
-        Action::Down => {
-            actions::submit(
-                &viewer,
-                &headers,
-                &form,
-                Op::Down,
-                &stop_or_down,
-                Some(cluster),
-            )
-            .await
-        }
-        Action::Start => {
-            let body = StartBody::new(cluster.clone());
-            actions::submit(&viewer, &headers, &form, Op::Start, &body, Some(cluster)).await
-        }
+    let (op, verb) = match action {
+        Action::Stop => (Op::Stop, "stop"),
+        Action::Down => (Op::Down, "down"),
+        Action::Start => (Op::Start, "start"),
+    };
+    let what = format!("{verb} {}", cluster.as_str());
+    if action == Action::Start {
+        let body = StartBody::new(cluster.clone());
+        return actions::submit(&viewer, &headers, &form, &what, op, &body, Some(cluster)).await;
     }
+    actions::submit(
+        &viewer,
+        &headers,
+        &form,
+        &what,
+        op,
+        &stop_or_down,
+        Some(cluster),
+    )
+    .await
 }
 
 /// One job of a cluster: its log, followed live while it runs.
@@ -383,7 +377,8 @@ pub async fn job_log(viewer: Viewer, Path((name, job)): Path<(String, String)>) 
     let mut body = LogsBody::new(cluster.clone());
     body.job_id = Some(job);
     body.follow = true;
-    match actions::stream(&viewer, Op::Logs, &body, Some(cluster)).await {
+    let what = format!("logs {} {job}", cluster.as_str());
+    match actions::stream(&viewer, &what, Op::Logs, &body, Some(cluster)).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
     }

@@ -143,5 +143,6 @@ pub async fn cancel(
         job_ids: Some(vec![id]),
         ..JobsCancelBody::default()
     };
-    actions::submit(&viewer, &headers, &form, Op::JobsCancel, &body, None).await
+    let what = format!("jobs cancel {id}");
+    actions::submit(&viewer, &headers, &form, &what, Op::JobsCancel, &body, None).await
 }

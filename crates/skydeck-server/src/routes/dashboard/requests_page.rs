@@ -182,9 +182,10 @@ pub async fn cancel(
     let Ok(prefix) = RequestIdPrefix::new(id) else {
         return layout::error_page(&viewer, 2, StatusCode::NOT_FOUND, "Not a request id.");
     };
+    let what = format!("api cancel {}", prefix.as_str());
     let body = ApiCancelBody {
         request_ids: Some(vec![prefix]),
         ..ApiCancelBody::default()
     };
-    actions::submit(&viewer, &headers, &form, Op::ApiCancel, &body, None).await
+    actions::submit(&viewer, &headers, &form, &what, Op::ApiCancel, &body, None).await
 }
