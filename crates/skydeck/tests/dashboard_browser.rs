@@ -1,6 +1,7 @@
 //! The dashboard in a real browser: Debian's headless Chromium, driven
 //! through ChromeDriver by fantoccini. Alice logs in, visits every page,
-//! follows a job's log as it is written, stops and tears down her cluster
+//! sees a new cluster appear on the live table, follows a job's log as it
+//! is written, stops and tears down her cluster
 //! with the buttons (confirming each); the admin edits the config (a bad
 //! value is shown at its key, a good one saved); mallory sees neither
 //! alice's cluster nor the config.
@@ -265,6 +266,20 @@ async fn the_dashboard_works_in_a_real_browser() {
         .await
         .expect("alice's cluster is listed");
     screenshot(&alice, "clusters").await;
+    // The table is live: a cluster launched after the page loaded appears
+    // on it without a reload.
+    let id = alice_api
+        .submit(
+            "/launch",
+            &json!({ "task": "run: echo live\n", "cluster_name": "alice-live" }),
+        )
+        .await
+        .unwrap();
+    alice_api.wait(&id).await.unwrap();
+    wait_text(&alice, "clusters", "the new cluster listed live", |text| {
+        text.contains("alice-live")
+    })
+    .await;
     alice
         .find(Locator::LinkText("alice-box"))
         .await

@@ -28,7 +28,7 @@ pub enum SortBy {
     User,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct ListQuery {
     /// Part of the name, user, workspace or infrastructure.
@@ -104,7 +104,7 @@ pub async fn list(
             button type="submit" { "Filter" }
             span.muted { (total) " of " (clusters.len()) " clusters" }
         }
-        table #clusters {
+        table #clusters data-live="live/clusters" {
             thead { tr {
                 th { a href=(sort_link(&query, SortBy::Name)) { "Name" } }
                 th { a href=(sort_link(&query, SortBy::Status)) { "Status" } }

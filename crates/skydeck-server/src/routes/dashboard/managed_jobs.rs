@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 use skydeck_types::managed_jobs::{JobsCancelBody, ManagedJobStatus};
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct ListQuery {
     /// Part of the job's name.
@@ -76,7 +76,7 @@ pub async fn list(
             button type="submit" { "Filter" }
             span.muted { (total) " jobs, " (in_progress) " tasks in progress" }
         }
-        table #managed-jobs {
+        table #managed-jobs data-live="live/jobs" {
             thead { tr {
                 th { "ID" } th { "Task" } th { "Name" } th { "User" } th { "Submitted" }
                 th { "Duration" } th { "Recoveries" } th { "Status" } th { "Infra" } th { "" }

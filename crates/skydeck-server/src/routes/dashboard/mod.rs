@@ -21,12 +21,14 @@ mod config_page;
 mod csrf;
 mod layout;
 mod listing;
+mod live;
 mod login;
 mod managed_jobs;
 mod requests_page;
 mod viewer;
 
 use super::Route;
+use axum::extract::Query;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -57,10 +59,40 @@ pub fn routes() -> Vec<Route> {
         Route::get("/dashboard/requests", requests_page::list),
         Route::get("/dashboard/requests/{id}", requests_page::detail),
         Route::post("/dashboard/requests/{id}/cancel", requests_page::cancel),
+        Route::get(
+            "/dashboard/live/clusters",
+            |viewer: Viewer, Query(query): Query<clusters::ListQuery>| async move {
+                live::updates(viewer, move |viewer| {
+                    clusters::list(viewer, Ok(Query(query.clone())))
+                })
+            },
+        ),
+        Route::get(
+            "/dashboard/live/jobs",
+            |viewer: Viewer, Query(query): Query<managed_jobs::ListQuery>| async move {
+                live::updates(viewer, move |viewer| {
+                    managed_jobs::list(viewer, Ok(Query(query.clone())))
+                })
+            },
+        ),
+        Route::get(
+            "/dashboard/live/requests",
+            |viewer: Viewer, Query(query): Query<requests_page::ListQuery>| async move {
+                live::updates(viewer, move |viewer| {
+                    requests_page::list(viewer, Ok(Query(query.clone())))
+                })
+            },
+        ),
         Route::get("/dashboard/config", config_page::page),
         Route::post("/dashboard/config", config_page::save),
         Route::get("/dashboard/settings/config", config_page::page),
         Route::post("/dashboard/settings/config", config_page::save),
+        // Any other dashboard address (SkyPilot's dashboard has more):
+        // a page that says so, not the API's JSON 404.
+        Route::get("/dashboard/{*rest}", |viewer: Viewer, uri: axum::extract::OriginalUri| async move {
+            let depth = uri.path().trim_start_matches("/dashboard/").matches('/').count();
+            layout::error_page(&viewer, depth, StatusCode::NOT_FOUND, "There is no such dashboard page.")
+        }),
     ]
 }
 

@@ -20,7 +20,7 @@ use skydeck_types::names::RequestIdPrefix;
 /// The most requests the page lists.
 const SHOWN: u32 = 500;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct ListQuery {
     /// Finished requests too.
@@ -105,7 +105,7 @@ pub async fn list(
             button type="submit" { "Filter" }
             span.muted { (rows.len()) " requests" @if !query.all { " in progress" } }
         }
-        table #requests {
+        table #requests data-live="live/requests" {
             thead { tr { th { "ID" } th { "Name" } th { "Command" } th { "User" } th { "Cluster" } th { "Created" } th { "Status" } th { "" } } }
             tbody {
                 @for (record, user) in page.items {

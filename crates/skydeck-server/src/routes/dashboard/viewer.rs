@@ -13,6 +13,7 @@ use skydeck_types::RequestError;
 use std::sync::Arc;
 
 /// The caller of a dashboard page, as the auth layer proved it.
+#[derive(Clone)]
 pub struct Viewer {
     pub state: SharedState,
     pub caller: Caller,

@@ -1,5 +1,5 @@
-// Skydeck dashboard: asks before a form changes something, follows a
-// request's log as it is written, and points at a config mistake.
+// Skydeck dashboard: asks before a form changes something, keeps tables
+// and logs live, and points at a config mistake.
 "use strict";
 
 document.addEventListener("submit", (event) => {
@@ -48,7 +48,21 @@ function pointAtMistake(error) {
   area.setSelectionRange(start, start + (lines[line - 1] || "").length);
 }
 
+// A live table: the server sends its rows again when they change (see
+// live.rs), for the same filters as the page's own address.
+function keepLive(table) {
+  const source = new EventSource(table.dataset.live + window.location.search);
+  source.addEventListener("rows", (event) => {
+    const holder = document.createElement("table");
+    holder.innerHTML = event.data;
+    const rows = holder.querySelector("tbody");
+    const current = table.querySelector("tbody");
+    if (rows && current) current.replaceWith(rows);
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("table[data-live]").forEach(keepLive);
   document.querySelectorAll("pre[data-follow]").forEach((pre) => {
     followLog(pre).catch((err) => { pre.append("\n(" + err + ")"); });
   });
