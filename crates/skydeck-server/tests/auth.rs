@@ -86,6 +86,19 @@ impl App {
             .headers()
             .get("location")
             .map(|v| v.to_str().unwrap().to_owned());
+        // An event stream (a live dashboard table) lasts while it is read:
+        // its status is the answer.
+        if response
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+        {
+            return Answer {
+                status,
+                location,
+                body: serde_json::Value::Null,
+            };
+        }
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let body = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into()));

@@ -89,10 +89,22 @@ pub fn routes() -> Vec<Route> {
         Route::post("/dashboard/settings/config", config_page::save),
         // Any other dashboard address (SkyPilot's dashboard has more):
         // a page that says so, not the API's JSON 404.
-        Route::get("/dashboard/{*rest}", |viewer: Viewer, uri: axum::extract::OriginalUri| async move {
-            let depth = uri.path().trim_start_matches("/dashboard/").matches('/').count();
-            layout::error_page(&viewer, depth, StatusCode::NOT_FOUND, "There is no such dashboard page.")
-        }),
+        Route::get(
+            "/dashboard/{*rest}",
+            |viewer: Viewer, uri: axum::extract::OriginalUri| async move {
+                let depth = uri
+                    .path()
+                    .trim_start_matches("/dashboard/")
+                    .matches('/')
+                    .count();
+                layout::error_page(
+                    &viewer,
+                    depth,
+                    StatusCode::NOT_FOUND,
+                    "There is no such dashboard page.",
+                )
+            },
+        ),
     ]
 }
 
