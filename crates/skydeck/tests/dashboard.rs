@@ -6,12 +6,9 @@
 mod support;
 
 use serde_json::json;
-use skydeck_client::Client;
-use skydeck_client::admin::NewUser;
 use std::time::{Duration, Instant};
 use support::TestServer;
-
-const ADMIN: &str = "admin:admin-pw-61";
+use support::team::{self, ADMIN, client as as_client, cluster_status};
 
 /// A browser logged in as one user: basic auth on every call, redirects
 /// not followed (so a test sees where a form sends it).
@@ -98,25 +95,6 @@ fn encode(form: &[(&str, &str)]) -> String {
         .finish()
 }
 
-fn as_client(server: &TestServer, credentials: &str) -> Client {
-    let url = server
-        .url
-        .replacen("http://", &format!("http://{credentials}@"), 1);
-    Client::new(&url, None).unwrap()
-}
-
-async fn cluster_status(client: &Client, name: &str) -> Option<String> {
-    let id = client
-        .submit("/status", &json!({ "cluster_names": [name] }))
-        .await
-        .unwrap();
-    let rows = client.wait(&id).await.unwrap();
-    rows.as_array()?
-        .iter()
-        .find(|row| row["name"] == name)
-        .and_then(|row| row["status"].as_str().map(str::to_owned))
-}
-
 /// Every link, form and script on a page is relative, so the dashboard
 /// works under any path prefix.
 fn assert_links_relative(page: &Page) {
@@ -135,24 +113,8 @@ fn assert_links_relative(page: &Page) {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dashboard_shows_and_acts_only_on_what_each_user_may() {
     let scratch = tempfile::tempdir().unwrap();
-    let server = TestServer::start(
-        &scratch.path().join("server"),
-        &[
-            ("SKYDECK_ENABLE_BASIC_AUTH", "1"),
-            ("SKYDECK_INITIAL_BASIC_AUTH", ADMIN),
-        ],
-    );
+    let server = team::start(&scratch.path().join("server"), &[], &["alice", "mallory"]).await;
     let admin_api = as_client(&server, ADMIN);
-    for name in ["alice", "mallory"] {
-        admin_api
-            .create_user(&NewUser {
-                name: name.into(),
-                password: Some(format!("{name}-pw")),
-                role: None,
-            })
-            .await
-            .unwrap();
-    }
     let alice_api = as_client(&server, "alice:alice-pw");
     let alice = Browser::new(&server, "alice:alice-pw");
     let mallory = Browser::new(&server, "mallory:mallory-pw");
@@ -226,6 +188,31 @@ async fn the_dashboard_shows_and_acts_only_on_what_each_user_may() {
     assert!(!theirs.body.contains("alice-box"), "{}", theirs.body);
     assert_eq!(
         mallory.get("/dashboard/clusters/alice-box").await.status,
+        404
+    );
+    // Nor its job's page, its log (refused when the follow is accepted),
+    // or a made-up request.
+    assert_eq!(
+        mallory
+            .get("/dashboard/clusters/alice-box/jobs/1")
+            .await
+            .status,
+        404
+    );
+    let log = mallory
+        .get("/dashboard/clusters/alice-box/jobs/1/log")
+        .await;
+    assert!(
+        log.status == 403 && !log.body.contains("hello-from-alice"),
+        "{} {}",
+        log.status,
+        log.body
+    );
+    assert_eq!(
+        mallory
+            .get("/dashboard/requests/not-a-request-id")
+            .await
+            .status,
         404
     );
     let mallory_token = mallory.token().await;
@@ -411,23 +398,12 @@ async fn with_cookie(
 async fn a_browser_logs_in_with_a_password_or_a_token_and_out() {
     use reqwest::Method;
     let scratch = tempfile::tempdir().unwrap();
-    let server = TestServer::start(
+    let server = team::start(
         &scratch.path().join("server"),
-        &[
-            ("SKYDECK_ENABLE_BASIC_AUTH", "1"),
-            ("SKYDECK_ENABLE_SERVICE_ACCOUNTS", "1"),
-            ("SKYDECK_INITIAL_BASIC_AUTH", ADMIN),
-        ],
-    );
-    let admin_api = as_client(&server, ADMIN);
-    admin_api
-        .create_user(&NewUser {
-            name: "alice".into(),
-            password: Some("alice-pw".into()),
-            role: None,
-        })
-        .await
-        .unwrap();
+        &[("SKYDECK_ENABLE_SERVICE_ACCOUNTS", "1")],
+        &["alice"],
+    )
+    .await;
 
     // Not logged in: every page sends the browser to the login page,
     // relative to where it is.

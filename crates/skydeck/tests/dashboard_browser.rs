@@ -14,14 +14,13 @@ mod support;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
-use skydeck_client::admin::NewUser;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::TestServer;
+use support::team::{self, ADMIN, client as as_client, cluster_status};
 
-const ADMIN: &str = "admin:admin-pw-61";
 /// Longer than any page, launch or stop takes here.
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -200,49 +199,14 @@ async fn click_and_confirm(client: &Client, label: &str) {
     }
 }
 
-async fn cluster_status(api: &skydeck_client::Client, name: &str) -> Option<String> {
-    let id = api
-        .submit("/status", &json!({ "cluster_names": [name] }))
-        .await
-        .unwrap();
-    let rows = api.wait(&id).await.unwrap();
-    rows.as_array()?
-        .iter()
-        .find(|row| row["name"] == name)
-        .and_then(|row| row["status"].as_str().map(str::to_owned))
-}
-
-fn as_client(server: &TestServer, credentials: &str) -> skydeck_client::Client {
-    let url = server
-        .url
-        .replacen("http://", &format!("http://{credentials}@"), 1);
-    skydeck_client::Client::new(&url, None).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dashboard_works_in_a_real_browser() {
     let Some(driver) = chromedriver() else {
         return;
     };
     let scratch = tempfile::tempdir().unwrap();
-    let server = TestServer::start(
-        &scratch.path().join("server"),
-        &[
-            ("SKYDECK_ENABLE_BASIC_AUTH", "1"),
-            ("SKYDECK_INITIAL_BASIC_AUTH", ADMIN),
-        ],
-    );
+    let server = team::start(&scratch.path().join("server"), &[], &["alice", "mallory"]).await;
     let admin_api = as_client(&server, ADMIN);
-    for name in ["alice", "mallory"] {
-        admin_api
-            .create_user(&NewUser {
-                name: name.into(),
-                password: Some(format!("{name}-pw")),
-                role: None,
-            })
-            .await
-            .unwrap();
-    }
     let alice_api = as_client(&server, "alice:alice-pw");
     let gate = scratch.path().join("gate");
     let task = format!(

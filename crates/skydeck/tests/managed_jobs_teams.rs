@@ -7,19 +7,10 @@
 mod support;
 
 use serde_json::{Value, json};
-use skydeck_client::admin::NewUser;
 use skydeck_client::{Client, ClientError};
 use std::time::{Duration, Instant};
 use support::TestServer;
-
-const ADMIN: &str = "admin:admin-pw-61";
-
-fn as_user(server: &TestServer, credentials: &str) -> Client {
-    let url = server
-        .url
-        .replacen("http://", &format!("http://{credentials}@"), 1);
-    Client::new(&url, None).unwrap()
-}
+use support::team::{self, ADMIN, client as as_user};
 
 async fn queue(client: &Client, all_users: bool) -> Vec<Value> {
     let id = client
@@ -43,24 +34,8 @@ fn refusal(result: Result<Value, ClientError>) -> String {
 async fn another_users_managed_jobs_are_out_of_reach() {
     let scratch = tempfile::tempdir().unwrap();
     let gate = scratch.path().join("gate");
-    let server = TestServer::start(
-        &scratch.path().join("server"),
-        &[
-            ("SKYDECK_ENABLE_BASIC_AUTH", "1"),
-            ("SKYDECK_INITIAL_BASIC_AUTH", ADMIN),
-        ],
-    );
+    let server = team::start(&scratch.path().join("server"), &[], &["alice", "mallory"]).await;
     let admin = as_user(&server, ADMIN);
-    for name in ["alice", "mallory"] {
-        admin
-            .create_user(&NewUser {
-                name: name.into(),
-                password: Some(format!("{name}-pw")),
-                role: None,
-            })
-            .await
-            .unwrap();
-    }
     let alice = as_user(&server, "alice:alice-pw");
     let mallory = as_user(&server, "mallory:mallory-pw");
 
@@ -208,24 +183,8 @@ async fn the_admin_policy_sees_and_may_refuse_a_managed_job() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_job_never_takes_over_another_users_cluster_of_its_name() {
     let scratch = tempfile::tempdir().unwrap();
-    let server = TestServer::start(
-        &scratch.path().join("server"),
-        &[
-            ("SKYDECK_ENABLE_BASIC_AUTH", "1"),
-            ("SKYDECK_INITIAL_BASIC_AUTH", ADMIN),
-        ],
-    );
+    let server = team::start(&scratch.path().join("server"), &[], &["alice", "mallory"]).await;
     let admin = as_user(&server, ADMIN);
-    for name in ["alice", "mallory"] {
-        admin
-            .create_user(&NewUser {
-                name: name.into(),
-                password: Some(format!("{name}-pw")),
-                role: None,
-            })
-            .await
-            .unwrap();
-    }
     let alice = as_user(&server, "alice:alice-pw");
     let mallory = as_user(&server, "mallory:mallory-pw");
     // Mallory holds the name alice's first job's cluster would get.

@@ -10,6 +10,7 @@ pub mod host_faults;
 pub mod sky;
 #[path = "../../../skydeck-infra/tests/support/ssh_hosts.rs"]
 pub mod ssh_hosts;
+pub mod team;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -283,6 +283,16 @@ pub async fn detail(viewer: Viewer, Path(name): Path<String>) -> Response {
     layout::page(&viewer, 1, "clusters", cluster.as_str(), body)
 }
 
+/// Whether `status` shows `cluster` to this viewer.
+async fn visible(viewer: &Viewer, cluster: &ClusterName) -> bool {
+    matches!(
+        viewer
+            .read(Op::Status, json!({ "cluster_names": [cluster.as_str()], "all_users": true }))
+            .await,
+        Ok(Value::Array(rows)) if rows.iter().any(|row| row["name"] == cluster.as_str())
+    )
+}
+
 /// What the buttons post to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
@@ -353,6 +363,15 @@ pub async fn job(viewer: Viewer, Path((name, job)): Path<(String, String)>) -> R
     let (Ok(cluster), Ok(job)) = (ClusterName::new(name.clone()), job.parse::<u64>()) else {
         return layout::error_page(&viewer, DEPTH, StatusCode::NOT_FOUND, "No such job.");
     };
+    // Only a cluster this viewer may see has a job page.
+    if !visible(&viewer, &cluster).await {
+        return layout::error_page(
+            &viewer,
+            DEPTH,
+            StatusCode::NOT_FOUND,
+            &format!("No cluster named {:?} that you can see.", cluster.as_str()),
+        );
+    }
     let segment = listing::path_segment(cluster.as_str());
     let body = html! {
         h1 { "Job " (job) " on " a href=(format!("clusters/{segment}")) { (cluster.as_str()) } }

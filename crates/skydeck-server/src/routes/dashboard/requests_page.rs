@@ -135,14 +135,17 @@ pub async fn list(
 
 /// One request: what it is and its log, followed while it runs.
 pub async fn detail(viewer: Viewer, Path(id): Path<String>) -> Response {
-    let record = match viewer.state.store.get_request(&id).await {
+    let Ok(id) = RequestIdPrefix::new(id) else {
+        return layout::error_page(&viewer, 1, StatusCode::NOT_FOUND, "Not a request id.");
+    };
+    let record = match viewer.state.store.get_request(id.as_str()).await {
         Ok(Some(record)) if viewer.caller.may_act_for(&record.user_id) => record,
         Ok(_) => {
             return layout::error_page(
                 &viewer,
                 1,
                 StatusCode::NOT_FOUND,
-                &format!("No request {id:?} that you can see."),
+                &format!("No request {:?} that you can see.", id.as_str()),
             );
         }
         Err(err) => {
