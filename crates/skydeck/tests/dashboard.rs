@@ -368,6 +368,174 @@ async fn the_dashboard_shows_and_acts_only_on_what_each_user_may() {
     assert_eq!(admin.get("/dashboard/jobs").await.status, 200);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn infrastructure_workspaces_users_and_managed_jobs_show_each_viewer_what_they_may() {
+    let scratch = tempfile::tempdir().unwrap();
+    let server = team::start(&scratch.path().join("server"), &[], &["alice", "mallory"]).await;
+    let admin_api = as_client(&server, ADMIN);
+    let alice_api = as_client(&server, "alice:alice-pw");
+    let mallory_api = as_client(&server, "mallory:mallory-pw");
+    let alice = Browser::new(&server, "alice:alice-pw");
+    let mallory = Browser::new(&server, "mallory:mallory-pw");
+    let admin = Browser::new(&server, ADMIN);
+    let config = json!({"workspaces": {
+        "default": {},
+        "team": {"private": true, "allowed_users": ["alice"]},
+    }});
+    admin_api
+        .set_config(config.as_object().unwrap())
+        .await
+        .unwrap();
+
+    // The infrastructure page draws this machine's capacity, and what
+    // alice's one-CPU cluster holds of it, for everyone; no cluster named.
+    let idle = mallory.get("/dashboard/infra").await;
+    assert_eq!(idle.status, 200);
+    assert_links_relative(&idle);
+    assert!(idle.body.contains("data-infra=\"local\""), "{}", idle.body);
+    assert!(
+        idle.body.contains("0 / "),
+        "nothing in use yet: {}",
+        idle.body
+    );
+    let id = alice_api
+        .submit(
+            "/launch",
+            &json!({ "task": "resources:\n  cpus: 1\nrun: echo hi\n", "cluster_name": "alice-cpu" }),
+        )
+        .await
+        .unwrap();
+    alice_api.wait(&id).await.unwrap();
+    let busy = mallory.get("/dashboard/infra").await;
+    assert!(
+        busy.body.contains("aria-label=\"CPUs: 1 of "),
+        "{}",
+        busy.body
+    );
+    assert!(!busy.body.contains("alice-cpu"));
+
+    // Workspaces: alice sees the private one she is admitted to, with her
+    // cluster counted in default; mallory does not see it at all.
+    let theirs = alice.get("/dashboard/workspaces").await;
+    assert_eq!(theirs.status, 200);
+    assert!(theirs.body.contains("data-workspace=\"team\""));
+    assert!(theirs.body.contains("private: alice and admins"));
+    let hers = mallory.get("/dashboard/workspaces").await;
+    assert!(hers.body.contains("data-workspace=\"default\""));
+    assert!(
+        !hers.body.contains("data-workspace=\"team\""),
+        "{}",
+        hers.body
+    );
+
+    // A managed job's page: its tasks, and its history and log followed.
+    let id = alice_api
+        .submit(
+            "/jobs/launch",
+            &json!({ "task": "name: nightly\nrun: echo managed-hello\n" }),
+        )
+        .await
+        .unwrap();
+    let job = alice_api.wait(&id).await.unwrap()["job_id"]
+        .as_u64()
+        .unwrap();
+    let page = alice.get(&format!("/dashboard/jobs/{job}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_links_relative(&page);
+    assert!(page.body.contains("nightly") && page.body.contains("id=\"recoveries\""));
+    assert!(
+        page.body
+            .contains(&format!("data-follow=\"jobs/{job}/log?controller=true\""))
+    );
+    let log = alice.get(&format!("/dashboard/jobs/{job}/log")).await;
+    assert!(log.body.contains("managed-hello"), "{}", log.body);
+    let history = alice
+        .get(&format!("/dashboard/jobs/{job}/log?controller=true"))
+        .await;
+    assert!(
+        history
+            .body
+            .contains(&format!("Managed job {job} finished: SUCCEEDED")),
+        "{}",
+        history.body
+    );
+    assert_eq!(
+        mallory.get(&format!("/dashboard/jobs/{job}")).await.status,
+        404
+    );
+    let peek = mallory.get(&format!("/dashboard/jobs/{job}/log")).await;
+    assert!(!peek.body.contains("managed-hello"), "{}", peek.body);
+    assert_eq!(mallory.get("/dashboard/jobs/0").await.status, 404);
+
+    // Users, roles and tokens are for admins.
+    let refused = mallory.get("/dashboard/users").await;
+    assert_eq!(refused.status, 403);
+    assert!(!refused.body.contains("alice"));
+    assert!(
+        !mallory
+            .get("/dashboard/clusters")
+            .await
+            .body
+            .contains("href=\"users\"")
+    );
+    let token = mallory_api
+        .create_token(&skydeck_client::admin::NewToken {
+            name: "laptop".into(),
+            expires_in_days: None,
+            user: None,
+        })
+        .await
+        .unwrap();
+    let mallory_token = mallory.token().await;
+    let promote = mallory
+        .post(
+            "/dashboard/users/mallory/role-admin",
+            &[("csrf", &mallory_token)],
+        )
+        .await;
+    assert_eq!(promote.status, 403, "{}", promote.body);
+    let users = admin.get("/dashboard/users").await;
+    assert_eq!(users.status, 200);
+    assert_links_relative(&users);
+    assert!(
+        users.body.contains("data-user=\"alice\"") && users.body.contains("data-user=\"mallory\"")
+    );
+    assert!(
+        users
+            .body
+            .contains(&format!("data-token=\"{}\"", token.info.id))
+    );
+    assert!(
+        !users.body.contains(&token.token),
+        "a token's secret is never shown again"
+    );
+    // The admin revokes mallory's token: it no longer signs anything in.
+    let admin_token = admin.token().await;
+    let revoke = admin
+        .post(
+            &format!("/dashboard/tokens/{}/revoke", token.info.id),
+            &[("csrf", &admin_token)],
+        )
+        .await;
+    assert_eq!(revoke.status, 303, "{}", revoke.body);
+    assert_eq!(revoke.location.as_deref(), Some("../../users"));
+    let with_token = skydeck_client::Client::new(&server.url, Some(token.token.clone())).unwrap();
+    assert!(
+        with_token.me().await.is_err(),
+        "a revoked token still works"
+    );
+    // And makes alice an admin, which she then is.
+    let promote = admin
+        .post(
+            "/dashboard/users/alice/role-admin",
+            &[("csrf", &admin_token)],
+        )
+        .await;
+    assert_eq!(promote.status, 303, "{}", promote.body);
+    assert_eq!(alice_api.me().await.unwrap().role.to_string(), "admin");
+    assert_eq!(alice.get("/dashboard/users").await.status, 200);
+}
+
 /// Sends one request with `cookie` (or none) and no other credentials.
 async fn with_cookie(
     server: &TestServer,

@@ -141,6 +141,18 @@ pub struct UpdateBody {
     current_password: Option<String>,
 }
 
+impl UpdateBody {
+    /// A change of `user`'s role and nothing else.
+    pub fn role(user: UserName, role: Role) -> Self {
+        Self {
+            user,
+            role: Some(role.as_str().to_owned()),
+            password: None,
+            current_password: None,
+        }
+    }
+}
+
 pub async fn update(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
@@ -366,7 +378,7 @@ pub async fn create_token(
 
 #[derive(Debug, Deserialize)]
 pub struct RevokeTokenBody {
-    id: String,
+    pub id: String,
 }
 
 pub async fn revoke_token(

@@ -44,20 +44,8 @@ pub async fn submit<B: Serialize>(
     body: &B,
     cluster: Option<ClusterName>,
 ) -> Response {
-    if let Err(refused) = csrf::check(
-        headers,
-        &viewer.state.dashboard_secret,
-        &viewer.user_id,
-        &form.csrf,
-    ) {
-        let message = match refused {
-            Refused::CrossSite => "This form was sent from another site; nothing was done.",
-            Refused::BadToken => {
-                "This form is out of date (the server restarted, or it was made for another \
-                 user); reload the page and try again."
-            }
-        };
-        return layout::error_page(viewer, ACTION_DEPTH, StatusCode::FORBIDDEN, message);
+    if let Some(refused) = refusal(viewer, headers, form) {
+        return refused;
     }
     let requester = Requester {
         caller: viewer.caller.clone(),
@@ -81,6 +69,28 @@ pub async fn submit<B: Serialize>(
         )),
         Err(err) => layout::error_page(viewer, ACTION_DEPTH, err.status, &err.message()),
     }
+}
+
+/// Why the form may not act, as a page: it must come from our own origin
+/// with this viewer's token. `None` when it may.
+pub fn refusal(viewer: &Viewer, headers: &HeaderMap, form: &ActionForm) -> Option<Response> {
+    csrf::check(
+        headers,
+        &viewer.state.dashboard_secret,
+        &viewer.user_id,
+        &form.csrf,
+    )
+    .map_err(|refused| {
+        let message = match refused {
+            Refused::CrossSite => "This form was sent from another site; nothing was done.",
+            Refused::BadToken => {
+                "This form is out of date (the server restarted, or it was made for another \
+                 user); reload the page and try again."
+            }
+        };
+        layout::error_page(viewer, ACTION_DEPTH, StatusCode::FORBIDDEN, message)
+    })
+    .err()
 }
 
 /// Accepts a request whose output the page reads as it comes (a followed

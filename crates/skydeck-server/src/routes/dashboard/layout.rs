@@ -10,8 +10,14 @@ const SECTIONS: &[(&str, &str)] = &[
     ("clusters", "Clusters"),
     ("jobs", "Managed jobs"),
     ("requests", "Requests"),
+    ("infra", "Infrastructure"),
+    ("workspaces", "Workspaces"),
+    ("users", "Users"),
     ("config", "Config"),
 ];
+
+/// Sections only admins may open.
+const ADMIN_SECTIONS: &[&str] = &["users", "config"];
 
 /// A whole page. `depth` is how many path segments the page sits below
 /// `/dashboard/` beyond the first (`clusters` is 0, `clusters/dev` is 1):
@@ -40,7 +46,7 @@ pub fn page(viewer: &Viewer, depth: usize, section: &str, title: &str, body: Mar
                     a.brand href="clusters" { "Skydeck" }
                     nav {
                         @for (path, label) in SECTIONS {
-                            @if *path != "config" || viewer.admin {
+                            @if !ADMIN_SECTIONS.contains(path) || viewer.admin {
                                 a href=(path) class=[(section == *path).then_some("current")] { (label) }
                             }
                         }

@@ -9,11 +9,11 @@ use crate::ops::Op;
 use axum::Form;
 use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use maud::html;
 use serde::Deserialize;
 use serde_json::json;
-use skydeck_types::managed_jobs::{JobsCancelBody, ManagedJobStatus};
+use skydeck_types::managed_jobs::{JobsCancelBody, JobsLogsBody, ManagedJobStatus};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
@@ -86,7 +86,7 @@ pub async fn list(
                     @let status = row["status"].as_str().unwrap_or("-");
                     @let job_id = row["job_id"].as_u64().unwrap_or(0);
                     tr data-job=(job_id) {
-                        td.num { (job_id) }
+                        td.num { a href=(format!("jobs/{job_id}")) { (job_id) } }
                         td { (row["task_name"].as_str().unwrap_or("-")) }
                         td { (row["job_name"].as_str().unwrap_or("-")) }
                         td { (row["user_name"].as_str().unwrap_or("-")) }
@@ -145,4 +145,141 @@ pub async fn cancel(
     };
     let what = format!("jobs cancel {id}");
     actions::submit(&viewer, &headers, &form, &what, Op::JobsCancel, &body, None).await
+}
+
+/// A managed job's id from the address.
+fn job_id(id: &str) -> Option<u64> {
+    id.parse::<u64>().ok().filter(|id| *id > 0)
+}
+
+/// One managed job: its tasks with their attempts and recoveries, the
+/// controller's log (what was launched where, each loss and recovery,
+/// each restart) and the job's own log, both followed live.
+pub async fn detail(viewer: Viewer, Path(id): Path<String>) -> Response {
+    const DEPTH: usize = 1;
+    let not_found = |viewer: &Viewer| {
+        layout::error_page(
+            viewer,
+            DEPTH,
+            StatusCode::NOT_FOUND,
+            &format!("No managed job {id:?} that you can see."),
+        )
+    };
+    let Some(job_id) = job_id(&id) else {
+        return not_found(&viewer);
+    };
+    let body = json!({ "all_users": true, "job_ids": [job_id] });
+    let tasks = match viewer.read(Op::JobsQueue, body).await {
+        Ok(answer) => answer["jobs"].as_array().cloned().unwrap_or_default(),
+        Err(err) => {
+            return layout::error_page(
+                &viewer,
+                DEPTH,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &err.message,
+            );
+        }
+    };
+    let Some(first) = tasks.first() else {
+        return not_found(&viewer);
+    };
+    let at = now();
+    let text = |key: &str| first[key].as_str().unwrap_or("-").to_owned();
+    let unfinished = tasks.iter().any(|task| {
+        !task["status"]
+            .as_str()
+            .and_then(|s| s.parse::<ManagedJobStatus>().ok())
+            .is_some_and(ManagedJobStatus::is_terminal)
+    });
+    let recoveries: i64 = tasks
+        .iter()
+        .filter_map(|task| task["recovery_count"].as_i64())
+        .sum();
+    let body = html! {
+        h1 { "Managed job " (job_id) ": " (text("job_name")) }
+        dl.facts {
+            dt { "User" } dd { (text("user_name")) }
+            dt { "Workspace" } dd { (text("workspace")) }
+            dt { "Submitted" } dd { (ago(first["submitted_at"].as_f64(), at)) }
+            dt { "Command" } dd { code { (text("entrypoint")) } }
+            dt { "Recoveries" } dd #recoveries { (recoveries) }
+        }
+        @if unfinished {
+            p { (action_button(&viewer, &format!("jobs/{job_id}/cancel"), "Cancel", &format!("Cancel managed job {job_id}? Its cluster is torn down."))) }
+        }
+        h2 { "Tasks" }
+        table #tasks {
+            thead { tr {
+                th { "Task" } th { "Name" } th { "Status" } th { "Infra" } th { "Cluster" }
+                th { "Started" } th { "Duration" } th { "Recoveries" }
+            } }
+            tbody {
+                @for task in &tasks {
+                    @let status = task["status"].as_str().unwrap_or("-");
+                    tr {
+                        td.num { (task["task_id"].as_u64().unwrap_or(0)) }
+                        td { (task["task_name"].as_str().unwrap_or("-")) }
+                        td {
+                            span class=(format!("status {}", status_class(status))) { (status) }
+                            @if let Some(reason) = task["failure_reason"].as_str() { div.error { (reason) } }
+                        }
+                        td { (task["infra"].as_str().unwrap_or("-")) }
+                        td { (task["current_cluster_name"].as_str().unwrap_or("-")) }
+                        td { (ago(task["start_at"].as_f64(), at)) }
+                        td.num { (duration(task["job_duration"].as_f64())) }
+                        td.num { (task["recovery_count"].as_i64().unwrap_or(0)) }
+                    }
+                }
+            }
+        }
+        h2 { "History" }
+        p.muted { "The controller's log: each launch, where it went, every loss and recovery, every restart." }
+        pre.log #controller-log data-follow=(format!("jobs/{job_id}/log?controller=true")) {}
+        h2 { "Log" }
+        pre.log #log data-follow=(format!("jobs/{job_id}/log")) {}
+    };
+    layout::page(
+        &viewer,
+        DEPTH,
+        "jobs",
+        &format!("Managed job {job_id}"),
+        body,
+    )
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct LogQuery {
+    controller: bool,
+}
+
+/// A managed job's log (or its controller's) as it is written: the same
+/// live request as `sky jobs logs [--controller]`, ownership checked when
+/// it is accepted.
+pub async fn log(
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Query(query): Query<LogQuery>,
+) -> Response {
+    let Some(job_id) = job_id(&id) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let body = JobsLogsBody {
+        job_id: Some(job_id),
+        follow: true,
+        controller: query.controller,
+        ..JobsLogsBody::default()
+    };
+    let what = format!(
+        "jobs logs {}{job_id}",
+        if query.controller {
+            "--controller "
+        } else {
+            ""
+        }
+    );
+    match actions::stream(&viewer, &what, Op::JobsLogs, &body, None).await {
+        Ok(response) => response,
+        Err(err) => err.into_response(),
+    }
 }

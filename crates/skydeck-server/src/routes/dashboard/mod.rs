@@ -1,5 +1,5 @@
-//! The web dashboard under `/dashboard`: clusters, managed jobs, requests
-//! and the server config, rendered on the server from templates checked
+//! The web dashboard under `/dashboard`: clusters, managed jobs, requests,
+//! infrastructure, workspaces, users and the server config, rendered on the server from templates checked
 //! at compile time (maud), with a little plain JavaScript.
 //!
 //! It is another client of the same domain code as the API: pages read
@@ -19,13 +19,16 @@ mod assets;
 mod clusters;
 mod config_page;
 mod csrf;
+mod infra_page;
 mod layout;
 mod listing;
 mod live;
 mod login;
 mod managed_jobs;
 mod requests_page;
+mod users_page;
 mod viewer;
+mod workspaces_page;
 
 use super::Route;
 use axum::extract::Query;
@@ -55,7 +58,14 @@ pub fn routes() -> Vec<Route> {
             clusters::job_log,
         ),
         Route::get("/dashboard/jobs", managed_jobs::list),
+        Route::get("/dashboard/jobs/{id}", managed_jobs::detail),
+        Route::get("/dashboard/jobs/{id}/log", managed_jobs::log),
         Route::post("/dashboard/jobs/{id}/cancel", managed_jobs::cancel),
+        Route::get("/dashboard/infra", infra_page::page),
+        Route::get("/dashboard/workspaces", workspaces_page::page),
+        Route::get("/dashboard/users", users_page::page),
+        Route::post("/dashboard/users/{name}/{action}", users_page::set_role),
+        Route::post("/dashboard/tokens/{id}/revoke", users_page::revoke_token),
         Route::get("/dashboard/requests", requests_page::list),
         Route::get("/dashboard/requests/{id}", requests_page::detail),
         Route::post("/dashboard/requests/{id}/cancel", requests_page::cancel),
@@ -85,6 +95,9 @@ pub fn routes() -> Vec<Route> {
         ),
         Route::get("/dashboard/config", config_page::page),
         Route::post("/dashboard/config", config_page::save),
+        Route::get("/dashboard/settings", |_: Viewer| async {
+            redirect("settings/config")
+        }),
         Route::get("/dashboard/settings/config", config_page::page),
         Route::post("/dashboard/settings/config", config_page::save),
         // Any other dashboard address (SkyPilot's dashboard has more):
