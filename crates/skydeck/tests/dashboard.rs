@@ -371,7 +371,12 @@ async fn the_dashboard_shows_and_acts_only_on_what_each_user_may() {
 #[tokio::test(flavor = "multi_thread")]
 async fn infrastructure_workspaces_users_and_managed_jobs_show_each_viewer_what_they_may() {
     let scratch = tempfile::tempdir().unwrap();
-    let server = team::start(&scratch.path().join("server"), &[], &["alice", "mallory"]).await;
+    let server = team::start(
+        &scratch.path().join("server"),
+        &[("SKYDECK_ENABLE_SERVICE_ACCOUNTS", "1")],
+        &["alice", "mallory"],
+    )
+    .await;
     let admin_api = as_client(&server, ADMIN);
     let alice_api = as_client(&server, "alice:alice-pw");
     let mallory_api = as_client(&server, "mallory:mallory-pw");
@@ -510,6 +515,8 @@ async fn infrastructure_workspaces_users_and_managed_jobs_show_each_viewer_what_
         "a token's secret is never shown again"
     );
     // The admin revokes mallory's token: it no longer signs anything in.
+    let with_token = skydeck_client::Client::new(&server.url, Some(token.token.clone())).unwrap();
+    assert_eq!(with_token.me().await.unwrap().name, "mallory");
     let admin_token = admin.token().await;
     let revoke = admin
         .post(

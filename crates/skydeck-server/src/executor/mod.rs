@@ -131,6 +131,11 @@ impl Executor {
         &self.logs
     }
 
+    /// The server config, for the operation that replaces it.
+    pub fn live_config(&self) -> &Arc<crate::live_config::LiveConfig> {
+        &self.live_config
+    }
+
     pub fn signals(&self) -> &Arc<Signals> {
         &self.signals
     }

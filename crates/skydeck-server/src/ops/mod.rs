@@ -21,6 +21,7 @@ pub use ownership::not_owner;
 mod policy;
 mod progress;
 pub mod unsupported;
+mod workspace_config;
 
 use crate::executor::Executor;
 use crate::request_log::RequestLog;
@@ -68,6 +69,9 @@ pub enum Op {
     JobsCancel,
     JobsLogs,
     JobsDownloadLogs,
+    WorkspacesGetConfig,
+    WorkspacesUpdateConfig,
+    EnabledCloudsBatch,
     /// A SkyPilot request this server does not support yet, by its name
     /// (see `unsupported.rs`).
     Refused(&'static str),
@@ -84,7 +88,7 @@ pub enum OnRestart {
 
 impl Op {
     /// Every operation but the refused ones (`unsupported::REFUSED`).
-    pub const ALL: [Op; 35] = [
+    pub const ALL: [Op; 38] = [
         Op::Status,
         Op::Check,
         Op::EnabledClouds,
@@ -120,6 +124,9 @@ impl Op {
         Op::JobsCancel,
         Op::JobsLogs,
         Op::JobsDownloadLogs,
+        Op::WorkspacesGetConfig,
+        Op::WorkspacesUpdateConfig,
+        Op::EnabledCloudsBatch,
     ];
 
     /// SkyPilot's request name.
@@ -160,6 +167,9 @@ impl Op {
             Op::JobsCancel => "sky.jobs.cancel",
             Op::JobsLogs => "sky.jobs.logs",
             Op::JobsDownloadLogs => "sky.jobs.download_logs",
+            Op::WorkspacesGetConfig => "sky.workspaces.get_config",
+            Op::WorkspacesUpdateConfig => "sky.workspaces.update_config",
+            Op::EnabledCloudsBatch => "sky.enabled_clouds_batch",
             Op::Refused(name) => name,
         }
     }
@@ -224,6 +234,8 @@ impl Op {
             | Op::StorageLs
             | Op::VolumeList
             | Op::JobsQueueV1
+            | Op::WorkspacesGetConfig
+            | Op::EnabledCloudsBatch
             | Op::Refused(_) => true,
             // Reach infrastructure or agents, or change things.
             Op::Check
@@ -253,7 +265,9 @@ impl Op {
             | Op::JobsLaunch
             | Op::JobsCancel
             | Op::JobsLogs
-            | Op::JobsDownloadLogs => false,
+            | Op::JobsDownloadLogs
+            // Replaces the server config.
+            | Op::WorkspacesUpdateConfig => false,
         }
     }
 
@@ -371,6 +385,9 @@ pub async fn execute(op: Op, ctx: &RequestContext, value: serde_json::Value) -> 
         Op::JobsCancel => managed_jobs::cancel(ctx, body(value)?).await,
         Op::JobsLogs => managed_jobs::logs(ctx, body(value)?).await,
         Op::JobsDownloadLogs => managed_jobs::download_logs(ctx, body(value)?).await,
+        Op::WorkspacesGetConfig => workspace_config::get_config(ctx).await,
+        Op::WorkspacesUpdateConfig => workspace_config::update_config(ctx, body(value)?).await,
+        Op::EnabledCloudsBatch => workspace_config::enabled_clouds_batch(ctx, body(value)?).await,
         Op::Refused(name) => Err(unsupported::refuse(name)),
     }
 }

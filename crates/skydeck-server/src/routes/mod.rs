@@ -7,6 +7,7 @@ mod health;
 mod listings;
 mod requests;
 mod schedule;
+mod skypilot_dashboard;
 mod ssh_pools;
 mod ssh_session;
 mod stream;
@@ -153,6 +154,7 @@ pub fn routes() -> Vec<Route> {
     ]
     .into_iter()
     .chain(dashboard::routes())
+    .chain(skypilot_dashboard::routes())
     // The client's endpoints for features to come, each refused plainly.
     .chain(unsupported::routes())
     .collect()
@@ -165,7 +167,7 @@ pub fn router(state: SharedState) -> Router {
 /// The router with `extra` routes behind the same middleware (for tests).
 pub fn router_with(state: SharedState, extra: Router<SharedState>) -> Router {
     let body_limit = state.config.max_body_bytes;
-    routes()
+    let routes = routes()
         .into_iter()
         .fold(extra, |router, route| {
             router.route(route.path, route.handler)
@@ -184,7 +186,12 @@ pub fn router_with(state: SharedState, extra: Router<SharedState>) -> Router {
             state.clone(),
             crate::metrics::record_http,
         ))
-        .with_state(state)
+        .with_state(state);
+    // SkyPilot's dashboard calls every route under a prefix; taken off
+    // before the routes are matched.
+    Router::new()
+        .fallback_service(routes)
+        .layer(middleware::map_request(skypilot_dashboard::strip_prefix))
 }
 
 async fn not_found() -> ApiError {

@@ -109,9 +109,12 @@ async fn check_cluster_owner(
         return Ok(());
     }
     match state.store.get_cluster(name).await? {
-        Some(cluster) if !caller.may_act_for(&cluster.user_id) => Err(ApiError::forbidden(
-            format!("Cluster {name:?} belongs to another user; only they or an admin can use it."),
-        )),
+        Some(cluster) if !caller.may_act_for(&cluster.user_id) => {
+            Err(ApiError::forbidden(format!(
+                "Cluster {:?} belongs to another user; only they or an admin can use it.",
+                name.as_str()
+            )))
+        }
         _ => Ok(()),
     }
 }

@@ -8,7 +8,7 @@
 //!   that request's (empty) log, then the same failure;
 //! - one the client validates synchronously (`/volumes/validate`) answers
 //!   400 with the serialized exception, which the client re-raises;
-//! - the rest (dashboards, service accounts) answer 501
+//! - the rest (browser login, debug dumps, batch user edits) answer 501
 //!   with a `detail` saying what is missing.
 //!
 //! None of them stores what the client sent beyond its base fields: a
@@ -118,11 +118,6 @@ const ENDPOINTS: &[(Method, &str, Answer)] = &[
     ),
     at(Method::GET, "/all_contexts", Request("sky.all_contexts")),
     at(
-        Method::GET,
-        "/kubernetes/allowed_nodes",
-        NotImplemented(KUBERNETES),
-    ),
-    at(
         Method::POST,
         "/slurm_gpu_availability",
         Request("sky.realtime_slurm_gpu_availability"),
@@ -137,21 +132,6 @@ const ENDPOINTS: &[(Method, &str, Answer)] = &[
     at(Method::POST, "/local_up", Request("sky.local_up")),
     at(Method::POST, "/local_down", Request("sky.local_down")),
     // Workspaces are set in the server config.
-    at(
-        Method::GET,
-        "/enabled_clouds/batch",
-        Request("sky.enabled_clouds_batch"),
-    ),
-    at(
-        Method::GET,
-        "/workspaces/config",
-        Request("sky.workspaces.get_config"),
-    ),
-    at(
-        Method::POST,
-        "/workspaces/config",
-        Request("sky.workspaces.update_config"),
-    ),
     at(
         Method::POST,
         "/workspaces/update",
@@ -225,24 +205,8 @@ const ENDPOINTS: &[(Method, &str, Answer)] = &[
         NotImplemented(DEBUG_DUMPS),
     ),
     // Users: Skydeck's own `/users` endpoints manage users and tokens.
-    at(Method::GET, "/users/role", NotImplemented(USERS)),
     at(Method::POST, "/users/batch_update", NotImplemented(USERS)),
     at(Method::GET, "/users/export", NotImplemented(USERS)),
-    at(
-        Method::GET,
-        "/users/service-account-tokens",
-        NotImplemented(USERS),
-    ),
-    at(
-        Method::POST,
-        "/users/service-account-tokens",
-        NotImplemented(USERS),
-    ),
-    at(
-        Method::POST,
-        "/users/service-account-tokens/delete",
-        NotImplemented(USERS),
-    ),
     at(
         Method::POST,
         "/users/service-account-tokens/get-role",
@@ -275,13 +239,10 @@ const ENDPOINTS: &[(Method, &str, Answer)] = &[
         "/api/v1/auth/authorize",
         NotImplemented(BROWSER_LOGIN),
     ),
-    at(Method::GET, "/dashboard_config", NotImplemented(DASHBOARD)),
-    at(Method::GET, "/api/plugins", NotImplemented(PLUGINS)),
     // The client uploads with `/upload_v2` once the server offers it.
     at(Method::POST, "/upload", NotImplemented(UPLOAD_V1)),
 ];
 
-const KUBERNETES: &str = "Kubernetes infrastructure";
 const SLURM: &str = "Slurm infrastructure";
 const WORKSPACE_CHOICE: &str = "choosing a workspace on the server; set `active_workspace` in \
                                 your client config instead";
@@ -291,8 +252,6 @@ const DEBUG_DUMPS: &str = "debug dumps; the API server log has the details";
 const USERS: &str = "this user-management call; `skydeck users` and `skydeck tokens` manage \
                      users and tokens";
 const BROWSER_LOGIN: &str = "browser login; log in with a token (`sky api login -e URL`)";
-const DASHBOARD: &str = "the web dashboard";
-const PLUGINS: &str = "server plugins";
 const UPLOAD_V1: &str = "the old upload endpoint; upgrade the client";
 
 pub(super) fn routes() -> Vec<Route> {

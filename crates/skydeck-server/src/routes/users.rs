@@ -319,6 +319,17 @@ pub struct CreateTokenBody {
     user: Option<UserName>,
 }
 
+impl CreateTokenBody {
+    /// A token for the caller.
+    pub fn new(name: TokenName, expires_in_days: Option<u32>) -> Self {
+        Self {
+            name,
+            expires_in_days,
+            user: None,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct CreatedToken {
     /// The secret: shown this once, never stored.
