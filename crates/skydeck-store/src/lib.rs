@@ -102,6 +102,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<String>>;
     /// Matching requests, newest first.
     async fn list_requests(&self, filter: &RequestFilter) -> Result<Vec<RequestRecord>>;
+    /// How many requests `filter` selects, its limit and offset aside.
+    async fn count_requests(&self, filter: &RequestFilter) -> Result<u64>;
     /// Atomically moves the oldest PENDING request of `schedule` to RUNNING,
     /// owned by `server_id`. Several servers may call this concurrently; each
     /// request is handed to exactly one.

@@ -123,7 +123,12 @@ pub struct RequestFilter {
     pub user_id: Option<String>,
     pub cluster_name: Option<String>,
     pub schedule_type: Option<ScheduleType>,
+    /// Case-insensitive text in the request's name, command, cluster or
+    /// its user's name.
+    pub text: Option<String>,
     pub limit: Option<u32>,
+    /// Newest-first requests to skip (for pages).
+    pub offset: Option<u32>,
 }
 
 /// One API server process sharing the database.

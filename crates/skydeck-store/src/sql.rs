@@ -283,6 +283,67 @@ fn parse_json(table: &'static str, text: &str) -> Result<serde_json::Value> {
     serde_json::from_str(text).map_err(|err| corrupt(table, err))
 }
 
+/// The `WHERE` conditions of `filter`, with their values bound as
+/// `$1`, `$2`…; `None` when it can select nothing.
+fn request_conditions(filter: &RequestFilter) -> Option<(String, Vec<String>)> {
+    let mut sql = "1 = 1".to_owned();
+    let mut binds: Vec<String> = Vec::new();
+    let mut bind = |sql: &mut String, clause: &str, value: String| {
+        binds.push(value);
+        sql.push_str(&clause.replace("$?", &format!("${}", binds.len())));
+    };
+    if let Some(statuses) = &filter.statuses {
+        if statuses.is_empty() {
+            return None;
+        }
+        // Status names come from our enum, never from user input.
+        let list: Vec<String> = statuses.iter().map(|s| format!("'{s}'")).collect();
+        sql.push_str(&format!(" AND status IN ({})", list.join(", ")));
+    }
+    if let Some(user_id) = &filter.user_id {
+        bind(&mut sql, " AND user_id = $?", user_id.clone());
+    }
+    if let Some(cluster) = &filter.cluster_name {
+        bind(&mut sql, " AND cluster_name = $?", cluster.clone());
+    }
+    if let Some(schedule) = filter.schedule_type {
+        bind(&mut sql, " AND schedule_type = $?", schedule.to_string());
+    }
+    if let Some(text) = filter.text.as_deref().filter(|t| !t.is_empty()) {
+        // The text is a bound value; only LIKE's own wildcards need care.
+        let escaped: String = text
+            .to_lowercase()
+            .chars()
+            .flat_map(|c| match c {
+                '%' | '_' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        let pattern = format!("%{escaped}%");
+        bind(
+            &mut sql,
+            " AND (lower(name) LIKE $? ESCAPE '\\'",
+            pattern.clone(),
+        );
+        bind(
+            &mut sql,
+            " OR lower(entrypoint) LIKE $? ESCAPE '\\'",
+            pattern.clone(),
+        );
+        bind(
+            &mut sql,
+            " OR lower(COALESCE(cluster_name, '')) LIKE $? ESCAPE '\\'",
+            pattern.clone(),
+        );
+        bind(
+            &mut sql,
+            " OR user_id IN (SELECT id FROM users WHERE lower(name) LIKE $? ESCAPE '\\'))",
+            pattern,
+        );
+    }
+    Some((sql, binds))
+}
+
 fn decode_request(row: &AnyRow) -> Result<RequestRecord> {
     let status: String = row.try_get("status")?;
     let schedule: String = row.try_get("schedule_type")?;
@@ -800,32 +861,21 @@ impl Store for SqlStore {
     }
 
     async fn list_requests(&self, filter: &RequestFilter) -> Result<Vec<RequestRecord>> {
-        let mut sql = format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE 1 = 1");
-        let mut binds: Vec<String> = Vec::new();
-        let mut bind = |sql: &mut String, clause: &str, value: String| {
-            binds.push(value);
-            sql.push_str(&clause.replace("$?", &format!("${}", binds.len())));
+        let Some((conditions, binds)) = request_conditions(filter) else {
+            return Ok(Vec::new());
         };
-        if let Some(statuses) = &filter.statuses {
-            if statuses.is_empty() {
-                return Ok(Vec::new());
-            }
-            // Status names come from our enum, never from user input.
-            let list: Vec<String> = statuses.iter().map(|s| format!("'{s}'")).collect();
-            sql.push_str(&format!(" AND status IN ({})", list.join(", ")));
-        }
-        if let Some(user_id) = &filter.user_id {
-            bind(&mut sql, " AND user_id = $?", user_id.clone());
-        }
-        if let Some(cluster) = &filter.cluster_name {
-            bind(&mut sql, " AND cluster_name = $?", cluster.clone());
-        }
-        if let Some(schedule) = filter.schedule_type {
-            bind(&mut sql, " AND schedule_type = $?", schedule.to_string());
-        }
-        sql.push_str(" ORDER BY created_at DESC, id DESC");
+        let mut sql = format!(
+            "SELECT {REQUEST_COLUMNS} FROM requests WHERE {conditions} \
+             ORDER BY created_at DESC, id DESC"
+        );
         if let Some(limit) = filter.limit {
             sql.push_str(&format!(" LIMIT {limit}"));
+        }
+        if let Some(offset) = filter.offset {
+            if filter.limit.is_none() {
+                sql.push_str(&format!(" LIMIT {}", i64::MAX));
+            }
+            sql.push_str(&format!(" OFFSET {offset}"));
         }
         let mut query = sqlx::query(&sql);
         for value in &binds {
@@ -833,6 +883,19 @@ impl Store for SqlStore {
         }
         let rows = query.fetch_all(&self.reader).await?;
         rows.iter().map(decode_request).collect()
+    }
+
+    async fn count_requests(&self, filter: &RequestFilter) -> Result<u64> {
+        let Some((conditions, binds)) = request_conditions(filter) else {
+            return Ok(0);
+        };
+        let sql = format!("SELECT COUNT(*) FROM requests WHERE {conditions}");
+        let mut query = sqlx::query(&sql);
+        for value in &binds {
+            query = query.bind(value.as_str());
+        }
+        let count: i64 = query.fetch_one(&self.reader).await?.try_get(0)?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     async fn claim_next(

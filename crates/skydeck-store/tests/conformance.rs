@@ -126,6 +126,7 @@ conformance!(
     requests_round_trip_every_field,
     prefixes_resolve_within_a_users_requests,
     listing_filters_and_orders_newest_first,
+    pages_of_requests_are_counted_and_searched,
     claims_take_the_oldest_pending_request_of_a_pool,
     concurrent_claims_hand_each_request_to_one_server,
     finishing_records_the_outcome_only_while_running,
@@ -557,6 +558,73 @@ async fn listing_filters_and_orders_newest_first(store: Arc<SqlStore>) {
         })
         .await
         .is_empty()
+    );
+}
+
+async fn pages_of_requests_are_counted_and_searched(store: Arc<SqlStore>) {
+    store.upsert_user(&user("u1", "alice", 0.0)).await.unwrap();
+    store.upsert_user(&user("u2", "bob_b", 0.0)).await.unwrap();
+    for i in 0..7 {
+        let mut request = new_request(
+            &format!("r{i}"),
+            "sky.launch",
+            ScheduleType::Short,
+            f64::from(i),
+        );
+        request.user_id = if i % 2 == 0 { "u1" } else { "u2" }.into();
+        request.entrypoint = format!("sky launch -c Train-{i}");
+        request.cluster_name = (i == 3).then(|| "gpu_box".to_owned());
+        store.insert_request(&request).await.unwrap();
+    }
+    let page = |filter: RequestFilter| {
+        let store = store.clone();
+        async move {
+            let ids: Vec<String> = store
+                .list_requests(&filter)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect();
+            (store.count_requests(&filter).await.unwrap(), ids)
+        }
+    };
+    let second = RequestFilter {
+        limit: Some(3),
+        offset: Some(3),
+        ..Default::default()
+    };
+    assert_eq!(
+        page(second).await,
+        (7, vec!["r3".into(), "r2".into(), "r1".into()])
+    );
+    let past_the_end = RequestFilter {
+        limit: Some(3),
+        offset: Some(9),
+        ..Default::default()
+    };
+    assert_eq!(page(past_the_end).await, (7, vec![]));
+    let text = |text: &str| RequestFilter {
+        text: Some(text.into()),
+        ..Default::default()
+    };
+    // The command, case aside; the cluster; the user's name.
+    assert_eq!(page(text("TRAIN-5")).await, (1, vec!["r5".into()]));
+    assert_eq!(page(text("gpu_b")).await, (1, vec!["r3".into()]));
+    assert_eq!(page(text("alice")).await.0, 4);
+    // LIKE's wildcards match only themselves.
+    assert_eq!(page(text("b_b")).await.0, 3, "bob_b's requests");
+    assert_eq!(page(text("a_i")).await.0, 0, "'_' is not any character");
+    assert_eq!(page(text("%")).await.0, 0, "'%' is not any text");
+    let only_u1 = RequestFilter {
+        user_id: Some("u1".into()),
+        text: Some("train".into()),
+        offset: Some(1),
+        ..Default::default()
+    };
+    assert_eq!(
+        page(only_u1).await,
+        (4, vec!["r4".into(), "r2".into(), "r0".into()])
     );
 }
 

@@ -472,6 +472,40 @@ async fn infrastructure_workspaces_users_and_managed_jobs_show_each_viewer_what_
     assert!(!peek.body.contains("managed-hello"), "{}", peek.body);
     assert_eq!(mallory.get("/dashboard/jobs/0").await.status, 404);
 
+    // Requests are paged and searched in the database, filters kept
+    // from page to page.
+    for _ in 0..55 {
+        let id = alice_api
+            .submit("/status", &json!({ "cluster_names": ["alice-cpu"] }))
+            .await
+            .unwrap();
+        alice_api.wait(&id).await.unwrap();
+    }
+    let first = alice.get("/dashboard/requests?all=true").await;
+    assert!(first.body.contains("Page 1 of 2"), "{}", first.body);
+    assert!(first.body.contains("href=\"requests?page=2&amp;all=true\""));
+    assert_eq!(first.body.matches("data-request=").count(), 50);
+    let second = alice.get("/dashboard/requests?all=true&page=2").await;
+    assert!(second.body.contains("sky.launch") && second.body.contains("Page 2 of 2"));
+    let searched = alice
+        .get("/dashboard/requests?all=true&q=JOBS.LAUNCH")
+        .await;
+    assert_eq!(
+        searched.body.matches("data-request=").count(),
+        1,
+        "{}",
+        searched.body
+    );
+    assert_eq!(
+        mallory
+            .get("/dashboard/requests?all=true&q=launch")
+            .await
+            .body
+            .matches("data-request=")
+            .count(),
+        0
+    );
+
     // Users, roles and tokens are for admins.
     let refused = mallory.get("/dashboard/users").await;
     assert_eq!(refused.status, 403);

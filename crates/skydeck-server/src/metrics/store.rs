@@ -67,6 +67,7 @@ timed! {
     fn get_request(&self, id: &str) -> Result<Option<RequestRecord>>;
     fn request_ids_with_prefix(&self, prefix: &str, user_id: Option<&str>, limit: u32) -> Result<Vec<String>>;
     fn list_requests(&self, filter: &RequestFilter) -> Result<Vec<RequestRecord>>;
+    fn count_requests(&self, filter: &RequestFilter) -> Result<u64>;
     fn claim_next(&self, schedule: ScheduleType, server_id: &str, now: f64) -> Result<Option<RequestRecord>>;
     fn finish_request(&self, id: &str, server_id: &str, outcome: &Outcome, now: f64) -> Result<Option<RequestRecord>>;
     fn requeue_request(&self, id: &str, server_id: &str, note: &str) -> Result<bool>;

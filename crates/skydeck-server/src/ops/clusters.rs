@@ -871,6 +871,7 @@ pub async fn status(ctx: &RequestContext, body: StatusBody) -> OpResult {
         Default::default()
     };
     let mut out = Vec::new();
+    let mut names: std::collections::HashMap<String, Option<String>> = Default::default();
     for cluster in clusters {
         if !body.all_users && wanted.is_none() && cluster.user_id != ctx.user_id {
             continue;
@@ -890,13 +891,21 @@ pub async fn status(ctx: &RequestContext, body: StatusBody) -> OpResult {
             }
             _ => cluster,
         };
-        let name = ctx
-            .store
-            .get_user(&cluster.user_id)
-            .await
-            .ok()
-            .flatten()
-            .map(|u| u.name);
+        // Each owner is read once: a team has few users and many clusters.
+        let name = match names.get(&cluster.user_id) {
+            Some(name) => name.clone(),
+            None => {
+                let name = ctx
+                    .store
+                    .get_user(&cluster.user_id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|u| u.name);
+                names.insert(cluster.user_id.clone(), name.clone());
+                name
+            }
+        };
         let mut record = records::status_record(&cluster, name.as_deref());
         records::with_health(
             &mut record,

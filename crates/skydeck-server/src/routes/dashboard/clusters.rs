@@ -137,7 +137,16 @@ pub async fn list(
                 }
             }
         }
-        (listing::pager("clusters", &query.q, page.number, page.pages))
+        (listing::pager(
+            "clusters",
+            &[
+                ("q", query.q.as_str()),
+                ("status", query.status.as_deref().unwrap_or_default()),
+                ("sort", query.sort.as_str()),
+            ],
+            page.number,
+            page.pages,
+        ))
     };
     layout::page(&viewer, 0, "clusters", "Clusters", body)
 }
@@ -165,17 +174,27 @@ fn autostop(row: &Value) -> String {
     }
 }
 
+impl SortBy {
+    fn as_str(self) -> &'static str {
+        match self {
+            SortBy::Launched => "launched",
+            SortBy::Name => "name",
+            SortBy::Status => "status",
+            SortBy::User => "user",
+        }
+    }
+}
+
+/// The list sorted by `sort`, its filters kept.
 fn sort_link(query: &ListQuery, sort: SortBy) -> String {
-    let sort = match sort {
-        SortBy::Launched => "launched",
-        SortBy::Name => "name",
-        SortBy::Status => "status",
-        SortBy::User => "user",
-    };
-    let mut link = format!("clusters?sort={sort}");
-    if !query.q.is_empty() {
-        link.push_str("&q=");
-        link.push_str(&listing::query_escape(query.q.as_str()));
+    let mut link = format!("clusters?sort={}", sort.as_str());
+    for (name, value) in [
+        ("q", query.q.as_str()),
+        ("status", query.status.as_deref().unwrap_or_default()),
+    ] {
+        if !value.is_empty() {
+            link.push_str(&format!("&{name}={}", listing::query_escape(value)));
+        }
     }
     link
 }

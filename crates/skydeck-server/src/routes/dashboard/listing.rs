@@ -95,13 +95,13 @@ pub fn page<T>(items: &[T], number: PageNumber) -> Page<'_, T> {
     }
 }
 
-/// Links to the previous and next pages of `path`, keeping the filter.
-pub fn pager(path: &str, filter: &Filter, number: u32, pages: u32) -> Markup {
+/// Links to the previous and next pages of `path`, keeping the filter
+/// and the page's other settings (`kept`: name and value, unescaped).
+pub fn pager(path: &str, kept: &[(&str, &str)], number: u32, pages: u32) -> Markup {
     let link = |to: u32| {
         let mut link = format!("{path}?page={to}");
-        if !filter.is_empty() {
-            link.push_str("&q=");
-            link.push_str(&query_escape(filter.as_str()));
+        for (name, value) in kept.iter().filter(|(_, value)| !value.is_empty()) {
+            link.push_str(&format!("&{name}={}", query_escape(value)));
         }
         link
     };
@@ -161,6 +161,26 @@ mod tests {
         assert!(parse("a\u{7}b").is_err());
         let filter = parse("  Dev ").unwrap();
         assert!(filter.matches(&["my-dev-box"]) && !filter.matches(&["prod"]));
+    }
+
+    #[test]
+    fn the_pager_keeps_the_pages_settings() {
+        let html = pager(
+            "requests",
+            &[("q", "a&b"), ("all", "true"), ("status", "")],
+            2,
+            3,
+        )
+        .into_string();
+        assert!(
+            html.contains("href=\"requests?page=1&amp;q=a%26b&amp;all=true\""),
+            "{html}"
+        );
+        assert!(
+            html.contains("href=\"requests?page=3&amp;q=a%26b&amp;all=true\""),
+            "{html}"
+        );
+        assert!(pager("requests", &[], 1, 1).into_string().is_empty());
     }
 
     #[test]

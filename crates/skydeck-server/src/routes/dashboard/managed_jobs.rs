@@ -108,7 +108,7 @@ pub async fn list(
                 @if rows.is_empty() { tr { td colspan="10" .muted { "No managed jobs." } } }
             }
         }
-        (listing::pager("jobs", &query.q, query.page.get().min(pages), pages))
+        (listing::pager("jobs", &[("q", query.q.as_str())], query.page.get().min(pages), pages))
     };
     layout::page(&viewer, 0, "jobs", "Managed jobs", body)
 }

@@ -1,4 +1,4 @@
-//! Requests (what `sky api status` lists): the newest, with their state,
+//! Requests (what `sky api status` lists): newest first, a page at a time,
 //! one request's log followed live, and cancel.
 
 use super::actions::{self, ActionForm};
@@ -16,9 +16,6 @@ use skydeck_store::RequestFilter;
 use skydeck_types::RequestStatus;
 use skydeck_types::bodies::ApiCancelBody;
 use skydeck_types::names::RequestIdPrefix;
-
-/// The most requests the page lists.
-const SHOWN: u32 = 500;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
@@ -52,17 +49,31 @@ pub async fn list(
             RequestStatus::Running,
         ]
     });
-    let records = match viewer
-        .state
-        .store
-        .list_requests(&RequestFilter {
-            statuses,
-            limit: Some(SHOWN),
-            user_id: super::super::requests::request_scope(&viewer.caller),
-            ..Default::default()
-        })
-        .await
-    {
+    // Paged, counted and searched in the database: the table may hold
+    // every request of the retention period.
+    let mut filter = RequestFilter {
+        statuses,
+        user_id: super::super::requests::request_scope(&viewer.caller),
+        text: (!query.q.is_empty()).then(|| query.q.as_str().to_owned()),
+        ..Default::default()
+    };
+    let store = &viewer.state.store;
+    let total = match store.count_requests(&filter).await {
+        Ok(total) => total,
+        Err(err) => {
+            return layout::error_page(
+                &viewer,
+                0,
+                StatusCode::SERVICE_UNAVAILABLE,
+                &err.to_string(),
+            );
+        }
+    };
+    let pages = u32::try_from(total.div_ceil(listing::PAGE_SIZE as u64).max(1)).unwrap_or(u32::MAX);
+    let number = query.page.get().min(pages);
+    filter.limit = Some(listing::PAGE_SIZE as u32);
+    filter.offset = Some((number - 1).saturating_mul(listing::PAGE_SIZE as u32));
+    let records = match store.list_requests(&filter).await {
         Ok(records) => records,
         Err(err) => {
             return layout::error_page(
@@ -80,15 +91,8 @@ pub async fn list(
             .user_name(&record.user_id)
             .await
             .unwrap_or_else(|| record.user_id.clone());
-        let cluster = record.cluster_name.clone().unwrap_or_default();
-        if query
-            .q
-            .matches(&[&record.name, &record.entrypoint, &user, &cluster])
-        {
-            rows.push((record, user));
-        }
+        rows.push((record, user));
     }
-    let page = listing::page(&rows, query.page);
     let at = now();
     let body = html! {
         h1 { "Requests" }
@@ -103,12 +107,12 @@ pub async fn list(
             input type="search" name="q" value=(query.q.as_str()) placeholder="name, command, user or cluster";
             label { input type="checkbox" name="all" value="true" checked[query.all]; " finished too" }
             button type="submit" { "Filter" }
-            span.muted { (rows.len()) " requests" @if !query.all { " in progress" } }
+            span.muted { (total) " requests" @if !query.all { " in progress" } }
         }
         table #requests data-live="live/requests" {
             thead { tr { th { "ID" } th { "Name" } th { "Command" } th { "User" } th { "Cluster" } th { "Created" } th { "Status" } th { "" } } }
             tbody {
-                @for (record, user) in page.items {
+                @for (record, user) in &rows {
                     @let status = record.status.as_str();
                     tr data-request=(record.id) {
                         td { a href=(format!("requests/{}", listing::path_segment(&record.id))) { code { (&record.id[..record.id.len().min(8)]) } } }
@@ -125,10 +129,15 @@ pub async fn list(
                         }
                     }
                 }
-                @if page.items.is_empty() { tr { td colspan="8" .muted { "No requests." } } }
+                @if rows.is_empty() { tr { td colspan="8" .muted { "No requests." } } }
             }
         }
-        (listing::pager("requests", &query.q, page.number, page.pages))
+        (listing::pager(
+            "requests",
+            &[("q", query.q.as_str()), ("all", if query.all { "true" } else { "" })],
+            number,
+            pages,
+        ))
     };
     layout::page(&viewer, 0, "requests", "Requests", body)
 }
