@@ -1,10 +1,12 @@
 //! The dashboard in a real browser: Debian's headless Chromium, driven
 //! through ChromeDriver by fantoccini. Alice logs in, visits every page,
 //! sees a new cluster appear on the live table, follows a job's log as it
-//! is written, stops and tears down her cluster
-//! with the buttons (confirming each); the admin edits the config (a bad
-//! value is shown at its key, a good one saved); mallory sees neither
-//! alice's cluster nor the config.
+//! is written, sees the GPUs her cluster holds drawn on the
+//! infrastructure page, follows a managed job's history and log, stops
+//! and tears down her cluster with the buttons (confirming each); the
+//! admin sees the users and edits the config (a bad value is shown at its
+//! key, a good one saved); mallory sees neither alice's cluster, the
+//! users nor the config.
 //!
 //! Needs `SKYDECK_TEST_CHROMEDRIVER` (scripts/test.sh installs Chromium and
 //! ChromeDriver); with `SKYDECK_SCREENSHOTS=DIR` it saves a screenshot of
@@ -205,7 +207,14 @@ async fn the_dashboard_works_in_a_real_browser() {
         return;
     };
     let scratch = tempfile::tempdir().unwrap();
-    let server = team::start(&scratch.path().join("server"), &[], &["alice", "mallory"]).await;
+    // Four (pretend) GPUs on this machine, so that the infrastructure
+    // page has some to draw.
+    let server = team::start(
+        &scratch.path().join("server"),
+        &[("SKYDECK_LOCAL_ACCELERATORS", "H100:4")],
+        &["alice", "mallory"],
+    )
+    .await;
     let admin_api = as_client(&server, ADMIN);
     let alice_api = as_client(&server, "alice:alice-pw");
     let gate = scratch.path().join("gate");
@@ -235,7 +244,10 @@ async fn the_dashboard_works_in_a_real_browser() {
     let id = alice_api
         .submit(
             "/launch",
-            &json!({ "task": "run: echo live\n", "cluster_name": "alice-live" }),
+            &json!({
+                "task": "resources:\n  accelerators: H100:2\nrun: echo live\n",
+                "cluster_name": "alice-live",
+            }),
         )
         .await
         .unwrap();
@@ -284,6 +296,8 @@ async fn the_dashboard_works_in_a_real_browser() {
     for (path, name, marker) in [
         ("jobs", "managed-jobs", "managed-jobs"),
         ("requests?all=true", "requests", "requests"),
+        ("infra", "infrastructure", "gpu-chart"),
+        ("workspaces", "workspaces", "workspaces"),
     ] {
         alice
             .goto(&format!("{}/dashboard/{path}", server.url))
@@ -295,10 +309,55 @@ async fn the_dashboard_works_in_a_real_browser() {
             .unwrap_or_else(|_| panic!("the {name} page has its table"));
         screenshot(&alice, name).await;
     }
-    let nav = alice.find(Locator::Css("header nav")).await.unwrap();
+    alice
+        .goto(&format!("{}/dashboard/infra", server.url))
+        .await
+        .unwrap();
+    let gpus = alice.find(Locator::Id("gpu-chart")).await.unwrap();
+    let drawn = gpus.text().await.unwrap();
     assert!(
-        !nav.text().await.unwrap().contains("Config"),
-        "no config link for a non-admin"
+        drawn.contains("H100") && drawn.contains("2 / 4 in use"),
+        "{drawn}"
+    );
+
+    // A managed job's page: its history (the controller's log) and its
+    // own log, reached from the managed jobs list.
+    let id = alice_api
+        .submit(
+            "/jobs/launch",
+            &json!({ "task": "name: nightly\nrun: echo managed-hello\n" }),
+        )
+        .await
+        .unwrap();
+    let job = alice_api.wait(&id).await.unwrap()["job_id"]
+        .as_u64()
+        .unwrap();
+    alice
+        .goto(&format!("{}/dashboard/jobs", server.url))
+        .await
+        .unwrap();
+    alice
+        .find(Locator::Css(&format!("tr[data-job='{job}'] a")))
+        .await
+        .expect("the managed job is listed")
+        .click()
+        .await
+        .unwrap();
+    wait_text(&alice, "controller-log", "the job's history", |text| {
+        text.contains("finished: SUCCEEDED")
+    })
+    .await;
+    wait_text(&alice, "log", "the job's output", |text| {
+        text.contains("managed-hello")
+    })
+    .await;
+    screenshot(&alice, "managed-job").await;
+
+    let nav = alice.find(Locator::Css("header nav")).await.unwrap();
+    let links = nav.text().await.unwrap();
+    assert!(
+        !links.contains("Config") && !links.contains("Users"),
+        "no config or users link for a non-admin: {links}"
     );
 
     // Stop, then tear down, with the buttons; each asks first.
@@ -367,6 +426,15 @@ async fn the_dashboard_works_in_a_real_browser() {
         admin.source().await.unwrap().contains("alice-two"),
         "the admin sees every cluster"
     );
+    admin
+        .goto(&format!("{}/dashboard/users", server.url))
+        .await
+        .unwrap();
+    admin
+        .find(Locator::Css("tr[data-user='mallory']"))
+        .await
+        .expect("the admin sees the users");
+    screenshot(&admin, "users").await;
     admin
         .goto(&format!("{}/dashboard/settings/config", server.url))
         .await

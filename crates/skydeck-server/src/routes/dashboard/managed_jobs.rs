@@ -184,7 +184,13 @@ pub async fn detail(viewer: Viewer, Path(id): Path<String>) -> Response {
         return not_found(&viewer);
     };
     let at = now();
-    let text = |key: &str| first[key].as_str().unwrap_or("-").to_owned();
+    let text = |key: &str| {
+        first[key]
+            .as_str()
+            .filter(|text| !text.is_empty())
+            .unwrap_or("-")
+            .to_owned()
+    };
     let unfinished = tasks.iter().any(|task| {
         !task["status"]
             .as_str()
