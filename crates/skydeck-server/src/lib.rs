@@ -114,7 +114,15 @@ impl Server {
         );
         auth.bootstrap().await?;
         executor.start();
-        let state = Arc::new(AppState::new(config, services, executor, local_user, auth));
+        let dashboard_secret = state::dashboard_secret(store.as_ref()).await?;
+        let state = Arc::new(AppState::new(
+            config,
+            services,
+            executor,
+            local_user,
+            auth,
+            dashboard_secret,
+        ));
         Ok(Self {
             state,
             me,

@@ -30,8 +30,20 @@ pub struct AppState {
     /// write for a caller we have seen.
     known_users: Mutex<HashMap<String, String>>,
     /// Keys the dashboard's form tokens (see `routes/dashboard/csrf.rs`);
-    /// new at every start, so a page from before a restart is reloaded.
+    /// the same on every server of the database (see [`dashboard_secret`]).
     pub dashboard_secret: [u8; 32],
+}
+
+/// The key of the dashboard's form tokens: derived from a random secret
+/// the first server on the database records and every later one reads, so
+/// a form one replica rendered is accepted by another, and after a restart.
+pub async fn dashboard_secret(store: &dyn Store) -> skydeck_store::Result<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    let mut proposed = [0u8; 32];
+    getrandom::getrandom(&mut proposed).expect("the operating system's random source works");
+    let proposed: String = proposed.iter().map(|b| format!("{b:02x}")).collect();
+    let shared = store.shared_secret("dashboard-forms", &proposed).await?;
+    Ok(Sha256::digest(shared.as_bytes()).into())
 }
 
 /// The long-lived parts the executor and the handlers both use.
@@ -50,6 +62,7 @@ impl AppState {
         executor: Arc<Executor>,
         local_user: User,
         auth: crate::auth::Authenticator,
+        dashboard_secret: [u8; 32],
     ) -> Self {
         let Services {
             store,
@@ -73,12 +86,7 @@ impl AppState {
             shutdown: CancellationToken::new(),
             draining: AtomicBool::new(false),
             known_users: Mutex::new(HashMap::new()),
-            dashboard_secret: {
-                let mut secret = [0; 32];
-                getrandom::getrandom(&mut secret)
-                    .expect("the operating system's random source works");
-                secret
-            },
+            dashboard_secret,
         }
     }
 

@@ -61,6 +61,9 @@ pub trait Store: Send + Sync + 'static {
     /// recorded first, else `proposed`, recorded now. Servers starting at
     /// once on one database get the same answer.
     async fn server_user_id(&self, proposed: &str) -> Result<String>;
+    /// The secret called `name` every server on this database shares: the
+    /// one recorded first, else `proposed`, recorded now.
+    async fn shared_secret(&self, name: &str, proposed: &str) -> Result<String>;
 
     // ---- service-account tokens
     async fn insert_token(&self, token: &TokenRecord) -> Result<()>;

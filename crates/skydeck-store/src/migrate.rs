@@ -48,6 +48,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "managed_jobs",
         include_str!("../migrations/0009_managed_jobs.sql"),
     ),
+    (
+        10,
+        "server_secrets",
+        include_str!("../migrations/0010_server_secrets.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

@@ -642,6 +642,24 @@ impl Store for SqlStore {
         Ok(row.try_get("user_id")?)
     }
 
+    async fn shared_secret(&self, name: &str, proposed: &str) -> Result<String> {
+        // As `server_user_id`: insert if absent, then read what won.
+        let mut conn = self.write().await?;
+        sqlx::query(
+            "INSERT INTO server_secrets (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(proposed)
+        .execute(&mut *conn)
+        .await?;
+        let row = sqlx::query("SELECT value FROM server_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(row.try_get("value")?)
+    }
+
     async fn insert_token(&self, token: &TokenRecord) -> Result<()> {
         let sql =
             format!("INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");

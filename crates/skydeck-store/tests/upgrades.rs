@@ -142,6 +142,10 @@ const SEED: &[(i64, &str)] = &[
          (4, 0, 'train', '1x[CPU:1]', 'RUNNING', 'ALIVE', 910.0, NULL, 5.0, 912.0, 1, 0, 2, \
          'train-4', 1, 'local', NULL)",
     ),
+    (
+        10,
+        "INSERT INTO server_secrets (name, value) VALUES ('dashboard-forms', 'ab12')",
+    ),
 ];
 
 /// Tables whose rows must all survive, with the version that created them.
@@ -159,6 +163,7 @@ const TABLES: &[(i64, &str)] = &[
     (8, "ssh_pool_records"),
     (9, "managed_jobs"),
     (9, "managed_job_tasks"),
+    (10, "server_secrets"),
 ];
 
 fn fixtures() -> PathBuf {
@@ -370,6 +375,13 @@ async fn check_upgraded(store: &SqlStore, version: i64) {
     } else {
         assert!(jobs.is_empty(), "no managed job before v9");
     }
+    // A secret recorded before is kept; a database from before secrets
+    // records the one proposed.
+    let secret = store
+        .shared_secret("dashboard-forms", "cd34")
+        .await
+        .unwrap();
+    assert_eq!(secret, if version >= 10 { "ab12" } else { "cd34" });
 }
 
 #[test]

@@ -577,6 +577,31 @@ async fn infrastructure_workspaces_users_and_managed_jobs_show_each_viewer_what_
     assert_eq!(alice.get("/dashboard/users").await.status, 200);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_form_made_before_a_restart_is_still_accepted() {
+    let scratch = tempfile::tempdir().unwrap();
+    let home = scratch.path().join("server");
+    let server = team::start(&home, &[], &["alice"]).await;
+    let token = Browser::new(&server, "alice:alice-pw").token().await;
+    server.stop();
+    // The same database, a new process: the form key is the database's.
+    let server = TestServer::start(
+        &home,
+        &[
+            ("SKYDECK_ENABLE_BASIC_AUTH", "1"),
+            ("SKYDECK_INITIAL_BASIC_AUTH", ADMIN),
+        ],
+    );
+    let alice = Browser::new(&server, "alice:alice-pw");
+    assert_eq!(alice.token().await, token);
+    let out = alice.post("/dashboard/logout", &[("csrf", &token)]).await;
+    assert_eq!((out.status, out.location.as_deref()), (303, Some("login")));
+    let forged = alice
+        .post("/dashboard/logout", &[("csrf", &"0".repeat(64))])
+        .await;
+    assert_eq!(forged.status, 403);
+}
+
 /// Sends one request with `cookie` (or none) and no other credentials.
 async fn with_cookie(
     server: &TestServer,

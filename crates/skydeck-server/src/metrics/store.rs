@@ -56,6 +56,7 @@ timed! {
     fn password_hash(&self, id: &str) -> Result<Option<String>>;
     fn delete_user(&self, id: &str, now: f64) -> Result<bool>;
     fn server_user_id(&self, proposed: &str) -> Result<String>;
+    fn shared_secret(&self, name: &str, proposed: &str) -> Result<String>;
     fn insert_token(&self, token: &TokenRecord) -> Result<()>;
     fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>>;
     fn list_tokens(&self, user_id: Option<&str>) -> Result<Vec<TokenRecord>>;
