@@ -9,6 +9,7 @@
 //! server that does not start).
 
 mod clusters;
+mod dashboard;
 mod http;
 mod kube;
 mod load;
@@ -87,6 +88,35 @@ enum Command {
     /// per active job, the controller's CPU, submission to RUNNING; then
     /// `jobs queue` answer times with a long history.
     ManagedJobs(ManagedJobsArgs),
+    /// The dashboard with many clusters and requests in the database: time
+    /// to first byte and to the whole page of each list, a real browser's
+    /// time to a fully loaded clusters page (with --chromedriver), and the
+    /// server's CPU per open, idle tab.
+    Dashboard(DashboardArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DashboardArgs {
+    /// Clusters written into the database.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    clusters: u32,
+
+    /// Finished requests written into the database.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    requests: u32,
+
+    /// Live clusters tables held open for the idle measurement.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    tabs: u32,
+
+    /// Seconds the server is watched idle, without tabs and then with them.
+    #[arg(long, default_value_t = 30.0, value_parser = parse_duration_secs)]
+    idle: f64,
+
+    /// ChromeDriver, to time the clusters page in headless Chromium
+    /// [default: $SKYDECK_TEST_CHROMEDRIVER; none skips it].
+    #[arg(long)]
+    chromedriver: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -222,6 +252,7 @@ async fn measure_and_print(cli: &Cli) -> anyhow::Result<()> {
         Some(Command::ManagedJobs(args)) => {
             return measure_managed_jobs(cli, args, binary).await;
         }
+        Some(Command::Dashboard(args)) => return measure_dashboard(cli, args, binary).await,
         // Handled above, before the binary: no hosts is the first thing to say.
         Some(Command::Ssh(_) | Command::Kube(_)) | None => {}
     }
@@ -257,6 +288,31 @@ async fn measure_managed_jobs(
             .status()
             .await;
     }
+    let stop = server.stop().await;
+    let report = outcome?;
+    stop?;
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+    } else {
+        print!("{}", report.to_table());
+    }
+    Ok(())
+}
+
+async fn measure_dashboard(cli: &Cli, args: &DashboardArgs, binary: PathBuf) -> anyhow::Result<()> {
+    progress("starting the server for the dashboard runs");
+    let (mut server, _) = Server::start(&binary).await?;
+    let config = dashboard::Config {
+        clusters: args.clusters,
+        requests: args.requests,
+        tabs: args.tabs,
+        idle: Duration::from_secs_f64(args.idle),
+        chromedriver: args
+            .chromedriver
+            .clone()
+            .or_else(|| std::env::var_os("SKYDECK_TEST_CHROMEDRIVER").map(PathBuf::from)),
+    };
+    let outcome = dashboard::run(&server, &config).await;
     let stop = server.stop().await;
     let report = outcome?;
     stop?;
