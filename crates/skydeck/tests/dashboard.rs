@@ -77,6 +77,30 @@ impl Browser {
         }
     }
 
+    /// The first event of a live table's stream, read as it arrives
+    /// (the stream itself lasts while the tab is open).
+    async fn first_event(&self, path: &str) -> String {
+        let mut response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .basic_auth(&self.user, Some(&self.password))
+            .send()
+            .await
+            .expect("the server answers");
+        assert_eq!(response.status(), 200, "{path}");
+        let mut text = String::new();
+        // Bounded: a stream that waits for a change would never end.
+        let read = tokio::time::timeout(Duration::from_secs(60), async {
+            while !text.contains("\n\n") {
+                let chunk = response.chunk().await.unwrap().expect("an event");
+                text.push_str(std::str::from_utf8(&chunk).unwrap());
+            }
+        });
+        read.await
+            .unwrap_or_else(|_| panic!("{path} sent no event at once"));
+        text
+    }
+
     /// The form token every page this user sees carries.
     async fn token(&self) -> String {
         let page = self.get("/dashboard/requests").await;
@@ -183,9 +207,25 @@ async fn the_dashboard_shows_and_acts_only_on_what_each_user_may() {
     assert_eq!(log.status, 200);
     assert!(log.body.contains("hello-from-alice"), "{}", log.body);
 
+    // A tab shown again resumes its live table with the rows as they are.
+    let resumed = alice
+        .first_event("/dashboard/live/clusters?resume=true&q=alice")
+        .await;
+    assert!(
+        resumed.starts_with("event: rows\n") && resumed.contains("data-cluster=\"alice-box\""),
+        "{resumed}"
+    );
+
     // Mallory sees none of it, and cannot act on it with her own token.
     let theirs = mallory.get("/dashboard/clusters").await;
     assert!(!theirs.body.contains("alice-box"), "{}", theirs.body);
+    let theirs = mallory
+        .first_event("/dashboard/live/clusters?resume=true")
+        .await;
+    assert!(
+        theirs.starts_with("event: rows\n") && !theirs.contains("alice-box"),
+        "{theirs}"
+    );
     assert_eq!(
         mallory.get("/dashboard/clusters/alice-box").await.status,
         404

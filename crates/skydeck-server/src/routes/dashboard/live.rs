@@ -3,6 +3,10 @@
 //! a reload. The rows are the list page's own, rendered by the same
 //! handler for the same viewer and filters, so a stream shows exactly
 //! what a reload would and nothing more.
+//!
+//! A hidden browser tab closes its stream (see dashboard.js) and opens it
+//! again with `resume=true` when shown, so a tab in the background costs
+//! the server nothing; a resumed stream starts with the rows as they are.
 
 use super::Viewer;
 use axum::body::Body;
@@ -18,10 +22,20 @@ const EVERY: Duration = Duration::from_secs(2);
 /// The most of a page read to find its rows.
 const PAGE_LIMIT: usize = 4 << 20;
 
+/// What a live stream's address adds to its page's own query.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct LiveQuery {
+    /// The tab was hidden: send the rows at once, not only once they
+    /// change (a fresh page already has them).
+    resume: bool,
+}
+
 /// A stream of `rows` events: the `<tbody>` of what `render` answers,
-/// each time it differs from the last one sent (the page has the first).
-/// It ends when the browser goes away or the server stops.
-pub fn updates<F, Fut>(viewer: Viewer, render: F) -> Response
+/// each time it differs from the last one sent (the page has the first,
+/// unless the stream is resumed). It ends when the browser goes away or
+/// the server stops.
+pub fn updates<F, Fut>(viewer: Viewer, live: LiveQuery, render: F) -> Response
 where
     F: Fn(Viewer) -> Fut + Send + 'static,
     Fut: Future<Output = Response> + Send,
@@ -30,13 +44,15 @@ where
     let shutdown = viewer.state.shutdown.clone();
     tokio::spawn(async move {
         let mut last: Option<String> = None;
+        let mut send_first = live.resume;
         loop {
             if let Some(rows) = rows_of(render(viewer.clone()).await).await
                 && last.as_ref() != Some(&rows)
             {
-                if last.is_some() && tx.send(event(&rows)).await.is_err() {
+                if (last.is_some() || send_first) && tx.send(event(&rows)).await.is_err() {
                     return;
                 }
+                send_first = false;
                 last = Some(rows);
             }
             tokio::select! {

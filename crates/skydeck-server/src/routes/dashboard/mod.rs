@@ -71,24 +71,30 @@ pub fn routes() -> Vec<Route> {
         Route::post("/dashboard/requests/{id}/cancel", requests_page::cancel),
         Route::get(
             "/dashboard/live/clusters",
-            |viewer: Viewer, Query(query): Query<clusters::ListQuery>| async move {
-                live::updates(viewer, move |viewer| {
+            |viewer: Viewer,
+             Query(query): Query<clusters::ListQuery>,
+             Query(live): Query<live::LiveQuery>| async move {
+                live::updates(viewer, live, move |viewer| {
                     clusters::list(viewer, Ok(Query(query.clone())))
                 })
             },
         ),
         Route::get(
             "/dashboard/live/jobs",
-            |viewer: Viewer, Query(query): Query<managed_jobs::ListQuery>| async move {
-                live::updates(viewer, move |viewer| {
+            |viewer: Viewer,
+             Query(query): Query<managed_jobs::ListQuery>,
+             Query(live): Query<live::LiveQuery>| async move {
+                live::updates(viewer, live, move |viewer| {
                     managed_jobs::list(viewer, Ok(Query(query.clone())))
                 })
             },
         ),
         Route::get(
             "/dashboard/live/requests",
-            |viewer: Viewer, Query(query): Query<requests_page::ListQuery>| async move {
-                live::updates(viewer, move |viewer| {
+            |viewer: Viewer,
+             Query(query): Query<requests_page::ListQuery>,
+             Query(live): Query<live::LiveQuery>| async move {
+                live::updates(viewer, live, move |viewer| {
                     requests_page::list(viewer, Ok(Query(query.clone())))
                 })
             },

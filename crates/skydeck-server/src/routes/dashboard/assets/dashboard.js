@@ -49,15 +49,32 @@ function pointAtMistake(error) {
 }
 
 // A live table: the server sends its rows again when they change (see
-// live.rs), for the same filters as the page's own address.
+// live.rs), for the same filters as the page's own address. A hidden tab
+// closes its stream, so that a tab left in the background costs the
+// server nothing, and resumes it (with the rows as they are) when shown.
 function keepLive(table) {
-  const source = new EventSource(table.dataset.live + window.location.search);
-  source.addEventListener("rows", (event) => {
-    const holder = document.createElement("table");
-    holder.innerHTML = event.data;
-    const rows = holder.querySelector("tbody");
-    const current = table.querySelector("tbody");
-    if (rows && current) current.replaceWith(rows);
+  let source = null;
+  const open = (resume) => {
+    const query = new URLSearchParams(window.location.search);
+    if (resume) query.set("resume", "true");
+    const search = query.toString();
+    source = new EventSource(table.dataset.live + (search ? "?" + search : ""));
+    source.addEventListener("rows", (event) => {
+      const holder = document.createElement("table");
+      holder.innerHTML = event.data;
+      const rows = holder.querySelector("tbody");
+      const current = table.querySelector("tbody");
+      if (rows && current) current.replaceWith(rows);
+    });
+  };
+  open(false);
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden && source) {
+      source.close();
+      source = null;
+    } else if (!document.hidden && !source) {
+      open(true);
+    }
   });
 }
 
