@@ -257,12 +257,7 @@ async fn measure_and_print(cli: &Cli) -> anyhow::Result<()> {
         Some(Command::Ssh(_) | Command::Kube(_)) | None => {}
     }
     let report = run(cli, binary).await?;
-    if cli.json {
-        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
-    } else {
-        print!("{}", report.to_table());
-    }
-    Ok(())
+    print_report(cli, || report.to_json(), || report.to_table())
 }
 
 /// One server for the managed-jobs run; what its jobs left (agents of
@@ -291,12 +286,7 @@ async fn measure_managed_jobs(
     let stop = server.stop().await;
     let report = outcome?;
     stop?;
-    if cli.json {
-        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
-    } else {
-        print!("{}", report.to_table());
-    }
-    Ok(())
+    print_report(cli, || report.to_json(), || report.to_table())
 }
 
 async fn measure_dashboard(cli: &Cli, args: &DashboardArgs, binary: PathBuf) -> anyhow::Result<()> {
@@ -316,12 +306,7 @@ async fn measure_dashboard(cli: &Cli, args: &DashboardArgs, binary: PathBuf) -> 
     let stop = server.stop().await;
     let report = outcome?;
     stop?;
-    if cli.json {
-        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
-    } else {
-        print!("{}", report.to_table());
-    }
-    Ok(())
+    print_report(cli, || report.to_json(), || report.to_table())
 }
 
 /// One server for the whole cluster run; it is stopped (after the
@@ -338,12 +323,7 @@ async fn measure_clusters(cli: &Cli, args: &ClustersArgs, binary: PathBuf) -> an
     let stop = server.stop().await;
     let report = outcome?;
     stop?;
-    if cli.json {
-        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
-    } else {
-        print!("{}", report.to_table());
-    }
-    Ok(())
+    print_report(cli, || report.to_json(), || report.to_table())
 }
 
 /// The SSH benchmark on one server; its clusters and the pool are taken
@@ -368,12 +348,7 @@ async fn measure_ssh(cli: &Cli, args: &SshArgs) -> anyhow::Result<()> {
     let stop = server.stop().await;
     let report = outcome?;
     stop?;
-    if cli.json {
-        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
-    } else {
-        print!("{}", report.to_table());
-    }
-    Ok(())
+    print_report(cli, || report.to_json(), || report.to_table())
 }
 
 /// The Kubernetes benchmark on one server given the kubeconfig; its
@@ -407,12 +382,7 @@ async fn measure_kube(cli: &Cli, args: &KubeArgs) -> anyhow::Result<()> {
     let stop = server.stop().await;
     let report = outcome?;
     stop?;
-    if cli.json {
-        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
-    } else {
-        print!("{}", report.to_table());
-    }
-    Ok(())
+    print_report(cli, || report.to_json(), || report.to_table())
 }
 
 /// The soak on its own server, started with the retention asked for.
@@ -437,12 +407,7 @@ async fn measure_soak(cli: &Cli, args: &SoakArgs, binary: PathBuf) -> anyhow::Re
     let stop = server.stop().await;
     let report = outcome?;
     stop?;
-    if cli.json {
-        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
-    } else {
-        print!("{}", report.to_table());
-    }
-    Ok(())
+    print_report(cli, || report.to_json(), || report.to_table())
 }
 
 /// Runs every measurement in order; each server is stopped before the next
@@ -579,4 +544,18 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 /// Progress goes to stderr so `--json` output on stdout stays parseable.
 pub(crate) fn progress(message: &str) {
     eprintln!("skydeck-bench: {message}");
+}
+
+/// A report as one JSON document (`--json`) or as the table people read.
+fn print_report(
+    cli: &Cli,
+    json: impl FnOnce() -> serde_json::Value,
+    table: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&json())?);
+    } else {
+        print!("{}", table());
+    }
+    Ok(())
 }
