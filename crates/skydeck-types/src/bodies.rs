@@ -124,6 +124,7 @@ pub struct JobsQueueBody {
     pub refresh: bool,
     pub skip_finished: bool,
     pub all_users: bool,
+    #[serde(deserialize_with = "crate::job_ids::optional")]
     pub job_ids: Option<Vec<u64>>,
     /// Substrings of the user name, workspace, job name and infra.
     pub user_match: Option<String>,
@@ -408,7 +409,7 @@ pub struct CancelBody {
     #[serde(flatten)]
     pub base: BaseBody,
     pub cluster_name: ClusterName,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::job_ids::optional")]
     pub job_ids: Option<Vec<u64>>,
     #[serde(default)]
     pub all: bool,
@@ -497,7 +498,7 @@ pub struct JobStatusBody {
     #[serde(flatten)]
     pub base: BaseBody,
     pub cluster_name: ClusterName,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::job_ids::optional")]
     pub job_ids: Option<Vec<u64>>,
 }
 

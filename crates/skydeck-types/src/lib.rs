@@ -12,6 +12,7 @@ pub mod command_line;
 pub mod config;
 pub mod glob;
 pub mod health;
+pub mod job_ids;
 pub mod limits;
 pub mod listing_bodies;
 pub mod managed_jobs;

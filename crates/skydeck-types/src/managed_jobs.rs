@@ -354,6 +354,7 @@ pub struct JobsCancelBody {
     #[serde(flatten)]
     pub base: BaseBody,
     pub name: Option<crate::names::JobName>,
+    #[serde(deserialize_with = "crate::job_ids::optional")]
     pub job_ids: Option<Vec<u64>>,
     pub all: bool,
     pub all_users: bool,
@@ -425,6 +426,7 @@ pub struct JobsLogsBody {
     #[serde(flatten)]
     pub base: BaseBody,
     pub name: Option<crate::names::JobName>,
+    #[serde(deserialize_with = "crate::job_ids::optional_one")]
     pub job_id: Option<u64>,
     pub follow: bool,
     pub controller: bool,

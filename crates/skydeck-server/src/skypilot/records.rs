@@ -98,6 +98,7 @@ pub fn status_record(cluster: &ClusterRecord, user_name: Option<&str>) -> Value 
     let handle: Option<Handle> = serde_json::from_value(cluster.handle.clone()).ok();
     let resources = resources_str(cluster, handle.as_ref());
     let infra = infra_display(&cluster.infra);
+    let (cloud, region) = cloud_and_region(&cluster.infra);
     let kube_context = cluster.infra.strip_prefix("kubernetes/");
     let instance_type = handle
         .as_ref()
@@ -137,8 +138,10 @@ pub fn status_record(cluster: &ClusterRecord, user_name: Option<&str>) -> Value 
         "credentials": null,
         "infra": infra,
         "head_ip": head_ip,
-        "cloud": kube_context.map(|_| "Kubernetes"),
-        "region": kube_context,
+        // SkyPilot's dashboard draws INFRA from these (and fails on a
+        // null cloud); the CLI reads the pickled handle.
+        "cloud": cloud,
+        "region": region,
         "cpus": handle.as_ref().map(|h| trim_float(h.capacity.cpus)),
         "memory": handle.as_ref().map(|h| trim_float(h.capacity.memory_gb.round())),
         "accelerators": handle
@@ -245,6 +248,7 @@ fn cloud_and_region(infra: &str) -> (Option<String>, Option<String>) {
         Some(("ssh", pool)) => (Some("SSH".into()), Some(format!("ssh-{pool}"))),
         Some(("kubernetes", context)) => (Some("Kubernetes".into()), Some(context.to_owned())),
         _ if infra == "local" => (Some("Local".into()), None),
+        _ if infra == "kubernetes" => (Some("Kubernetes".into()), None),
         _ => (Some(infra.to_owned()), None),
     }
 }

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod host_faults;
 pub mod sky;
 #[path = "../../../skydeck-infra/tests/support/ssh_hosts.rs"]
