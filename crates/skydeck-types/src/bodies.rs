@@ -436,7 +436,7 @@ pub struct LogsBody {
     #[serde(flatten)]
     pub base: BaseBody,
     pub cluster_name: ClusterName,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::job_ids::optional_one")]
     pub job_id: Option<u64>,
     #[serde(default)]
     pub follow: bool,

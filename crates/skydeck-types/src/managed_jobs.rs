@@ -458,6 +458,7 @@ pub struct JobsDownloadLogsBody {
     #[serde(flatten)]
     pub base: BaseBody,
     pub name: Option<crate::names::JobName>,
+    #[serde(deserialize_with = "crate::job_ids::optional_one")]
     pub job_id: Option<u64>,
     pub refresh: bool,
     pub controller: bool,

@@ -7,8 +7,9 @@
 //! front: SkyPilot's built pages at `/dashboard`, everything else passed
 //! to Skydeck with one user's basic-auth credentials, as an ingress with
 //! basic auth would. Headless Chromium then reads the pages as SkyPilot's
-//! users do: alice sees her cluster (its infra drawn), its page, and her
-//! managed job's page; mallory's clusters list has none of it.
+//! users do: alice sees her cluster (its infra drawn), its page, a job's
+//! page with its log, and her managed job's page with its log; mallory's
+//! clusters list has her own cluster and none of alice's.
 //!
 //! Needs `SKYDECK_TEST_SKY` (the wheel's dashboard is found beside the
 //! official `sky`) and `SKYDECK_TEST_CHROMEDRIVER`.
@@ -81,9 +82,9 @@ async fn serve(State(front): State<Arc<Front>>, request: Request) -> Response {
     }
 }
 
-/// A file of the Next.js export: the path itself, its `.html`, its
-/// `index.html`, or the dynamic route (`clusters/[cluster].html`) of the
-/// folder it is in.
+/// A file of the Next.js export: the path itself, its `.html` or its
+/// `index.html`, where each segment that is not there is the folder's
+/// dynamic route (`clusters/alice-box/1` is `clusters/[cluster]/[job].html`).
 fn built_page(pages: &Path, path: &str) -> Response {
     let path = path.replace("%5B", "[").replace("%5D", "]");
     let relative = Path::new(path.trim_start_matches('/'));
@@ -93,26 +94,26 @@ fn built_page(pages: &Path, path: &str) -> Response {
     {
         return StatusCode::NOT_FOUND.into_response();
     }
-    let file = pages.join(relative);
-    let dynamic = || {
-        let folder = file.parent()?;
-        std::fs::read_dir(folder)
-            .ok()?
-            .filter_map(Result::ok)
-            .map(|entry| entry.path())
-            .find(|p| {
-                let name = p.file_name().unwrap_or_default().to_string_lossy();
-                name.starts_with('[') && name.ends_with("].html")
-            })
-    };
+    let mut file = pages.to_owned();
+    for segment in relative.iter() {
+        let literal = file.join(segment);
+        let html = file.join(format!("{}.html", segment.to_string_lossy()));
+        file = if literal.exists() || html.is_file() {
+            literal
+        } else {
+            match dynamic_route(&file) {
+                Some(route) => file.join(route),
+                None => return StatusCode::NOT_FOUND.into_response(),
+            }
+        };
+    }
     let found = [
         file.clone(),
         file.with_extension("html"),
         file.join("index.html"),
     ]
     .into_iter()
-    .find(|candidate| candidate.is_file())
-    .or_else(dynamic);
+    .find(|candidate| candidate.is_file());
     let Some(found) = found else {
         return StatusCode::NOT_FOUND.into_response();
     };
@@ -130,6 +131,17 @@ fn built_page(pages: &Path, path: &str) -> Response {
         std::fs::read(found).unwrap(),
     )
         .into_response()
+}
+
+/// The `[name]` of a folder's dynamic route, from its `[name].html` or
+/// its `[name]` folder.
+fn dynamic_route(folder: &Path) -> Option<String> {
+    std::fs::read_dir(folder)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .map(|name| name.trim_end_matches(".html").to_owned())
+        .find(|name| name.starts_with('[') && name.ends_with(']'))
 }
 
 /// Passes a request on to Skydeck as this front server's user.
@@ -199,7 +211,7 @@ async fn skypilots_own_dashboard_shows_each_user_their_clusters_and_jobs() {
     let id = alice_api
         .submit(
             "/launch",
-            &json!({ "task": "run: echo hello\n", "cluster_name": "alice-box" }),
+            &json!({ "task": "run: echo hello-from-alice\n", "cluster_name": "alice-box" }),
         )
         .await
         .unwrap();
@@ -244,6 +256,12 @@ async fn skypilots_own_dashboard_shows_each_user_their_clusters_and_jobs() {
         .unwrap();
     let cluster = wait_for_text(&alice, "Cluster Jobs").await;
     assert!(cluster.contains("alice-box"), "{cluster}");
+    // The job's page and its log.
+    alice
+        .goto(&format!("{alice_front}/dashboard/clusters/alice-box/1"))
+        .await
+        .unwrap();
+    wait_for_text(&alice, "hello-from-alice").await;
     // The managed job's page asks for it by the id in its address, a
     // string (`job_ids: ["1"]`), as SkyPilot's server accepts.
     alice
@@ -252,6 +270,8 @@ async fn skypilots_own_dashboard_shows_each_user_their_clusters_and_jobs() {
         .unwrap();
     let managed = wait_for_text(&alice, "nightly-train").await;
     assert!(!managed.contains("Job not found"), "{managed}");
+    // Its log, asked for with the id as a string too.
+    wait_for_text(&alice, "managed-hello").await;
 
     // Mallory's dashboard lists her cluster, and none of alice's.
     let mallory_front = front(&pages, &server.url, "mallory:mallory-pw").await;
