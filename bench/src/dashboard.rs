@@ -243,13 +243,7 @@ async fn browser_times(driver: &std::path::Path, url: &str) -> anyhow::Result<(S
 /// requests, in one transaction beside the running server.
 async fn fill(server: &Server, clusters: u32, requests: u32) -> anyhow::Result<()> {
     use sqlx::Connection;
-    let path = server.home().join("state.db");
-    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .with_context(|| format!("open {}", path.display()))?;
-    sqlx::query("PRAGMA busy_timeout = 10000")
-        .execute(&mut conn)
-        .await?;
+    let mut conn = server.state_db().await?;
     let mut tx = conn.begin().await?;
     for user in 0..10 {
         sqlx::query("INSERT INTO users (id, name, created_at) VALUES ($1, $2, 1.7e9)")

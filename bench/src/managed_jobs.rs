@@ -260,13 +260,7 @@ async fn queue(client: &Client, limit: Option<u64>) -> anyhow::Result<Vec<Value>
 /// running server (SQLite takes a second writer; it waits its turn).
 async fn write_history(server: &Server, count: u32) -> anyhow::Result<()> {
     use sqlx::Connection;
-    let path = server.home().join("state.db");
-    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .with_context(|| format!("open {}", path.display()))?;
-    sqlx::query("PRAGMA busy_timeout = 10000")
-        .execute(&mut conn)
-        .await?;
+    let mut conn = server.state_db().await?;
     let mut tx = conn.begin().await?;
     let first: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(job_id), 0) + 1 FROM managed_jobs")
         .fetch_one(&mut *tx)

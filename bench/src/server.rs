@@ -170,6 +170,21 @@ impl Server {
         self.scratch.home()
     }
 
+    /// A connection to the server's own SQLite database, for writing a
+    /// large state beside it (SQLite takes a second writer; it waits its
+    /// turn).
+    pub async fn state_db(&self) -> anyhow::Result<sqlx::SqliteConnection> {
+        use sqlx::Connection;
+        let path = self.home().join("state.db");
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .with_context(|| format!("open {}", path.display()))?;
+        sqlx::query("PRAGMA busy_timeout = 10000")
+            .execute(&mut conn)
+            .await?;
+        Ok(conn)
+    }
+
     /// SIGTERM, wait up to [`STOP_GRACE`], then SIGKILL. Removes the state
     /// directory once the process is gone.
     pub async fn stop(&mut self) -> anyhow::Result<Stop> {
