@@ -9,7 +9,8 @@
 //! basic auth would. Headless Chromium then reads the pages as SkyPilot's
 //! users do: alice sees her cluster (its infra drawn), its page, a job's
 //! page with its log, and her managed job's page with its log; mallory's
-//! clusters list has her own cluster and none of alice's.
+//! clusters list has her own cluster and none of alice's, and alice's
+//! managed job is "not found" to her.
 //!
 //! Needs `SKYDECK_TEST_SKY` (the wheel's dashboard is found beside the
 //! official `sky`) and `SKYDECK_TEST_CHROMEDRIVER`.
@@ -282,6 +283,16 @@ async fn skypilots_own_dashboard_shows_each_user_their_clusters_and_jobs() {
         .unwrap();
     let theirs = wait_for_text(&mallory, "mallory-box").await;
     assert!(!theirs.contains("alice-box"), "{theirs}");
+    // Nor alice's managed job, asked for by its id.
+    mallory
+        .goto(&format!("{mallory_front}/dashboard/jobs/{job}"))
+        .await
+        .unwrap();
+    let refused = wait_for_text(&mallory, "Job not found").await;
+    assert!(
+        !refused.contains("nightly-train") && !refused.contains("managed-hello"),
+        "{refused}"
+    );
 
     alice.close().await.unwrap();
     mallory.close().await.unwrap();
