@@ -7,22 +7,32 @@
 use serde::Deserialize;
 use serde::de::Deserializer;
 
+/// Every form a client may write an id in, so that each wrong one gets
+/// an error naming it rather than serde's "did not match any variant".
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Written {
     Number(u64),
+    Negative(i64),
+    Fraction(f64),
     Text(String),
 }
 
 impl Written {
     fn into_id<E: serde::de::Error>(self) -> Result<u64, E> {
+        let refused = |shown: String| {
+            E::custom(format!(
+                "{shown} is not a job id: job ids are whole numbers such as 7"
+            ))
+        };
         match self {
             Written::Number(id) => Ok(id),
-            Written::Text(text) => text.trim().parse().map_err(|_| {
-                E::custom(format!(
-                    "job id {text:?} is not a job id: job ids are whole numbers such as 7"
-                ))
-            }),
+            Written::Negative(n) => Err(refused(n.to_string())),
+            Written::Fraction(x) => Err(refused(x.to_string())),
+            Written::Text(text) => text
+                .trim()
+                .parse()
+                .map_err(|_| refused(format!("{text:?}"))),
         }
     }
 }
@@ -86,8 +96,10 @@ mod tests {
     fn anything_else_is_refused_by_name() {
         let err = parse(r#"{"job_ids": ["7; rm -rf /"]}"#).unwrap_err();
         assert!(err.contains("\"7; rm -rf /\" is not a job id"), "{err}");
-        assert!(parse(r#"{"job_ids": [-1]}"#).is_err());
-        assert!(parse(r#"{"job_ids": ["-1"]}"#).is_err());
-        assert!(parse(r#"{"job_ids": [1.5]}"#).is_err());
+        for (written, named) in [("-1", "-1"), ("\"-1\"", "\"-1\""), ("1.5", "1.5")] {
+            let err = parse(&format!(r#"{{"job_ids": [{written}]}}"#)).unwrap_err();
+            assert!(err.contains(&format!("{named} is not a job id")), "{err}");
+        }
+        assert!(parse(r#"{"job_ids": [true]}"#).is_err());
     }
 }
